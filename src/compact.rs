@@ -1,0 +1,122 @@
+//! Writing a whole log atomically: compaction, store creation and salvage.
+//!
+//! Order of operations, each a crash point:
+//! 1. write the header and every live record to `pod.log.tmp`;
+//! 2. fsync `pod.log.tmp`;
+//! 3. rename `pod.log.tmp` over `pod.log`;
+//! 4. fsync the directory.
+//!
+//! A crash before 3 leaves the old log (and a stale temp file, removed on the
+//! next writable open); after 3 the new log is complete because of 2.
+
+use crate::error::{Error, Result};
+use crate::fsio::{Appender, Storage};
+use crate::index::{Index, ValueRef};
+use crate::record;
+use std::path::Path;
+
+/// Flush the temp file's buffer at this size.
+const WRITE_BUF: usize = 1 << 20;
+
+/// The new log's state after a successful rewrite.
+pub(crate) struct Rewritten<V> {
+    /// The same keys in the same order, with text pointing at the new log.
+    pub index: Index<V>,
+    /// The new log's length in bytes.
+    pub len: u64,
+    /// The new log's number of lines.
+    pub lines: u64,
+}
+
+/// How far a failed rewrite got.
+pub(crate) struct RewriteError {
+    pub error: Error,
+    /// The rename happened: the log on disk is the new one, so handles to the
+    /// old file are stale.
+    pub replaced: bool,
+}
+
+/// The files a rewrite touches.
+pub(crate) struct LogPaths<'a> {
+    pub dir: &'a Path,
+    pub log: &'a Path,
+    pub tmp: &'a Path,
+}
+
+/// Writes the live records of `index` (all of which must be on-disk text, or
+/// encodable with `encode`) as a fresh log replacing `paths.log`.
+pub(crate) fn rewrite<V>(
+    storage: &dyn Storage,
+    paths: &LogPaths<'_>,
+    index: &Index<V>,
+    mut encode: impl FnMut(&str, &V) -> Result<Vec<u8>>,
+) -> Result<Rewritten<V>, RewriteError> {
+    let early = |error| RewriteError {
+        error,
+        replaced: false,
+    };
+    let mut file = storage
+        .create(paths.tmp)
+        .map_err(|e| early(Error::io("create", paths.tmp, e)))?;
+    let written = write_all(&mut *file, paths.tmp, index, &mut encode).and_then(|r| {
+        file.sync()
+            .map_err(|e| Error::io("fsync", paths.tmp, e))
+            .map(|()| r)
+    });
+    drop(file);
+    let rewritten = match written {
+        Ok(r) => r,
+        Err(error) => {
+            // Best effort: a leftover temp file is removed on the next open anyway.
+            let _ = storage.remove_file(paths.tmp);
+            return Err(early(error));
+        }
+    };
+    storage
+        .rename(paths.tmp, paths.log)
+        .map_err(|e| early(Error::io("rename into place", paths.tmp, e)))?;
+    storage.sync_dir(paths.dir).map_err(|e| RewriteError {
+        error: Error::io("fsync directory", paths.dir, e),
+        replaced: true,
+    })?;
+    Ok(rewritten)
+}
+
+fn write_all<V>(
+    file: &mut dyn Appender,
+    tmp: &Path,
+    index: &Index<V>,
+    encode: &mut impl FnMut(&str, &V) -> Result<Vec<u8>>,
+) -> Result<Rewritten<V>> {
+    let mut out = Index::with_capacity(index.len());
+    let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
+    record::encode_header(&mut buf);
+    let mut len = 0u64;
+    let mut lines = 1u64;
+    for i in index.slots() {
+        let key = index.key(i);
+        let encoded;
+        let text = match index.value(i) {
+            ValueRef::Text(t) => t,
+            ValueRef::Live(v) => {
+                encoded = encode(key, v)?;
+                &encoded[..]
+            }
+        };
+        record::encode_put(&mut buf, key, text);
+        lines += 1;
+        out.put_text(key, text, u32::try_from(lines).unwrap_or(u32::MAX));
+        if buf.len() >= WRITE_BUF {
+            file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
+            len += buf.len() as u64;
+            buf.clear();
+        }
+    }
+    file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
+    len += buf.len() as u64;
+    Ok(Rewritten {
+        index: out,
+        len,
+        lines,
+    })
+}

@@ -1,0 +1,227 @@
+//! The one error type of the crate, with the context needed to act on it.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The result type of every fallible tastypod call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error from tastypod: what went wrong, and where (path, line, key).
+///
+/// `Display` gives one lowercase line for this layer; [`std::error::Error::source`]
+/// gives the underlying I/O or JSON error, if any.
+pub struct Error(Box<ErrorKind>);
+
+/// What went wrong. Match on it through [`Error::kind`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An operating-system call failed.
+    #[error("cannot {op} {}", path.display())]
+    Io {
+        /// What was being done ("open", "append to", "fsync", ...).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The error the operating system returned.
+        #[source]
+        source: io::Error,
+    },
+    /// A record in the log is damaged and valid records follow it, so it is
+    /// not a torn write from a crash.
+    #[error("{reason} in {} at line {line} (byte {offset})", path.display())]
+    Corrupt {
+        /// The log file.
+        path: PathBuf,
+        /// The 1-based line number of the damaged record.
+        line: u64,
+        /// The byte offset at which that line starts.
+        offset: u64,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// The file is not a tastypod log (its first line is not a valid header).
+    #[error("{} is not a tastypod log: {reason}", path.display())]
+    NotAStore {
+        /// The file.
+        path: PathBuf,
+        /// Why it was not recognised.
+        reason: String,
+    },
+    /// The log was written by a newer format version than this build reads.
+    #[error("{} has format version {found}, but this build reads only version {supported}", path.display())]
+    UnsupportedVersion {
+        /// The log file.
+        path: PathBuf,
+        /// The version found in the header.
+        found: u64,
+        /// The newest version this build reads.
+        supported: u64,
+    },
+    /// Another handle (in this process or another) holds the store's writer lock.
+    #[error("{} is locked by another writer", path.display())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// An earlier write or fsync failed; this handle refuses further writes.
+    #[error("{} refuses writes after an earlier write or fsync failed; reopen it", path.display())]
+    Poisoned {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// A write was attempted through a read-only handle.
+    #[error("{} was opened read-only", path.display())]
+    ReadOnly {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// An option has a value that cannot work.
+    #[error("invalid option {name}: {why}")]
+    InvalidOption {
+        /// The option's name.
+        name: &'static str,
+        /// Why the value was refused.
+        why: String,
+    },
+    /// A stored value could not be decoded into the requested type.
+    #[error("cannot decode the value of key {key:?} (line {line} of {})", path.display())]
+    Decode {
+        /// The log file.
+        path: PathBuf,
+        /// The key whose value failed to decode.
+        key: String,
+        /// The line of the record that holds the value (0 when it was never on disk).
+        line: u64,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value could not be encoded as JSON.
+    #[error("cannot encode the value of key {key:?} as JSON")]
+    Encode {
+        /// The key whose value failed to encode.
+        key: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A key was added that is already present.
+    #[error("key {key:?} is already present")]
+    DuplicateKey {
+        /// The key.
+        key: String,
+    },
+    /// A key was needed that is not present.
+    #[error("key {key:?} is not present")]
+    MissingKey {
+        /// The key.
+        key: String,
+    },
+    /// A value does not have the shape a tracker task record needs.
+    #[error("the value of key {key:?} (line {line} of {}) is not a task record: {why}", path.display())]
+    NotATask {
+        /// The log file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The line of its record (0 when it was never on disk).
+        line: u64,
+        /// What is missing or wrong.
+        why: String,
+    },
+}
+
+impl Error {
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+
+    /// Consumes the error and returns what went wrong.
+    pub fn into_kind(self) -> ErrorKind {
+        *self.0
+    }
+
+    /// The file or directory the error is about, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match &*self.0 {
+            ErrorKind::Io { path, .. }
+            | ErrorKind::Corrupt { path, .. }
+            | ErrorKind::NotAStore { path, .. }
+            | ErrorKind::UnsupportedVersion { path, .. }
+            | ErrorKind::Locked { path }
+            | ErrorKind::Poisoned { path }
+            | ErrorKind::ReadOnly { path }
+            | ErrorKind::Decode { path, .. }
+            | ErrorKind::NotATask { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The 1-based line number in the log the error is about, if any.
+    pub fn line(&self) -> Option<u64> {
+        match &*self.0 {
+            ErrorKind::Corrupt { line, .. }
+            | ErrorKind::Decode { line, .. }
+            | ErrorKind::NotATask { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+
+    /// The key the error is about, if any.
+    pub fn key(&self) -> Option<&str> {
+        match &*self.0 {
+            ErrorKind::Decode { key, .. }
+            | ErrorKind::Encode { key, .. }
+            | ErrorKind::DuplicateKey { key }
+            | ErrorKind::MissingKey { key }
+            | ErrorKind::NotATask { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Whether the error is an I/O error from the operating system.
+    pub fn is_io(&self) -> bool {
+        matches!(*self.0, ErrorKind::Io { .. })
+    }
+
+    pub(crate) fn io(op: &'static str, path: &Path, source: io::Error) -> Self {
+        ErrorKind::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Self {
+        Error(Box::new(kind))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Shorthand for `Err(kind.into())`.
+pub(crate) fn fail<T>(kind: ErrorKind) -> Result<T> {
+    Err(kind.into())
+}

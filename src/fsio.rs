@@ -1,0 +1,135 @@
+//! Every file operation tastypod performs goes through [`Storage`], so tests
+//! and fuzzers can swap in a simulated file system that fails or crashes at
+//! any operation. [`StdStorage`] is the real one.
+
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// A file opened for appending (or freshly created).
+pub(crate) trait Appender: Send + Debug {
+    /// Writes all of `bytes` at the end of the file.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes everything appended so far durable (fdatasync).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// A held writer lock; dropping it releases the lock.
+pub(crate) trait LockGuard: Send + Debug {}
+
+/// The file operations of a store.
+pub(crate) trait Storage: Send + Sync + Debug {
+    /// Creates `dir` and its parents if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// The size of the file at `path`.
+    fn len(&self, path: &Path) -> io::Result<u64>;
+    /// Opens `path` for reading.
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>>;
+    /// Opens the existing file `path` for appending.
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>>;
+    /// Creates `path` empty (truncating it if it exists) for writing.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn Appender>>;
+    /// Renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory entries of `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes the file `path`.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Takes the exclusive lock on `path` (creating it), waiting for it if
+    /// `wait`; `Ok(None)` if another holder has it and `wait` is false.
+    fn lock(&self, path: &Path, wait: bool) -> io::Result<Option<Box<dyn LockGuard>>>;
+}
+
+/// The real file system, through `std::fs`.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct StdStorage;
+
+#[derive(Debug)]
+struct StdAppender(File);
+
+impl Appender for StdAppender {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.0.write_all(bytes)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+#[derive(Debug)]
+struct StdLock(#[allow(dead_code)] File);
+
+impl LockGuard for StdLock {}
+
+impl Storage for StdStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        Ok(fs::metadata(path)?.len())
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(File::open(path)?))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
+        let file = OpenOptions::new().append(true).open(path)?;
+        Ok(Box::new(StdAppender(file)))
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(Box::new(StdAppender(file)))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn lock(&self, path: &Path, wait: bool) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        if wait {
+            file.lock()?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        Ok(Some(Box::new(StdLock(file))))
+    }
+}

@@ -1,0 +1,384 @@
+//! The in-memory ordered map behind a `Pod`.
+//!
+//! Keys and the JSON text of values live in an append-only byte arena; a slot
+//! per key keeps insertion order, and a hash table maps key bytes to slots.
+//! A value is decoded only when it is accessed, or kept decoded (`live`)
+//! while it has changes not yet written to the log. Removed slots become
+//! tombstones until the slot vector is rebuilt.
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// Arena blocks are this big unless one record needs more.
+const BLOCK_SIZE: usize = 1 << 20;
+
+/// Slot flag: the key was removed; the slot is a tombstone.
+const REMOVED: u8 = 1;
+/// Slot flag: the slot has changes not yet written to the log.
+const DIRTY: u8 = 2;
+/// Slot flag: `text` holds the value of the key's last record on disk.
+const ON_DISK: u8 = 4;
+
+/// Where a key and its value text sit in the arena: the key's bytes, then
+/// immediately the value's bytes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    block: u32,
+    offset: u32,
+    key_len: u32,
+    value_len: u32,
+}
+
+#[derive(Debug)]
+struct Slot<V> {
+    span: Span,
+    /// The 1-based log line of the key's last record, 0 if never on disk.
+    line: u32,
+    flags: u8,
+    /// The decoded value, present while it differs from `text` (or no text exists).
+    live: Option<Box<V>>,
+}
+
+/// The value of a slot: its stored JSON text, or a decoded value with unsynced changes.
+pub(crate) enum ValueRef<'a, V> {
+    /// JSON text as it is on disk.
+    Text(&'a [u8]),
+    /// A value changed in memory since the last sync.
+    Live(&'a V),
+}
+
+/// Append-only storage for key and value bytes.
+#[derive(Debug, Default)]
+struct Arena {
+    blocks: Vec<Vec<u8>>,
+    bytes: u64,
+}
+
+impl Arena {
+    fn push(&mut self, key: &[u8], value: &[u8]) -> Span {
+        let need = key.len() + value.len();
+        let fits = self
+            .blocks
+            .last()
+            .is_some_and(|b| b.capacity() - b.len() >= need);
+        if !fits {
+            self.blocks.push(Vec::with_capacity(need.max(BLOCK_SIZE)));
+        }
+        let block_no = self.blocks.len() - 1;
+        let mut span = Span::default();
+        if let Some(block) = self.blocks.last_mut() {
+            span = Span {
+                block: block_no as u32,
+                offset: block.len() as u32,
+                key_len: key.len() as u32,
+                value_len: value.len() as u32,
+            };
+            block.extend_from_slice(key);
+            block.extend_from_slice(value);
+        }
+        self.bytes += need as u64;
+        span
+    }
+
+    fn bytes_of(&self, span: Span) -> (&[u8], &[u8]) {
+        let start = span.offset as usize;
+        let mid = start + span.key_len as usize;
+        let end = mid + span.value_len as usize;
+        match self.blocks.get(span.block as usize) {
+            Some(b) => (
+                b.get(start..mid).unwrap_or_default(),
+                b.get(mid..end).unwrap_or_default(),
+            ),
+            None => (&[], &[]),
+        }
+    }
+}
+
+/// An insertion-ordered map from string keys to JSON values.
+#[derive(Debug)]
+pub(crate) struct Index<V> {
+    slots: Vec<Slot<V>>,
+    table: HashTable<u32>,
+    hasher: RandomState,
+    arena: Arena,
+    live: usize,
+    /// Slots marked dirty since the last `clear_dirty`, each listed once
+    /// (may include slots removed since).
+    dirty: Vec<u32>,
+    /// The number of live dirty slots.
+    dirty_count: usize,
+}
+
+impl<V> Default for Index<V> {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl<V> Index<V> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Index {
+            slots: Vec::with_capacity(n),
+            table: HashTable::with_capacity(n),
+            hasher: RandomState::default(),
+            arena: Arena::default(),
+            live: 0,
+            dirty: Vec::new(),
+            dirty_count: 0,
+        }
+    }
+
+    /// The number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The slot of `key`, if present.
+    pub(crate) fn find(&self, key: &str) -> Option<usize> {
+        let hash = self.hash(key.as_bytes());
+        let (slots, arena) = (&self.slots, &self.arena);
+        self.table
+            .find(hash, |&i| {
+                slots
+                    .get(i as usize)
+                    .is_some_and(|s| arena.bytes_of(s.span).0 == key.as_bytes())
+            })
+            .map(|&i| i as usize)
+    }
+
+    /// Appends a new key (which must be absent) and returns its slot.
+    fn push(
+        &mut self,
+        key: &str,
+        text: &[u8],
+        line: u32,
+        flags: u8,
+        live: Option<Box<V>>,
+    ) -> usize {
+        let slot_no = self.slots.len();
+        let span = self.arena.push(key.as_bytes(), text);
+        self.slots.push(Slot {
+            span,
+            line,
+            flags,
+            live,
+        });
+        let hash = self.hash(key.as_bytes());
+        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
+        self.table.insert_unique(hash, slot_no as u32, |&i| {
+            let key = slots
+                .get(i as usize)
+                .map(|s| arena.bytes_of(s.span).0)
+                .unwrap_or_default();
+            hasher.hash_one(key)
+        });
+        self.live += 1;
+        if flags & DIRTY != 0 {
+            self.dirty.push(slot_no as u32);
+            self.dirty_count += 1;
+        }
+        slot_no
+    }
+
+    /// Records that `key` maps to the on-disk JSON text `text` from `line`;
+    /// returns the previous slot's on-disk value length if the key was present.
+    pub(crate) fn put_text(&mut self, key: &str, text: &[u8], line: u32) -> Option<Option<usize>> {
+        match self.find(key) {
+            Some(i) => {
+                let old = self.disk_value_len(i);
+                self.set_text(i, text, line);
+                Some(old)
+            }
+            None => {
+                self.push(key, text, line, ON_DISK, None);
+                None
+            }
+        }
+    }
+
+    /// Replaces slot `i`'s text with the on-disk text `text` and clears its changes.
+    pub(crate) fn set_text(&mut self, i: usize, text: &[u8], line: u32) {
+        let key_span = match self.slots.get(i) {
+            Some(s) => s.span,
+            None => return,
+        };
+        let key = self.arena.bytes_of(key_span).0.to_vec();
+        let span = self.arena.push(&key, text);
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.flags & DIRTY != 0 {
+                self.dirty_count -= 1;
+            }
+            slot.span = span;
+            slot.line = line;
+            slot.flags = ON_DISK;
+            slot.live = None;
+        }
+    }
+
+    /// Appends a new, never-synced key holding `value`.
+    pub(crate) fn push_live(&mut self, key: &str, value: V) -> usize {
+        self.push(key, &[], 0, DIRTY, Some(Box::new(value)))
+    }
+
+    /// Removes `key`; returns its old slot's on-disk value length
+    /// (`Some(None)` if it was present but never on disk).
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Option<usize>> {
+        let hash = self.hash(key.as_bytes());
+        let (slots, arena) = (&self.slots, &self.arena);
+        let entry = self
+            .table
+            .find_entry(hash, |&i| {
+                slots
+                    .get(i as usize)
+                    .is_some_and(|s| arena.bytes_of(s.span).0 == key.as_bytes())
+            })
+            .ok()?;
+        let (i, _) = entry.remove();
+        let i = i as usize;
+        let old = self.disk_value_len(i);
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.flags & DIRTY != 0 {
+                self.dirty_count -= 1;
+            }
+            slot.flags = REMOVED;
+            slot.live = None;
+        }
+        self.live -= 1;
+        self.maybe_shrink();
+        Some(old)
+    }
+
+    /// Drops tombstones when they outnumber the keys, renumbering slots.
+    fn maybe_shrink(&mut self) {
+        let dead = self.slots.len() - self.live;
+        if dead < 1024 || dead < self.live {
+            return;
+        }
+        self.slots.retain(|s| s.flags & REMOVED == 0);
+        self.dirty = (0..self.slots.len() as u32)
+            .filter(|&i| self.is_dirty(i as usize))
+            .collect();
+        self.table.clear();
+        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
+        for (i, slot) in slots.iter().enumerate() {
+            let hash = hasher.hash_one(arena.bytes_of(slot.span).0);
+            self.table.insert_unique(hash, i as u32, |&j| {
+                let key = slots
+                    .get(j as usize)
+                    .map(|s| arena.bytes_of(s.span).0)
+                    .unwrap_or_default();
+                hasher.hash_one(key)
+            });
+        }
+    }
+
+    /// The length of slot `i`'s on-disk value text, if it has a record on disk.
+    pub(crate) fn disk_value_len(&self, i: usize) -> Option<usize> {
+        self.slots
+            .get(i)
+            .filter(|s| s.flags & ON_DISK != 0)
+            .map(|s| s.span.value_len as usize)
+    }
+
+    /// The key of slot `i`.
+    pub(crate) fn key(&self, i: usize) -> &str {
+        let bytes = self
+            .slots
+            .get(i)
+            .map(|s| self.arena.bytes_of(s.span).0)
+            .unwrap_or_default();
+        // Keys enter the arena only from `&str`, so this never falls back.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    /// The value of slot `i`.
+    pub(crate) fn value(&self, i: usize) -> ValueRef<'_, V> {
+        match self.slots.get(i) {
+            Some(Slot { live: Some(v), .. }) => ValueRef::Live(v),
+            Some(s) => ValueRef::Text(self.arena.bytes_of(s.span).1),
+            None => ValueRef::Text(&[]),
+        }
+    }
+
+    /// The log line of slot `i`'s last record (0 if never on disk).
+    pub(crate) fn line(&self, i: usize) -> u64 {
+        self.slots.get(i).map_or(0, |s| u64::from(s.line))
+    }
+
+    /// The decoded value of slot `i`, if it has one.
+    pub(crate) fn live_value_mut(&mut self, i: usize) -> Option<&mut V> {
+        self.slots.get_mut(i).and_then(|s| s.live.as_deref_mut())
+    }
+
+    /// Replaces the value of slot `i` with `value`, marking it dirty.
+    pub(crate) fn set_live(&mut self, i: usize, value: V) {
+        self.mark_dirty(i);
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.live = Some(Box::new(value));
+        }
+    }
+
+    /// Marks slot `i` dirty; returns whether it was clean.
+    pub(crate) fn mark_dirty(&mut self, i: usize) -> bool {
+        match self.slots.get_mut(i) {
+            Some(slot) if slot.flags & (DIRTY | REMOVED) == 0 => {
+                slot.flags |= DIRTY;
+                self.dirty.push(i as u32);
+                self.dirty_count += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether slot `i` has unsynced changes.
+    pub(crate) fn is_dirty(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.flags & (DIRTY | REMOVED) == DIRTY)
+    }
+
+    /// Whether slot `i` has a record on disk.
+    pub(crate) fn is_on_disk(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.flags & ON_DISK != 0)
+    }
+
+    /// Live slots in insertion order.
+    pub(crate) fn slots(&self) -> impl DoubleEndedIterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.flags & REMOVED == 0)
+            .map(|(i, _)| i)
+    }
+
+    /// Live slots with unsynced changes, in insertion order. Costs
+    /// O(d log d) for d dirty slots, whatever the size of the map.
+    pub(crate) fn dirty_slots(&self) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .dirty
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| self.is_dirty(i))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The number of live slots with unsynced changes.
+    pub(crate) fn dirty_len(&self) -> usize {
+        self.dirty_count
+    }
+
+    /// Drops slots that are no longer dirty from the dirty list.
+    pub(crate) fn prune_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.retain(|&i| self.is_dirty(i as usize));
+        self.dirty = dirty;
+    }
+}

@@ -1,0 +1,74 @@
+//! tastypod keeps a persistent ordered dict ([`Pod`]) in a directory on
+//! disk: a map from string keys to JSON values, iterated in first-insertion
+//! order, that survives crashes, Ctrl-C and reboots. It is the Rust successor
+//! of Python's `tastypy`.
+//!
+//! ```
+//! use serde_json::json;
+//! use tastypod::Pod;
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("crawl.pod");
+//!
+//! let mut pod: Pod = Pod::open(&path)?; // creates the directory if missing
+//! pod.insert("https://example.com", json!({"status": 200}))?;
+//! pod.sync()?; // durable now: survives kill -9 and power loss
+//! drop(pod);
+//!
+//! let pod: Pod = Pod::open(&path)?;
+//! assert_eq!(pod.get("https://example.com")?, Some(json!({"status": 200})));
+//! # Ok::<(), tastypod::Error>(())
+//! ```
+//!
+//! # Storage
+//!
+//! A store is a directory holding `pod.log`, an append-only JSON-lines log
+//! with one checksummed record per change, and `pod.lock`, which the single
+//! writer locks. `less`, `grep` and `jq` work on the log. Opening replays
+//! the log; [`Pod::sync`] appends the dirty records and fsyncs;
+//! [`Pod::compact`] atomically rewrites the log. DESIGN.md in the repository
+//! gives the exact format and the durability guarantees.
+//!
+//! # Errors
+//!
+//! Every call that can do I/O returns [`Result`]. A damaged record followed
+//! by valid ones fails the open with [`ErrorKind::Corrupt`] naming the file,
+//! line and byte offset; a torn final record (a crash mid-write) is dropped
+//! and reported by [`Pod::recovery`].
+
+#![deny(unsafe_code, missing_docs)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::dbg_macro
+)]
+
+mod compact;
+mod error;
+mod fsio;
+mod index;
+mod options;
+mod pod;
+mod record;
+mod replay;
+
+pub use error::{Error, ErrorKind, Result};
+pub use options::{Compaction, Durability, PodOptions, Recovery};
+pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE};
+pub use replay::{BadLine, TornTail};
+
+/// Formats an error and its chain of sources as one line joined by ": ".
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,248 @@
+//! [`PodOptions`] and the small policy enums it takes.
+
+use crate::error::{ErrorKind, Result, fail};
+use crate::fsio::{StdStorage, Storage};
+use crate::pod::Pod;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What a successful [`Pod::sync`] promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// Write the records, then `fdatasync` the log: once `sync` returns, the
+    /// changes survive a killed process and a power loss. The default.
+    #[default]
+    Full,
+    /// Write the records but do not fsync: the changes survive a killed
+    /// process (they are in the OS page cache), not a power loss or an OS crash.
+    Process,
+}
+
+/// When the log is rewritten without its dead records.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Compaction {
+    /// Compact after a sync when the log is at least `min_bytes` long and
+    /// dead records (superseded or removed) make up more than `dead_fraction`
+    /// of it.
+    Auto {
+        /// Fraction of the log that must be dead, in `(0, 1)`.
+        dead_fraction: f64,
+        /// Logs shorter than this are never compacted automatically.
+        min_bytes: u64,
+    },
+    /// Only [`Pod::compact`] compacts.
+    Manual,
+}
+
+impl Default for Compaction {
+    /// `Auto { dead_fraction: 0.5, min_bytes: 1 MiB }`.
+    fn default() -> Self {
+        Compaction::Auto {
+            dead_fraction: 0.5,
+            min_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What opening does with a damaged log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Recovery {
+    /// Drop a torn final record (a crash mid-write) and report it; fail on a
+    /// damaged record that has valid records after it. The default.
+    #[default]
+    TornTail,
+    /// Keep every valid record, skipping damaged ones; a writable open moves
+    /// the damaged log aside (it is never deleted) and writes a clean one.
+    Salvage,
+}
+
+/// Options for opening a [`Pod`]; every setter states its default.
+///
+/// # Examples
+///
+/// ```
+/// use tastypod::{Durability, PodOptions};
+/// # let dir = tempfile::tempdir()?;
+/// let pod = PodOptions::new()
+///     .sync_at(500)
+///     .durability(Durability::Full)
+///     .open::<serde_json::Value>(dir.path().join("my.pod"))?;
+/// assert!(pod.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct PodOptions {
+    pub(crate) sync_at: usize,
+    pub(crate) read_only: bool,
+    pub(crate) durability: Durability,
+    pub(crate) compaction: Compaction,
+    pub(crate) recovery: Recovery,
+    pub(crate) wait_for_lock: bool,
+    pub(crate) storage: Arc<dyn Storage>,
+}
+
+impl fmt::Debug for PodOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodOptions")
+            .field("sync_at", &self.sync_at)
+            .field("read_only", &self.read_only)
+            .field("durability", &self.durability)
+            .field("compaction", &self.compaction)
+            .field("recovery", &self.recovery)
+            .field("wait_for_lock", &self.wait_for_lock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PodOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PodOptions {
+    /// The default options.
+    pub fn new() -> Self {
+        PodOptions {
+            sync_at: 1000,
+            read_only: false,
+            durability: Durability::default(),
+            compaction: Compaction::default(),
+            recovery: Recovery::default(),
+            wait_for_lock: false,
+            storage: Arc::new(StdStorage),
+        }
+    }
+
+    /// Sync automatically once this many keys are dirty (unless held).
+    /// Must be at least 1. Default: 1000, like tastypy.
+    #[must_use]
+    pub fn sync_at(mut self, dirty_keys: usize) -> Self {
+        self.sync_at = dirty_keys;
+        self
+    }
+
+    /// Open without the writer lock and never modify any file; writes fail
+    /// with [`ErrorKind::ReadOnly`]. Default: false.
+    #[must_use]
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
+        self
+    }
+
+    /// What a successful sync promises. Default: [`Durability::Full`].
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// When to compact the log. Default: [`Compaction::Auto`] at half dead and 1 MiB.
+    #[must_use]
+    pub fn compaction(mut self, compaction: Compaction) -> Self {
+        self.compaction = compaction;
+        self
+    }
+
+    /// What to do with a damaged log. Default: [`Recovery::TornTail`].
+    #[must_use]
+    pub fn recovery(mut self, recovery: Recovery) -> Self {
+        self.recovery = recovery;
+        self
+    }
+
+    /// Wait for another writer to release the lock instead of failing with
+    /// [`ErrorKind::Locked`]. Default: false.
+    #[must_use]
+    pub fn wait_for_lock(mut self, yes: bool) -> Self {
+        self.wait_for_lock = yes;
+        self
+    }
+
+    #[cfg(any(test, feature = "sim"))]
+    pub(crate) fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Checks the options for values that cannot work.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.sync_at == 0 {
+            return fail(ErrorKind::InvalidOption {
+                name: "sync_at",
+                why: "must be at least 1".into(),
+            });
+        }
+        if let Compaction::Auto { dead_fraction, .. } = self.compaction {
+            if !(dead_fraction > 0.0 && dead_fraction < 1.0) {
+                return fail(ErrorKind::InvalidOption {
+                    name: "compaction",
+                    why: format!("dead_fraction must be in (0, 1), not {dead_fraction}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens (creating if needed, unless read-only) the store at `path`.
+    ///
+    /// # Errors
+    ///
+    /// See [`Pod::open`].
+    pub fn open<V>(&self, path: impl AsRef<Path>) -> Result<Pod<V>>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        Pod::open_with(path.as_ref(), self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_sync_at_is_refused() {
+        let err = PodOptions::new().sync_at(0).validate().unwrap_err();
+        assert!(matches!(
+            err.kind(),
+            ErrorKind::InvalidOption {
+                name: "sync_at",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn out_of_range_dead_fraction_is_refused() {
+        for f in [0.0, 1.0, -1.0, f64::NAN] {
+            let opts = PodOptions::new().compaction(Compaction::Auto {
+                dead_fraction: f,
+                min_bytes: 0,
+            });
+            assert!(opts.validate().is_err(), "{f}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_as_documented() {
+        let o = PodOptions::new();
+        assert_eq!(o.sync_at, 1000);
+        assert!(!o.read_only);
+        assert_eq!(o.durability, Durability::Full);
+        assert_eq!(o.recovery, Recovery::TornTail);
+        assert_eq!(
+            o.compaction,
+            Compaction::Auto {
+                dead_fraction: 0.5,
+                min_bytes: 1 << 20
+            }
+        );
+    }
+}

@@ -1,0 +1,1044 @@
+//! `Pod`: the persistent ordered dict. It owns the in-memory index, the set
+//! of dirty keys, the open log and the writer lock.
+
+use crate::compact::{self, LogPaths, Rewritten};
+use crate::error::{Error, ErrorKind, Result, fail};
+use crate::fsio::{Appender, LockGuard, Storage};
+use crate::index::{Index, ValueRef};
+use crate::options::{Compaction, Durability, PodOptions, Recovery};
+use crate::record;
+use crate::replay::{self, BadLine, Replayed, TornTail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::Read;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The log file inside a store directory.
+pub const LOG_FILE: &str = "pod.log";
+/// The lock file inside a store directory.
+pub const LOCK_FILE: &str = "pod.lock";
+/// The temporary file a compaction writes before renaming it over the log.
+pub const TMP_FILE: &str = "pod.log.tmp";
+
+/// What opening a store found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// A torn final write that was dropped (and, for a writable open, cut
+    /// from the file).
+    pub torn_tail: Option<TornTail>,
+    /// Damaged lines skipped by [`Recovery::Salvage`] (the first 100).
+    pub skipped: Vec<BadLine>,
+    /// How many damaged lines [`Recovery::Salvage`] skipped.
+    pub skipped_count: u64,
+    /// Where salvage kept a copy of the damaged log.
+    pub damaged_copy: Option<PathBuf>,
+    /// Whether a stale temporary file from an interrupted compaction was removed.
+    pub removed_temp: bool,
+}
+
+impl RecoveryReport {
+    /// Whether the log was clean: nothing dropped, skipped or removed.
+    pub fn is_clean(&self) -> bool {
+        self.torn_tail.is_none() && self.skipped_count == 0 && !self.removed_temp
+    }
+}
+
+/// Sizes of a store, for deciding on compaction or reporting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodStats {
+    /// Number of keys.
+    pub keys: usize,
+    /// Length of the log file.
+    pub log_bytes: u64,
+    /// Bytes the log would have after compaction (header plus one record per key).
+    pub live_bytes: u64,
+    /// Bytes of superseded and removal records: `log_bytes - live_bytes`.
+    pub dead_bytes: u64,
+    /// Keys with changes not yet synced.
+    pub dirty_keys: usize,
+}
+
+/// A persistent ordered dict: a map from string keys to JSON values,
+/// iterated in first-insertion order, kept in a directory on disk.
+///
+/// Changes are held in memory and written to the log (and fsynced) by
+/// [`sync`](Pod::sync), automatically once [`sync_at`](PodOptions::sync_at)
+/// keys are dirty, and when the `Pod` is dropped (also while a panic unwinds).
+/// Use [`close`](Pod::close) to see the error of that last sync.
+///
+/// Values are stored as JSON text and decoded when read, into `V`
+/// (`serde_json::Value` unless you choose a type). Because a read returns a
+/// value, not a reference into the store, tastypy's gotcha of mutating a
+/// stale reference without the store noticing cannot happen: mutation goes
+/// through [`get_mut`](Pod::get_mut) or [`update`](Pod::update), which mark
+/// the key dirty.
+///
+/// # Examples
+///
+/// ```
+/// use serde_json::json;
+/// use tastypod::Pod;
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("my.pod");
+///
+/// let mut pod: Pod = Pod::open(&path)?;
+/// pod.insert("foo", json!("bar"))?;
+/// pod.update("foo", |v| *v = json!({"n": 1}))?;
+/// pod.close()?;
+///
+/// let pod: Pod = Pod::open(&path)?;
+/// assert_eq!(pod.get("foo")?, Some(json!({"n": 1})));
+/// # Ok::<(), tastypod::Error>(())
+/// ```
+///
+/// # Example: typed values
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use tastypod::Pod;
+/// # let dir = tempfile::tempdir()?;
+///
+/// #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// struct Page { url: String, size: u64 }
+///
+/// let mut pod: Pod<Page> = Pod::open(dir.path().join("pages.pod"))?;
+/// pod.insert("home", Page { url: "https://example.com".into(), size: 512 })?;
+/// if let Some(page) = pod.get_mut("home")? {
+///     page.size += 1;
+/// }
+/// assert_eq!(pod.get("home")?.map(|p| p.size), Some(513));
+/// # Ok::<(), tastypod::Error>(())
+/// ```
+pub struct Pod<V = serde_json::Value>
+where
+    V: Serialize + DeserializeOwned,
+{
+    dir: PathBuf,
+    log_path: PathBuf,
+    opts: PodOptions,
+    index: Index<V>,
+    /// Keys whose removal is not yet written.
+    removed: HashSet<String>,
+    /// The log, open for appending; `None` for a read-only handle.
+    log: Option<Box<dyn Appender>>,
+    _lock: Option<Box<dyn LockGuard>>,
+    log_len: u64,
+    /// Header plus the current on-disk record of every live key.
+    live_bytes: u64,
+    /// The number of lines in the log.
+    lines: u64,
+    holds: usize,
+    poisoned: bool,
+    closed: bool,
+    report: RecoveryReport,
+}
+
+impl<V> std::fmt::Debug for Pod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pod")
+            .field("path", &self.dir)
+            .field("len", &self.len())
+            .field("dirty", &self.dirty_len())
+            .field("read_only", &self.opts.read_only)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V> Pod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    /// Opens the store in directory `path` for writing with the default
+    /// options, creating the directory and an empty log if missing.
+    ///
+    /// A torn final record (from a crash mid-write) is dropped and reported
+    /// by [`recovery`](Pod::recovery).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Locked`] if another writer holds the store;
+    /// [`ErrorKind::Corrupt`] naming the line if a damaged record has valid
+    /// records after it; [`ErrorKind::NotAStore`] or
+    /// [`ErrorKind::UnsupportedVersion`] for a file that is not a log this
+    /// build reads; [`ErrorKind::Io`] if the file system fails.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path.as_ref(), PodOptions::new())
+    }
+
+    pub(crate) fn open_with(path: &Path, opts: PodOptions) -> Result<Self> {
+        opts.validate()?;
+        let dir = path.to_path_buf();
+        let log_path = dir.join(LOG_FILE);
+        let mut pod = Pod {
+            dir,
+            log_path,
+            index: Index::default(),
+            removed: HashSet::new(),
+            log: None,
+            _lock: None,
+            log_len: 0,
+            live_bytes: 0,
+            lines: 0,
+            holds: 0,
+            poisoned: false,
+            closed: false,
+            report: RecoveryReport::default(),
+            opts,
+        };
+        if pod.opts.read_only {
+            pod.open_read_only()?;
+        } else {
+            pod.open_writable()?;
+        }
+        Ok(pod)
+    }
+
+    fn storage(&self) -> Arc<dyn Storage> {
+        Arc::clone(&self.opts.storage)
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.dir.join(TMP_FILE)
+    }
+
+    fn open_read_only(&mut self) -> Result<()> {
+        let replayed = self.read_log()?;
+        self.report.torn_tail = replayed.torn.clone();
+        self.adopt(replayed);
+        Ok(())
+    }
+
+    fn open_writable(&mut self) -> Result<()> {
+        let storage = self.storage();
+        let dir = self.dir.clone();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = storage
+            .lock(&lock_path, self.opts.wait_for_lock)
+            .map_err(|e| Error::io("lock", &lock_path, e))?;
+        match lock {
+            Some(lock) => self._lock = Some(lock),
+            None => return fail(ErrorKind::Locked { path: dir }),
+        }
+        let tmp = self.tmp_path();
+        if storage
+            .exists(&tmp)
+            .map_err(|e| Error::io("stat", &tmp, e))?
+        {
+            storage
+                .remove_file(&tmp)
+                .map_err(|e| Error::io("remove stale", &tmp, e))?;
+            self.report.removed_temp = true;
+        }
+        let exists = storage
+            .exists(&self.log_path)
+            .map_err(|e| Error::io("stat", &self.log_path, e))?;
+        if !exists {
+            self.rewrite(Index::default())?;
+        }
+        let replayed = self.read_log()?;
+        let needs_rewrite = !replayed.has_header || replayed.skipped_count > 0;
+        let torn = replayed.torn.clone();
+        let valid_len = replayed.valid_len;
+        self.report.torn_tail = torn.clone();
+        self.report.skipped = replayed.skipped.clone();
+        self.report.skipped_count = replayed.skipped_count;
+        self.adopt(replayed);
+        if self.report.skipped_count > 0 {
+            self.report.damaged_copy = Some(self.copy_damaged_log()?);
+        }
+        if needs_rewrite {
+            let index = std::mem::take(&mut self.index);
+            return self.rewrite(index);
+        }
+        let mut log = storage
+            .open_append(&self.log_path)
+            .map_err(|e| Error::io("open", &self.log_path, e))?;
+        if torn.is_some() {
+            log.truncate(valid_len)
+                .and_then(|()| log.sync())
+                .map_err(|e| Error::io("truncate torn tail of", &self.log_path, e))?;
+            self.log_len = valid_len;
+        }
+        self.log = Some(log);
+        Ok(())
+    }
+
+    /// Reads and replays the log file.
+    fn read_log(&self) -> Result<Replayed<V>> {
+        let storage = self.storage();
+        let size = storage
+            .len(&self.log_path)
+            .map_err(|e| Error::io("open", &self.log_path, e))?;
+        let reader = storage
+            .open_read(&self.log_path)
+            .map_err(|e| Error::io("open", &self.log_path, e))?;
+        let salvage = self.opts.recovery == Recovery::Salvage;
+        replay::replay(reader, size, &self.log_path, salvage)
+    }
+
+    /// Makes a replayed log the in-memory state.
+    fn adopt(&mut self, replayed: Replayed<V>) {
+        self.index = replayed.index;
+        self.log_len = replayed.total_len;
+        self.live_bytes = replayed.live_bytes;
+        self.lines = replayed.valid_lines;
+        self.removed.clear();
+    }
+
+    /// Copies the damaged log next to it before salvage replaces it.
+    fn copy_damaged_log(&self) -> Result<PathBuf> {
+        let storage = self.storage();
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut n = 0;
+        let target = loop {
+            let candidate = replay::damaged_name(&self.log_path, secs, n);
+            let taken = storage
+                .exists(&candidate)
+                .map_err(|e| Error::io("stat", &candidate, e))?;
+            if !taken {
+                break candidate;
+            }
+            n += 1;
+        };
+        let mut reader = storage
+            .open_read(&self.log_path)
+            .map_err(|e| Error::io("open", &self.log_path, e))?;
+        let mut out = storage
+            .create(&target)
+            .map_err(|e| Error::io("create", &target, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", &self.log_path, e)),
+            };
+            out.append(buf.get(..n).unwrap_or_default())
+                .map_err(|e| Error::io("write", &target, e))?;
+        }
+        out.sync().map_err(|e| Error::io("fsync", &target, e))?;
+        storage
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("fsync directory", &self.dir, e))?;
+        Ok(target)
+    }
+
+    /// Atomically replaces the log with the live records of `index` and
+    /// reopens it for appending. On failure `index` stays the in-memory state.
+    fn rewrite(&mut self, index: Index<V>) -> Result<()> {
+        let storage = self.storage();
+        let tmp = self.tmp_path();
+        let paths = LogPaths {
+            dir: &self.dir,
+            log: &self.log_path,
+            tmp: &tmp,
+        };
+        let result = compact::rewrite(&*storage, &paths, &index, |key, v| encode(key, v));
+        let Rewritten {
+            index: new,
+            len,
+            lines,
+        } = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.index = index;
+                if e.replaced {
+                    self.poisoned = true;
+                    self.log = None;
+                }
+                return Err(e.error);
+            }
+        };
+        // The old handle points at the replaced file.
+        self.log = None;
+        self.index = new;
+        self.log_len = len;
+        self.live_bytes = len;
+        self.lines = lines;
+        match storage.open_append(&self.log_path) {
+            Ok(log) => {
+                self.log = Some(log);
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(Error::io("open", &self.log_path, e))
+            }
+        }
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log file's path.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// What opening found and repaired (a torn tail, skipped lines).
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// Whether the handle refuses writes because a write or fsync failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Whether the handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.opts.read_only
+    }
+
+    /// Sizes of the log and of its live and dead parts.
+    pub fn stats(&self) -> PodStats {
+        PodStats {
+            keys: self.len(),
+            log_bytes: self.log_len,
+            live_bytes: self.live_bytes,
+            dead_bytes: self.log_len.saturating_sub(self.live_bytes),
+            dirty_keys: self.dirty_len(),
+        }
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.index.len() == 0
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.index.find(key).is_some()
+    }
+
+    /// The value of `key`, decoded from its JSON. A read: it never marks the
+    /// key dirty and never does I/O.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`], naming the key and line, if the stored JSON
+    /// does not decode into `V`.
+    pub fn get(&self, key: &str) -> Result<Option<V>>
+    where
+        V: Clone,
+    {
+        match self.index.find(key) {
+            Some(i) => self.decode_slot(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The JSON text of `key`'s value, as stored (or encoded, if it has
+    /// unsynced changes).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`] if the stored bytes are not UTF-8;
+    /// [`ErrorKind::Encode`] if an unsynced value cannot be encoded.
+    pub fn get_json(&self, key: &str) -> Result<Option<Cow<'_, str>>> {
+        match self.index.find(key) {
+            Some(i) => self.json_of(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn decode_slot(&self, i: usize) -> Result<V>
+    where
+        V: Clone,
+    {
+        match self.index.value(i) {
+            ValueRef::Live(v) => Ok(v.clone()),
+            ValueRef::Text(t) => self.decode_text(i, t),
+        }
+    }
+
+    fn decode_text(&self, i: usize, text: &[u8]) -> Result<V> {
+        serde_json::from_slice(text).map_err(|source| {
+            ErrorKind::Decode {
+                path: self.log_path.clone(),
+                key: self.index.key(i).to_string(),
+                line: self.index.line(i),
+                source,
+            }
+            .into()
+        })
+    }
+
+    fn json_of(&self, i: usize) -> Result<Cow<'_, str>> {
+        match self.index.value(i) {
+            ValueRef::Live(v) => {
+                let bytes = encode(self.index.key(i), v)?;
+                String::from_utf8(bytes)
+                    .map(Cow::Owned)
+                    .map_err(|_| self.not_utf8(i, &[0xff]))
+            }
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(Cow::Borrowed)
+                .map_err(|_| self.not_utf8(i, t)),
+        }
+    }
+
+    fn not_utf8(&self, i: usize, text: &[u8]) -> Error {
+        match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+            Err(source) => ErrorKind::Decode {
+                path: self.log_path.clone(),
+                key: self.index.key(i).to_string(),
+                line: self.index.line(i),
+                source,
+            }
+            .into(),
+            Ok(_) => ErrorKind::Corrupt {
+                path: self.log_path.clone(),
+                line: self.index.line(i),
+                offset: 0,
+                reason: "value is not UTF-8".into(),
+            }
+            .into(),
+        }
+    }
+
+    /// The keys in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
+        self.index.slots().map(|i| self.index.key(i))
+    }
+
+    /// The values in key order, each decoded.
+    pub fn values(&self) -> impl Iterator<Item = Result<V>> + '_
+    where
+        V: Clone,
+    {
+        self.index.slots().map(|i| self.decode_slot(i))
+    }
+
+    /// `(key, value)` pairs in order, each value decoded.
+    pub fn iter(&self) -> impl Iterator<Item = Result<(&str, V)>> + '_
+    where
+        V: Clone,
+    {
+        self.index
+            .slots()
+            .map(|i| self.decode_slot(i).map(|v| (self.index.key(i), v)))
+    }
+
+    /// `(key, JSON text)` pairs in order, without decoding the values: the
+    /// fastest way to visit a whole store (what `tastypod dump` does).
+    pub fn iter_json(&self) -> impl Iterator<Item = Result<(&str, Cow<'_, str>)>> + '_ {
+        self.index
+            .slots()
+            .map(|i| self.json_of(i).map(|v| (self.index.key(i), v)))
+    }
+
+    /// The keys with changes not yet synced: changed keys in order, then
+    /// removed keys.
+    pub fn dirty_keys(&self) -> impl Iterator<Item = &str> + '_ {
+        let changed = self.index.dirty_slots().into_iter();
+        changed.map(|i| self.index.key(i)).chain(
+            self.removed
+                .iter()
+                .map(String::as_str)
+                .filter(|k| !self.contains_key(k)),
+        )
+    }
+
+    /// The number of keys with changes not yet synced.
+    pub fn dirty_len(&self) -> usize {
+        self.index.dirty_len() + self.removed.len()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.opts.read_only {
+            return fail(ErrorKind::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
+        if self.poisoned || self.log.is_none() {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Syncs if enough keys are dirty and no hold is active.
+    fn after_change(&mut self) -> Result<()> {
+        if self.holds == 0 && self.dirty_len() >= self.opts.sync_at {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value`. A new key goes to the end of the order; an
+    /// existing key keeps its place.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ReadOnly`] or [`ErrorKind::Poisoned`] if the handle
+    /// cannot write; any error of the automatic sync this change may trigger
+    /// (the change then stays in memory, unsynced).
+    pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
+        self.check_writable()?;
+        match self.index.find(key) {
+            Some(i) => self.index.set_live(i, value),
+            None => {
+                self.index.push_live(key, value);
+            }
+        }
+        self.after_change()
+    }
+
+    /// Inserts every pair, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert); pairs before the failing one stay inserted.
+    pub fn extend<K: AsRef<str>>(&mut self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        for (k, v) in pairs {
+            self.insert(k.as_ref(), v)?;
+        }
+        Ok(())
+    }
+
+    /// Mutable access to `key`'s value; the key is marked dirty and the
+    /// change is written by the next sync.
+    ///
+    /// A sync that the dirty count calls for happens at the next change,
+    /// since it cannot while the value is borrowed. [`update`](Pod::update)
+    /// applies the threshold at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert), plus [`ErrorKind::Decode`] if the stored
+    /// value does not decode into `V`.
+    pub fn get_mut(&mut self, key: &str) -> Result<Option<&mut V>> {
+        self.check_writable()?;
+        self.after_change()?;
+        let Some(i) = self.index.find(key) else {
+            return Ok(None);
+        };
+        match self.index.value(i) {
+            ValueRef::Text(t) => {
+                let value = self.decode_text(i, t)?;
+                self.index.set_live(i, value);
+            }
+            ValueRef::Live(_) => {
+                self.index.mark_dirty(i);
+            }
+        }
+        Ok(self.index.live_value_mut(i))
+    }
+
+    /// Runs `f` on `key`'s value and marks the key dirty; returns what `f`
+    /// returns, or `None` if the key is absent.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_mut`](Pod::get_mut).
+    pub fn update<R>(&mut self, key: &str, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>> {
+        let out = self.get_mut(key)?.map(f);
+        self.after_change()?;
+        Ok(out)
+    }
+
+    /// Removes `key`; returns whether it was present. A removal record is
+    /// written by the next sync.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert).
+    pub fn remove(&mut self, key: &str) -> Result<bool> {
+        self.check_writable()?;
+        let Some(on_disk) = self.index.remove(key) else {
+            return Ok(false);
+        };
+        if let Some(old) = on_disk {
+            self.live_bytes -= record::put_len(key, old);
+            self.removed.insert(key.to_string());
+        }
+        self.after_change()?;
+        Ok(true)
+    }
+
+    /// Marks `key` dirty so the next sync writes it again (tastypy's
+    /// `update(key)`); returns whether it is present.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert).
+    pub fn mark_dirty(&mut self, key: &str) -> Result<bool> {
+        self.check_writable()?;
+        let Some(i) = self.index.find(key) else {
+            return Ok(false);
+        };
+        self.index.mark_dirty(i);
+        self.after_change()?;
+        Ok(true)
+    }
+
+    /// Writes every dirty record with one write call, then fsyncs the log
+    /// (with [`Durability::Full`]). Its cost is proportional to the dirty
+    /// keys, not to the store. Once it returns `Ok`, the changes survive a
+    /// killed process and a power loss.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if a value cannot be encoded (nothing is
+    /// written); [`ErrorKind::Io`] if the write or fsync fails, after which
+    /// the handle is poisoned: later writes return [`ErrorKind::Poisoned`]
+    /// and reopening shows what is really on disk. If the automatic
+    /// compaction that may follow a successful write fails, its error is
+    /// returned; the synced records are durable regardless.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// pod.insert("k", 1.into())?;
+    /// assert_eq!(pod.dirty_len(), 1);
+    /// pod.sync()?;
+    /// assert_eq!(pod.dirty_len(), 0);
+    /// # Ok::<(), tastypod::Error>(())
+    /// ```
+    pub fn sync(&mut self) -> Result<()> {
+        self.check_writable()?;
+        if self.dirty_len() == 0 {
+            return Ok(());
+        }
+        let removals: Vec<String> = self.removed.iter().cloned().collect();
+        let slots = self.index.dirty_slots();
+        self.write_records(&removals, &slots)?;
+        self.maybe_compact()
+    }
+
+    /// Writes `key`'s pending change (a new value or a removal) now, with
+    /// the unsynced new keys inserted before it, so the order on disk stays
+    /// the order in memory.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Pod::sync).
+    pub fn sync_key(&mut self, key: &str) -> Result<()> {
+        self.check_writable()?;
+        let target = self.index.find(key);
+        let slots: Vec<usize> = match target {
+            Some(t) => self
+                .index
+                .dirty_slots()
+                .into_iter()
+                .filter(|&i| i == t || (i < t && !self.index.is_on_disk(i)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let removals: Vec<String> = slots
+            .iter()
+            .map(|&i| self.index.key(i))
+            .chain(std::iter::once(key))
+            .filter(|k| self.removed.contains(*k))
+            .map(str::to_string)
+            .collect();
+        if slots.is_empty() && removals.is_empty() {
+            return Ok(());
+        }
+        self.write_records(&removals, &slots)
+    }
+
+    /// Writes removal records for `removals`, then put records for `slots`
+    /// (in slot order), with one write call and (per the durability policy)
+    /// one fsync.
+    fn write_records(&mut self, removals: &[String], slots: &[usize]) -> Result<()> {
+        let mut buf = Vec::new();
+        for key in removals {
+            record::encode_del(&mut buf, key);
+        }
+        // Where each put's value text sits in `buf`.
+        let mut placed = Vec::with_capacity(slots.len());
+        for &i in slots {
+            let key = self.index.key(i);
+            let encoded;
+            let text = match self.index.value(i) {
+                ValueRef::Text(t) => t,
+                ValueRef::Live(v) => {
+                    encoded = encode(key, v)?;
+                    &encoded[..]
+                }
+            };
+            record::encode_put(&mut buf, key, text);
+            let end = buf.len() - 2;
+            placed.push((i, end - text.len()..end));
+        }
+        self.append(&buf)?;
+        for key in removals {
+            self.removed.remove(key);
+        }
+        self.lines += removals.len() as u64;
+        for (i, range) in placed {
+            self.lines += 1;
+            if let Some(old) = self.index.disk_value_len(i) {
+                self.live_bytes -= record::put_len(self.index.key(i), old);
+            }
+            let text = buf.get(range).unwrap_or_default();
+            self.live_bytes += record::put_len(self.index.key(i), text.len());
+            let line = u32::try_from(self.lines).unwrap_or(u32::MAX);
+            self.index.set_text(i, text, line);
+        }
+        self.index.prune_dirty();
+        Ok(())
+    }
+
+    /// Appends `buf` to the log and fsyncs it per the durability policy;
+    /// any failure poisons the handle.
+    fn append(&mut self, buf: &[u8]) -> Result<()> {
+        let Some(log) = self.log.as_mut() else {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        };
+        let written = log
+            .append(buf)
+            .map_err(|e| Error::io("append to", &self.log_path, e))
+            .and_then(|()| match self.opts.durability {
+                Durability::Full => log
+                    .sync()
+                    .map_err(|e| Error::io("fsync", &self.log_path, e)),
+                Durability::Process => Ok(()),
+            });
+        if written.is_err() {
+            self.poisoned = true;
+        }
+        written?;
+        self.log_len += buf.len() as u64;
+        Ok(())
+    }
+
+    fn maybe_compact(&mut self) -> Result<()> {
+        if let Compaction::Auto {
+            dead_fraction,
+            min_bytes,
+        } = self.opts.compaction
+        {
+            let dead = self.log_len.saturating_sub(self.live_bytes);
+            if self.log_len >= min_bytes && dead as f64 > dead_fraction * self.log_len as f64 {
+                self.compact()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rewrites the log with one record per key, in order, dropping
+    /// superseded and removal records. Syncs first. A crash at any point
+    /// leaves either the old log or the new one, complete.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Pod::sync). A failure before the new log is renamed into
+    /// place leaves the old log and this handle as they were; a failure
+    /// after it poisons the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// for n in 0..10 {
+    ///     pod.insert("counter", n.into())?;
+    ///     pod.sync()?;
+    /// }
+    /// pod.compact()?;
+    /// assert_eq!(pod.stats().dead_bytes, 0);
+    /// # Ok::<(), tastypod::Error>(())
+    /// ```
+    pub fn compact(&mut self) -> Result<()> {
+        self.sync()?;
+        self.check_writable()?;
+        let index = std::mem::take(&mut self.index);
+        self.rewrite(index)
+    }
+
+    /// Discards every unsynced change and reloads the store from the log.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Pod::open) for reading the log.
+    pub fn revert(&mut self) -> Result<()> {
+        let replayed = self.read_log()?;
+        self.adopt(replayed);
+        Ok(())
+    }
+
+    /// Suspends automatic syncing until a matching [`unhold`](Pod::unhold).
+    /// Holds nest. [`sync`](Pod::sync) still works while held.
+    pub fn hold(&mut self) {
+        self.holds += 1;
+    }
+
+    /// Ends one [`hold`](Pod::hold); when none is left, syncs if the
+    /// threshold was reached while held.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Pod::sync).
+    pub fn unhold(&mut self) -> Result<()> {
+        self.holds = self.holds.saturating_sub(1);
+        if self.opts.read_only || self.poisoned {
+            return Ok(());
+        }
+        self.after_change()
+    }
+
+    /// Whether automatic syncing is suspended.
+    pub fn is_held(&self) -> bool {
+        self.holds > 0
+    }
+
+    /// Holds automatic syncing for as long as the returned guard lives; the
+    /// guard derefs to the `Pod`. Dropping it unholds (reporting a sync
+    /// failure on stderr); [`Held::release`] unholds and returns the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::PodOptions::new()
+    ///     .sync_at(2)
+    ///     .open(dir.path().join("p"))?;
+    /// let mut held = pod.held();
+    /// for n in 0..5 {
+    ///     held.insert(&format!("k{n}"), n.into())?;
+    /// }
+    /// assert_eq!(held.dirty_len(), 5); // nothing written while held
+    /// held.release()?; // the threshold was passed: this syncs
+    /// assert_eq!(pod.dirty_len(), 0);
+    /// # Ok::<(), tastypod::Error>(())
+    /// ```
+    pub fn held(&mut self) -> Held<'_, V> {
+        self.hold();
+        Held {
+            pod: self,
+            released: false,
+        }
+    }
+
+    /// Syncs and closes the store, returning the error a drop could only print.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Pod::sync).
+    pub fn close(mut self) -> Result<()> {
+        self.closed = true;
+        if self.opts.read_only || self.dirty_len() == 0 {
+            return Ok(());
+        }
+        self.sync()
+    }
+}
+
+/// Encodes a value as compact JSON.
+fn encode<V: Serialize>(key: &str, value: &V) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|source| {
+        ErrorKind::Encode {
+            key: key.to_string(),
+            source,
+        }
+        .into()
+    })
+}
+
+impl<V> Drop for Pod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn drop(&mut self) {
+        if self.closed || self.opts.read_only || self.poisoned || self.dirty_len() == 0 {
+            return;
+        }
+        if let Err(e) = self.sync() {
+            eprintln!(
+                "tastypod: could not sync {} on drop: {}",
+                self.dir.display(),
+                crate::error_chain(&e)
+            );
+        }
+    }
+}
+
+/// A hold on a [`Pod`]'s automatic syncing; see [`Pod::held`].
+pub struct Held<'a, V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    pod: &'a mut Pod<V>,
+    released: bool,
+}
+
+impl<V> Held<'_, V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    /// Ends the hold; syncs if the threshold was reached while held.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::sync`].
+    pub fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.pod.unhold()
+    }
+}
+
+impl<V> Deref for Held<'_, V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    type Target = Pod<V>;
+    fn deref(&self) -> &Pod<V> {
+        self.pod
+    }
+}
+
+impl<V> DerefMut for Held<'_, V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn deref_mut(&mut self) -> &mut Pod<V> {
+        self.pod
+    }
+}
+
+impl<V> Drop for Held<'_, V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn drop(&mut self) {
+        if !self.released {
+            if let Err(e) = self.pod.unhold() {
+                eprintln!(
+                    "tastypod: could not sync {} when a hold ended: {}",
+                    self.pod.dir.display(),
+                    crate::error_chain(&e)
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The record format: encode and decode one line of the log.
+//!
+//! ```text
+//! line        = prefix body LF
+//! prefix      = '{"c":"' crc '",'          ; always 16 bytes
+//! crc         = 8 lowercase hex digits      ; CRC-32 (IEEE, zlib's) of the bytes of `body`
+//! body        = header / put / del
+//! header      = '"format":"tastypod","version":' 1*DIGIT '}'
+//! put         = '"k":' key ',"v":' value '}'
+//! del         = '"k":' key ',"del":true}'
+//! key         = a JSON string (RFC 8259), as serde_json writes it
+//! value       = compact JSON text, as serde_json writes it (never a raw newline)
+//! ```
+//!
+//! The checksum comes first and the value last, so a reader can check a line
+//! and find the value's bytes without parsing the value.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The format version this build writes and reads.
+pub(crate) const FORMAT_VERSION: u64 = 1;
+
+/// Length of `{"c":"xxxxxxxx",`.
+const PREFIX_LEN: usize = 16;
+const PREFIX_HEAD: &[u8] = b"{\"c\":\"";
+const KEY_HEAD: &[u8] = b"\"k\":";
+const VALUE_HEAD: &[u8] = b",\"v\":";
+const DEL_TAIL: &[u8] = b",\"del\":true}";
+const HEADER_HEAD: &[u8] = b"\"format\":\"tastypod\",\"version\":";
+
+/// One decoded line.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Record<'a> {
+    /// The first line of every log.
+    Header { version: u64 },
+    /// `key` now maps to the JSON text `value`.
+    Put { key: Cow<'a, str>, value: &'a [u8] },
+    /// `key` is removed.
+    Del { key: Cow<'a, str> },
+}
+
+/// Why a line is not a valid record.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum LineError {
+    /// The line does not start with the checksum prefix.
+    NoPrefix,
+    /// The checksum field is not 8 lowercase hex digits.
+    BadChecksumField,
+    /// The stored checksum does not match the body.
+    ChecksumMismatch { stored: u32, computed: u32 },
+    /// The body does not follow the grammar.
+    Malformed(&'static str),
+    /// The line has no terminating newline (only the last line can).
+    Unterminated,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::NoPrefix => f.write_str("line does not start with a checksum field"),
+            LineError::BadChecksumField => f.write_str("checksum field is not 8 hex digits"),
+            LineError::ChecksumMismatch { stored, computed } => write!(
+                f,
+                "bad checksum (stored {stored:08x}, computed {computed:08x})"
+            ),
+            LineError::Malformed(what) => write!(f, "malformed record: {what}"),
+            LineError::Unterminated => f.write_str("incomplete line (no newline)"),
+        }
+    }
+}
+
+/// Decodes one line (without its newline). The value's JSON is not parsed:
+/// the checksum proves the bytes are the ones that were written.
+pub(crate) fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
+    let (stored, body) = split_checked(line)?;
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(LineError::ChecksumMismatch { stored, computed });
+    }
+    decode_body(body)
+}
+
+/// Splits a line into its stored checksum and its body.
+fn split_checked(line: &[u8]) -> Result<(u32, &[u8]), LineError> {
+    if line.len() < PREFIX_LEN || !line.starts_with(PREFIX_HEAD) {
+        return Err(LineError::NoPrefix);
+    }
+    let (prefix, body) = line.split_at(PREFIX_LEN);
+    if &prefix[14..] != b"\"," {
+        return Err(LineError::NoPrefix);
+    }
+    let mut crc = 0u32;
+    for &digit in &prefix[6..14] {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return Err(LineError::BadChecksumField),
+        };
+        crc = (crc << 4) | u32::from(nibble);
+    }
+    Ok((crc, body))
+}
+
+fn decode_body(body: &[u8]) -> Result<Record<'_>, LineError> {
+    if let Some(rest) = body.strip_prefix(KEY_HEAD) {
+        let (key, rest) = split_key(rest)?;
+        if rest == DEL_TAIL {
+            return Ok(Record::Del { key });
+        }
+        let value = rest
+            .strip_prefix(VALUE_HEAD)
+            .and_then(|v| v.strip_suffix(b"}"))
+            .ok_or(LineError::Malformed(
+                "expected \"v\" or \"del\" after the key",
+            ))?;
+        if value.is_empty() {
+            return Err(LineError::Malformed("empty value"));
+        }
+        return Ok(Record::Put { key, value });
+    }
+    if let Some(rest) = body.strip_prefix(HEADER_HEAD) {
+        let digits = rest
+            .strip_suffix(b"}")
+            .ok_or(LineError::Malformed("header does not end with }"))?;
+        let version = std::str::from_utf8(digits)
+            .ok()
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u64>().ok())
+            .ok_or(LineError::Malformed("header version is not a number"))?;
+        return Ok(Record::Header { version });
+    }
+    Err(LineError::Malformed("expected a \"k\" or \"format\" field"))
+}
+
+/// Reads the JSON string at the start of `bytes`; returns it decoded and the rest.
+fn split_key(bytes: &[u8]) -> Result<(Cow<'_, str>, &[u8]), LineError> {
+    const BAD: LineError = LineError::Malformed("key is not a valid JSON string");
+    if bytes.first() != Some(&b'"') {
+        return Err(BAD);
+    }
+    let mut escaped = false;
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => break,
+            b'\\' => {
+                escaped = true;
+                i += 2;
+            }
+            _ => i += 1,
+        }
+    }
+    if i >= bytes.len() {
+        return Err(BAD);
+    }
+    let (token, rest) = bytes.split_at(i + 1);
+    let key = if escaped {
+        Cow::Owned(serde_json::from_slice::<String>(token).map_err(|_| BAD)?)
+    } else {
+        let inner = &token[1..token.len() - 1];
+        // serde_json never writes raw control characters inside a string.
+        if inner.iter().any(|&b| b < 0x20) {
+            return Err(BAD);
+        }
+        Cow::Borrowed(std::str::from_utf8(inner).map_err(|_| BAD)?)
+    };
+    Ok((key, rest))
+}
+
+/// Appends a header line to `out`.
+pub(crate) fn encode_header(out: &mut Vec<u8>) {
+    let start = begin(out);
+    out.extend_from_slice(HEADER_HEAD);
+    out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+    out.push(b'}');
+    finish(out, start);
+}
+
+/// Appends a put line for `key` with the JSON text `value` to `out`.
+pub(crate) fn encode_put(out: &mut Vec<u8>, key: &str, value: &[u8]) {
+    let start = begin(out);
+    out.extend_from_slice(KEY_HEAD);
+    push_json_string(out, key);
+    out.extend_from_slice(VALUE_HEAD);
+    out.extend_from_slice(value);
+    out.push(b'}');
+    finish(out, start);
+}
+
+/// Appends a removal line for `key` to `out`.
+pub(crate) fn encode_del(out: &mut Vec<u8>, key: &str) {
+    let start = begin(out);
+    out.extend_from_slice(KEY_HEAD);
+    push_json_string(out, key);
+    out.extend_from_slice(DEL_TAIL);
+    finish(out, start);
+}
+
+/// The exact length in bytes (newline included) of the put line for `key` and
+/// a value of `value_len` bytes.
+pub(crate) fn put_len(key: &str, value_len: usize) -> u64 {
+    (PREFIX_LEN + KEY_HEAD.len() + json_string_len(key) + VALUE_HEAD.len() + value_len + 2) as u64
+}
+
+/// The exact length in bytes (newline included) of the removal line for `key`.
+#[cfg(test)]
+pub(crate) fn del_len(key: &str) -> u64 {
+    (PREFIX_LEN + KEY_HEAD.len() + json_string_len(key) + DEL_TAIL.len() + 1) as u64
+}
+
+fn begin(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(b"{\"c\":\"00000000\",");
+    start
+}
+
+fn finish(out: &mut Vec<u8>, start: usize) {
+    let body_start = start + PREFIX_LEN;
+    let crc = crc32fast::hash(&out[body_start..]);
+    let hex = format!("{crc:08x}");
+    out[start + 6..start + 14].copy_from_slice(hex.as_bytes());
+    out.push(b'\n');
+}
+
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Writes `s` as a JSON string exactly as serde_json does.
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    if !s.bytes().any(needs_escape) {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
+    // Serialising a &str into a Vec cannot fail; the fallback keeps that
+    // impossible branch free of panics.
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
+}
+
+fn json_string_len(s: &str) -> usize {
+    if !s.bytes().any(needs_escape) {
+        return s.len() + 2;
+    }
+    let mut buf = Vec::new();
+    push_json_string(&mut buf, s);
+    buf.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(buf: &[u8]) -> &[u8] {
+        buf.strip_suffix(b"\n").unwrap()
+    }
+
+    #[test]
+    fn put_round_trips_with_exact_length() {
+        let mut buf = Vec::new();
+        encode_put(&mut buf, "task-1", br#"{"a":1}"#);
+        assert_eq!(buf.len() as u64, put_len("task-1", 7));
+        assert_eq!(
+            decode(line(&buf)).unwrap(),
+            Record::Put {
+                key: Cow::Borrowed("task-1"),
+                value: br#"{"a":1}"#
+            }
+        );
+    }
+
+    #[test]
+    fn escaped_keys_round_trip_without_raw_newlines() {
+        let key = "a\"b\\c\nd\u{1}é";
+        let mut buf = Vec::new();
+        encode_del(&mut buf, key);
+        assert_eq!(buf.len() as u64, del_len(key));
+        assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 1);
+        match decode(line(&buf)).unwrap() {
+            Record::Del { key: k } => assert_eq!(k, key),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn worked_example_matches_design_doc() {
+        let mut buf = Vec::new();
+        encode_put(&mut buf, "task-1", b"{\"_done\":false}");
+        let text = String::from_utf8(buf).unwrap();
+        let body = "\"k\":\"task-1\",\"v\":{\"_done\":false}}";
+        let crc = crc32fast::hash(body.as_bytes());
+        assert_eq!(text, format!("{{\"c\":\"{crc:08x}\",{body}\n"));
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed["k"], "task-1");
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let mut buf = Vec::new();
+        encode_header(&mut buf);
+        assert_eq!(
+            decode(line(&buf)).unwrap(),
+            Record::Header {
+                version: FORMAT_VERSION
+            }
+        );
+    }
+
+    #[test]
+    fn flipped_byte_is_a_checksum_mismatch() {
+        let mut buf = Vec::new();
+        encode_put(&mut buf, "k", b"123");
+        let n = buf.len() - 3;
+        buf[n] ^= 1;
+        assert!(matches!(
+            decode(line(&buf)),
+            Err(LineError::ChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn hand_made_bad_lines_are_refused() {
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"{\"c\":\"zzzzzzzz\",\"k\":\"a\",\"v\":1}",
+            b"{\"c\":\"00000000\",\"k\":\"a\",\"v\":1}",
+            b"{\"c\":\"00000000\"x\"k\":\"a\",\"v\":1}",
+        ] {
+            assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn malformed_body_with_valid_checksum_is_refused() {
+        for body in [
+            &b"\"k\":\"a\",\"v\":}"[..],
+            b"\"k\":\"a\"",
+            b"\"k\":a,\"v\":1}",
+            b"\"k\":\"\xff\",\"v\":1}",
+            b"\"x\":1}",
+            b"\"format\":\"tastypod\",\"version\":x}",
+        ] {
+            let mut line = format!("{{\"c\":\"{:08x}\",", crc32fast::hash(body)).into_bytes();
+            line.extend_from_slice(body);
+            assert!(
+                matches!(decode(&line), Err(LineError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! Replay: log bytes -> ordered map, with line numbers, byte offsets and the
+//! torn-tail policy. It reads from any `Read` (a file, or a byte slice in
+//! tests and fuzzers) and does no other I/O.
+
+use crate::error::{ErrorKind, Result, fail};
+use crate::index::Index;
+use crate::record::{self, FORMAT_VERSION, LineError, Record};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Bytes read per call; a longer line makes the buffer grow to hold it.
+const CHUNK: usize = 4 << 20;
+/// At most this many damaged lines are listed in a report (all are counted).
+const MAX_LISTED: usize = 100;
+
+/// One line that is not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// Byte offset of the start of the line.
+    pub offset: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A torn final write that replay dropped: the damaged lines at the end of
+/// the log with no valid record after them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The first dropped line.
+    pub first: BadLine,
+    /// How many lines were dropped.
+    pub lines: u64,
+    /// How many bytes were dropped (from `first.offset` to the end of the file).
+    pub bytes: u64,
+}
+
+/// The state rebuilt from a log.
+#[derive(Debug)]
+pub(crate) struct Replayed<V> {
+    pub index: Index<V>,
+    /// The length of the log up to the end of its last valid line.
+    pub valid_len: u64,
+    /// The length of all the bytes read.
+    pub total_len: u64,
+    /// The number of lines up to `valid_len`.
+    pub valid_lines: u64,
+    /// Bytes of the header and the current record of every live key.
+    pub live_bytes: u64,
+    /// Whether a header line was found (false only for an empty log).
+    pub has_header: bool,
+    pub torn: Option<TornTail>,
+    /// Damaged lines skipped in salvage mode (the first `MAX_LISTED`).
+    pub skipped: Vec<BadLine>,
+    /// How many damaged lines were skipped in salvage mode.
+    pub skipped_count: u64,
+}
+
+struct Replayer<'p, V> {
+    out: Replayed<V>,
+    path: &'p Path,
+    salvage: bool,
+    line_no: u64,
+    /// Damaged lines not yet followed by a valid one.
+    pending: Vec<BadLine>,
+    pending_count: u64,
+}
+
+/// Replays a whole log held in memory.
+#[cfg(any(test, feature = "sim"))]
+pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Result<Replayed<V>> {
+    replay(bytes, bytes.len() as u64, path, salvage)
+}
+
+/// Replays the log read from `reader`. `size_hint` (the file size) sizes the
+/// map up front; `path` only names the file in errors.
+pub(crate) fn replay<V>(
+    mut reader: impl Read,
+    size_hint: u64,
+    path: &Path,
+    salvage: bool,
+) -> Result<Replayed<V>> {
+    let estimate = usize::try_from(size_hint / 100).unwrap_or(0);
+    let mut r = Replayer {
+        out: Replayed {
+            index: Index::with_capacity(estimate),
+            valid_len: 0,
+            total_len: 0,
+            valid_lines: 0,
+            live_bytes: 0,
+            has_header: false,
+            torn: None,
+            skipped: Vec::new(),
+            skipped_count: 0,
+        },
+        path,
+        salvage,
+        line_no: 0,
+        pending: Vec::new(),
+        pending_count: 0,
+    };
+    let mut buf = vec![0u8; CHUNK.min(usize::try_from(size_hint).unwrap_or(CHUNK).max(4096))];
+    // `buf[start..end]` holds bytes read but not yet split into lines;
+    // `base` is the file offset of `buf[0]`.
+    let (mut start, mut end, mut base) = (0usize, 0usize, 0u64);
+    loop {
+        if end == buf.len() {
+            if start > 0 {
+                buf.copy_within(start..end, 0);
+                end -= start;
+                base += start as u64;
+                start = 0;
+            } else {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+        let n = match reader.read(&mut buf[end..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(crate::Error::io("read", path, e)),
+        };
+        let scan_from = end;
+        end += n;
+        let mut cut = start;
+        for nl in memchr::memchr_iter(b'\n', &buf[scan_from..end]) {
+            let nl = scan_from + nl;
+            r.feed(&buf[cut..nl], base + cut as u64, true)?;
+            cut = nl + 1;
+        }
+        start = cut;
+    }
+    if start < end {
+        r.feed(&buf[start..end], base + start as u64, false)?;
+    }
+    r.out.total_len = base + end as u64;
+    r.finish()
+}
+
+impl<V> Replayer<'_, V> {
+    fn feed(&mut self, line: &[u8], offset: u64, terminated: bool) -> Result<()> {
+        self.line_no += 1;
+        let line_no = self.line_no;
+        let end = offset + line.len() as u64 + u64::from(terminated);
+        if !self.out.has_header {
+            return self.feed_header(line, terminated, end);
+        }
+        if line.is_empty() && terminated {
+            // Blank lines are allowed (JSON-lines readers skip them).
+            if self.pending.is_empty() {
+                self.out.valid_len = end;
+                self.out.valid_lines = line_no;
+            }
+            return Ok(());
+        }
+        let decoded = if terminated {
+            record::decode(line)
+        } else {
+            Err(LineError::Unterminated)
+        };
+        match decoded {
+            Ok(Record::Header { .. }) => {
+                self.bad(line_no, offset, "header record after line 1".into());
+            }
+            Ok(rec) => {
+                self.clear_pending()?;
+                self.apply(rec, line_no);
+                self.out.valid_len = end;
+                self.out.valid_lines = line_no;
+            }
+            Err(e) => self.bad(line_no, offset, e.to_string()),
+        }
+        Ok(())
+    }
+
+    fn feed_header(&mut self, line: &[u8], terminated: bool, end: u64) -> Result<()> {
+        let not_a_store = |reason: String| {
+            fail(ErrorKind::NotAStore {
+                path: self.path.to_path_buf(),
+                reason,
+            })
+        };
+        if !terminated {
+            return not_a_store("first line is incomplete".into());
+        }
+        match record::decode(line) {
+            Ok(Record::Header { version }) if version == FORMAT_VERSION => {
+                self.out.has_header = true;
+                self.out.valid_len = end;
+                self.out.valid_lines = 1;
+                self.out.live_bytes = end;
+                Ok(())
+            }
+            Ok(Record::Header { version }) => fail(ErrorKind::UnsupportedVersion {
+                path: self.path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            }),
+            Ok(_) => not_a_store("first line is not a header record".into()),
+            Err(e) => not_a_store(format!("first line: {e}")),
+        }
+    }
+
+    fn bad(&mut self, line: u64, offset: u64, reason: String) {
+        self.pending_count += 1;
+        if self.pending.len() < MAX_LISTED {
+            self.pending.push(BadLine {
+                line,
+                offset,
+                reason,
+            });
+        }
+    }
+
+    /// A valid record follows the pending damaged lines: they are corruption.
+    fn clear_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if !self.salvage {
+            let first = self.pending.swap_remove(0);
+            return fail(ErrorKind::Corrupt {
+                path: self.path.to_path_buf(),
+                line: first.line,
+                offset: first.offset,
+                reason: first.reason,
+            });
+        }
+        let room = MAX_LISTED.saturating_sub(self.out.skipped.len());
+        let listed = self.pending.drain(..).take(room);
+        self.out.skipped.extend(listed);
+        self.out.skipped_count += self.pending_count;
+        self.pending.clear();
+        self.pending_count = 0;
+        Ok(())
+    }
+
+    fn apply(&mut self, rec: Record<'_>, line_no: u64) {
+        let line = u32::try_from(line_no).unwrap_or(u32::MAX);
+        let out = &mut self.out;
+        match rec {
+            Record::Put { key, value } => {
+                if let Some(Some(old)) = out.index.put_text(&key, value, line) {
+                    out.live_bytes -= record::put_len(&key, old);
+                }
+                out.live_bytes += record::put_len(&key, value.len());
+            }
+            Record::Del { key } => {
+                if let Some(Some(old)) = out.index.remove(&key) {
+                    out.live_bytes -= record::put_len(&key, old);
+                }
+            }
+            Record::Header { .. } => {}
+        }
+    }
+
+    fn finish(mut self) -> Result<Replayed<V>> {
+        if let Some(first) = self.pending.first().cloned() {
+            self.out.torn = Some(TornTail {
+                bytes: self.out.total_len - first.offset,
+                lines: self.pending_count,
+                first,
+            });
+        }
+        Ok(self.out)
+    }
+}
+
+/// The path a damaged log is moved to by salvage: `<log>.damaged-<unix secs>[-n]`.
+pub(crate) fn damaged_name(log: &Path, unix_secs: u64, n: u32) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".damaged-{unix_secs}"));
+    if n > 0 {
+        name.push(format!("-{n}"));
+    }
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::ValueRef;
+
+    fn log(records: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        record::encode_header(&mut buf);
+        for (k, v) in records {
+            match v {
+                Some(v) => record::encode_put(&mut buf, k, v.as_bytes()),
+                None => record::encode_del(&mut buf, k),
+            }
+        }
+        buf
+    }
+
+    fn contents(r: &Replayed<()>) -> Vec<(String, String)> {
+        r.index
+            .slots()
+            .map(|i| {
+                let v = match r.index.value(i) {
+                    ValueRef::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
+                    ValueRef::Live(_) => unreachable!(),
+                };
+                (r.index.key(i).to_string(), v)
+            })
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn replay_keeps_first_insertion_order() {
+        let bytes = log(&[
+            ("a", Some("1")),
+            ("b", Some("2")),
+            ("a", Some("3")),
+            ("c", Some("4")),
+            ("b", None),
+            ("b", Some("5")),
+        ]);
+        let r = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap();
+        assert_eq!(contents(&r), pairs(&[("a", "3"), ("c", "4"), ("b", "5")]));
+        assert_eq!(r.valid_len, bytes.len() as u64);
+        assert!(r.torn.is_none());
+    }
+
+    #[test]
+    fn live_bytes_count_only_current_records() {
+        let bytes = log(&[
+            ("a", Some("1")),
+            ("a", Some("22")),
+            ("b", Some("3")),
+            ("b", None),
+        ]);
+        let r = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap();
+        let mut expect = Vec::new();
+        record::encode_header(&mut expect);
+        record::encode_put(&mut expect, "a", b"22");
+        assert_eq!(r.live_bytes, expect.len() as u64);
+    }
+
+    #[test]
+    fn replay_truncates_torn_final_line() {
+        let full = log(&[("a", Some("1")), ("b", Some("2"))]);
+        let good = log(&[("a", Some("1"))]);
+        for cut in good.len() + 1..full.len() {
+            let r = replay_bytes::<()>(&full[..cut], Path::new("x"), false).unwrap();
+            assert_eq!(contents(&r), pairs(&[("a", "1")]), "cut {cut}");
+            assert_eq!(r.valid_len, good.len() as u64);
+            let torn = r.torn.unwrap();
+            assert_eq!(torn.first.line, 3);
+            assert_eq!(torn.bytes, (cut - good.len()) as u64);
+        }
+    }
+
+    #[test]
+    fn damaged_line_followed_by_valid_one_is_corruption() {
+        let mut bytes = log(&[("a", Some("1")), ("b", Some("2")), ("c", Some("3"))]);
+        let header_len = log(&[]).len();
+        let line2 = header_len + 20;
+        bytes[line2] ^= 0x20;
+        let err = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap_err();
+        assert_eq!(err.line(), Some(2));
+        match err.kind() {
+            ErrorKind::Corrupt { offset, .. } => assert_eq!(*offset, header_len as u64),
+            other => panic!("{other:?}"),
+        }
+        let r = replay_bytes::<()>(&bytes, Path::new("x"), true).unwrap();
+        assert_eq!(contents(&r), pairs(&[("b", "2"), ("c", "3")]));
+        assert_eq!(r.skipped_count, 1);
+        assert_eq!(r.skipped[0].line, 2);
+    }
+
+    #[test]
+    fn empty_input_has_no_header_and_no_keys() {
+        let r = replay_bytes::<()>(b"", Path::new("x"), false).unwrap();
+        assert!(!r.has_header);
+        assert_eq!(r.index.len(), 0);
+    }
+
+    #[test]
+    fn garbage_is_not_a_store() {
+        for bytes in [&b"\n"[..], b"hello\n", b"\0\0\0", b"{\"c\":\"00000000\","] {
+            let err = replay_bytes::<()>(bytes, Path::new("x"), false).unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::NotAStore { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn newer_version_is_refused_by_name() {
+        let body = b"\"format\":\"tastypod\",\"version\":2}";
+        let mut bytes = format!("{{\"c\":\"{:08x}\",", crc32fast::hash(body)).into_bytes();
+        bytes.extend_from_slice(body);
+        bytes.push(b'\n');
+        let err = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap_err();
+        assert!(matches!(
+            err.kind(),
+            ErrorKind::UnsupportedVersion { found: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn lines_longer_than_a_chunk_are_read_whole() {
+        let big = format!("\"{}\"", "x".repeat(CHUNK + 10));
+        let bytes = log(&[("a", Some(&big)), ("b", Some("1"))]);
+        let r = replay::<()>(&bytes[..], 0, Path::new("x"), false).unwrap();
+        assert_eq!(r.index.len(), 2);
+    }
+}
