@@ -213,6 +213,8 @@ where
     fn open_read_only(&mut self) -> Result<()> {
         let replayed = self.read_log()?;
         self.report.torn_tail = replayed.torn.clone();
+        self.report.skipped = replayed.skipped.clone();
+        self.report.skipped_count = replayed.skipped_count;
         self.adopt(replayed);
         Ok(())
     }

@@ -1,0 +1,180 @@
+//! Invariant: a damaged record with valid records after it is never
+//! silently skipped: opening fails naming the file, line, byte offset and
+//! reason. Salvage keeps every valid record and keeps the damaged file.
+
+mod common;
+use common::*;
+use serde_json::json;
+use tastypod::{ErrorKind, PodOptions, Recovery};
+
+fn build(path: &std::path::Path, n: usize) {
+    let mut pod = open(path);
+    for i in 0..n {
+        pod.insert(&format!("key-{i}"), json!({"i": i})).unwrap();
+    }
+    pod.close().unwrap();
+}
+
+#[test]
+fn bad_checksum_mid_file_names_line_and_offset() {
+    let s = scratch();
+    build(&s.path, 10);
+    let starts = line_starts(&s.path);
+    // Line 5 is key-3; damage a byte of its value.
+    flip_byte(&s.path, starts[4] + 30, 0x01);
+    let err = tastypod::Pod::<serde_json::Value>::open(&s.path).unwrap_err();
+    assert_eq!(err.line(), Some(5));
+    match err.kind() {
+        ErrorKind::Corrupt {
+            path,
+            offset,
+            reason,
+            ..
+        } => {
+            assert_eq!(*path, log_of(&s.path));
+            assert_eq!(*offset, starts[4] as u64);
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains("line 5") && msg.contains("pod.log"), "{msg}");
+    // Read-only opens fail the same way, and nothing was changed.
+    let before = log_bytes(&s.path);
+    let err = PodOptions::new()
+        .read_only(true)
+        .open::<serde_json::Value>(&s.path)
+        .unwrap_err();
+    assert_eq!(err.line(), Some(5));
+    assert_eq!(log_bytes(&s.path), before);
+}
+
+#[test]
+fn garbage_line_mid_file_is_corruption() {
+    let s = scratch();
+    build(&s.path, 3);
+    let mut bytes = log_bytes(&s.path);
+    let starts = line_starts(&s.path);
+    bytes.splice(starts[2]..starts[2], b"not json at all\n".iter().copied());
+    std::fs::write(log_of(&s.path), bytes).unwrap();
+    let err = tastypod::Pod::<serde_json::Value>::open(&s.path).unwrap_err();
+    assert_eq!(err.line(), Some(3));
+}
+
+#[test]
+fn salvage_keeps_valid_records_and_the_damaged_file() {
+    let s = scratch();
+    build(&s.path, 10);
+    let starts = line_starts(&s.path);
+    flip_byte(&s.path, starts[4] + 30, 0x01);
+    flip_byte(&s.path, starts[7] + 30, 0x01);
+    let damaged = log_bytes(&s.path);
+    let pod: tastypod::Pod = PodOptions::new()
+        .recovery(Recovery::Salvage)
+        .open(&s.path)
+        .unwrap();
+    let report = pod.recovery().clone();
+    assert_eq!(report.skipped_count, 2);
+    assert_eq!(
+        report.skipped.iter().map(|b| b.line).collect::<Vec<_>>(),
+        [5, 8]
+    );
+    let copy = report.damaged_copy.clone().unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), damaged);
+    let keys: Vec<String> = pod.keys().map(String::from).collect();
+    let expect: Vec<String> = (0..10)
+        .filter(|&i| i != 3 && i != 6)
+        .map(|i| format!("key-{i}"))
+        .collect();
+    assert_eq!(keys, expect);
+    drop(pod);
+    // The rewritten log is clean and opens normally.
+    let pod = open(&s.path);
+    assert!(pod.recovery().is_clean());
+    assert_eq!(pod.len(), 8);
+}
+
+#[test]
+fn salvage_read_only_changes_no_file() {
+    let s = scratch();
+    build(&s.path, 5);
+    let starts = line_starts(&s.path);
+    flip_byte(&s.path, starts[2] + 30, 0x01);
+    let before = log_bytes(&s.path);
+    let pod: tastypod::Pod = PodOptions::new()
+        .recovery(Recovery::Salvage)
+        .read_only(true)
+        .open(&s.path)
+        .unwrap();
+    assert_eq!(pod.len(), 4);
+    assert_eq!(pod.recovery().skipped_count, 1);
+    assert!(pod.recovery().damaged_copy.is_none());
+    assert_eq!(log_bytes(&s.path), before);
+    assert_eq!(std::fs::read_dir(&s.path).unwrap().count(), 2);
+}
+
+#[test]
+fn value_that_is_not_json_is_reported_on_access_with_key_and_line() {
+    let s = scratch();
+    build(&s.path, 2);
+    // A record with a valid checksum whose value is not JSON.
+    let body = b"\"k\":\"bad\",\"v\":{nope}";
+    let mut line = format!("{{\"c\":\"{:08x}\",", crc32fast_hash(body)).into_bytes();
+    line.extend_from_slice(body);
+    line.push(b'\n');
+    append_garbage(&s.path, &line);
+    let pod = open(&s.path);
+    let err = pod.get("bad").unwrap_err();
+    assert_eq!(err.key(), Some("bad"));
+    assert_eq!(err.line(), Some(4));
+    assert_eq!(pod.get("key-1").unwrap(), Some(json!({"i": 1})));
+}
+
+fn crc32fast_hash(bytes: &[u8]) -> u32 {
+    // CRC-32/ISO-HDLC, bit by bit, independent of the crate under test.
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn newer_format_version_gets_its_own_error() {
+    let s = scratch();
+    std::fs::create_dir_all(&s.path).unwrap();
+    let body = b"\"format\":\"tastypod\",\"version\":9}";
+    let mut line = format!("{{\"c\":\"{:08x}\",", crc32fast_hash(body)).into_bytes();
+    line.extend_from_slice(body);
+    line.push(b'\n');
+    std::fs::write(log_of(&s.path), &line).unwrap();
+    let err = tastypod::Pod::<serde_json::Value>::open(&s.path).unwrap_err();
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::UnsupportedVersion {
+            found: 9,
+            supported: 1,
+            ..
+        }
+    ));
+    assert_eq!(log_bytes(&s.path), line);
+}
+
+#[test]
+fn empty_log_file_opens_as_an_empty_store() {
+    let s = scratch();
+    std::fs::create_dir_all(&s.path).unwrap();
+    std::fs::write(log_of(&s.path), b"").unwrap();
+    assert!(open_ro(&s.path).is_empty());
+    let mut pod = open(&s.path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.close().unwrap();
+    assert_eq!(open(&s.path).len(), 1);
+}

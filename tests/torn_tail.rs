@@ -1,0 +1,121 @@
+//! Invariant: a log cut at any byte offset (a crash mid-write) opens, keeps
+//! every complete record before the cut, reports what it dropped, and a
+//! writable open truncates the file back to the last good record.
+
+mod common;
+use common::*;
+use serde_json::json;
+use tastypod::PodOptions;
+
+fn build(path: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let mut pod = PodOptions::new().sync_at(1).open(path).unwrap();
+    pod.insert("alpha", json!({"n": 1})).unwrap();
+    pod.insert("beta", json!("two\nlines")).unwrap();
+    pod.insert("alpha", json!({"n": 3})).unwrap();
+    pod.remove("beta").unwrap();
+    pod.insert("gamma", json!([1, 2, 3])).unwrap();
+    contents(&pod)
+}
+
+/// The model: the state after each complete line of the log.
+fn states_by_line() -> Vec<Vec<(String, serde_json::Value)>> {
+    vec![
+        vec![],
+        pairs(&[("alpha", json!({"n": 1}))]),
+        pairs(&[("alpha", json!({"n": 1})), ("beta", json!("two\nlines"))]),
+        pairs(&[("alpha", json!({"n": 3})), ("beta", json!("two\nlines"))]),
+        pairs(&[("alpha", json!({"n": 3}))]),
+        pairs(&[("alpha", json!({"n": 3})), ("gamma", json!([1, 2, 3]))]),
+    ]
+}
+
+#[test]
+fn every_truncation_opens_as_the_last_complete_state() {
+    let s = scratch();
+    let full = build(&s.path);
+    assert_eq!(full, *states_by_line().last().unwrap());
+    let bytes = log_bytes(&s.path);
+    let starts = line_starts(&s.path);
+    let header_end = starts[1];
+    let states = states_by_line();
+    for cut in header_end..=bytes.len() {
+        std::fs::write(log_of(&s.path), &bytes[..cut]).unwrap();
+        let complete = starts.iter().filter(|&&st| st <= cut).count() - 1;
+        let on_boundary = starts.contains(&cut) || cut == bytes.len();
+        // Read-only first: reports, changes nothing.
+        let ro = open_ro(&s.path);
+        assert_eq!(contents(&ro), states[complete.min(5)], "cut {cut}");
+        assert_eq!(ro.recovery().torn_tail.is_some(), !on_boundary, "cut {cut}");
+        drop(ro);
+        assert_eq!(log_bytes(&s.path).len(), cut);
+        // Writable: truncates to the last good record.
+        let pod = open(&s.path);
+        assert_eq!(contents(&pod), states[complete.min(5)], "cut {cut}");
+        if let Some(torn) = &pod.recovery().torn_tail {
+            assert_eq!(
+                torn.first.offset as usize,
+                starts[complete.min(starts.len() - 1)]
+            );
+            assert_eq!(torn.bytes as usize, cut - torn.first.offset as usize);
+        }
+        drop(pod);
+        let kept = log_bytes(&s.path).len();
+        assert!(
+            starts.contains(&kept) || kept == bytes.len(),
+            "cut {cut} kept {kept}"
+        );
+        assert!(open(&s.path).recovery().is_clean());
+    }
+}
+
+#[test]
+fn cut_inside_the_header_is_not_a_store() {
+    let s = scratch();
+    build(&s.path);
+    let header_end = line_starts(&s.path)[1];
+    for cut in 1..header_end {
+        truncate_to_fresh(&s.path, cut);
+        let err = PodOptions::new()
+            .read_only(true)
+            .open::<serde_json::Value>(&s.path)
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), tastypod::ErrorKind::NotAStore { .. }),
+            "cut {cut}: {err}"
+        );
+    }
+}
+
+fn truncate_to_fresh(store: &std::path::Path, len: usize) {
+    let mut pod = open(store);
+    pod.insert("x", json!(1)).unwrap();
+    drop(pod);
+    truncate_to(store, len);
+}
+
+#[test]
+fn appends_after_recovery_are_clean() {
+    let s = scratch();
+    build(&s.path);
+    let len = log_bytes(&s.path).len();
+    truncate_to(&s.path, len - 5);
+    let mut pod = open(&s.path);
+    assert!(pod.recovery().torn_tail.is_some());
+    pod.insert("delta", json!(4)).unwrap();
+    pod.sync().unwrap();
+    drop(pod);
+    let pod = open(&s.path);
+    assert!(pod.recovery().is_clean());
+    assert_eq!(pod.keys().collect::<Vec<_>>(), ["alpha", "delta"]);
+}
+
+#[test]
+fn zero_filled_tail_is_a_torn_write() {
+    let s = scratch();
+    build(&s.path);
+    append_garbage(&s.path, &[0u8; 4096]);
+    let pod = open(&s.path);
+    assert_eq!(pod.len(), 2);
+    let torn = pod.recovery().torn_tail.clone().unwrap();
+    assert_eq!(torn.bytes, 4096);
+}
