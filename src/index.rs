@@ -138,37 +138,43 @@ impl<V> Index<V> {
         self.hasher.hash_one(key)
     }
 
+    /// The hasher keys are hashed with, for callers that hash ahead of time.
+    pub(crate) fn hasher(&self) -> RandomState {
+        self.hasher
+    }
+
     /// The slot of `key`, if present.
     pub(crate) fn find(&self, key: &str) -> Option<usize> {
-        let hash = self.hash(key.as_bytes());
+        self.find_hashed(self.hash(key.as_bytes()), key.as_bytes())
+    }
+
+    fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let (slots, arena) = (&self.slots, &self.arena);
         self.table
             .find(hash, |&i| {
                 slots
                     .get(i as usize)
-                    .is_some_and(|s| arena.bytes_of(s.span).0 == key.as_bytes())
+                    .is_some_and(|s| arena.bytes_of(s.span).0 == key)
             })
             .map(|&i| i as usize)
     }
 
-    /// Appends a new key (which must be absent) and returns its slot.
-    fn push(
+    /// Appends a slot for a key (which must be absent) whose hash is `hash`.
+    fn insert_slot(
         &mut self,
-        key: &str,
-        text: &[u8],
+        hash: u64,
+        span: Span,
         line: u32,
         flags: u8,
         live: Option<Box<V>>,
     ) -> usize {
         let slot_no = self.slots.len();
-        let span = self.arena.push(key.as_bytes(), text);
         self.slots.push(Slot {
             span,
             line,
             flags,
             live,
         });
-        let hash = self.hash(key.as_bytes());
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
         self.table.insert_unique(hash, slot_no as u32, |&i| {
             let key = slots
@@ -188,14 +194,75 @@ impl<V> Index<V> {
     /// Records that `key` maps to the on-disk JSON text `text` from `line`;
     /// returns the previous slot's on-disk value length if the key was present.
     pub(crate) fn put_text(&mut self, key: &str, text: &[u8], line: u32) -> Option<Option<usize>> {
-        match self.find(key) {
+        let hash = self.hash(key.as_bytes());
+        match self.find_hashed(hash, key.as_bytes()) {
             Some(i) => {
                 let old = self.disk_value_len(i);
                 self.set_text(i, text, line);
                 Some(old)
             }
             None => {
-                self.push(key, text, line, ON_DISK, None);
+                let span = self.arena.push(key.as_bytes(), text);
+                self.insert_slot(hash, span, line, ON_DISK, None);
+                None
+            }
+        }
+    }
+
+    /// Takes `block` into the arena, for [`put_adopted`](Self::put_adopted);
+    /// returns its number.
+    pub(crate) fn adopt_block(&mut self, block: Vec<u8>) -> u32 {
+        self.arena.bytes += block.len() as u64;
+        self.arena.blocks.push(block);
+        (self.arena.blocks.len() - 1) as u32
+    }
+
+    /// The key of `key_len` bytes at `offset` in block `block`.
+    pub(crate) fn block_key(&self, block: u32, offset: u32, key_len: u32) -> &str {
+        let span = Span {
+            block,
+            offset,
+            key_len,
+            value_len: 0,
+        };
+        // Keys enter the arena only from `&str`, so this never falls back.
+        std::str::from_utf8(self.arena.bytes_of(span).0).unwrap_or_default()
+    }
+
+    /// Like [`put_text`](Self::put_text) for a key (hashing to `hash`)
+    /// and value already in adopted block `block` at `offset`.
+    pub(crate) fn put_adopted(
+        &mut self,
+        hash: u64,
+        block: u32,
+        offset: u32,
+        key_len: u32,
+        value_len: u32,
+        line: u32,
+    ) -> Option<Option<usize>> {
+        let span = Span {
+            block,
+            offset,
+            key_len,
+            value_len,
+        };
+        let found = {
+            let key = self.arena.bytes_of(span).0;
+            self.find_hashed(hash, key)
+        };
+        match found {
+            Some(i) => {
+                let old = self.disk_value_len(i);
+                if let Some(slot) = self.slots.get_mut(i) {
+                    slot.span = span;
+                    slot.line = line;
+                    slot.flags = ON_DISK;
+                    slot.live = None;
+                }
+                Some(old)
+            }
+            None => {
+                self.insert_slot(hash, span, line, ON_DISK, None);
                 None
             }
         }
@@ -222,20 +289,26 @@ impl<V> Index<V> {
 
     /// Appends a new, never-synced key holding `value`.
     pub(crate) fn push_live(&mut self, key: &str, value: V) -> usize {
-        self.push(key, &[], 0, DIRTY, Some(Box::new(value)))
+        let hash = self.hash(key.as_bytes());
+        let span = self.arena.push(key.as_bytes(), &[]);
+        self.insert_slot(hash, span, 0, DIRTY, Some(Box::new(value)))
     }
 
     /// Removes `key`; returns its old slot's on-disk value length
     /// (`Some(None)` if it was present but never on disk).
     pub(crate) fn remove(&mut self, key: &str) -> Option<Option<usize>> {
-        let hash = self.hash(key.as_bytes());
+        self.remove_hashed(self.hash(key.as_bytes()), key.as_bytes())
+    }
+
+    /// [`remove`](Self::remove) for a key whose hash is `hash`.
+    pub(crate) fn remove_hashed(&mut self, hash: u64, key: &[u8]) -> Option<Option<usize>> {
         let (slots, arena) = (&self.slots, &self.arena);
         let entry = self
             .table
             .find_entry(hash, |&i| {
                 slots
                     .get(i as usize)
-                    .is_some_and(|s| arena.bytes_of(s.span).0 == key.as_bytes())
+                    .is_some_and(|s| arena.bytes_of(s.span).0 == key)
             })
             .ok()?;
         let (i, _) = entry.remove();

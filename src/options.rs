@@ -165,12 +165,6 @@ impl PodOptions {
         self
     }
 
-    #[cfg(any(test, feature = "sim"))]
-    pub(crate) fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
-        self.storage = storage;
-        self
-    }
-
     /// Checks the options for values that cannot work.
     pub(crate) fn validate(&self) -> Result<()> {
         if self.sync_at == 0 {
@@ -179,13 +173,13 @@ impl PodOptions {
                 why: "must be at least 1".into(),
             });
         }
-        if let Compaction::Auto { dead_fraction, .. } = self.compaction {
-            if !(dead_fraction > 0.0 && dead_fraction < 1.0) {
-                return fail(ErrorKind::InvalidOption {
-                    name: "compaction",
-                    why: format!("dead_fraction must be in (0, 1), not {dead_fraction}"),
-                });
-            }
+        if let Compaction::Auto { dead_fraction, .. } = self.compaction
+            && !(dead_fraction > 0.0 && dead_fraction < 1.0)
+        {
+            return fail(ErrorKind::InvalidOption {
+                name: "compaction",
+                why: format!("dead_fraction must be in (0, 1), not {dead_fraction}"),
+            });
         }
         Ok(())
     }

@@ -1033,14 +1033,14 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn drop(&mut self) {
-        if !self.released {
-            if let Err(e) = self.pod.unhold() {
-                eprintln!(
-                    "tastypod: could not sync {} when a hold ended: {}",
-                    self.pod.dir.display(),
-                    crate::error_chain(&e)
-                );
-            }
+        if !self.released
+            && let Err(e) = self.pod.unhold()
+        {
+            eprintln!(
+                "tastypod: could not sync {} when a hold ended: {}",
+                self.pod.dir.display(),
+                crate::error_chain(&e)
+            );
         }
     }
 }

@@ -1,17 +1,28 @@
 //! Replay: log bytes -> ordered map, with line numbers, byte offsets and the
 //! torn-tail policy. It reads from any `Read` (a file, or a byte slice in
 //! tests and fuzzers) and does no other I/O.
+//!
+//! Two stages: *decode* splits the bytes into lines, checks each checksum,
+//! reads the key, hashes it and copies key and value text into an arena
+//! block; *apply* runs the torn-tail/corruption state machine and builds the
+//! index. For logs larger than one chunk the stages run on two threads,
+//! connected by a bounded channel of decoded batches.
 
-use crate::error::{ErrorKind, Result, fail};
+use crate::error::{Error, ErrorKind, Result, fail};
 use crate::index::Index;
 use crate::record::{self, FORMAT_VERSION, LineError, Record};
+use foldhash::fast::RandomState;
+use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 /// Bytes read per call; a longer line makes the buffer grow to hold it.
 const CHUNK: usize = 4 << 20;
 /// At most this many damaged lines are listed in a report (all are counted).
 const MAX_LISTED: usize = 100;
+/// Decoded batches in flight between the two stages.
+const IN_FLIGHT: usize = 4;
 
 /// One line that is not a valid record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,34 +68,128 @@ pub(crate) struct Replayed<V> {
     pub skipped_count: u64,
 }
 
-struct Replayer<'p, V> {
+/// What the decode stage found on one line.
+#[derive(Debug)]
+enum Found {
+    Blank,
+    Header(u64),
+    /// Key and value bytes at `at` in the batch's block.
+    Put {
+        hash: u64,
+        at: u32,
+        key_len: u32,
+        value_len: u32,
+    },
+    Del {
+        hash: u64,
+        at: u32,
+        key_len: u32,
+    },
+    Bad(LineError),
+}
+
+#[derive(Debug)]
+struct Event {
+    line: u64,
+    offset: u64,
+    /// Offset just past the line (and its newline, if any).
+    end: u64,
+    found: Found,
+}
+
+/// Decoded lines, with their keys and values copied into `block`.
+#[derive(Debug, Default)]
+struct Batch {
+    block: Vec<u8>,
+    events: Vec<Event>,
+}
+
+/// The decode stage's state: line numbering and the hasher.
+struct Decoder {
+    hasher: RandomState,
+    line_no: u64,
+}
+
+impl Decoder {
+    fn decode(&mut self, batch: &mut Batch, line: &[u8], offset: u64, terminated: bool) {
+        self.line_no += 1;
+        let end = offset + line.len() as u64 + u64::from(terminated);
+        let found = if !terminated {
+            Found::Bad(LineError::Unterminated)
+        } else if line.is_empty() {
+            Found::Blank
+        } else {
+            match record::decode(line) {
+                Ok(Record::Header { version }) if self.line_no == 1 => Found::Header(version),
+                Ok(Record::Header { .. }) => {
+                    Found::Bad(LineError::Malformed("header record after line 1"))
+                }
+                Ok(Record::Put { key, value }) => {
+                    let at = batch.block.len() as u32;
+                    batch.block.extend_from_slice(key.as_bytes());
+                    batch.block.extend_from_slice(value);
+                    Found::Put {
+                        hash: self.hasher.hash_one(key.as_bytes()),
+                        at,
+                        key_len: key.len() as u32,
+                        value_len: value.len() as u32,
+                    }
+                }
+                Ok(Record::Del { key }) => {
+                    let at = batch.block.len() as u32;
+                    batch.block.extend_from_slice(key.as_bytes());
+                    Found::Del {
+                        hash: self.hasher.hash_one(key.as_bytes()),
+                        at,
+                        key_len: key.len() as u32,
+                    }
+                }
+                Err(e) => Found::Bad(e),
+            }
+        };
+        batch.events.push(Event {
+            line: self.line_no,
+            offset,
+            end,
+            found,
+        });
+    }
+}
+
+/// The apply stage's state.
+struct Applier<'p, V> {
     out: Replayed<V>,
     path: &'p Path,
     salvage: bool,
-    line_no: u64,
     /// Damaged lines not yet followed by a valid one.
     pending: Vec<BadLine>,
     pending_count: u64,
 }
 
 /// Replays a whole log held in memory.
-#[cfg(any(test, feature = "sim"))]
+#[cfg(test)]
 pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Result<Replayed<V>> {
     replay(bytes, bytes.len() as u64, path, salvage)
 }
 
 /// Replays the log read from `reader`. `size_hint` (the file size) sizes the
-/// map up front; `path` only names the file in errors.
+/// map up front and picks one thread or two; `path` only names the file in
+/// errors.
 pub(crate) fn replay<V>(
-    mut reader: impl Read,
+    reader: impl Read + Send,
     size_hint: u64,
     path: &Path,
     salvage: bool,
 ) -> Result<Replayed<V>> {
     let estimate = usize::try_from(size_hint / 100).unwrap_or(0);
-    let mut r = Replayer {
+    let index = Index::with_capacity(estimate);
+    let mut decoder = Decoder {
+        hasher: index.hasher(),
+        line_no: 0,
+    };
+    let mut applier = Applier {
         out: Replayed {
-            index: Index::with_capacity(estimate),
+            index,
             valid_len: 0,
             total_len: 0,
             valid_lines: 0,
@@ -96,11 +201,55 @@ pub(crate) fn replay<V>(
         },
         path,
         salvage,
-        line_no: 0,
         pending: Vec::new(),
         pending_count: 0,
     };
-    let mut buf = vec![0u8; CHUNK.min(usize::try_from(size_hint).unwrap_or(CHUNK).max(4096))];
+    let buf_len = usize::try_from(size_hint).map_or(CHUNK, |n| n.clamp(4096, CHUNK));
+    let total_len = if size_hint <= CHUNK as u64 {
+        read_batches(reader, buf_len, &mut decoder, path, |batch| {
+            applier.apply(batch)
+        })?
+    } else {
+        let (tx, rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT);
+        std::thread::scope(|scope| {
+            let reading = scope.spawn(move || {
+                // A send fails only when the apply stage stopped on an error,
+                // which it reports itself.
+                read_batches(reader, buf_len, &mut decoder, path, |batch| {
+                    tx.send(batch).map_err(|_| stopped())
+                })
+            });
+            for batch in rx.iter() {
+                if let Err(e) = applier.apply(batch) {
+                    drop(rx);
+                    return Err(e);
+                }
+            }
+            reading.join().unwrap_or_else(|_| Err(stopped()))
+        })?
+    };
+    applier.out.total_len = total_len;
+    applier.finish()
+}
+
+fn stopped() -> Error {
+    Error::io(
+        "replay",
+        Path::new(""),
+        io::Error::other("replay stage stopped"),
+    )
+}
+
+/// Reads `reader` to the end, decoding complete lines into one batch per
+/// chunk read and handing each to `sink`; returns the number of bytes read.
+fn read_batches(
+    mut reader: impl Read,
+    buf_len: usize,
+    decoder: &mut Decoder,
+    path: &Path,
+    mut sink: impl FnMut(Batch) -> Result<()>,
+) -> Result<u64> {
+    let mut buf = vec![0u8; buf_len];
     // `buf[start..end]` holds bytes read but not yet split into lines;
     // `base` is the file offset of `buf[0]`.
     let (mut start, mut end, mut base) = (0usize, 0usize, 0u64);
@@ -119,86 +268,120 @@ pub(crate) fn replay<V>(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(crate::Error::io("read", path, e)),
+            Err(e) => return Err(Error::io("read", path, e)),
         };
         let scan_from = end;
         end += n;
+        let mut batch = Batch {
+            block: Vec::with_capacity(end - start),
+            events: Vec::new(),
+        };
         let mut cut = start;
         for nl in memchr::memchr_iter(b'\n', &buf[scan_from..end]) {
             let nl = scan_from + nl;
-            r.feed(&buf[cut..nl], base + cut as u64, true)?;
+            decoder.decode(&mut batch, &buf[cut..nl], base + cut as u64, true);
             cut = nl + 1;
         }
         start = cut;
+        if !batch.events.is_empty() {
+            sink(batch)?;
+        }
     }
     if start < end {
-        r.feed(&buf[start..end], base + start as u64, false)?;
+        let mut batch = Batch::default();
+        decoder.decode(&mut batch, &buf[start..end], base + start as u64, false);
+        sink(batch)?;
     }
-    r.out.total_len = base + end as u64;
-    r.finish()
+    Ok(base + end as u64)
 }
 
-impl<V> Replayer<'_, V> {
-    fn feed(&mut self, line: &[u8], offset: u64, terminated: bool) -> Result<()> {
-        self.line_no += 1;
-        let line_no = self.line_no;
-        let end = offset + line.len() as u64 + u64::from(terminated);
-        if !self.out.has_header {
-            return self.feed_header(line, terminated, end);
-        }
-        if line.is_empty() && terminated {
-            // Blank lines are allowed (JSON-lines readers skip them).
-            if self.pending.is_empty() {
-                self.out.valid_len = end;
-                self.out.valid_lines = line_no;
-            }
-            return Ok(());
-        }
-        let decoded = if terminated {
-            record::decode(line)
-        } else {
-            Err(LineError::Unterminated)
-        };
-        match decoded {
-            Ok(Record::Header { .. }) => {
-                self.bad(line_no, offset, "header record after line 1".into());
-            }
-            Ok(rec) => {
-                self.clear_pending()?;
-                self.apply(rec, line_no);
-                self.out.valid_len = end;
-                self.out.valid_lines = line_no;
-            }
-            Err(e) => self.bad(line_no, offset, e.to_string()),
+impl<V> Applier<'_, V> {
+    fn apply(&mut self, batch: Batch) -> Result<()> {
+        let Batch { block, events } = batch;
+        let block_no = self.out.index.adopt_block(block);
+        for ev in events {
+            self.apply_event(ev, block_no)?;
         }
         Ok(())
     }
 
-    fn feed_header(&mut self, line: &[u8], terminated: bool, end: u64) -> Result<()> {
+    fn apply_event(&mut self, ev: Event, block: u32) -> Result<()> {
+        if !self.out.has_header {
+            return self.apply_header(ev);
+        }
+        let line = u32::try_from(ev.line).unwrap_or(u32::MAX);
+        match ev.found {
+            Found::Blank => {
+                // Blank lines are allowed (JSON-lines readers skip them).
+                if self.pending.is_empty() {
+                    self.out.valid_len = ev.end;
+                    self.out.valid_lines = ev.line;
+                }
+                return Ok(());
+            }
+            Found::Bad(e) => {
+                self.bad(ev.line, ev.offset, e.to_string());
+                return Ok(());
+            }
+            Found::Header(_) => {
+                self.bad(ev.line, ev.offset, "header record after line 1".into());
+                return Ok(());
+            }
+            Found::Put {
+                hash,
+                at,
+                key_len,
+                value_len,
+            } => {
+                self.clear_pending()?;
+                let out = &mut self.out;
+                // put_len(key, n) == put_len(key, 0) + n
+                let framing = record::put_len(out.index.block_key(block, at, key_len), 0);
+                let old = out
+                    .index
+                    .put_adopted(hash, block, at, key_len, value_len, line);
+                if let Some(Some(old)) = old {
+                    out.live_bytes -= framing + old as u64;
+                }
+                out.live_bytes += framing + u64::from(value_len);
+            }
+            Found::Del { hash, at, key_len } => {
+                self.clear_pending()?;
+                let out = &mut self.out;
+                let key = out.index.block_key(block, at, key_len).to_string();
+                if let Some(Some(old)) = out.index.remove_hashed(hash, key.as_bytes()) {
+                    out.live_bytes -= record::put_len(&key, old);
+                }
+            }
+        }
+        self.out.valid_len = ev.end;
+        self.out.valid_lines = ev.line;
+        Ok(())
+    }
+
+    fn apply_header(&mut self, ev: Event) -> Result<()> {
         let not_a_store = |reason: String| {
             fail(ErrorKind::NotAStore {
                 path: self.path.to_path_buf(),
                 reason,
             })
         };
-        if !terminated {
-            return not_a_store("first line is incomplete".into());
-        }
-        match record::decode(line) {
-            Ok(Record::Header { version }) if version == FORMAT_VERSION => {
+        match ev.found {
+            Found::Header(version) if version == FORMAT_VERSION => {
                 self.out.has_header = true;
-                self.out.valid_len = end;
+                self.out.valid_len = ev.end;
                 self.out.valid_lines = 1;
-                self.out.live_bytes = end;
+                self.out.live_bytes = ev.end;
                 Ok(())
             }
-            Ok(Record::Header { version }) => fail(ErrorKind::UnsupportedVersion {
+            Found::Header(version) => fail(ErrorKind::UnsupportedVersion {
                 path: self.path.to_path_buf(),
                 found: version,
                 supported: FORMAT_VERSION,
             }),
-            Ok(_) => not_a_store("first line is not a header record".into()),
-            Err(e) => not_a_store(format!("first line: {e}")),
+            Found::Bad(LineError::Unterminated) => not_a_store("first line is incomplete".into()),
+            Found::Bad(e) => not_a_store(format!("first line: {e}")),
+            _ => not_a_store("first line is not a header record".into()),
         }
     }
 
@@ -234,25 +417,6 @@ impl<V> Replayer<'_, V> {
         self.pending.clear();
         self.pending_count = 0;
         Ok(())
-    }
-
-    fn apply(&mut self, rec: Record<'_>, line_no: u64) {
-        let line = u32::try_from(line_no).unwrap_or(u32::MAX);
-        let out = &mut self.out;
-        match rec {
-            Record::Put { key, value } => {
-                if let Some(Some(old)) = out.index.put_text(&key, value, line) {
-                    out.live_bytes -= record::put_len(&key, old);
-                }
-                out.live_bytes += record::put_len(&key, value.len());
-            }
-            Record::Del { key } => {
-                if let Some(Some(old)) = out.index.remove(&key) {
-                    out.live_bytes -= record::put_len(&key, old);
-                }
-            }
-            Record::Header { .. } => {}
-        }
     }
 
     fn finish(mut self) -> Result<Replayed<V>> {
@@ -410,5 +574,43 @@ mod tests {
         let bytes = log(&[("a", Some(&big)), ("b", Some("1"))]);
         let r = replay::<()>(&bytes[..], 0, Path::new("x"), false).unwrap();
         assert_eq!(r.index.len(), 2);
+    }
+
+    fn big_log(n: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        record::encode_header(&mut buf);
+        for i in 0..n {
+            let v = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "p".repeat(60));
+            record::encode_put(&mut buf, &format!("k{}", i % (n / 2)), v.as_bytes());
+            if i % 7 == 0 {
+                record::encode_del(&mut buf, &format!("k{}", (i * 13) % (n / 2)));
+            }
+        }
+        buf
+    }
+
+    #[test]
+    fn two_thread_replay_matches_one_thread() {
+        let bytes = big_log(150_000);
+        assert!(bytes.len() > 2 * CHUNK);
+        let one = replay::<()>(&bytes[..], 0, Path::new("x"), false).unwrap();
+        let two = replay::<()>(&bytes[..], bytes.len() as u64, Path::new("x"), false).unwrap();
+        assert_eq!(contents(&one), contents(&two));
+        assert_eq!(one.live_bytes, two.live_bytes);
+        assert_eq!(one.valid_len, two.valid_len);
+        assert_eq!(two.valid_len, bytes.len() as u64);
+    }
+
+    #[test]
+    fn two_thread_replay_reports_corruption_and_torn_tails() {
+        let mut bytes = big_log(150_000);
+        let len = bytes.len() as u64;
+        let torn = replay::<()>(&bytes[..bytes.len() - 3], len, Path::new("x"), false).unwrap();
+        assert!(torn.torn.is_some());
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x04;
+        let err = replay::<()>(&bytes[..], len, Path::new("x"), false).unwrap_err();
+        let line = 1 + bytes[..mid].iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(err.line(), Some(line));
     }
 }

@@ -1,0 +1,129 @@
+//! Peak memory of W3 (open a 1,000,000-key log and visit every key and value
+//! text), for tastypod and for the raw baseline, each measured in a child
+//! process of its own so one does not inflate the other; and the p50/p99
+//! latency of W4's durable single operations.
+//!
+//! Run: `cargo bench --bench footprint`.
+
+#[path = "common.rs"]
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::time::Instant;
+use tastypod::{Pod, PodOptions};
+
+const KEYS: usize = 1_000_000;
+
+fn child(mode: &str, path: &str) {
+    let start = Instant::now();
+    let mut n = 0usize;
+    match mode {
+        "raw" => {
+            for (k, v) in raw_replay(path.as_ref()) {
+                n += k.len() + v.get().len();
+            }
+        }
+        _ => {
+            let pod: Pod = PodOptions::new().read_only(true).open(path).unwrap();
+            for entry in pod.iter_json() {
+                let (k, v) = entry.unwrap();
+                n += k.len() + v.len();
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("{mode} {secs:.3} {} {n}", peak_rss().unwrap_or(0));
+}
+
+fn measure(mode: &str, path: &std::path::Path) -> (f64, u64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--child", mode, path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default().to_string();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        parts.len() == 4,
+        "child said {text:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (parts[1].parse().unwrap(), parts[2].parse().unwrap())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn w4_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut raw = RawLog::create(&dir.path().join("raw.jsonl"));
+    let mut pod: Pod = Pod::open(dir.path().join("w4.pod")).unwrap();
+    let (mut raw_t, mut pod_t) = (Vec::new(), Vec::new());
+    // Interleaved so both see the same machine load.
+    for i in 0..2000 {
+        let t = Instant::now();
+        raw.append(&key(i), &value(i));
+        raw.sync();
+        raw_t.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        pod.insert(&key(i), value(i)).unwrap();
+        pod.sync().unwrap();
+        pod_t.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let (r50, p50) = (median(&mut raw_t), median(&mut pod_t));
+    let r99 = raw_t[raw_t.len() * 99 / 100];
+    let p99 = pod_t[pod_t.len() * 99 / 100];
+    println!(
+        "W4 per op: raw p50 {r50:.0} us p99 {r99:.0} us; tastypod p50 {p50:.0} us p99 {p99:.0} us; p50 ratio {:.2}",
+        p50 / r50
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--child") {
+        child(&args[2], &args[3]);
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo test --benches` style probing
+    }
+    // FOOTPRINT_DIR keeps the generated files for profiling between runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("FOOTPRINT_DIR").map_or(tmp.path().to_path_buf(), Into::into);
+    let raw = dir.join("raw.jsonl");
+    let store = dir.join("w3.pod");
+    if !raw.exists() {
+        write_raw(&raw, KEYS);
+    }
+    if !store.exists() {
+        write_store(&store, KEYS);
+    }
+    let size = std::fs::metadata(store.join(tastypod::LOG_FILE))
+        .unwrap()
+        .len();
+    println!("W3: {KEYS} keys, log {:.1} MB", size as f64 / 1e6);
+    let (mut rt, mut pt, mut rm, mut pm) = (Vec::new(), Vec::new(), 0, 0);
+    for _ in 0..5 {
+        let (t, m) = measure("raw", &raw);
+        rt.push(t);
+        rm = rm.max(m);
+        let (t, m) = measure("tastypod", &store);
+        pt.push(t);
+        pm = pm.max(m);
+    }
+    let (r, p) = (median(&mut rt), median(&mut pt));
+    println!(
+        "W3 open+visit median of 5: raw {r:.3} s, tastypod {p:.3} s, ratio {:.2}",
+        p / r
+    );
+    println!(
+        "W3 peak RSS: raw {:.0} MB, tastypod {:.0} MB",
+        rm as f64 / 1e6,
+        pm as f64 / 1e6
+    );
+    w4_latency();
+}
