@@ -1,42 +1,43 @@
 //! The in-memory ordered map behind a `Pod`.
 //!
-//! Keys and the JSON text of values live in an append-only byte arena; a slot
-//! per key keeps insertion order, and a hash table maps key bytes to slots.
-//! A value is decoded only when it is accessed, or kept decoded (`live`)
-//! while it has changes not yet written to the log. Removed slots become
-//! tombstones until the slot vector is rebuilt.
+//! Keys and the JSON text of values live in an append-only byte arena (whole
+//! replay batches and sync buffers are adopted as arena blocks, so neither is
+//! copied twice); a slot per key keeps insertion order, and a hash table maps
+//! key bytes to slots. A value is decoded only when it is accessed, or kept
+//! decoded (`live`) while it has changes not yet written to the log. Removed
+//! slots become tombstones until the slot vector is rebuilt.
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
-/// Arena blocks are this big unless one record needs more.
-const BLOCK_SIZE: usize = 1 << 20;
+/// Arena blocks for new keys are this big.
+const BLOCK_SIZE: usize = 64 << 10;
 
 /// Slot flag: the key was removed; the slot is a tombstone.
 const REMOVED: u8 = 1;
 /// Slot flag: the slot has changes not yet written to the log.
 const DIRTY: u8 = 2;
-/// Slot flag: `text` holds the value of the key's last record on disk.
+/// Slot flag: `value` holds the value of the key's last record on disk.
 const ON_DISK: u8 = 4;
 
-/// Where a key and its value text sit in the arena: the key's bytes, then
-/// immediately the value's bytes.
-#[derive(Clone, Copy, Debug, Default)]
-struct Span {
-    block: u32,
-    offset: u32,
-    key_len: u32,
-    value_len: u32,
+/// Where some bytes sit in the arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub block: u32,
+    pub offset: u32,
+    pub len: u32,
 }
 
 #[derive(Debug)]
 struct Slot<V> {
-    span: Span,
+    key: Loc,
+    /// The value text of the key's last record on disk (if `ON_DISK`).
+    value: Loc,
     /// The 1-based log line of the key's last record, 0 if never on disk.
     line: u32,
     flags: u8,
-    /// The decoded value, present while it differs from `text` (or no text exists).
+    /// The decoded value, present while it differs from `value` (or no text exists).
     live: Option<Box<V>>,
 }
 
@@ -52,46 +53,46 @@ pub(crate) enum ValueRef<'a, V> {
 #[derive(Debug, Default)]
 struct Arena {
     blocks: Vec<Vec<u8>>,
-    bytes: u64,
+    /// The block new keys are pushed into, if any.
+    open: Option<usize>,
 }
 
 impl Arena {
-    fn push(&mut self, key: &[u8], value: &[u8]) -> Span {
-        let need = key.len() + value.len();
-        let fits = self
-            .blocks
-            .last()
-            .is_some_and(|b| b.capacity() - b.len() >= need);
-        if !fits {
-            self.blocks.push(Vec::with_capacity(need.max(BLOCK_SIZE)));
-        }
-        let block_no = self.blocks.len() - 1;
-        let mut span = Span::default();
-        if let Some(block) = self.blocks.last_mut() {
-            span = Span {
-                block: block_no as u32,
+    fn push(&mut self, bytes: &[u8]) -> Loc {
+        let fits = |b: &Vec<u8>| b.capacity() - b.len() >= bytes.len();
+        let open = match self.open {
+            Some(n) if self.blocks.get(n).is_some_and(fits) => n,
+            _ => {
+                self.blocks
+                    .push(Vec::with_capacity(bytes.len().max(BLOCK_SIZE)));
+                self.blocks.len() - 1
+            }
+        };
+        self.open = Some(open);
+        let mut loc = Loc::default();
+        if let Some(block) = self.blocks.get_mut(open) {
+            loc = Loc {
+                block: open as u32,
                 offset: block.len() as u32,
-                key_len: key.len() as u32,
-                value_len: value.len() as u32,
+                len: bytes.len() as u32,
             };
-            block.extend_from_slice(key);
-            block.extend_from_slice(value);
+            block.extend_from_slice(bytes);
         }
-        self.bytes += need as u64;
-        span
+        loc
     }
 
-    fn bytes_of(&self, span: Span) -> (&[u8], &[u8]) {
-        let start = span.offset as usize;
-        let mid = start + span.key_len as usize;
-        let end = mid + span.value_len as usize;
-        match self.blocks.get(span.block as usize) {
-            Some(b) => (
-                b.get(start..mid).unwrap_or_default(),
-                b.get(mid..end).unwrap_or_default(),
-            ),
-            None => (&[], &[]),
-        }
+    fn adopt(&mut self, block: Vec<u8>) -> u32 {
+        self.blocks.push(block);
+        (self.blocks.len() - 1) as u32
+    }
+
+    fn bytes(&self, loc: Loc) -> &[u8] {
+        let start = loc.offset as usize;
+        let end = start + loc.len as usize;
+        self.blocks
+            .get(loc.block as usize)
+            .and_then(|b| b.get(start..end))
+            .unwrap_or_default()
     }
 }
 
@@ -103,8 +104,8 @@ pub(crate) struct Index<V> {
     hasher: RandomState,
     arena: Arena,
     live: usize,
-    /// Slots marked dirty since the last `clear_dirty`, each listed once
-    /// (may include slots removed since).
+    /// Slots marked dirty since the last `prune_dirty`, each listed once
+    /// (may include slots cleaned or removed since).
     dirty: Vec<u32>,
     /// The number of live dirty slots.
     dirty_count: usize,
@@ -134,7 +135,8 @@ impl<V> Index<V> {
         self.live
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
+    /// The hash of `key`.
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
@@ -148,150 +150,136 @@ impl<V> Index<V> {
         self.find_hashed(self.hash(key.as_bytes()), key.as_bytes())
     }
 
-    fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
+    /// The slot of `key`, whose hash is `hash`, if present.
+    pub(crate) fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let (slots, arena) = (&self.slots, &self.arena);
         self.table
             .find(hash, |&i| {
                 slots
                     .get(i as usize)
-                    .is_some_and(|s| arena.bytes_of(s.span).0 == key)
+                    .is_some_and(|s| arena.bytes(s.key) == key)
             })
             .map(|&i| i as usize)
     }
 
     /// Appends a slot for a key (which must be absent) whose hash is `hash`.
-    fn insert_slot(
-        &mut self,
-        hash: u64,
-        span: Span,
-        line: u32,
-        flags: u8,
-        live: Option<Box<V>>,
-    ) -> usize {
+    fn insert_slot(&mut self, hash: u64, slot: Slot<V>) -> usize {
         let slot_no = self.slots.len();
-        self.slots.push(Slot {
-            span,
-            line,
-            flags,
-            live,
-        });
+        let dirty = slot.flags & DIRTY != 0;
+        self.slots.push(slot);
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
         self.table.insert_unique(hash, slot_no as u32, |&i| {
             let key = slots
                 .get(i as usize)
-                .map(|s| arena.bytes_of(s.span).0)
+                .map(|s| arena.bytes(s.key))
                 .unwrap_or_default();
             hasher.hash_one(key)
         });
         self.live += 1;
-        if flags & DIRTY != 0 {
+        if dirty {
             self.dirty.push(slot_no as u32);
             self.dirty_count += 1;
         }
         slot_no
     }
 
-    /// Records that `key` maps to the on-disk JSON text `text` from `line`;
-    /// returns the previous slot's on-disk value length if the key was present.
-    pub(crate) fn put_text(&mut self, key: &str, text: &[u8], line: u32) -> Option<Option<usize>> {
-        let hash = self.hash(key.as_bytes());
-        match self.find_hashed(hash, key.as_bytes()) {
-            Some(i) => {
-                let old = self.disk_value_len(i);
-                self.set_text(i, text, line);
-                Some(old)
-            }
-            None => {
-                let span = self.arena.push(key.as_bytes(), text);
-                self.insert_slot(hash, span, line, ON_DISK, None);
-                None
-            }
-        }
-    }
-
-    /// Takes `block` into the arena, for [`put_adopted`](Self::put_adopted);
-    /// returns its number.
+    /// Takes `block` into the arena; returns its number.
     pub(crate) fn adopt_block(&mut self, block: Vec<u8>) -> u32 {
-        self.arena.bytes += block.len() as u64;
-        self.arena.blocks.push(block);
-        (self.arena.blocks.len() - 1) as u32
+        self.arena.adopt(block)
     }
 
-    /// The key of `key_len` bytes at `offset` in block `block`.
-    pub(crate) fn block_key(&self, block: u32, offset: u32, key_len: u32) -> &str {
-        let span = Span {
-            block,
-            offset,
-            key_len,
-            value_len: 0,
-        };
-        // Keys enter the arena only from `&str`, so this never falls back.
-        std::str::from_utf8(self.arena.bytes_of(span).0).unwrap_or_default()
+    /// The bytes at `loc`.
+    pub(crate) fn bytes(&self, loc: Loc) -> &[u8] {
+        self.arena.bytes(loc)
     }
 
-    /// Like [`put_text`](Self::put_text) for a key (hashing to `hash`)
-    /// and value already in adopted block `block` at `offset`.
-    pub(crate) fn put_adopted(
+    /// Records that the key at `key` (hashing to `hash`) maps to the on-disk
+    /// value text at `value`, from log line `line`. Returns the previous
+    /// on-disk value length if the key was present.
+    pub(crate) fn put_loc(
         &mut self,
         hash: u64,
-        block: u32,
-        offset: u32,
-        key_len: u32,
-        value_len: u32,
+        key: Loc,
+        value: Loc,
         line: u32,
     ) -> Option<Option<usize>> {
-        let span = Span {
-            block,
-            offset,
-            key_len,
-            value_len,
-        };
-        let found = {
-            let key = self.arena.bytes_of(span).0;
-            self.find_hashed(hash, key)
-        };
+        let found = self.find_hashed(hash, self.arena.bytes(key));
         match found {
             Some(i) => {
                 let old = self.disk_value_len(i);
-                if let Some(slot) = self.slots.get_mut(i) {
-                    slot.span = span;
-                    slot.line = line;
-                    slot.flags = ON_DISK;
-                    slot.live = None;
-                }
+                self.set_text(i, value, line);
                 Some(old)
             }
             None => {
-                self.insert_slot(hash, span, line, ON_DISK, None);
+                self.insert_slot(
+                    hash,
+                    Slot {
+                        key,
+                        value,
+                        line,
+                        flags: ON_DISK,
+                        live: None,
+                    },
+                );
                 None
             }
         }
     }
 
-    /// Replaces slot `i`'s text with the on-disk text `text` and clears its changes.
-    pub(crate) fn set_text(&mut self, i: usize, text: &[u8], line: u32) {
-        let key_span = match self.slots.get(i) {
-            Some(s) => s.span,
-            None => return,
-        };
-        let key = self.arena.bytes_of(key_span).0.to_vec();
-        let span = self.arena.push(&key, text);
+    /// Records that `key` maps to the on-disk value text `text` (copied into
+    /// the arena) from log line `line`.
+    pub(crate) fn put_text(&mut self, key: &str, text: &[u8], line: u32) -> Option<Option<usize>> {
+        let hash = self.hash(key.as_bytes());
+        let value = self.arena.push(text);
+        match self.find_hashed(hash, key.as_bytes()) {
+            Some(i) => {
+                let old = self.disk_value_len(i);
+                self.set_text(i, value, line);
+                Some(old)
+            }
+            None => {
+                let key = self.arena.push(key.as_bytes());
+                self.insert_slot(
+                    hash,
+                    Slot {
+                        key,
+                        value,
+                        line,
+                        flags: ON_DISK,
+                        live: None,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Points slot `i`'s value at the on-disk text at `value` and clears its changes.
+    pub(crate) fn set_text(&mut self, i: usize, value: Loc, line: u32) {
         if let Some(slot) = self.slots.get_mut(i) {
             if slot.flags & DIRTY != 0 {
                 self.dirty_count -= 1;
             }
-            slot.span = span;
+            slot.value = value;
             slot.line = line;
             slot.flags = ON_DISK;
             slot.live = None;
         }
     }
 
-    /// Appends a new, never-synced key holding `value`.
-    pub(crate) fn push_live(&mut self, key: &str, value: V) -> usize {
-        let hash = self.hash(key.as_bytes());
-        let span = self.arena.push(key.as_bytes(), &[]);
-        self.insert_slot(hash, span, 0, DIRTY, Some(Box::new(value)))
+    /// Appends a new, never-synced key (hashing to `hash`) holding `value`.
+    pub(crate) fn push_live(&mut self, hash: u64, key: &str, value: V) -> usize {
+        let key = self.arena.push(key.as_bytes());
+        self.insert_slot(
+            hash,
+            Slot {
+                key,
+                value: Loc::default(),
+                line: 0,
+                flags: DIRTY,
+                live: Some(Box::new(value)),
+            },
+        )
     }
 
     /// Removes `key`; returns its old slot's on-disk value length
@@ -308,7 +296,7 @@ impl<V> Index<V> {
             .find_entry(hash, |&i| {
                 slots
                     .get(i as usize)
-                    .is_some_and(|s| arena.bytes_of(s.span).0 == key)
+                    .is_some_and(|s| arena.bytes(s.key) == key)
             })
             .ok()?;
         let (i, _) = entry.remove();
@@ -339,11 +327,11 @@ impl<V> Index<V> {
         self.table.clear();
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
         for (i, slot) in slots.iter().enumerate() {
-            let hash = hasher.hash_one(arena.bytes_of(slot.span).0);
+            let hash = hasher.hash_one(arena.bytes(slot.key));
             self.table.insert_unique(hash, i as u32, |&j| {
                 let key = slots
                     .get(j as usize)
-                    .map(|s| arena.bytes_of(s.span).0)
+                    .map(|s| arena.bytes(s.key))
                     .unwrap_or_default();
                 hasher.hash_one(key)
             });
@@ -355,7 +343,7 @@ impl<V> Index<V> {
         self.slots
             .get(i)
             .filter(|s| s.flags & ON_DISK != 0)
-            .map(|s| s.span.value_len as usize)
+            .map(|s| s.value.len as usize)
     }
 
     /// The key of slot `i`.
@@ -363,7 +351,7 @@ impl<V> Index<V> {
         let bytes = self
             .slots
             .get(i)
-            .map(|s| self.arena.bytes_of(s.span).0)
+            .map(|s| self.arena.bytes(s.key))
             .unwrap_or_default();
         // Keys enter the arena only from `&str`, so this never falls back.
         std::str::from_utf8(bytes).unwrap_or_default()
@@ -373,7 +361,7 @@ impl<V> Index<V> {
     pub(crate) fn value(&self, i: usize) -> ValueRef<'_, V> {
         match self.slots.get(i) {
             Some(Slot { live: Some(v), .. }) => ValueRef::Live(v),
-            Some(s) => ValueRef::Text(self.arena.bytes_of(s.span).1),
+            Some(s) => ValueRef::Text(self.arena.bytes(s.value)),
             None => ValueRef::Text(&[]),
         }
     }

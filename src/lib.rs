@@ -16,7 +16,7 @@
 //!
 //! let pod: Pod = Pod::open(&path)?;
 //! assert_eq!(pod.get("https://example.com")?, Some(json!({"status": 200})));
-//! # Ok::<(), tastypod::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Storage

@@ -4,7 +4,7 @@
 use crate::compact::{self, LogPaths, Rewritten};
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::{Appender, LockGuard, Storage};
-use crate::index::{Index, ValueRef};
+use crate::index::{Index, Loc, ValueRef};
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use crate::record;
 use crate::replay::{self, BadLine, Replayed, TornTail};
@@ -93,7 +93,7 @@ pub struct PodStats {
 ///
 /// let pod: Pod = Pod::open(&path)?;
 /// assert_eq!(pod.get("foo")?, Some(json!({"n": 1})));
-/// # Ok::<(), tastypod::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Example: typed values
@@ -112,7 +112,7 @@ pub struct PodStats {
 ///     page.size += 1;
 /// }
 /// assert_eq!(pod.get("home")?.map(|p| p.size), Some(513));
-/// # Ok::<(), tastypod::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Pod<V = serde_json::Value>
 where
@@ -601,10 +601,11 @@ where
     /// (the change then stays in memory, unsynced).
     pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
         self.check_writable()?;
-        match self.index.find(key) {
+        let hash = self.index.hash(key.as_bytes());
+        match self.index.find_hashed(hash, key.as_bytes()) {
             Some(i) => self.index.set_live(i, value),
             None => {
-                self.index.push_live(key, value);
+                self.index.push_live(hash, key, value);
             }
         }
         self.after_change()
@@ -721,7 +722,7 @@ where
     /// assert_eq!(pod.dirty_len(), 1);
     /// pod.sync()?;
     /// assert_eq!(pod.dirty_len(), 0);
-    /// # Ok::<(), tastypod::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&mut self) -> Result<()> {
         self.check_writable()?;
@@ -770,7 +771,7 @@ where
     /// (in slot order), with one write call and (per the durability policy)
     /// one fsync.
     fn write_records(&mut self, removals: &[String], slots: &[usize]) -> Result<()> {
-        let mut buf = Vec::new();
+        let mut buf = Vec::with_capacity(slots.len() * 128 + removals.len() * 48);
         for key in removals {
             record::encode_del(&mut buf, key);
         }
@@ -778,32 +779,46 @@ where
         let mut placed = Vec::with_capacity(slots.len());
         for &i in slots {
             let key = self.index.key(i);
-            let encoded;
-            let text = match self.index.value(i) {
-                ValueRef::Text(t) => t,
+            let start = record::begin_put(&mut buf, key);
+            let value_start = buf.len();
+            match self.index.value(i) {
+                ValueRef::Text(t) => buf.extend_from_slice(t),
                 ValueRef::Live(v) => {
-                    encoded = encode(key, v)?;
-                    &encoded[..]
+                    if let Err(source) = serde_json::to_writer(&mut buf, v) {
+                        return fail(ErrorKind::Encode {
+                            key: key.to_string(),
+                            source,
+                        });
+                    }
                 }
-            };
-            record::encode_put(&mut buf, key, text);
-            let end = buf.len() - 2;
-            placed.push((i, end - text.len()..end));
+            }
+            let value_len = buf.len() - value_start;
+            record::end_put(&mut buf, start);
+            placed.push((i, value_start, value_len));
         }
         self.append(&buf)?;
         for key in removals {
             self.removed.remove(key);
         }
         self.lines += removals.len() as u64;
-        for (i, range) in placed {
-            self.lines += 1;
+        for &(i, _, len) in &placed {
+            let key = self.index.key(i);
             if let Some(old) = self.index.disk_value_len(i) {
-                self.live_bytes -= record::put_len(self.index.key(i), old);
+                self.live_bytes -= record::put_len(key, old);
             }
-            let text = buf.get(range).unwrap_or_default();
-            self.live_bytes += record::put_len(self.index.key(i), text.len());
+            self.live_bytes += record::put_len(key, len);
+        }
+        // The written buffer becomes the home of the synced value texts.
+        let block = self.index.adopt_block(buf);
+        for (i, start, len) in placed {
+            self.lines += 1;
             let line = u32::try_from(self.lines).unwrap_or(u32::MAX);
-            self.index.set_text(i, text, line);
+            let value = Loc {
+                block,
+                offset: start as u32,
+                len: len as u32,
+            };
+            self.index.set_text(i, value, line);
         }
         self.index.prune_dirty();
         Ok(())
@@ -869,7 +884,7 @@ where
     /// }
     /// pod.compact()?;
     /// assert_eq!(pod.stats().dead_bytes, 0);
-    /// # Ok::<(), tastypod::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn compact(&mut self) -> Result<()> {
         self.sync()?;
@@ -932,7 +947,7 @@ where
     /// assert_eq!(held.dirty_len(), 5); // nothing written while held
     /// held.release()?; // the threshold was passed: this syncs
     /// assert_eq!(pod.dirty_len(), 0);
-    /// # Ok::<(), tastypod::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn held(&mut self) -> Held<'_, V> {
         self.hold();

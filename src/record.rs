@@ -188,6 +188,22 @@ pub(crate) fn encode_put(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     finish(out, start);
 }
 
+/// Appends the start of a put line for `key` to `out`, up to where the
+/// value goes; returns the line's start for [`end_put`].
+pub(crate) fn begin_put(out: &mut Vec<u8>, key: &str) -> usize {
+    let start = begin(out);
+    out.extend_from_slice(KEY_HEAD);
+    push_json_string(out, key);
+    out.extend_from_slice(VALUE_HEAD);
+    start
+}
+
+/// Ends the put line begun at `start`, whose value has been appended.
+pub(crate) fn end_put(out: &mut Vec<u8>, start: usize) {
+    out.push(b'}');
+    finish(out, start);
+}
+
 /// Appends a removal line for `key` to `out`.
 pub(crate) fn encode_del(out: &mut Vec<u8>, key: &str) {
     let start = begin(out);
@@ -218,8 +234,10 @@ fn begin(out: &mut Vec<u8>) -> usize {
 fn finish(out: &mut Vec<u8>, start: usize) {
     let body_start = start + PREFIX_LEN;
     let crc = crc32fast::hash(&out[body_start..]);
-    let hex = format!("{crc:08x}");
-    out[start + 6..start + 14].copy_from_slice(hex.as_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (n, digit) in out[start + 6..start + 14].iter_mut().enumerate() {
+        *digit = HEX[((crc >> (28 - 4 * n)) & 0xf) as usize];
+    }
     out.push(b'\n');
 }
 

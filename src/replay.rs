@@ -9,7 +9,7 @@
 //! connected by a bounded channel of decoded batches.
 
 use crate::error::{Error, ErrorKind, Result, fail};
-use crate::index::Index;
+use crate::index::{Index, Loc};
 use crate::record::{self, FORMAT_VERSION, LineError, Record};
 use foldhash::fast::RandomState;
 use std::hash::BuildHasher;
@@ -335,11 +335,19 @@ impl<V> Applier<'_, V> {
             } => {
                 self.clear_pending()?;
                 let out = &mut self.out;
+                let key = Loc {
+                    block,
+                    offset: at,
+                    len: key_len,
+                };
+                let value = Loc {
+                    block,
+                    offset: at + key_len,
+                    len: value_len,
+                };
                 // put_len(key, n) == put_len(key, 0) + n
-                let framing = record::put_len(out.index.block_key(block, at, key_len), 0);
-                let old = out
-                    .index
-                    .put_adopted(hash, block, at, key_len, value_len, line);
+                let framing = record::put_len(key_str(&out.index, key), 0);
+                let old = out.index.put_loc(hash, key, value, line);
                 if let Some(Some(old)) = old {
                     out.live_bytes -= framing + old as u64;
                 }
@@ -348,7 +356,12 @@ impl<V> Applier<'_, V> {
             Found::Del { hash, at, key_len } => {
                 self.clear_pending()?;
                 let out = &mut self.out;
-                let key = out.index.block_key(block, at, key_len).to_string();
+                let key = Loc {
+                    block,
+                    offset: at,
+                    len: key_len,
+                };
+                let key = key_str(&out.index, key).to_string();
                 if let Some(Some(old)) = out.index.remove_hashed(hash, key.as_bytes()) {
                     out.live_bytes -= record::put_len(&key, old);
                 }
@@ -429,6 +442,11 @@ impl<V> Applier<'_, V> {
         }
         Ok(self.out)
     }
+}
+
+/// The key at `loc`, which the decode stage copied from a `&str`.
+fn key_str<V>(index: &Index<V>, loc: Loc) -> &str {
+    std::str::from_utf8(index.bytes(loc)).unwrap_or_default()
 }
 
 /// The path a damaged log is moved to by salvage: `<log>.damaged-<unix secs>[-n]`.
