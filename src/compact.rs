@@ -106,6 +106,8 @@ fn write_all<V>(
         record::encode_put(&mut buf, key, text);
         lines += 1;
         out.put_text(key, text, u32::try_from(lines).unwrap_or(u32::MAX));
+        // Keys are unique here, so the new slot number is the count so far.
+        out.set_meta(out.len() - 1, index.meta(i));
         if buf.len() >= WRITE_BUF {
             file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
             len += buf.len() as u64;

@@ -29,8 +29,18 @@ pub(crate) struct Loc {
     pub len: u32,
 }
 
+/// A tracker task's state, kept beside each slot so gates and counters
+/// never parse JSON. Unused by plain `Pod`s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub tries: u32,
+    pub done: bool,
+    pub aborted: bool,
+}
+
 #[derive(Debug)]
 struct Slot<V> {
+    meta: Meta,
     key: Loc,
     /// The value text of the key's last record on disk (if `ON_DISK`).
     value: Loc,
@@ -109,6 +119,8 @@ pub(crate) struct Index<V> {
     dirty: Vec<u32>,
     /// The number of live dirty slots.
     dirty_count: usize,
+    /// Bumped when slots are renumbered.
+    generation: u64,
 }
 
 impl<V> Default for Index<V> {
@@ -127,6 +139,7 @@ impl<V> Index<V> {
             live: 0,
             dirty: Vec::new(),
             dirty_count: 0,
+            generation: 0,
         }
     }
 
@@ -214,6 +227,7 @@ impl<V> Index<V> {
                 self.insert_slot(
                     hash,
                     Slot {
+                        meta: Meta::default(),
                         key,
                         value,
                         line,
@@ -242,6 +256,7 @@ impl<V> Index<V> {
                 self.insert_slot(
                     hash,
                     Slot {
+                        meta: Meta::default(),
                         key,
                         value,
                         line,
@@ -273,6 +288,7 @@ impl<V> Index<V> {
         self.insert_slot(
             hash,
             Slot {
+                meta: Meta::default(),
                 key,
                 value: Loc::default(),
                 line: 0,
@@ -321,6 +337,7 @@ impl<V> Index<V> {
             return;
         }
         self.slots.retain(|s| s.flags & REMOVED == 0);
+        self.generation += 1;
         self.dirty = (0..self.slots.len() as u32)
             .filter(|&i| self.is_dirty(i as usize))
             .collect();
@@ -364,6 +381,31 @@ impl<V> Index<V> {
             Some(s) => ValueRef::Text(self.arena.bytes(s.value)),
             None => ValueRef::Text(&[]),
         }
+    }
+
+    /// The task state of slot `i`.
+    pub(crate) fn meta(&self, i: usize) -> Meta {
+        self.slots.get(i).map_or_else(Meta::default, |s| s.meta)
+    }
+
+    /// Sets the task state of slot `i`.
+    pub(crate) fn set_meta(&mut self, i: usize, meta: Meta) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            slot.meta = meta;
+        }
+    }
+
+    /// Bumped whenever slot numbers change, so cursors can re-find their place.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The first live slot at or after `from`.
+    pub(crate) fn next_slot(&self, from: usize) -> Option<usize> {
+        let rest = self.slots.get(from..)?;
+        rest.iter()
+            .position(|s| s.flags & REMOVED == 0)
+            .map(|p| from + p)
     }
 
     /// The log line of slot `i`'s last record (0 if never on disk).

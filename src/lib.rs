@@ -51,11 +51,13 @@ mod options;
 mod pod;
 mod record;
 mod replay;
+mod tracker;
 
 pub use error::{Error, ErrorKind, Result};
 pub use options::{Compaction, Durability, PodOptions, Recovery};
 pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE};
 pub use replay::{BadLine, TornTail};
+pub use tracker::{ABORTED, Aborted, DONE, TRIES, TaskMut, Tracker, TrackerOptions, TryKeys};
 
 /// Formats an error and its chain of sources as one line joined by ": ".
 pub fn error_chain(error: &dyn std::error::Error) -> String {

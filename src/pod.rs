@@ -583,8 +583,16 @@ where
         Ok(())
     }
 
+    pub(crate) fn index(&self) -> &Index<V> {
+        &self.index
+    }
+
+    pub(crate) fn index_mut(&mut self) -> &mut Index<V> {
+        &mut self.index
+    }
+
     /// Syncs if enough keys are dirty and no hold is active.
-    fn after_change(&mut self) -> Result<()> {
+    pub(crate) fn after_change(&mut self) -> Result<()> {
         if self.holds == 0 && self.dirty_len() >= self.opts.sync_at {
             self.sync()?;
         }
