@@ -49,6 +49,8 @@ mod fsio;
 mod index;
 mod options;
 mod pod;
+#[cfg(feature = "progress")]
+mod progress;
 mod record;
 mod replay;
 mod tracker;
@@ -56,6 +58,8 @@ mod tracker;
 pub use error::{Error, ErrorKind, Result};
 pub use options::{Compaction, Durability, PodOptions, Recovery};
 pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE};
+#[cfg(feature = "progress")]
+pub use progress::Progress;
 pub use replay::{BadLine, TornTail};
 pub use tracker::{ABORTED, Aborted, DONE, TRIES, TaskMut, Tracker, TrackerOptions, TryKeys};
 
