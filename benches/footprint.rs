@@ -19,6 +19,13 @@ fn child(mode: &str, path: &str) {
     let start = Instant::now();
     let mut n = 0usize;
     match mode {
+        "tracker" => {
+            let t = tastypod::TrackerOptions::new()
+                .read_only(true)
+                .open(path)
+                .unwrap();
+            n = t.num_done() + t.len();
+        }
         "raw" => {
             for (k, v) in raw_replay(path.as_ref()) {
                 n += k.len() + v.get().len();
@@ -126,4 +133,52 @@ fn main() {
         pm as f64 / 1e6
     );
     w4_latency();
+    tracker_figures(&dir);
+}
+
+/// Tracker: `add_many` of 1,000,000 keys; a full `try_keys` pass marking
+/// each task done with a sync every 1,000; reopening the 1,000,000-task
+/// tracker (time and peak memory, in a child process).
+fn tracker_figures(dir: &std::path::Path) {
+    let (mut add, mut pass, mut reopen, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for round in 0..3 {
+        let path = dir.join(format!("tracker-{round}"));
+        let _ = std::fs::remove_dir_all(&path);
+        let t0 = Instant::now();
+        let mut t = tastypod::Tracker::open(&path).unwrap();
+        t.hold();
+        t.add_many((0..KEYS).map(key)).unwrap();
+        t.sync().unwrap();
+        t.unhold().unwrap();
+        add.push(t0.elapsed().as_secs_f64());
+        drop(t);
+        let mut t = tastypod::Tracker::open(&path).unwrap();
+        let t0 = Instant::now();
+        t.hold();
+        let mut n = 0usize;
+        let mut tasks = t.try_keys(tastypod::Aborted::Skip);
+        while let Some(k) = tasks.next() {
+            tasks.mark_done(&k.unwrap()).unwrap();
+            n += 1;
+            if n.is_multiple_of(1000) {
+                tasks.sync().unwrap();
+            }
+        }
+        drop(tasks);
+        t.sync().unwrap();
+        pass.push(t0.elapsed().as_secs_f64());
+        assert_eq!(t.num_done(), KEYS);
+        drop(t);
+        let (secs, peak) = measure("tracker", &path);
+        reopen.push(secs);
+        rss = rss.max(peak);
+        let _ = std::fs::remove_dir_all(&path);
+    }
+    println!(
+        "Tracker 1M median of 3: add_many {:.3} s; try_keys pass marking done (sync every 1000) {:.3} s; reopen {:.3} s, peak RSS {:.0} MB",
+        median(&mut add),
+        median(&mut pass),
+        median(&mut reopen),
+        rss as f64 / 1e6
+    );
 }
