@@ -47,6 +47,7 @@ mod compact;
 mod error;
 mod fsio;
 mod index;
+mod inspect;
 mod options;
 mod pod;
 #[cfg(feature = "progress")]
@@ -56,10 +57,12 @@ mod replay;
 mod tracker;
 
 pub use error::{Error, ErrorKind, Result};
+pub use inspect::{Problem, VerifyReport, is_locked, log_path, verify};
 pub use options::{Compaction, Durability, PodOptions, Recovery};
 pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE};
 #[cfg(feature = "progress")]
 pub use progress::Progress;
+pub use record::FORMAT_VERSION;
 pub use replay::{BadLine, TornTail};
 pub use tracker::{ABORTED, Aborted, DONE, TRIES, TaskMut, Tracker, TrackerOptions, TryKeys};
 

@@ -257,7 +257,9 @@ where
         self.report.skipped = replayed.skipped.clone();
         self.report.skipped_count = replayed.skipped_count;
         self.adopt(replayed);
-        if self.report.skipped_count > 0 {
+        let salvage = self.opts.recovery == Recovery::Salvage;
+        if self.report.skipped_count > 0 || (salvage && torn.is_some()) {
+            // Salvage never deletes data: the damaged log is kept as it was.
             self.report.damaged_copy = Some(self.copy_damaged_log()?);
         }
         if needs_rewrite {
@@ -899,6 +901,36 @@ where
         self.check_writable()?;
         let index = std::mem::take(&mut self.index);
         self.rewrite(index)
+    }
+
+    /// Writes every pending change as one atomic step: the log is rewritten
+    /// with the whole current contents (like [`compact`](Pod::compact), but
+    /// without syncing first), so after a crash either all of the changes
+    /// are on disk or none is. Costs time proportional to the store.
+    ///
+    /// # Errors
+    ///
+    /// As [`compact`](Pod::compact); on an error before the rename, nothing
+    /// was written and the changes are still pending.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// pod.hold();
+    /// pod.insert("from", 100.into())?;
+    /// pod.insert("to", 0.into())?;
+    /// pod.sync_atomic()?; // both or neither
+    /// assert_eq!(pod.dirty_len(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync_atomic(&mut self) -> Result<()> {
+        self.check_writable()?;
+        let index = std::mem::take(&mut self.index);
+        self.rewrite(index)?;
+        self.removed.clear();
+        Ok(())
     }
 
     /// Discards every unsynced change and reloads the store from the log.

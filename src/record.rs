@@ -18,8 +18,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// The format version this build writes and reads.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+/// The log format version this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
 
 /// Length of `{"c":"xxxxxxxx",`.
 const PREFIX_LEN: usize = 16;

@@ -1,0 +1,511 @@
+//! The subcommands: each opens the store through the library, does one
+//! thing, and prints the result.
+
+use crate::output::{bad, bar, good};
+use crate::{Command, TrackerAction};
+use serde_json::{Value, json};
+use std::error::Error as StdError;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use tastypod::{Aborted, ErrorKind, Pod, PodOptions, Recovery, Tracker, TrackerOptions};
+
+pub type CliResult<T> = Result<T, Box<dyn StdError>>;
+
+/// An error message of the CLI's own.
+#[derive(Debug)]
+pub struct Message(pub String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for Message {}
+
+pub fn fail<T>(msg: impl Into<String>) -> CliResult<T> {
+    Err(Box::new(Message(msg.into())))
+}
+
+/// Fails unless `path` holds a store.
+fn existing(path: &Path) -> CliResult<()> {
+    if !path.exists() {
+        return fail(format!(
+            "no store at {}: the path does not exist",
+            path.display()
+        ));
+    }
+    if !path.join(tastypod::LOG_FILE).is_file() {
+        return fail(format!(
+            "no store at {}: it has no {} file",
+            path.display(),
+            tastypod::LOG_FILE
+        ));
+    }
+    Ok(())
+}
+
+fn read_only(path: &Path) -> CliResult<Pod> {
+    existing(path)?;
+    Ok(PodOptions::new().read_only(true).open(path)?)
+}
+
+fn writable(path: &Path) -> CliResult<Pod> {
+    existing(path)?;
+    Ok(Pod::open(path)?)
+}
+
+fn print_json(value: &Value) -> CliResult<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn run(command: Command) -> CliResult<ExitCode> {
+    match command {
+        Command::Stat { path, json } => stat(&path, json),
+        Command::Get { path, key } => {
+            let pod = read_only(&path)?;
+            match pod.get_json(&key)? {
+                Some(v) => {
+                    println!("{v}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("tastypod: key {key:?} is not in {}", path.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Set { path, key, json } => {
+            let value: Value = serde_json::from_str(&json)
+                .map_err(|e| Message(format!("the value is not valid JSON: {e}")))?;
+            let mut pod = writable(&path)?;
+            pod.insert(&key, value)?;
+            pod.close()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rm { path, key } => {
+            let mut pod = writable(&path)?;
+            let present = pod.remove(&key)?;
+            pod.close()?;
+            if present {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("tastypod: key {key:?} is not in {}", path.display());
+                Ok(ExitCode::from(1))
+            }
+        }
+        Command::Keys { path, json } => {
+            let pod = read_only(&path)?;
+            if json {
+                print_json(&Value::from(pod.keys().collect::<Vec<_>>()))?;
+            } else {
+                let mut out = BufWriter::new(std::io::stdout().lock());
+                for key in pod.keys() {
+                    writeln!(out, "{key}")?;
+                }
+                out.flush()?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dump { path, object } => dump(&path, object),
+        Command::Load { path, file, json } => load(&path, &file, json),
+        Command::Verify { path, json } => verify(&path, json),
+        Command::Repair { path, json } => repair(&path, json),
+        Command::Compact { path, json } => {
+            let mut pod = writable(&path)?;
+            let before = pod.stats().log_bytes;
+            pod.compact()?;
+            let after = pod.stats().log_bytes;
+            pod.close()?;
+            if json {
+                print_json(&json!({"before": before, "after": after}))?;
+            } else {
+                println!("{}: {before} bytes -> {after} bytes", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tracker {
+            action,
+            path,
+            max_tries,
+            json,
+        } => match (action, path) {
+            (
+                Some(TrackerAction::Todo {
+                    path,
+                    max_tries,
+                    aborted,
+                    json,
+                }),
+                _,
+            ) => todo(&path, max_tries, aborted, json),
+            (
+                Some(TrackerAction::Reset {
+                    path,
+                    keys,
+                    aborted,
+                    exhausted,
+                    max_tries,
+                    json,
+                }),
+                _,
+            ) => reset(
+                &path,
+                &keys,
+                aborted,
+                exhausted.then_some(max_tries.unwrap_or(0)),
+                json,
+            ),
+            (None, Some(path)) => tracker_summary(&path, max_tries, json),
+            (None, None) => {
+                fail("tracker needs a PATH or a subcommand (see tastypod tracker --help)")
+            }
+        },
+        Command::ImportTastypy { dir, dest, json } => crate::import::import(&dir, &dest, json),
+    }
+}
+
+fn open_tracker(path: &Path, max_tries: u32, read_only: bool) -> CliResult<Tracker> {
+    existing(path)?;
+    Ok(TrackerOptions::new()
+        .max_tries(max_tries)
+        .read_only(read_only)
+        .open(path)?)
+}
+
+fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
+    let pod = read_only(path)?;
+    let st = pod.stats();
+    let version = tastypod::FORMAT_VERSION;
+    let torn = pod.recovery().torn_tail.clone();
+    let locked = tastypod::is_locked(path)?;
+    let tracker = match TrackerOptions::new().read_only(true).open(path) {
+        Ok(t) => Some(t),
+        Err(e) if matches!(e.kind(), ErrorKind::NotATask { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let tracker_json = tracker.as_ref().map(|t| {
+        json!({
+            "total": t.len(),
+            "done": t.num_done(),
+            "tried": t.num_tried(),
+            "aborted": t.num_aborted(),
+            "todo": t.todo_keys(Aborted::Skip).count(),
+            "percent_done": t.percent_done(2),
+        })
+    });
+    if json {
+        print_json(&json!({
+            "path": path,
+            "format_version": version,
+            "keys": st.keys,
+            "log_bytes": st.log_bytes,
+            "live_bytes": st.live_bytes,
+            "dead_bytes": st.dead_bytes,
+            "torn_tail": torn.as_ref().map(|t| json!({"line": t.first.line, "offset": t.first.offset, "bytes": t.bytes})),
+            "writer_holds_lock": locked,
+            "tracker": tracker_json,
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("store:          {}", path.display());
+    println!("format version: {version}");
+    println!("keys:           {}", st.keys);
+    println!(
+        "log bytes:      {} ({} live, {} dead)",
+        st.log_bytes, st.live_bytes, st.dead_bytes
+    );
+    match &torn {
+        Some(t) => println!(
+            "torn tail:      {} ({} bytes from line {})",
+            bad("yes"),
+            t.bytes,
+            t.first.line
+        ),
+        None => println!("torn tail:      {}", good("no")),
+    }
+    println!(
+        "writer:         {}",
+        if locked {
+            "a writer holds the lock"
+        } else {
+            "none"
+        }
+    );
+    if let Some(t) = &tracker {
+        println!(
+            "tracker:        {} total, {} done, {} tried, {} aborted, {} todo ({} done)",
+            t.len(),
+            t.num_done(),
+            t.num_tried(),
+            t.num_aborted(),
+            t.todo_keys(Aborted::Skip).count(),
+            t.percent_done(2)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dump(path: &Path, object: bool) -> CliResult<ExitCode> {
+    let pod = read_only(path)?;
+    let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    if object {
+        write!(out, "{{")?;
+        for (n, entry) in pod.iter_json().enumerate() {
+            let (key, value) = entry?;
+            let sep = if n == 0 { "" } else { "," };
+            write!(out, "{sep}\n  {}: {value}", serde_json::to_string(key)?)?;
+        }
+        writeln!(out, "\n}}")?;
+    } else {
+        for entry in pod.iter_json() {
+            let (key, value) = entry?;
+            writeln!(
+                out,
+                "{{\"key\":{},\"value\":{value}}}",
+                serde_json::to_string(key)?
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of a dump.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DumpLine {
+    key: String,
+    value: Value,
+}
+
+fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
+    let name = file.display().to_string();
+    let reader: Box<dyn BufRead> = if name == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f =
+            std::fs::File::open(file).map_err(|e| Message(format!("cannot open {name}: {e}")))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    // Parse everything before touching the store: bad input changes nothing.
+    let mut records = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| Message(format!("cannot read {name}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: DumpLine = serde_json::from_str(&line).map_err(|e| {
+            Message(format!(
+                "{name}:{}: not a dump line {{\"key\":..,\"value\":..}}: {e}",
+                n + 1
+            ))
+        })?;
+        records.push(rec);
+    }
+    let mut pod: Pod = Pod::open(path)?;
+    pod.hold();
+    let count = records.len();
+    for DumpLine { key, value } in records {
+        pod.insert(&key, value)?;
+    }
+    // One atomic rewrite: either every record is in the store or none is.
+    pod.sync_atomic()?;
+    let keys = pod.len();
+    pod.close()?;
+    if json {
+        print_json(&json!({"loaded": count, "keys": keys}))?;
+    } else {
+        println!(
+            "loaded {count} records into {} ({keys} keys)",
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(path: &Path, json: bool) -> CliResult<ExitCode> {
+    if !path.exists() {
+        return fail(format!(
+            "no store at {}: the path does not exist",
+            path.display()
+        ));
+    }
+    let report = tastypod::verify(path)?;
+    let log = report.log.display().to_string();
+    if json {
+        print_json(&json!({
+            "log": log,
+            "bytes": report.bytes,
+            "lines": report.lines,
+            "records": report.records,
+            "format_version": report.version,
+            "clean": report.is_clean(),
+            "problem_count": report.problem_count,
+            "torn_tail": report.torn_tail,
+            "problems": report.problems.iter().map(|p| json!({"line": p.line, "offset": p.offset, "reason": p.reason})).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        for p in &report.problems {
+            println!("{log}:{}: {}", p.line, p.reason);
+        }
+        if report.problem_count as usize > report.problems.len() {
+            println!(
+                "... and {} more problems",
+                report.problem_count as usize - report.problems.len()
+            );
+        }
+        if report.is_clean() {
+            println!(
+                "{log}: {} ({} records, {} bytes)",
+                good("ok"),
+                report.records,
+                report.bytes
+            );
+        } else {
+            let kind = if report.torn_tail {
+                " (the last ones are a torn tail)"
+            } else {
+                ""
+            };
+            eprintln!("{log}: {} problems{kind}", report.problem_count);
+        }
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
+    existing(path)?;
+    let report = tastypod::verify(path)?;
+    if report.is_clean() {
+        if json {
+            print_json(&json!({"repaired": false, "problem_count": 0}))?;
+        } else {
+            println!("{}: nothing to repair", path.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pod: Pod = PodOptions::new().recovery(Recovery::Salvage).open(path)?;
+    let rec = pod.recovery().clone();
+    let keys = pod.len();
+    pod.close()?;
+    let copy = rec.damaged_copy.as_ref().map(|p| p.display().to_string());
+    let dropped = rec.skipped_count + rec.torn_tail.as_ref().map_or(0, |t| t.lines);
+    if json {
+        print_json(&json!({
+            "repaired": true,
+            "keys": keys,
+            "dropped_lines": dropped,
+            "damaged_copy": copy,
+        }))?;
+    } else {
+        println!(
+            "{}: kept {keys} keys, dropped {dropped} damaged lines",
+            path.display()
+        );
+        if let Some(copy) = copy {
+            println!("the damaged log is kept at {copy}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tracker_summary(path: &Path, max_tries: u32, json: bool) -> CliResult<ExitCode> {
+    let t = open_tracker(path, max_tries, true)?;
+    let todo = t.todo_keys(Aborted::Skip).count();
+    let exhausted = t.len() - t.num_done() - t.num_aborted() - todo;
+    if json {
+        print_json(&json!({
+            "total": t.len(),
+            "done": t.num_done(),
+            "tried": t.num_tried(),
+            "aborted": t.num_aborted(),
+            "todo": todo,
+            "exhausted": exhausted,
+            "fraction_done": t.fraction_done(),
+        }))?;
+    } else {
+        println!("{} {}", bar(t.fraction_done(), 40), t.percent_done(2));
+        println!(
+            "done {} / {}, tried {}, aborted {}, todo {}, exhausted {}",
+            t.num_done(),
+            t.len(),
+            t.num_tried(),
+            t.num_aborted(),
+            todo,
+            exhausted
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn todo(path: &Path, max_tries: u32, aborted: bool, json: bool) -> CliResult<ExitCode> {
+    let t = open_tracker(path, max_tries, true)?;
+    let which = if aborted {
+        Aborted::Allow
+    } else {
+        Aborted::Skip
+    };
+    if json {
+        print_json(&Value::from(t.todo_keys(which).collect::<Vec<_>>()))?;
+    } else {
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        for key in t.todo_keys(which) {
+            writeln!(out, "{key}")?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn reset(
+    path: &Path,
+    keys: &[String],
+    aborted: bool,
+    exhausted: Option<u32>,
+    json: bool,
+) -> CliResult<ExitCode> {
+    if keys.is_empty() && !aborted && exhausted.is_none() {
+        return fail("tracker reset needs KEYs, --aborted or --exhausted");
+    }
+    let mut t = open_tracker(path, 0, false)?;
+    let mut chosen: Vec<String> = Vec::new();
+    for key in keys {
+        if !t.contains_key(key) {
+            return fail(format!("key {key:?} is not in {}", path.display()));
+        }
+        chosen.push(key.clone());
+    }
+    if aborted {
+        chosen.extend(t.aborted_keys().map(String::from));
+    }
+    if let Some(max) = exhausted {
+        let worn: Vec<String> = t
+            .keys()
+            .filter(|k| !t.done(k) && (max == 0 || t.tries(k) >= max))
+            .map(String::from)
+            .collect();
+        chosen.extend(worn);
+    }
+    chosen.sort_unstable();
+    chosen.dedup();
+    t.hold();
+    for key in &chosen {
+        t.reset_tries(key)?;
+        t.unabort(key)?;
+    }
+    t.sync()?;
+    t.close()?;
+    if json {
+        print_json(&json!({"reset": chosen.len()}))?;
+    } else {
+        println!("reset {} tasks in {}", chosen.len(), path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

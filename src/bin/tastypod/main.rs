@@ -1,0 +1,206 @@
+//! `tastypod`: inspect, check, repair and edit tastypod stores from the shell.
+
+#![deny(unsafe_code, missing_docs)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod commands;
+mod import;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Inspect, check, repair and edit tastypod stores.
+#[derive(Parser, Debug)]
+#[command(name = "tastypod", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show sizes, format version, torn tail, lock holder and tracker counts.
+    #[command(
+        after_help = "Example:\n  tastypod stat crawl.tracker\n  tastypod stat --json my.pod | jq .keys"
+    )]
+    Stat {
+        /// The store directory.
+        path: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON value of KEY (exit status 1 if absent).
+    #[command(after_help = "Example:\n  tastypod get my.pod user-42")]
+    Get {
+        /// The store directory.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// Set KEY to the JSON value JSON (bad JSON changes nothing).
+    #[command(after_help = "Example:\n  tastypod set my.pod user-42 '{\"name\":\"Ada\"}'")]
+    Set {
+        /// The store directory.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value, as JSON text.
+        json: String,
+    },
+    /// Remove KEY (exit status 1 if absent).
+    #[command(after_help = "Example:\n  tastypod rm my.pod user-42")]
+    Rm {
+        /// The store directory.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// Print the keys in order, one per line.
+    #[command(after_help = "Example:\n  tastypod keys my.pod | head")]
+    Keys {
+        /// The store directory.
+        path: PathBuf,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every record in order as JSON lines {"key":..,"value":..}.
+    #[command(
+        after_help = "Example:\n  tastypod dump my.pod > backup.jsonl\n  tastypod dump --object my.pod | jq ."
+    )]
+    Dump {
+        /// The store directory.
+        path: PathBuf,
+        /// Print one JSON object instead of JSON lines.
+        #[arg(long)]
+        object: bool,
+    },
+    /// Insert the records of a dump, in order, all or none (creates the store).
+    #[command(
+        after_help = "Example:\n  tastypod load copy.pod backup.jsonl\n  tastypod dump a.pod | tastypod load b.pod -"
+    )]
+    Load {
+        /// The store directory (created if missing).
+        path: PathBuf,
+        /// The dump file, or - for standard input.
+        file: PathBuf,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every line's checksum and JSON; print problems as file:line: reason.
+    #[command(after_help = "Example:\n  tastypod verify crawl.tracker && echo clean")]
+    Verify {
+        /// The store directory or its log file.
+        path: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a clean log from every valid record, keeping the damaged original.
+    #[command(after_help = "Example:\n  tastypod repair crawl.tracker")]
+    Repair {
+        /// The store directory.
+        path: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite the log without dead records; print bytes before and after.
+    #[command(after_help = "Example:\n  tastypod compact crawl.tracker")]
+    Compact {
+        /// The store directory.
+        path: PathBuf,
+        /// Print the sizes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tracker progress: a summary with a bar, or `todo` / `reset`.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  tastypod tracker crawl.tracker\n  tastypod tracker todo --max-tries 3 crawl.tracker\n  tastypod tracker reset crawl.tracker --aborted"
+    )]
+    Tracker {
+        #[command(subcommand)]
+        action: Option<TrackerAction>,
+        /// The tracker directory.
+        #[arg(required = true)]
+        path: Option<PathBuf>,
+        /// The try limit the job uses, to count exhausted tasks (0: none).
+        #[arg(long, default_value_t = 0)]
+        max_tries: u32,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Migrate a tastypy POD or Tracker directory (0.json, 1.json[.gz], ...).
+    #[command(
+        name = "import-tastypy",
+        after_help = "Example:\n  tastypod import-tastypy old/my.tracker new.tracker"
+    )]
+    ImportTastypy {
+        /// The tastypy directory.
+        dir: PathBuf,
+        /// The new store directory (must not hold a store yet).
+        dest: PathBuf,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TrackerAction {
+    /// List the keys still to do, in order.
+    #[command(after_help = "Example:\n  tastypod tracker todo --max-tries 3 crawl.tracker")]
+    Todo {
+        /// The tracker directory.
+        path: PathBuf,
+        /// The try limit the job uses (0: none).
+        #[arg(long, default_value_t = 0)]
+        max_tries: u32,
+        /// Include aborted tasks.
+        #[arg(long)]
+        aborted: bool,
+        /// Print one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset tries and unabort the given tasks, so a job retries them.
+    #[command(
+        after_help = "Examples:\n  tastypod tracker reset crawl.tracker task-7 task-9\n  tastypod tracker reset crawl.tracker --exhausted --max-tries 3"
+    )]
+    Reset {
+        /// The tracker directory.
+        path: PathBuf,
+        /// The keys to reset.
+        keys: Vec<String>,
+        /// Reset every aborted task.
+        #[arg(long)]
+        aborted: bool,
+        /// Reset every task that is not done and used up its tries.
+        #[arg(long, requires = "max_tries")]
+        exhausted: bool,
+        /// The try limit, for --exhausted.
+        #[arg(long)]
+        max_tries: Option<u32>,
+        /// Print the count as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&*e);
+            ExitCode::from(2)
+        }
+    }
+}

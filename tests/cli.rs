@@ -1,0 +1,496 @@
+//! Invariant: every `tastypod` subcommand does what its help says, prints
+//! errors as one `tastypod: ...` line with a non-zero status, never panics,
+//! never colours a pipe, and never changes a store on bad input.
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use tastypod::{Pod, PodOptions, Tracker, TrackerOptions};
+
+fn tastypod(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tastypod"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn with_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tastypod"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Asserts a clean one-line error with exit status 2 and no panic.
+fn assert_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(err.starts_with("tastypod: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    assert!(!err.contains('\x1b'), "colour in a pipe: {err:?}");
+}
+
+fn sample(path: &Path) {
+    let mut pod = open(path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.insert("b", json!({"x": [1, "two"]})).unwrap();
+    pod.insert("c\twith tab", json!("s\nline")).unwrap();
+    pod.close().unwrap();
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for sub in [
+        "stat",
+        "get",
+        "set",
+        "rm",
+        "keys",
+        "dump",
+        "load",
+        "verify",
+        "repair",
+        "compact",
+        "tracker",
+        "import-tastypy",
+    ] {
+        let o = tastypod(&[sub, "--help"]);
+        assert!(o.status.success(), "{sub}");
+        assert!(
+            stdout(&o).contains("Example"),
+            "{sub} --help has no example"
+        );
+    }
+    for sub in ["todo", "reset"] {
+        let o = tastypod(&["tracker", sub, "--help"]);
+        assert!(stdout(&o).contains("Example"), "tracker {sub}");
+    }
+}
+
+#[test]
+fn get_set_rm_keys() {
+    let s = scratch();
+    sample(&s.path);
+    let o = tastypod(&["get", p(&s.path), "b"]);
+    assert!(o.status.success());
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+        json!({"x": [1, "two"]})
+    );
+    let o = tastypod(&["get", p(&s.path), "zzz"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty());
+    assert!(
+        tastypod(&["set", p(&s.path), "d", r#"{"n": 5e49}"#])
+            .status
+            .success()
+    );
+    assert_eq!(open_ro(&s.path).get("d").unwrap(), Some(json!({"n": 5e49})));
+    // Bad JSON is an error that changes nothing.
+    let before = log_bytes(&s.path);
+    assert_error(
+        &tastypod(&["set", p(&s.path), "d", "{oops"]),
+        "not valid JSON",
+    );
+    assert_eq!(log_bytes(&s.path), before);
+    assert!(tastypod(&["rm", p(&s.path), "a"]).status.success());
+    assert_eq!(tastypod(&["rm", p(&s.path), "a"]).status.code(), Some(1));
+    let o = tastypod(&["keys", p(&s.path)]);
+    assert_eq!(stdout(&o), "b\nc\twith tab\nd\n");
+    let o = tastypod(&["keys", "--json", p(&s.path)]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+        json!(["b", "c\twith tab", "d"])
+    );
+}
+
+#[test]
+fn missing_and_foreign_paths_get_their_own_messages() {
+    let s = scratch();
+    assert_error(&tastypod(&["get", p(&s.path), "k"]), "does not exist");
+    std::fs::create_dir_all(&s.path).unwrap();
+    assert_error(&tastypod(&["keys", p(&s.path)]), "has no pod.log");
+    std::fs::write(s.path.join("pod.log"), b"hello world\n").unwrap();
+    assert_error(&tastypod(&["stat", p(&s.path)]), "is not a tastypod log");
+    let body = b"\"format\":\"tastypod\",\"version\":7}";
+    let line = format!(
+        "{{\"c\":\"{:08x}\",{}\n",
+        crc(body),
+        std::str::from_utf8(body).unwrap()
+    );
+    std::fs::write(s.path.join("pod.log"), line).unwrap();
+    assert_error(&tastypod(&["dump", p(&s.path)]), "format version 7");
+    // Usage errors come from clap: status 2, a usage hint, no panic.
+    let o = tastypod(&["nonsense"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unrecognized subcommand"));
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn dump_then_load_gives_an_identical_store() {
+    let s = scratch();
+    sample(&s.path);
+    let dump = tastypod(&["dump", p(&s.path)]);
+    assert!(dump.status.success());
+    let copy = s.dir.path().join("copy.pod");
+    let o = with_stdin(&["load", p(&copy), "-"], &stdout(&dump));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(contents(&open_ro(&copy)), contents(&open_ro(&s.path)));
+    let again = tastypod(&["dump", p(&copy)]);
+    assert_eq!(stdout(&again), stdout(&dump));
+    // --object is one JSON object in order.
+    let o = tastypod(&["dump", "--object", p(&s.path)]);
+    let obj: serde_json::Map<String, Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        obj.keys().cloned().collect::<Vec<_>>(),
+        ["a", "b", "c\twith tab"]
+    );
+}
+
+#[test]
+fn load_is_all_or_nothing() {
+    let s = scratch();
+    sample(&s.path);
+    let before = log_bytes(&s.path);
+    let input = "{\"key\":\"n1\",\"value\":1}\n{\"key\":\"n2\",\"value\":oops}\n";
+    let o = with_stdin(&["load", p(&s.path), "-"], input);
+    assert_error(&o, "-:2");
+    assert_eq!(log_bytes(&s.path), before);
+    let file = s.dir.path().join("in.jsonl");
+    std::fs::write(
+        &file,
+        "{\"key\":\"n1\",\"value\":1}\n{\"key\":\"a\",\"value\":9}\n",
+    )
+    .unwrap();
+    let o = tastypod(&["load", "--json", p(&s.path), p(&file)]);
+    assert!(o.status.success());
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
+        json!({"loaded": 2, "keys": 4})
+    );
+    let pod = open_ro(&s.path);
+    assert_eq!(pod.get("a").unwrap(), Some(json!(9)));
+    assert_eq!(pod.keys().last(), Some("n1"));
+    assert_error(
+        &tastypod(&["load", p(&s.path), "/nonexistent/file"]),
+        "cannot open",
+    );
+}
+
+#[test]
+fn verify_reports_the_damaged_line_and_repair_keeps_the_original() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    for i in 0..20 {
+        pod.insert(&format!("k{i}"), json!(i)).unwrap();
+    }
+    pod.close().unwrap();
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("ok"));
+    let starts = line_starts(&s.path);
+    flip_byte(&s.path, starts[7] + 25, 0x02);
+    let damaged = log_bytes(&s.path);
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
+    let log = log_of(&s.path);
+    assert!(
+        stdout(&o).starts_with(&format!("{}:8: ", log.display())),
+        "{}",
+        stdout(&o)
+    );
+    let o = tastypod(&["verify", "--json", p(&s.path)]);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["problems"][0]["line"], json!(8));
+    assert_eq!(report["torn_tail"], json!(false));
+    // The store itself refuses to open, naming the line.
+    assert_error(&tastypod(&["keys", p(&s.path)]), "line 8");
+    let o = tastypod(&["repair", p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("kept 19 keys"), "{out}");
+    let copy = out
+        .lines()
+        .find_map(|l| l.strip_prefix("the damaged log is kept at "))
+        .unwrap();
+    assert_eq!(std::fs::read(copy).unwrap(), damaged);
+    assert!(tastypod(&["verify", p(&s.path)]).status.success());
+    assert!(stdout(&tastypod(&["repair", p(&s.path)])).contains("nothing to repair"));
+}
+
+#[test]
+fn repair_of_a_torn_tail_keeps_the_dropped_bytes() {
+    let s = scratch();
+    sample(&s.path);
+    append_garbage(&s.path, b"{\"c\":\"0000");
+    let damaged = log_bytes(&s.path);
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("torn tail"));
+    let o = tastypod(&["repair", "--json", p(&s.path)]);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["keys"], json!(3));
+    assert_eq!(
+        std::fs::read(report["damaged_copy"].as_str().unwrap()).unwrap(),
+        damaged
+    );
+}
+
+#[test]
+fn stat_and_compact() {
+    let s = scratch();
+    let mut pod = PodOptions::new()
+        .sync_at(1)
+        .compaction(tastypod::Compaction::Manual)
+        .open(&s.path)
+        .unwrap();
+    for i in 0..10 {
+        pod.insert("k", json!(i)).unwrap();
+    }
+    drop(pod);
+    let o = tastypod(&["stat", "--json", p(&s.path)]);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["keys"], json!(1));
+    assert_eq!(st["format_version"], json!(1));
+    assert_eq!(st["writer_holds_lock"], json!(false));
+    assert_eq!(st["torn_tail"], Value::Null);
+    assert!(st["dead_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(st["tracker"], Value::Null);
+    let before = st["log_bytes"].as_u64().unwrap();
+    let o = tastypod(&["compact", "--json", p(&s.path)]);
+    let sizes: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(sizes["before"].as_u64(), Some(before));
+    assert!(sizes["after"].as_u64().unwrap() < before);
+    assert_eq!(
+        sizes["after"].as_u64().unwrap(),
+        log_bytes(&s.path).len() as u64
+    );
+    let o = tastypod(&["stat", p(&s.path)]);
+    assert!(stdout(&o).contains("torn tail:      no"));
+    assert!(!stdout(&o).contains('\x1b'));
+}
+
+#[test]
+fn writers_report_a_held_lock_and_stat_sees_it() {
+    let s = scratch();
+    sample(&s.path);
+    let holder = open(&s.path);
+    assert_error(&tastypod(&["set", p(&s.path), "k", "1"]), "locked");
+    assert_error(&tastypod(&["compact", p(&s.path)]), "locked");
+    let o = tastypod(&["stat", "--json", p(&s.path)]);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["writer_holds_lock"], json!(true));
+    // Readers still work.
+    assert!(tastypod(&["get", p(&s.path), "a"]).status.success());
+    drop(holder);
+}
+
+#[test]
+fn tracker_summary_todo_and_reset() {
+    let s = scratch();
+    let mut t = TrackerOptions::new().max_tries(2).open(&s.path).unwrap();
+    t.add_many(["a", "b", "c", "d"]).unwrap();
+    t.mark_done("a").unwrap();
+    t.abort("b").unwrap();
+    t.increment_tries("c").unwrap();
+    t.increment_tries("c").unwrap();
+    t.close().unwrap();
+    let o = tastypod(&["tracker", p(&s.path), "--max-tries", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("25.00 %"), "{}", stdout(&o));
+    assert!(stdout(&o).contains('['));
+    let o = tastypod(&["tracker", "--json", "--max-tries", "2", p(&s.path)]);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["done"], json!(1));
+    assert_eq!(st["aborted"], json!(1));
+    assert_eq!(st["todo"], json!(1));
+    assert_eq!(st["exhausted"], json!(1));
+    let o = tastypod(&["tracker", "todo", "--max-tries", "2", p(&s.path)]);
+    assert_eq!(stdout(&o), "d\n");
+    let o = tastypod(&[
+        "tracker",
+        "todo",
+        "--aborted",
+        "--max-tries",
+        "2",
+        p(&s.path),
+    ]);
+    assert_eq!(stdout(&o), "b\nd\n");
+    let o = tastypod(&["stat", "--json", p(&s.path)]);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["tracker"]["total"], json!(4));
+    assert!(
+        tastypod(&[
+            "tracker",
+            "reset",
+            p(&s.path),
+            "--exhausted",
+            "--max-tries",
+            "2"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        tastypod(&["tracker", "reset", p(&s.path), "--aborted"])
+            .status
+            .success()
+    );
+    let t = Tracker::open(&s.path).unwrap();
+    assert_eq!(t.tries("c"), 0);
+    assert!(!t.aborted("b"));
+    assert!(t.done("a"));
+    drop(t);
+    assert_error(
+        &tastypod(&["tracker", "reset", p(&s.path), "nope"]),
+        "not in",
+    );
+    assert_error(&tastypod(&["tracker", "reset", p(&s.path)]), "needs KEYs");
+    // A plain pod is not a tracker.
+    let plain = s.dir.path().join("plain.pod");
+    sample(&plain);
+    assert_error(&tastypod(&["tracker", p(&plain)]), "not a task record");
+}
+
+fn write_part(dir: &Path, name: &str, lines: &[&str], gz: bool) {
+    let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let path = dir.join(name);
+    if gz {
+        let f = std::fs::File::create(path).unwrap();
+        let mut enc = flate2_writer(f);
+        enc.write_all(text.as_bytes()).unwrap();
+        enc.finish().unwrap();
+    } else {
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn flate2_writer(f: std::fs::File) -> flate2::write::GzEncoder<std::fs::File> {
+    flate2::write::GzEncoder::new(f, flate2::Compression::default())
+}
+
+#[test]
+fn import_tastypy_keeps_order_and_tracker_state() {
+    let s = scratch();
+    let old = s.dir.path().join("old.tracker");
+    std::fs::create_dir(&old).unwrap();
+    write_part(
+        &old,
+        "0.json",
+        &[
+            "t1\t{\"_done\": true, \"_tries\": 1, \"url\": \"u1\"}",
+            "t2\t{\"_done\": false, \"_tries\": 3}",
+        ],
+        false,
+    );
+    write_part(
+        &old,
+        "1.json.gz",
+        &[
+            "t3\t{\"_done\": false, \"_tries\": 0}",
+            "t1\t{\"_done\": true, \"_tries\": 2, \"url\": \"u1\"}",
+        ],
+        true,
+    );
+    let o = tastypod(&["import-tastypy", "--json", p(&old), p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        report,
+        json!({"files": 2, "records": 4, "keys": 3, "tracker": true})
+    );
+    let t = Tracker::open(&s.path).unwrap();
+    assert_eq!(t.keys().collect::<Vec<_>>(), ["t1", "t2", "t3"]);
+    assert!(t.done("t1"));
+    assert_eq!(t.tries("t1"), 2);
+    assert_eq!(t.tries("t2"), 3);
+    assert_eq!(t.get("t1").unwrap().unwrap()["url"], json!("u1"));
+    drop(t);
+    // Importing over an existing store is refused.
+    assert_error(
+        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
+        "already holds a store",
+    );
+}
+
+#[test]
+fn import_tastypy_refuses_gaps_and_malformed_lines() {
+    let s = scratch();
+    let old = s.dir.path().join("old.pod");
+    std::fs::create_dir(&old).unwrap();
+    write_part(&old, "0.json", &["a\t1"], false);
+    write_part(&old, "2.json", &["b\t2"], false);
+    assert_error(
+        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
+        "part 1 is missing",
+    );
+    std::fs::remove_file(old.join("2.json")).unwrap();
+    write_part(&old, "1.json", &["b\t2", "no tab here"], false);
+    assert_error(
+        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
+        "1.json:2",
+    );
+    write_part(&old, "1.json", &["b\t{bad json"], false);
+    assert_error(
+        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
+        "1.json:1",
+    );
+    assert!(!s.path.join("pod.log").exists());
+    write_part(&old, "1.json", &["b\t[2]"], false);
+    let o = tastypod(&["import-tastypy", p(&old), p(&s.path)]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("as a pod"));
+    let pod: Pod = Pod::open(&s.path).unwrap();
+    assert_eq!(pod.get("b").unwrap(), Some(json!([2])));
+    let empty = s.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_error(
+        &tastypod(&["import-tastypy", p(&empty), p(&s.dir.path().join("x"))]),
+        "no tastypy files",
+    );
+}
