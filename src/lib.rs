@@ -54,6 +54,9 @@ mod pod;
 mod progress;
 mod record;
 mod replay;
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub mod sim;
 mod tracker;
 
 pub use error::{Error, ErrorKind, Result};

@@ -165,6 +165,15 @@ impl PodOptions {
         self
     }
 
+    /// Runs the store on a simulated file system (tests and fuzzing only).
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn simulated(mut self, storage: crate::sim::SimStorage) -> Self {
+        self.storage = Arc::new(storage);
+        self
+    }
+
     /// Checks the options for values that cannot work.
     pub(crate) fn validate(&self) -> Result<()> {
         if self.sync_at == 0 {

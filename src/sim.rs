@@ -1,0 +1,320 @@
+//! A simulated file system for crash and fault tests (feature `sim`; not a
+//! stable API).
+//!
+//! It keeps, per file, the bytes written and the bytes made durable by the
+//! last fsync, and per directory entry, the namespace as of the last
+//! directory fsync. A crash image keeps only what was durable (optionally
+//! with part of an unsynced tail). Any operation can be made to fail, once
+//! or from then on.
+
+use crate::fsio::{Appender, LockGuard, Storage};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How an injected failure behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Operation number `at` fails; later ones succeed.
+    Once,
+    /// Operation number `at` and every later one fail (a frozen machine).
+    FromThenOn,
+}
+
+/// What a crash image keeps of a file's unsynced tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Only fsynced bytes survive.
+    Dropped,
+    /// The first `n` unsynced bytes survive (clamped to what was written).
+    Kept(usize),
+    /// `n` bytes of zeros follow the fsynced bytes (a grown file whose data
+    /// blocks were never written).
+    Zeroed(usize),
+}
+
+#[derive(Debug, Default, Clone)]
+struct SimFile {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Sim {
+    files: Vec<SimFile>,
+    names: BTreeMap<PathBuf, usize>,
+    durable_names: BTreeMap<PathBuf, usize>,
+    dirs: BTreeSet<PathBuf>,
+    locks: BTreeSet<PathBuf>,
+    ops: u64,
+    fail: Option<(u64, FailMode)>,
+}
+
+impl Sim {
+    /// Counts one operation and fails it if the plan says so.
+    fn op(&mut self, what: &str) -> io::Result<()> {
+        self.ops += 1;
+        let failing = match self.fail {
+            Some((at, FailMode::Once)) => self.ops == at,
+            Some((at, FailMode::FromThenOn)) => self.ops >= at,
+            None => false,
+        };
+        if failing {
+            return Err(io::Error::other(format!(
+                "simulated failure of operation {} ({what})",
+                self.ops
+            )));
+        }
+        Ok(())
+    }
+
+    fn file_mut(&mut self, id: usize) -> io::Result<&mut SimFile> {
+        self.files
+            .get_mut(id)
+            .ok_or_else(|| io::Error::other("bad file id"))
+    }
+}
+
+/// The simulated file system; clones share it.
+#[derive(Debug, Default, Clone)]
+pub struct SimStorage {
+    sim: Arc<Mutex<Sim>>,
+}
+
+impl SimStorage {
+    /// An empty file system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, Sim> {
+        // A panic while the lock was held poisoned it; the data is still usable.
+        self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many operations have been performed.
+    pub fn ops(&self) -> u64 {
+        self.state().ops
+    }
+
+    /// Makes operation number `at` (counting from 1 over the whole life of
+    /// this file system) fail, per `mode`; `None` stops injecting.
+    pub fn fail_at(&self, plan: Option<(u64, FailMode)>) {
+        self.state().fail = plan;
+    }
+
+    /// The current (written) contents of `path`, if it exists.
+    pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        let sim = self.state();
+        let id = *sim.names.get(path)?;
+        sim.files.get(id).map(|f| f.data.clone())
+    }
+
+    /// How many bytes of `path` were written but not fsynced.
+    pub fn unsynced_len(&self, path: &Path) -> usize {
+        let sim = self.state();
+        sim.durable_names
+            .get(path)
+            .and_then(|&id| sim.files.get(id))
+            .map_or(0, |f| f.data.len().saturating_sub(f.durable.len()))
+    }
+
+    /// The file system a power loss now would leave: every durable
+    /// directory entry with its file's fsynced bytes, plus `tail` of the
+    /// unsynced bytes of the file at `tail_of`.
+    pub fn crash_image(&self, tail_of: Option<&Path>, tail: Tail) -> SimStorage {
+        let sim = self.state();
+        let mut image = Sim {
+            dirs: sim.dirs.clone(),
+            ..Sim::default()
+        };
+        for (path, &id) in &sim.durable_names {
+            let Some(file) = sim.files.get(id) else {
+                continue;
+            };
+            let mut bytes = file.durable.clone();
+            if tail_of == Some(path.as_path()) && file.data.len() > file.durable.len() {
+                let unsynced = file.data.get(file.durable.len()..).unwrap_or_default();
+                match tail {
+                    Tail::Dropped => {}
+                    Tail::Kept(n) => bytes.extend_from_slice(
+                        unsynced.get(..n.min(unsynced.len())).unwrap_or_default(),
+                    ),
+                    Tail::Zeroed(n) => bytes.resize(bytes.len() + n.min(unsynced.len()), 0),
+                }
+            }
+            image.files.push(SimFile {
+                data: bytes.clone(),
+                durable: bytes,
+            });
+            let new_id = image.files.len() - 1;
+            image.names.insert(path.clone(), new_id);
+            image.durable_names.insert(path.clone(), new_id);
+        }
+        SimStorage {
+            sim: Arc::new(Mutex::new(image)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SimAppender {
+    sim: Arc<Mutex<Sim>>,
+    id: usize,
+}
+
+impl SimAppender {
+    fn state(&self) -> MutexGuard<'_, Sim> {
+        self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Appender for SimAppender {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("append")?;
+        sim.file_mut(self.id)?.data.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("fsync")?;
+        let file = sim.file_mut(self.id)?;
+        file.durable = file.data.clone();
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("truncate")?;
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        sim.file_mut(self.id)?.data.truncate(len);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    sim: Arc<Mutex<Sim>>,
+    path: PathBuf,
+}
+
+impl LockGuard for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut sim = self.sim.lock().unwrap_or_else(|e| e.into_inner());
+        sim.locks.remove(&self.path);
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} not found", path.display()),
+    )
+}
+
+impl Storage for SimStorage {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("create directory")?;
+        sim.dirs.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        let mut sim = self.state();
+        sim.op("stat")?;
+        Ok(sim.names.contains_key(path) || sim.dirs.contains(path))
+    }
+
+    fn len(&self, path: &Path) -> io::Result<u64> {
+        let mut sim = self.state();
+        sim.op("stat")?;
+        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
+        Ok(sim.files.get(id).map_or(0, |f| f.data.len() as u64))
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
+        let mut sim = self.state();
+        sim.op("read")?;
+        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
+        let data = sim
+            .files
+            .get(id)
+            .map(|f| f.data.clone())
+            .unwrap_or_default();
+        Ok(Box::new(Cursor::new(data)))
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
+        let mut sim = self.state();
+        sim.op("open")?;
+        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
+        Ok(Box::new(SimAppender {
+            sim: Arc::clone(&self.sim),
+            id,
+        }))
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
+        let mut sim = self.state();
+        sim.op("create")?;
+        sim.files.push(SimFile::default());
+        let id = sim.files.len() - 1;
+        sim.names.insert(path.to_path_buf(), id);
+        Ok(Box::new(SimAppender {
+            sim: Arc::clone(&self.sim),
+            id,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("rename")?;
+        let id = sim.names.remove(from).ok_or_else(|| not_found(from))?;
+        sim.names.insert(to.to_path_buf(), id);
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("fsync directory")?;
+        let in_dir = |p: &Path| p.parent() == Some(dir);
+        let mut durable: BTreeMap<PathBuf, usize> = sim
+            .durable_names
+            .iter()
+            .filter(|(p, _)| !in_dir(p))
+            .map(|(p, &id)| (p.clone(), id))
+            .collect();
+        for (p, &id) in &sim.names {
+            if in_dir(p) {
+                durable.insert(p.clone(), id);
+            }
+        }
+        sim.durable_names = durable;
+        Ok(())
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let mut sim = self.state();
+        sim.op("remove")?;
+        sim.names.remove(path).ok_or_else(|| not_found(path))?;
+        Ok(())
+    }
+
+    fn lock(&self, path: &Path, _wait: bool) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let mut sim = self.state();
+        sim.op("lock")?;
+        if !sim.locks.insert(path.to_path_buf()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimLock {
+            sim: Arc::clone(&self.sim),
+            path: path.to_path_buf(),
+        })))
+    }
+}
