@@ -41,6 +41,8 @@ pub struct VerifyReport {
     pub problem_count: u64,
     /// Whether the last problems are a torn tail (no valid record after them).
     pub torn_tail: bool,
+    /// Whether a problem is damage no crash can cause (a record glued to the next).
+    pub hard_damage: bool,
 }
 
 impl VerifyReport {
@@ -80,6 +82,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
         problems: Vec::new(),
         problem_count: 0,
         torn_tail: false,
+        hard_damage: false,
     };
     let mut line = Vec::new();
     // Whether a valid record came after the latest problem.
@@ -126,7 +129,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             reason: "empty log (no header)".into(),
         });
     }
-    report.torn_tail = report.problem_count > 0 && !valid_since_problem;
+    report.torn_tail = report.problem_count > 0 && !valid_since_problem && !report.hard_damage;
     Ok(report)
 }
 
@@ -144,6 +147,10 @@ fn check_line(
         return (line_no == 1).then(|| "first line is not a header".into());
     }
     match record::decode(body) {
+        Err(_) if record::embeds_record(body) => {
+            report.hard_damage = true;
+            Some(LineError::LostNewline.to_string())
+        }
         Err(e) => Some(e.to_string()),
         Ok(Record::Header { version }) if line_no == 1 => {
             report.version = Some(version);

@@ -53,6 +53,9 @@ pub(crate) enum LineError {
     Malformed(&'static str),
     /// The line has no terminating newline (only the last line can).
     Unterminated,
+    /// A complete, valid record runs straight into more bytes: its newline
+    /// was damaged. A torn write cannot produce this.
+    LostNewline,
 }
 
 impl fmt::Display for LineError {
@@ -66,6 +69,9 @@ impl fmt::Display for LineError {
             ),
             LineError::Malformed(what) => write!(f, "malformed record: {what}"),
             LineError::Unterminated => f.write_str("incomplete line (no newline)"),
+            LineError::LostNewline => {
+                f.write_str("a complete record runs into more bytes (its newline is damaged)")
+            }
         }
     }
 }
@@ -79,6 +85,31 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
         return Err(LineError::ChecksumMismatch { stored, computed });
     }
     decode_body(body)
+}
+
+/// Whether a damaged line starts with a complete, valid record that is
+/// followed by a byte other than zero. Torn writes leave a prefix of what was
+/// written, possibly followed by zeros; never a record glued to more data.
+pub(crate) fn embeds_record(line: &[u8]) -> bool {
+    let Ok((stored, body)) = split_checked(line) else {
+        return false;
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    let mut done = 0;
+    for (j, &b) in body.iter().enumerate() {
+        if b != b'}' || j + 1 >= body.len() {
+            continue;
+        }
+        hasher.update(&body[done..=j]);
+        done = j + 1;
+        if hasher.clone().finalize() == stored
+            && body[j + 1] != 0
+            && decode_body(&body[..=j]).is_ok()
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Splits a line into its stored checksum and its body.
@@ -326,6 +357,24 @@ mod tests {
                 version: FORMAT_VERSION
             }
         );
+    }
+
+    #[test]
+    fn a_record_glued_to_the_next_is_recognised() {
+        let mut buf = Vec::new();
+        encode_put(&mut buf, "a", b"{\"x\":1}");
+        encode_put(&mut buf, "b", b"2");
+        let nl = buf.iter().position(|&b| b == b'\n').unwrap();
+        let mut glued = buf.clone();
+        glued[nl] ^= 0x01;
+        let line = glued.strip_suffix(b"\n").unwrap();
+        assert!(decode(line).is_err());
+        assert!(embeds_record(line));
+        // A prefix of a record (a torn write) or a record followed by zeros is not.
+        assert!(!embeds_record(&buf[..nl - 3]));
+        let mut zeroed = buf[..nl].to_vec();
+        zeroed.extend_from_slice(&[0; 20]);
+        assert!(!embeds_record(&zeroed));
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl Decoder {
                         key_len: key.len() as u32,
                     }
                 }
+                Err(_) if record::embeds_record(line) => Found::Bad(LineError::LostNewline),
                 Err(e) => Found::Bad(e),
             }
         };
@@ -164,6 +165,8 @@ struct Applier<'p, V> {
     /// Damaged lines not yet followed by a valid one.
     pending: Vec<BadLine>,
     pending_count: u64,
+    /// A pending line is damage no crash can cause (see `LineError::LostNewline`).
+    pending_hard: Option<BadLine>,
 }
 
 /// Replays a whole log held in memory.
@@ -203,6 +206,7 @@ pub(crate) fn replay<V>(
         salvage,
         pending: Vec::new(),
         pending_count: 0,
+        pending_hard: None,
     };
     let buf_len = usize::try_from(size_hint).map_or(CHUNK, |n| n.clamp(4096, CHUNK));
     let total_len = if size_hint <= CHUNK as u64 {
@@ -320,6 +324,13 @@ impl<V> Applier<'_, V> {
                 return Ok(());
             }
             Found::Bad(e) => {
+                if e == LineError::LostNewline && self.pending_hard.is_none() {
+                    self.pending_hard = Some(BadLine {
+                        line: ev.line,
+                        offset: ev.offset,
+                        reason: e.to_string(),
+                    });
+                }
                 self.bad(ev.line, ev.offset, e.to_string());
                 return Ok(());
             }
@@ -429,10 +440,24 @@ impl<V> Applier<'_, V> {
         self.out.skipped_count += self.pending_count;
         self.pending.clear();
         self.pending_count = 0;
+        self.pending_hard = None;
         Ok(())
     }
 
     fn finish(mut self) -> Result<Replayed<V>> {
+        // Damage no crash can cause is corruption even at the end of the log.
+        if let Some(hard) = self.pending_hard.take() {
+            if !self.salvage {
+                return fail(ErrorKind::Corrupt {
+                    path: self.path.to_path_buf(),
+                    line: hard.line,
+                    offset: hard.offset,
+                    reason: hard.reason,
+                });
+            }
+            self.clear_pending()?;
+            return Ok(self.out);
+        }
         if let Some(first) = self.pending.first().cloned() {
             self.out.torn = Some(TornTail {
                 bytes: self.out.total_len - first.offset,
