@@ -7,6 +7,8 @@
 //! with part of an unsynced tail). Any operation can be made to fail, once
 //! or from then on.
 
+pub mod workload;
+
 use crate::fsio::{Appender, LockGuard, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Cursor, Read};
@@ -91,6 +93,22 @@ impl SimStorage {
     fn state(&self) -> MutexGuard<'_, Sim> {
         // A panic while the lock was held poisoned it; the data is still usable.
         self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates (or replaces) the file `path` holding `bytes`, durable, and
+    /// its directory.
+    pub fn put_file(&self, path: &Path, bytes: &[u8]) {
+        let mut sim = self.state();
+        if let Some(dir) = path.parent() {
+            sim.dirs.insert(dir.to_path_buf());
+        }
+        sim.files.push(SimFile {
+            data: bytes.to_vec(),
+            durable: bytes.to_vec(),
+        });
+        let id = sim.files.len() - 1;
+        sim.names.insert(path.to_path_buf(), id);
+        sim.durable_names.insert(path.to_path_buf(), id);
     }
 
     /// How many operations have been performed.

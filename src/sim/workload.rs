@@ -1,0 +1,312 @@
+//! Workloads on the simulated file system, the model of what they
+//! acknowledged, and the check of a recovered store against it. Shared by
+//! the crash and I/O-error tests and the fuzz targets.
+
+use super::SimStorage;
+use crate::{Compaction, Pod, PodOptions};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+pub const STORE: &str = "/sim/store.pod";
+
+pub fn store() -> PathBuf {
+    PathBuf::from(STORE)
+}
+
+pub fn log() -> PathBuf {
+    store().join(crate::LOG_FILE)
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Insert(u8, u32),
+    Remove(u8),
+    Mutate(u8),
+    Sync,
+    SyncKey(u8),
+    Compact,
+    Reopen,
+}
+
+/// A small deterministic generator (xorshift), so every run of a seed is the same.
+pub fn script(seed: u64, len: usize) -> Vec<Op> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..len)
+        .map(|n| {
+            let k = (next() % 8) as u8;
+            match next() % 20 {
+                0..=8 => Op::Insert(k, n as u32),
+                9..=11 => Op::Remove(k),
+                12..=13 => Op::Mutate(k),
+                14..=16 => Op::Sync,
+                17 => Op::SyncKey(k),
+                18 => Op::Compact,
+                _ => Op::Reopen,
+            }
+        })
+        .collect()
+}
+
+pub type State = Vec<(String, Value)>;
+
+/// What a run acknowledged, and everything it tried to write after that.
+#[derive(Debug, Default)]
+pub struct Trace {
+    /// The contents at the last moment a call returned `Ok` with nothing dirty.
+    pub acked: State,
+    /// Per key, every value (`None`: removal) a call tried to set after that.
+    pub later: BTreeMap<String, BTreeSet<Option<String>>>,
+    /// Whether any call failed.
+    pub failed: bool,
+}
+
+fn opts(sim: &SimStorage) -> PodOptions {
+    PodOptions::new()
+        .sync_at(3)
+        .compaction(Compaction::Auto {
+            dead_fraction: 0.5,
+            min_bytes: 600,
+        })
+        .simulated(sim.clone())
+}
+
+pub fn open_sim(sim: &SimStorage) -> crate::Result<Pod> {
+    opts(sim).open(store())
+}
+
+fn set(model: &mut State, key: &str, value: Value) {
+    match model.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => model.push((key.to_string(), value)),
+    }
+}
+
+/// Runs `script` until its first failure; returns what was acknowledged.
+pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
+    let mut trace = Trace::default();
+    let mut model: State = Vec::new();
+    let mut pod = match open_sim(sim) {
+        Ok(p) => p,
+        Err(_) => {
+            trace.failed = true;
+            return trace;
+        }
+    };
+    for op in script {
+        let key = |k: &u8| format!("key-{k}");
+        let note = |trace: &mut Trace, k: &str, v: Option<&Value>| {
+            trace
+                .later
+                .entry(k.to_string())
+                .or_default()
+                .insert(v.map(Value::to_string));
+        };
+        let result = match op {
+            Op::Insert(k, n) => {
+                let v = json!({"n": n, "pad": "x".repeat((*n as usize * 7) % 40)});
+                note(&mut trace, &key(k), Some(&v));
+                set(&mut model, &key(k), v.clone());
+                pod.insert(&key(k), v)
+            }
+            Op::Remove(k) => {
+                note(&mut trace, &key(k), None);
+                model.retain(|(x, _)| *x != key(k));
+                pod.remove(&key(k)).map(|_| ())
+            }
+            Op::Mutate(k) => {
+                if let Some((_, v)) = model.iter_mut().find(|(x, _)| *x == key(k)) {
+                    v["m"] = json!(true);
+                    let v = v.clone();
+                    note(&mut trace, &key(k), Some(&v));
+                }
+                pod.update(&key(k), |v| v["m"] = json!(true)).map(|_| ())
+            }
+            Op::Sync => pod.sync(),
+            Op::SyncKey(k) => pod.sync_key(&key(k)),
+            Op::Compact => pod.compact(),
+            Op::Reopen => reopen_placeholder().and_then(|placeholder| {
+                std::mem::replace(&mut pod, placeholder).close()?;
+                pod = open_sim(sim)?;
+                Ok(())
+            }),
+        };
+        if result.is_err() {
+            trace.failed = true;
+            return trace;
+        }
+        if pod.dirty_len() == 0 {
+            trace.acked = model.clone();
+            trace.later.clear();
+        }
+    }
+    trace
+}
+
+/// An empty read-only pod on its own in-memory file system, to hold the
+/// place of a pod being reopened.
+fn reopen_placeholder() -> crate::Result<Pod> {
+    let sim = SimStorage::new();
+    drop(
+        PodOptions::new()
+            .simulated(sim.clone())
+            .open::<Value>("/p")?,
+    );
+    PodOptions::new().read_only(true).simulated(sim).open("/p")
+}
+
+/// The contents of a pod, as (key, value) pairs; panics if a value does not
+/// decode (the workloads only write valid JSON).
+pub fn contents(pod: &Pod) -> State {
+    let mut out = Vec::new();
+    for entry in pod.iter() {
+        match entry {
+            Ok((k, v)) => out.push((k.to_string(), v)),
+            Err(e) => unreachable!("a value the workload wrote does not decode: {e}"),
+        }
+    }
+    out
+}
+
+/// Checks that `got` holds everything acknowledged and nothing never written.
+pub fn check(got: &State, trace: &Trace, what: &str) {
+    let acked: BTreeMap<&str, &Value> = trace.acked.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let have: BTreeMap<&str, &Value> = got.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let keys: BTreeSet<&str> = acked.keys().chain(have.keys()).copied().collect();
+    for key in keys {
+        let now = have.get(key).map(|v| v.to_string());
+        let then = acked.get(key).map(|v| v.to_string());
+        if now == then {
+            continue;
+        }
+        let allowed = trace.later.get(key).is_some_and(|vals| vals.contains(&now));
+        assert!(
+            allowed,
+            "{what}: key {key} is {now:?}; acknowledged {then:?}; written since {:?}",
+            trace.later.get(key)
+        );
+    }
+    // Keys untouched since the acknowledgement keep their relative order.
+    let untouched = |s: &State| -> Vec<String> {
+        s.iter()
+            .filter(|(k, _)| !trace.later.contains_key(k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    assert_eq!(untouched(got), untouched(&trace.acked), "{what}: order");
+}
+
+/// Fuzz target `replay`: any bytes as a log either fail to open with an
+/// error or open; when they open, compacting and reopening gives the same
+/// keys and value texts in the same order. Panics on a violation.
+pub fn fuzz_replay(data: &[u8]) {
+    replay_and_compact(data);
+    // The same bytes with every checksum made right, so the record grammar
+    // gets fuzzed too, not only the checksum check.
+    replay_and_compact(&fix_checksums(data));
+}
+
+/// Rewrites the checksum field of every line that has one to match its body.
+fn fix_checksums(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for line in data.split_inclusive(|&b| b == b'\n') {
+        let start = out.len();
+        out.extend_from_slice(line);
+        let body_end = out.len() - usize::from(line.ends_with(b"\n"));
+        if body_end >= start + 16 && out[start..].starts_with(b"{\"c\":\"") {
+            let crc = crc32fast::hash(&out[start + 16..body_end]);
+            out[start + 6..start + 14].copy_from_slice(format!("{crc:08x}").as_bytes());
+        }
+    }
+    out
+}
+
+fn replay_and_compact(data: &[u8]) {
+    let sim = SimStorage::new();
+    sim.put_file(&log(), data);
+    let texts = |pod: &Pod| -> Vec<(String, String)> {
+        pod.iter_json()
+            .filter_map(|e| e.ok())
+            .map(|(k, v)| (k.to_string(), v.into_owned()))
+            .collect()
+    };
+    let Ok(mut pod) = PodOptions::new()
+        .compaction(Compaction::Manual)
+        .simulated(sim.clone())
+        .open::<Value>(store())
+    else {
+        return;
+    };
+    let before = texts(&pod);
+    let keys = pod.len();
+    assert_eq!(pod.keys().count(), keys);
+    assert!(
+        pod.compact().is_ok(),
+        "compaction failed on a store that opened"
+    );
+    drop(pod);
+    let reopened = match PodOptions::new()
+        .read_only(true)
+        .simulated(sim)
+        .open::<Value>(store())
+    {
+        Ok(p) => p,
+        Err(e) => unreachable!("a compacted store does not reopen: {e}"),
+    };
+    assert_eq!(texts(&reopened), before, "compaction changed the contents");
+    assert!(reopened.recovery().is_clean());
+}
+
+/// Fuzz target `ops`: bytes become a workload and a crash point; the crash
+/// image must hold everything acknowledged. Panics on a violation.
+pub fn fuzz_ops(data: &[u8]) {
+    let Some((&crash, rest)) = data.split_first() else {
+        return;
+    };
+    let script: Vec<Op> = rest
+        .chunks(2)
+        .take(200)
+        .map(|c| {
+            let (a, b) = (
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            );
+            let k = a % 8;
+            match a >> 3 {
+                0..=9 => Op::Insert(k, u32::from(b)),
+                10..=14 => Op::Remove(k),
+                15..=18 => Op::Mutate(k),
+                19..=24 => Op::Sync,
+                25..=26 => Op::SyncKey(k),
+                27..=29 => Op::Compact,
+                _ => Op::Reopen,
+            }
+        })
+        .collect();
+    let sim = SimStorage::new();
+    sim.fail_at(Some((u64::from(crash) + 1, super::FailMode::FromThenOn)));
+    let trace = run(&sim, &script);
+    let unsynced = sim.unsynced_len(&log());
+    for tail in [
+        super::Tail::Dropped,
+        super::Tail::Kept(unsynced),
+        super::Tail::Kept(unsynced / 3),
+        super::Tail::Zeroed(unsynced),
+    ] {
+        let image = sim.crash_image(Some(&log()), tail);
+        match open_sim(&image) {
+            Ok(pod) => check(
+                &contents(&pod),
+                &trace,
+                &format!("crash at {crash}, {tail:?}"),
+            ),
+            Err(e) => unreachable!("crash image does not open: {e}"),
+        }
+    }
+}
