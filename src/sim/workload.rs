@@ -139,6 +139,9 @@ pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
         };
         if result.is_err() {
             trace.failed = true;
+            // Close rather than drop: the injected failure is expected, and a
+            // drop would report it on stderr.
+            let _ = pod.close();
             return trace;
         }
         if pod.dirty_len() == 0 {
