@@ -54,6 +54,7 @@ mod pod;
 mod progress;
 mod record;
 mod replay;
+mod shared;
 #[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod sim;
@@ -67,7 +68,11 @@ pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE
 pub use progress::Progress;
 pub use record::FORMAT_VERSION;
 pub use replay::{BadLine, TornTail};
-pub use tracker::{ABORTED, Aborted, DONE, TRIES, TaskMut, Tracker, TrackerOptions, TryKeys};
+pub use shared::{SharedPod, SharedTracker};
+pub use tracker::{
+    ABORTED, Aborted, DEFAULT_LEASE, DONE, LEASE, Lease, TRIES, TaskMut, Tracker, TrackerOptions,
+    TryKeys,
+};
 
 /// Formats an error and its chain of sources as one line joined by ": ".
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -136,6 +136,8 @@ where
     poisoned: bool,
     closed: bool,
     report: RecoveryReport,
+    /// Bumped whenever the index is replaced (reload, compaction).
+    epoch: u64,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -192,6 +194,7 @@ where
             poisoned: false,
             closed: false,
             report: RecoveryReport::default(),
+            epoch: 0,
             opts,
         };
         if pod.opts.read_only {
@@ -294,6 +297,7 @@ where
 
     /// Makes a replayed log the in-memory state.
     fn adopt(&mut self, replayed: Replayed<V>) {
+        self.epoch += 1;
         self.index = replayed.index;
         self.log_len = replayed.total_len;
         self.live_bytes = replayed.live_bytes;
@@ -371,6 +375,7 @@ where
         // The old handle points at the replaced file.
         self.log = None;
         self.index = new;
+        self.epoch += 1;
         self.log_len = len;
         self.live_bytes = len;
         self.lines = lines;
@@ -583,6 +588,11 @@ where
             });
         }
         Ok(())
+    }
+
+    /// Changes whenever slot numbers may have changed.
+    pub(crate) fn epoch(&self) -> (u64, u64) {
+        (self.epoch, self.index.generation())
     }
 
     pub(crate) fn index(&self) -> &Index<V> {

@@ -9,8 +9,10 @@ use crate::index::{Meta, ValueRef};
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use crate::pod::{Pod, PodStats, RecoveryReport};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The reserved field: whether the task is done.
 pub const DONE: &str = "_done";
@@ -18,6 +20,35 @@ pub const DONE: &str = "_done";
 pub const TRIES: &str = "_tries";
 /// The reserved field: whether the task was given up on.
 pub const ABORTED: &str = "_aborted";
+/// The reserved field of a claimed task: `{"owner": "...", "until": <unix ms>}`.
+pub const LEASE: &str = "_lease";
+
+/// How long a claim lasts unless [`TrackerOptions::lease`] says otherwise.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// A claim on a task: who holds it and until when (milliseconds since the Unix epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Who claimed the task.
+    pub owner: String,
+    /// When the claim expires, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lease_of(value: &Value) -> Option<Lease> {
+    let lease = value.get(LEASE)?;
+    Some(Lease {
+        owner: lease.get("owner")?.as_str()?.to_string(),
+        until_ms: lease.get("until")?.as_u64()?,
+    })
+}
 
 /// Whether a gate or iterator considers aborted tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,15 +74,26 @@ pub enum Aborted {
 /// assert_eq!(tracker.max_tries(), 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TrackerOptions {
     pod: PodOptions,
     max_tries: u32,
+    lease: Duration,
+}
+
+impl Default for TrackerOptions {
+    fn default() -> Self {
+        PodOptions::new().into()
+    }
 }
 
 impl From<PodOptions> for TrackerOptions {
     fn from(pod: PodOptions) -> Self {
-        TrackerOptions { pod, max_tries: 0 }
+        TrackerOptions {
+            pod,
+            max_tries: 0,
+            lease: DEFAULT_LEASE,
+        }
     }
 }
 
@@ -59,6 +101,14 @@ impl TrackerOptions {
     /// The default options.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long a claim made by [`Tracker::claim_next`] lasts before another
+    /// worker may claim the task again. Default: [`DEFAULT_LEASE`] (60 s).
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// How many tries a task gets before the gates skip it; 0 means no
@@ -119,7 +169,9 @@ impl TrackerOptions {
     /// line of a value that is not a task record.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Tracker> {
         let pod = self.pod.open(path)?;
-        Tracker::from_pod(pod, self.max_tries)
+        let mut tracker = Tracker::from_pod(pod, self.max_tries)?;
+        tracker.lease = self.lease;
+        Ok(tracker)
     }
 }
 
@@ -154,6 +206,11 @@ pub struct Tracker {
     num_done: usize,
     num_tried: usize,
     num_aborted: usize,
+    /// Claims found in the records, by key.
+    leases: HashMap<String, Lease>,
+    lease: Duration,
+    /// Slots before this one cannot be claimed, valid for one pod epoch.
+    claim_from: (usize, (u64, u64)),
 }
 
 /// Reads the three state fields from a record's JSON text.
@@ -249,6 +306,9 @@ impl Tracker {
             num_done: 0,
             num_tried: 0,
             num_aborted: 0,
+            leases: HashMap::new(),
+            lease: DEFAULT_LEASE,
+            claim_from: (0, (u64::MAX, 0)),
         };
         tracker.load_meta()?;
         Ok(tracker)
@@ -298,14 +358,30 @@ impl Tracker {
     }
 
     /// Reads every record's state into the slots and recounts.
-    fn load_meta(&mut self) -> Result<()> {
+    pub(crate) fn load_meta(&mut self) -> Result<()> {
         let (mut done, mut tried, mut aborted) = (0, 0, 0);
+        let mut leases = HashMap::new();
         let slots: Vec<usize> = self.pod.index().slots().collect();
         for i in slots {
             let index = self.pod.index();
             let meta = match index.value(i) {
-                ValueRef::Text(t) => parse_meta(t),
-                ValueRef::Live(v) => meta_of(v),
+                ValueRef::Text(t) => match parse_meta_fast(t) {
+                    Some(meta) => Ok(meta),
+                    None => serde_json::from_slice::<Value>(t)
+                        .map_err(|e| format!("not JSON: {e}"))
+                        .and_then(|v| {
+                            if let Some(lease) = lease_of(&v) {
+                                leases.insert(index.key(i).to_string(), lease);
+                            }
+                            meta_of(&v)
+                        }),
+                },
+                ValueRef::Live(v) => {
+                    if let Some(lease) = lease_of(v) {
+                        leases.insert(index.key(i).to_string(), lease);
+                    }
+                    meta_of(v)
+                }
             };
             let meta = meta.map_err(|why| ErrorKind::NotATask {
                 path: self.pod.log_path().to_path_buf(),
@@ -319,6 +395,8 @@ impl Tracker {
             self.pod.index_mut().set_meta(i, meta);
         }
         (self.num_done, self.num_tried, self.num_aborted) = (done, tried, aborted);
+        self.leases = leases;
+        self.claim_from = (0, self.pod.epoch());
         Ok(())
     }
 
@@ -610,6 +688,10 @@ impl Tracker {
         }
         self.pod.index_mut().set_meta(i, after);
         self.count(before, after);
+        if !after.done && !after.aborted {
+            // The task may be claimable again.
+            self.claim_from.0 = self.claim_from.0.min(i);
+        }
         self.pod.after_change()
     }
 
@@ -647,7 +729,8 @@ impl Tracker {
     ///
     /// [`ErrorKind::MissingKey`] if absent; also as [`Pod::insert`].
     pub fn mark_done(&mut self, key: &str) -> Result<()> {
-        self.change(key, |m| m.done = true)
+        self.change(key, |m| m.done = true)?;
+        self.release(key)
     }
 
     /// Marks `key` not done.
@@ -692,7 +775,8 @@ impl Tracker {
     ///
     /// As [`mark_done`](Tracker::mark_done).
     pub fn abort(&mut self, key: &str) -> Result<()> {
-        self.change(key, |m| m.aborted = true)
+        self.change(key, |m| m.aborted = true)?;
+        self.release(key)
     }
 
     /// Clears the aborted mark of `key`.
@@ -800,6 +884,85 @@ impl Tracker {
             next: 0,
             last: None,
         }
+    }
+
+    // ---- claims ----
+
+    /// Claims the next task that should be tried and is not claimed by a
+    /// live lease: counts the try, writes a lease (`_lease`: owner and
+    /// expiry) into the task record, and returns its key; `None` when no
+    /// task is claimable now. A claim ends with [`mark_done`](Tracker::mark_done),
+    /// [`abort`](Tracker::abort) or [`release`](Tracker::release) (the try
+    /// stays counted); an expired lease (its worker died or hung) makes the
+    /// task claimable again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::insert`].
+    pub fn claim_next(&mut self, owner: &str) -> Result<Option<String>> {
+        let now = now_ms();
+        let epoch = self.pod.epoch();
+        if self.claim_from.1 != epoch {
+            self.claim_from = (0, epoch);
+        }
+        let mut i = self.claim_from.0;
+        let mut settled = true;
+        loop {
+            let index = self.pod.index();
+            let Some(slot) = index.next_slot(i) else {
+                return Ok(None);
+            };
+            i = slot + 1;
+            let meta = index.meta(slot);
+            if !self.is_todo(meta, Aborted::Skip) {
+                if settled {
+                    // Done, aborted and exhausted tasks stay unclaimable.
+                    self.claim_from.0 = i;
+                }
+                continue;
+            }
+            settled = false;
+            let key = index.key(slot).to_string();
+            if self.leases.get(&key).is_some_and(|l| l.until_ms > now) {
+                continue;
+            }
+            self.increment_tries(&key)?;
+            let lease = Lease {
+                owner: owner.to_string(),
+                until_ms: now
+                    .saturating_add(u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)),
+            };
+            let field = serde_json::json!({"owner": lease.owner, "until": lease.until_ms});
+            self.update_task(&key, |r| r[LEASE] = field)?;
+            self.leases.insert(key.clone(), lease);
+            return Ok(Some(key));
+        }
+    }
+
+    /// Ends the claim on `key` without finishing it (the try stays counted).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::insert`].
+    pub fn release(&mut self, key: &str) -> Result<()> {
+        if self.leases.remove(key).is_some() {
+            self.update_task(key, |r| {
+                if let Value::Object(obj) = r {
+                    obj.remove(LEASE);
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The claim on `key`, if any (possibly expired).
+    pub fn lease(&self, key: &str) -> Option<&Lease> {
+        self.leases.get(key)
+    }
+
+    /// How long claims last.
+    pub fn lease_length(&self) -> Duration {
+        self.lease
     }
 
     // ---- counters ----

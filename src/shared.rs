@@ -1,0 +1,306 @@
+//! Handles that many threads can share: `SharedPod` and `SharedTracker`.
+//! Each is an `Arc<Mutex<_>>`: every call is atomic, and `locked` runs a
+//! closure under the lock for read-modify-write across several calls.
+
+use crate::error::Result;
+use crate::pod::Pod;
+use crate::tracker::{Tracker, TrackerOptions};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Locks `m`, recovering from a panic in another thread: the store's own
+/// invariants hold between calls, so its state is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A [`Pod`] that threads share: `Clone + Send + Sync`, every call atomic.
+///
+/// # Examples
+///
+/// ```
+/// use tastypod::SharedPod;
+/// # let dir = tempfile::tempdir()?;
+/// let pod: SharedPod = SharedPod::open(dir.path().join("counts.pod"))?;
+/// std::thread::scope(|s| {
+///     for _ in 0..4 {
+///         let pod = pod.clone();
+///         s.spawn(move || {
+///             for _ in 0..100 {
+///                 // Read-modify-write under one lock.
+///                 pod.locked(|p| {
+///                     let n = p.get("n")?.and_then(|v| v.as_u64()).unwrap_or(0);
+///                     p.insert("n", (n + 1).into())
+///                 })?;
+///             }
+///             Ok::<(), tastypod::Error>(())
+///         });
+///     }
+/// });
+/// assert_eq!(pod.get("n")?, Some(400.into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SharedPod<V = Value>
+where
+    V: Serialize + DeserializeOwned,
+{
+    inner: Arc<Mutex<Pod<V>>>,
+}
+
+impl<V> Clone for SharedPod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn clone(&self) -> Self {
+        SharedPod {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for SharedPod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedPod")
+            .field(&*lock(&self.inner))
+            .finish()
+    }
+}
+
+impl<V> From<Pod<V>> for SharedPod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    fn from(pod: Pod<V>) -> Self {
+        SharedPod {
+            inner: Arc::new(Mutex::new(pod)),
+        }
+    }
+}
+
+impl<V> SharedPod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    /// Opens the store at `path` (see [`Pod::open`]) for sharing.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Pod::open(path)?.into())
+    }
+
+    /// Runs `f` with the pod locked: no other thread's call interleaves.
+    pub fn locked<R>(&self, f: impl FnOnce(&mut Pod<V>) -> R) -> R {
+        f(&mut lock(&self.inner))
+    }
+
+    /// See [`Pod::get`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::get`].
+    pub fn get(&self, key: &str) -> Result<Option<V>>
+    where
+        V: Clone,
+    {
+        lock(&self.inner).get(key)
+    }
+
+    /// See [`Pod::insert`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::insert`].
+    pub fn insert(&self, key: &str, value: V) -> Result<()> {
+        lock(&self.inner).insert(key, value)
+    }
+
+    /// See [`Pod::update`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::update`].
+    pub fn update<R>(&self, key: &str, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>> {
+        lock(&self.inner).update(key, f)
+    }
+
+    /// See [`Pod::remove`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::remove`].
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        lock(&self.inner).remove(key)
+    }
+
+    /// See [`Pod::contains_key`].
+    pub fn contains_key(&self, key: &str) -> bool {
+        lock(&self.inner).contains_key(key)
+    }
+
+    /// See [`Pod::len`].
+    pub fn len(&self) -> usize {
+        lock(&self.inner).len()
+    }
+
+    /// See [`Pod::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        lock(&self.inner).is_empty()
+    }
+
+    /// The keys in order, copied out under the lock.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.inner).keys().map(str::to_string).collect()
+    }
+
+    /// See [`Pod::sync`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::sync`].
+    pub fn sync(&self) -> Result<()> {
+        lock(&self.inner).sync()
+    }
+
+    /// See [`Pod::compact`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::compact`].
+    pub fn compact(&self) -> Result<()> {
+        lock(&self.inner).compact()
+    }
+}
+
+/// A [`Tracker`] that threads share, with atomic claims for worker pools.
+///
+/// # Examples
+///
+/// ```
+/// use tastypod::{SharedTracker, TrackerOptions};
+/// # let dir = tempfile::tempdir()?;
+/// let tracker = SharedTracker::open(TrackerOptions::new().max_tries(3), dir.path().join("jobs"))?;
+/// tracker.locked(|t| t.add_many(["a", "b", "c"]))?;
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         let tracker = tracker.clone();
+///         s.spawn(move || {
+///             while let Some(key) = tracker.claim_next()? {
+///                 // ... do the work for `key` ...
+///                 tracker.mark_done(&key)?;
+///             }
+///             Ok::<(), tastypod::Error>(())
+///         });
+///     }
+/// });
+/// assert_eq!(tracker.locked(|t| t.num_done()), 3);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct SharedTracker {
+    inner: Arc<Mutex<Tracker>>,
+    owner: Arc<str>,
+}
+
+/// A name for this process's claims: `pid-<pid>-<n>`.
+fn default_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "pid-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl From<Tracker> for SharedTracker {
+    fn from(tracker: Tracker) -> Self {
+        SharedTracker {
+            inner: Arc::new(Mutex::new(tracker)),
+            owner: default_owner().into(),
+        }
+    }
+}
+
+impl SharedTracker {
+    /// Opens the tracker at `path` with `options` for sharing.
+    ///
+    /// # Errors
+    ///
+    /// As [`TrackerOptions::open`].
+    pub fn open(options: TrackerOptions, path: impl AsRef<Path>) -> Result<Self> {
+        Ok(options.open(path)?.into())
+    }
+
+    /// The same tracker, claiming under the name `owner` (written into
+    /// each lease, so `jq` shows who holds a task).
+    #[must_use]
+    pub fn with_owner(&self, owner: &str) -> Self {
+        SharedTracker {
+            inner: Arc::clone(&self.inner),
+            owner: owner.into(),
+        }
+    }
+
+    /// The name claims are made under.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs `f` with the tracker locked: no other thread's call interleaves.
+    pub fn locked<R>(&self, f: impl FnOnce(&mut Tracker) -> R) -> R {
+        f(&mut lock(&self.inner))
+    }
+
+    /// See [`Tracker::claim_next`]; claims under [`owner`](SharedTracker::owner).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::claim_next`].
+    pub fn claim_next(&self) -> Result<Option<String>> {
+        lock(&self.inner).claim_next(&self.owner)
+    }
+
+    /// See [`Tracker::mark_done`] (ends the claim).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::mark_done`].
+    pub fn mark_done(&self, key: &str) -> Result<()> {
+        lock(&self.inner).mark_done(key)
+    }
+
+    /// See [`Tracker::abort`] (ends the claim).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::abort`].
+    pub fn abort(&self, key: &str) -> Result<()> {
+        lock(&self.inner).abort(key)
+    }
+
+    /// See [`Tracker::release`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::release`].
+    pub fn release(&self, key: &str) -> Result<()> {
+        lock(&self.inner).release(key)
+    }
+
+    /// See [`Tracker::sync`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::sync`].
+    pub fn sync(&self) -> Result<()> {
+        lock(&self.inner).sync()
+    }
+}

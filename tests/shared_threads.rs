@@ -1,0 +1,131 @@
+//! Invariant: shared handles make every call atomic across threads;
+//! `locked` makes read-modify-write atomic; `claim_next` never gives one
+//! task to two workers at once, and an expired lease makes a task claimable
+//! again with its tries still counted.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tastypod::{SharedPod, SharedTracker, Tracker, TrackerOptions};
+
+fn assert_send_sync<T: Send + Sync + Clone>() {}
+
+#[test]
+fn shared_handles_are_send_sync_clone() {
+    assert_send_sync::<SharedPod>();
+    assert_send_sync::<SharedTracker>();
+}
+
+#[test]
+fn threads_increment_counters_exactly() {
+    let s = scratch();
+    let pod: SharedPod = SharedPod::open(&s.path).unwrap();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let pod = pod.clone();
+            scope.spawn(move || {
+                for n in 0..1250 {
+                    let key = format!("c{}", (t + n) % 5);
+                    pod.locked(|p| {
+                        let v = p.get(&key).unwrap().and_then(|v| v.as_u64()).unwrap_or(0);
+                        p.insert(&key, json!(v + 1))
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    pod.sync().unwrap();
+    drop(pod);
+    let pod = open(&s.path);
+    let total: u64 = (0..5)
+        .map(|i| {
+            pod.get(&format!("c{i}"))
+                .unwrap()
+                .unwrap()
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 10_000);
+}
+
+#[test]
+fn workers_drain_a_tracker_claiming_each_task_once() {
+    let s = scratch();
+    let tracker = SharedTracker::open(TrackerOptions::new().max_tries(2), &s.path).unwrap();
+    tracker
+        .locked(|t| t.add_many((0..2000).map(|i| format!("t{i}"))))
+        .unwrap();
+    let claims = Mutex::new(BTreeMap::<String, usize>::new());
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let tracker = tracker.with_owner(&format!("worker-{w}"));
+            let claims = &claims;
+            scope.spawn(move || {
+                while let Some(key) = tracker.claim_next().unwrap() {
+                    *claims.lock().unwrap().entry(key.clone()).or_default() += 1;
+                    tracker.locked(|t| assert!(t.lease(&key).is_some()));
+                    tracker.mark_done(&key).unwrap();
+                }
+            });
+        }
+    });
+    let claims = claims.into_inner().unwrap();
+    assert_eq!(claims.len(), 2000);
+    assert!(claims.values().all(|&n| n == 1));
+    tracker.locked(|t| {
+        assert_eq!(t.num_done(), 2000);
+        assert_eq!(t.num_tried(), 2000);
+        assert!(t.keys().all(|k| t.tries(k) == 1 && t.lease(k).is_none()));
+    });
+}
+
+#[test]
+fn expired_lease_makes_a_task_claimable_again() {
+    let s = scratch();
+    let tracker = SharedTracker::open(
+        TrackerOptions::new().lease(Duration::from_millis(200)),
+        &s.path,
+    )
+    .unwrap();
+    tracker.locked(|t| t.add("only")).unwrap();
+    let a = tracker.with_owner("a");
+    let b = tracker.with_owner("b");
+    assert_eq!(a.claim_next().unwrap().as_deref(), Some("only"));
+    // The lease is in the record, for everyone (and jq) to see.
+    let record = tracker.locked(|t| t.get("only")).unwrap().unwrap();
+    assert_eq!(record["_lease"]["owner"], json!("a"));
+    assert_eq!(b.claim_next().unwrap(), None);
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(b.claim_next().unwrap().as_deref(), Some("only"));
+    tracker.locked(|t| assert_eq!(t.tries("only"), 2));
+    b.release("only").unwrap();
+    assert_eq!(a.claim_next().unwrap().as_deref(), Some("only"));
+    a.abort("only").unwrap();
+    assert_eq!(b.claim_next().unwrap(), None);
+    tracker.sync().unwrap();
+    drop((a, b, tracker));
+    let t = Tracker::open(&s.path).unwrap();
+    assert_eq!(t.tries("only"), 3);
+    assert!(t.aborted("only") && t.lease("only").is_none());
+}
+
+#[test]
+fn leases_survive_reopen() {
+    let s = scratch();
+    let mut t = TrackerOptions::new()
+        .lease(Duration::from_secs(3600))
+        .open(&s.path)
+        .unwrap();
+    t.add_many(["x", "y"]).unwrap();
+    assert_eq!(t.claim_next("me").unwrap().as_deref(), Some("x"));
+    t.close().unwrap();
+    let mut t = Tracker::open(&s.path).unwrap();
+    assert_eq!(t.lease("x").map(|l| l.owner.as_str()), Some("me"));
+    assert_eq!(t.claim_next("other").unwrap().as_deref(), Some("y"));
+    assert_eq!(t.claim_next("other").unwrap(), None);
+}
