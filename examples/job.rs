@@ -2,8 +2,9 @@
 //!
 //! Some tasks fail and are retried up to `--max-tries`, some are broken and
 //! get aborted. Interrupt it (Ctrl-C, or kill it) and run it again: it picks
-//! up where it stopped. Ctrl-C syncs before exiting, so nothing done is
-//! redone; after a `kill -9`, at most the last unsynced batch is redone.
+//! up where it stopped. `tastypod::sync_on_signals()` makes Ctrl-C (and
+//! SIGTERM, SIGHUP) sync the tracker before the process exits, so nothing
+//! done is redone; after a `kill -9`, at most the last unsynced batch is.
 //!
 //! ```text
 //! cargo run --release --example job                 # run (or resume) the job
@@ -13,8 +14,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tastypod::{Aborted, Tracker, TrackerOptions};
 
@@ -96,15 +95,12 @@ fn busy_wait(d: Duration) {
     }
 }
 
-fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.reset && std::path::Path::new(&args.path).exists() {
         std::fs::remove_dir_all(&args.path)?;
     }
-    // Ctrl-C and SIGTERM set a flag; the loop stops at the next task and
-    // closes the tracker, which syncs.
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    // Ctrl-C, SIGTERM and SIGHUP sync the tracker, then exit (130, 143, 129).
+    tastypod::sync_on_signals()?;
 
     let mut tracker: Tracker = TrackerOptions::new()
         .max_tries(args.max_tries)
@@ -135,10 +131,9 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
     let mut progress = tastypod::Progress::new(&tracker);
     let started = Instant::now();
     let mut attempts = 0u64;
-    let mut interrupted = false;
     // Each pass tries every task still to do; failed tasks come round again
     // in the next pass until they succeed or run out of tries.
-    'passes: loop {
+    loop {
         let before = attempts;
         let mut tasks = tracker.try_keys(Aborted::Skip);
         while let Some(key) = tasks.next() {
@@ -152,17 +147,13 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             if broken(i) {
                 tasks.abort(&key)?;
             } else if tasks.tries(&key) >= first_success(i) {
-                tasks.mark_done(&key)?;
                 tasks.update_task(&key, |t| t["result"] = (i * 2).into())?;
+                tasks.mark_done(&key)?;
             }
             #[cfg(feature = "progress")]
             progress.update(&tasks);
             if attempts.is_multiple_of(50_000) {
                 println!("progress: {}", tasks.summary());
-            }
-            if stop.load(Ordering::Relaxed) {
-                interrupted = true;
-                break 'passes;
             }
         }
         if attempts == before {
@@ -180,10 +171,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
         args.max_tries
     );
     tracker.close()?;
-    if interrupted {
-        println!("interrupted: progress is saved; run again to resume");
-    }
-    Ok(interrupted)
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -195,8 +183,7 @@ fn main() -> ExitCode {
         }
     };
     match run(&args) {
-        Ok(false) => ExitCode::SUCCESS,
-        Ok(true) => ExitCode::from(130),
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("job: {}", tastypod::error_chain(&*e));
             ExitCode::FAILURE

@@ -55,6 +55,7 @@ mod progress;
 mod record;
 mod replay;
 mod shared;
+mod signals;
 #[cfg(feature = "sim")]
 #[doc(hidden)]
 pub mod sim;
@@ -69,6 +70,7 @@ pub use progress::Progress;
 pub use record::FORMAT_VERSION;
 pub use replay::{BadLine, TornTail};
 pub use shared::{SharedPod, SharedTracker};
+pub use signals::{GRACE, sync_on_signals};
 pub use tracker::{
     ABORTED, Aborted, DEFAULT_LEASE, DONE, LEASE, Lease, TRIES, TaskMut, Tracker, TrackerOptions,
     TryKeys,

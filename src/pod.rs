@@ -8,6 +8,7 @@ use crate::index::{Index, Loc, ValueRef};
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use crate::record;
 use crate::replay::{self, BadLine, Replayed, TornTail};
+use crate::signals;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::borrow::Cow;
@@ -138,6 +139,8 @@ where
     report: RecoveryReport,
     /// Bumped whenever the index is replaced (reload, compaction).
     epoch: u64,
+    /// This store's entry for `sync_on_signals` (writable handles only).
+    signal: Option<Arc<signals::Entry>>,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -195,12 +198,14 @@ where
             closed: false,
             report: RecoveryReport::default(),
             epoch: 0,
+            signal: None,
             opts,
         };
         if pod.opts.read_only {
             pod.open_read_only()?;
         } else {
             pod.open_writable()?;
+            pod.signal = Some(signals::register());
         }
         Ok(pod)
     }
@@ -576,6 +581,38 @@ where
         self.index.dirty_len() + self.removed.len()
     }
 
+    /// [`check_writable`](Self::check_writable), after syncing for a
+    /// signal-driven shutdown if one is under way.
+    fn writable(&mut self) -> Result<()> {
+        if signals::shutting_down().is_some() && self.signal.is_some() {
+            self.sync_for_shutdown();
+            signals::wait_for_exit();
+        }
+        self.check_writable()
+    }
+
+    /// Syncs for a signal-driven shutdown and reports a failure on stderr.
+    pub(crate) fn sync_for_shutdown(&mut self) {
+        // Taking the entry first keeps the sync below from coming back here.
+        let Some(entry) = self.signal.take() else {
+            return;
+        };
+        if !self.opts.read_only && !self.poisoned && self.dirty_len() > 0 {
+            if let Err(e) = self.sync() {
+                eprintln!(
+                    "tastypod: could not sync {} on a signal: {}",
+                    self.dir.display(),
+                    crate::error_chain(&e)
+                );
+            }
+        }
+        entry.mark_synced();
+    }
+
+    pub(crate) fn signal_entry(&self) -> Option<Arc<signals::Entry>> {
+        self.signal.clone()
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.opts.read_only {
             return fail(ErrorKind::ReadOnly {
@@ -620,7 +657,7 @@ where
     /// cannot write; any error of the automatic sync this change may trigger
     /// (the change then stays in memory, unsynced).
     pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
-        self.check_writable()?;
+        self.writable()?;
         let hash = self.index.hash(key.as_bytes());
         match self.index.find_hashed(hash, key.as_bytes()) {
             Some(i) => self.index.set_live(i, value),
@@ -655,7 +692,7 @@ where
     /// As [`insert`](Pod::insert), plus [`ErrorKind::Decode`] if the stored
     /// value does not decode into `V`.
     pub fn get_mut(&mut self, key: &str) -> Result<Option<&mut V>> {
-        self.check_writable()?;
+        self.writable()?;
         self.after_change()?;
         let Some(i) = self.index.find(key) else {
             return Ok(None);
@@ -691,7 +728,7 @@ where
     ///
     /// As [`insert`](Pod::insert).
     pub fn remove(&mut self, key: &str) -> Result<bool> {
-        self.check_writable()?;
+        self.writable()?;
         let Some(on_disk) = self.index.remove(key) else {
             return Ok(false);
         };
@@ -710,7 +747,7 @@ where
     ///
     /// As [`insert`](Pod::insert).
     pub fn mark_dirty(&mut self, key: &str) -> Result<bool> {
-        self.check_writable()?;
+        self.writable()?;
         let Some(i) = self.index.find(key) else {
             return Ok(false);
         };
@@ -745,7 +782,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&mut self) -> Result<()> {
-        self.check_writable()?;
+        self.writable()?;
         if self.dirty_len() == 0 {
             return Ok(());
         }
@@ -763,7 +800,7 @@ where
     ///
     /// As [`sync`](Pod::sync).
     pub fn sync_key(&mut self, key: &str) -> Result<()> {
-        self.check_writable()?;
+        self.writable()?;
         let target = self.index.find(key);
         let slots: Vec<usize> = match target {
             Some(t) => self
@@ -908,7 +945,7 @@ where
     /// ```
     pub fn compact(&mut self) -> Result<()> {
         self.sync()?;
-        self.check_writable()?;
+        self.writable()?;
         let index = std::mem::take(&mut self.index);
         self.rewrite(index)
     }
@@ -936,7 +973,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync_atomic(&mut self) -> Result<()> {
-        self.check_writable()?;
+        self.writable()?;
         let index = std::mem::take(&mut self.index);
         self.rewrite(index)?;
         self.removed.clear();

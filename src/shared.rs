@@ -75,18 +75,36 @@ where
 
 impl<V> From<Pod<V>> for SharedPod<V>
 where
-    V: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned + Send + 'static,
 {
     fn from(pod: Pod<V>) -> Self {
-        SharedPod {
-            inner: Arc::new(Mutex::new(pod)),
+        let entry = pod.signal_entry();
+        let inner = Arc::new(Mutex::new(pod));
+        if let Some(entry) = entry {
+            let weak = Arc::downgrade(&inner);
+            entry.set_shared(Box::new(move || {
+                let inner = weak.upgrade()?;
+                let synced = match inner.try_lock() {
+                    Ok(mut pod) => {
+                        pod.sync_for_shutdown();
+                        true
+                    }
+                    Err(std::sync::TryLockError::Poisoned(e)) => {
+                        e.into_inner().sync_for_shutdown();
+                        true
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => false,
+                };
+                Some(synced)
+            }));
         }
+        SharedPod { inner }
     }
 }
 
 impl<V> SharedPod<V>
 where
-    V: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned + Send + 'static,
 {
     /// Opens the store at `path` (see [`Pod::open`]) for sharing.
     ///
@@ -222,8 +240,28 @@ fn default_owner() -> String {
 
 impl From<Tracker> for SharedTracker {
     fn from(tracker: Tracker) -> Self {
+        let entry = tracker.pod().signal_entry();
+        let inner = Arc::new(Mutex::new(tracker));
+        if let Some(entry) = entry {
+            let weak = Arc::downgrade(&inner);
+            entry.set_shared(Box::new(move || {
+                let inner = weak.upgrade()?;
+                let synced = match inner.try_lock() {
+                    Ok(mut t) => {
+                        t.sync_for_shutdown();
+                        true
+                    }
+                    Err(std::sync::TryLockError::Poisoned(e)) => {
+                        e.into_inner().sync_for_shutdown();
+                        true
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => false,
+                };
+                Some(synced)
+            }));
+        }
         SharedTracker {
-            inner: Arc::new(Mutex::new(tracker)),
+            inner,
             owner: default_owner().into(),
         }
     }

@@ -960,6 +960,10 @@ impl Tracker {
         self.leases.get(key)
     }
 
+    pub(crate) fn sync_for_shutdown(&mut self) {
+        self.pod.sync_for_shutdown();
+    }
+
     /// How long claims last.
     pub fn lease_length(&self) -> Duration {
         self.lease

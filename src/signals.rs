@@ -1,0 +1,169 @@
+//! Sync on Ctrl-C, SIGTERM and SIGHUP, installed only when the program asks
+//! ([`sync_on_signals`]).
+//!
+//! Every writable store registers an entry here when it opens. On the first
+//! signal, a handler thread syncs every store it can reach and then exits
+//! the process with 128 + the signal number (130 for SIGINT, 143 for
+//! SIGTERM, 129 for SIGHUP):
+//!
+//! - a [`SharedPod`](crate::SharedPod) or [`SharedTracker`](crate::SharedTracker)
+//!   is synced by the handler thread itself, as soon as its lock is free;
+//! - a plain [`Pod`](crate::Pod) or [`Tracker`](crate::Tracker) is synced by
+//!   the thread that owns it, at its next writing call; that call then waits
+//!   for the exit, so nothing changes after the sync.
+//!
+//! The handler waits up to [`GRACE`] for every store, then exits anyway; a
+//! plain store whose thread makes no writing call in that time keeps only
+//! what it had synced (as after `kill -9`). A second signal exits at once;
+//! the append-only log makes that safe (a torn tail is dropped on open).
+
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// How long the handler waits for stores to sync before it exits anyway.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// The signal being handled, or 0.
+static SHUTDOWN: AtomicI32 = AtomicI32::new(0);
+static INSTALLED: OnceLock<()> = OnceLock::new();
+static REGISTRY: Mutex<Vec<Weak<Entry>>> = Mutex::new(Vec::new());
+
+/// A closure that syncs a shared store if its lock is free: `Some(true)`
+/// synced, `Some(false)` busy, `None` gone.
+type SyncShared = Box<dyn Fn() -> Option<bool> + Send + Sync>;
+
+/// One open writable store.
+#[derive(Default)]
+pub(crate) struct Entry {
+    synced: AtomicBool,
+    shared: Mutex<Option<SyncShared>>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Entry {
+    /// Records that the store is synced for the shutdown.
+    pub(crate) fn mark_synced(&self) {
+        self.synced.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets the handler thread sync the store itself (shared handles).
+    pub(crate) fn set_shared(&self, sync: SyncShared) {
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(sync);
+    }
+}
+
+/// Registers a newly opened writable store.
+pub(crate) fn register() -> Arc<Entry> {
+    let entry = Arc::new(Entry::default());
+    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
+    registry.retain(|w| w.strong_count() > 0);
+    registry.push(Arc::downgrade(&entry));
+    entry
+}
+
+/// The signal being handled, if a shutdown is under way.
+pub(crate) fn shutting_down() -> Option<i32> {
+    match SHUTDOWN.load(Ordering::SeqCst) {
+        0 => None,
+        sig => Some(sig),
+    }
+}
+
+/// Waits for the handler thread to end the process.
+pub(crate) fn wait_for_exit() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP that sync every open
+/// writable store and exit with 128 + the signal number. Call it once, early;
+/// later calls do nothing. A library never installs handlers by itself.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`](crate::ErrorKind::Io) if the handlers cannot be installed.
+///
+/// # Examples
+///
+/// ```no_run
+/// tastypod::sync_on_signals()?;
+/// let mut tracker = tastypod::Tracker::open("jobs.tracker")?;
+/// // ... a long loop; Ctrl-C syncs the tracker and exits with status 130.
+/// # Ok::<(), tastypod::Error>(())
+/// ```
+pub fn sync_on_signals() -> Result<()> {
+    if INSTALLED.get().is_some() {
+        return Ok(());
+    }
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let io = |e| {
+        Error::io(
+            "install signal handlers for",
+            std::path::Path::new("the process"),
+            e,
+        )
+    };
+    let second = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        // Registered first, so it sees `second` still false on the first signal.
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&second))
+            .map_err(io)?;
+        signal_hook::flag::register(sig, Arc::clone(&second)).map_err(io)?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(io)?;
+    std::thread::Builder::new()
+        .name("tastypod-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                shut_down(sig);
+            }
+        })
+        .map_err(io)?;
+    let _ = INSTALLED.set(());
+    Ok(())
+}
+
+/// Syncs what can be synced, then exits with 128 + `sig`.
+fn shut_down(sig: i32) -> ! {
+    SHUTDOWN.store(sig, Ordering::SeqCst);
+    let deadline = Instant::now() + GRACE;
+    loop {
+        let entries: Vec<Arc<Entry>> = REGISTRY
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut waiting = 0;
+        for entry in &entries {
+            if entry.synced.load(Ordering::SeqCst) {
+                continue;
+            }
+            let shared = entry.shared.lock().unwrap_or_else(|e| e.into_inner());
+            match shared.as_ref().map(|sync| sync()) {
+                Some(Some(true)) | Some(None) => entry.mark_synced(),
+                Some(Some(false)) | None => waiting += 1,
+            }
+        }
+        if waiting == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("tastypod: {waiting} stores did not sync within {GRACE:?}; exiting anyway");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    eprintln!("tastypod: signal {sig}: stores synced, exiting");
+    std::process::exit(128 + sig);
+}

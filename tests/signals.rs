@@ -1,0 +1,139 @@
+//! Invariant: after `sync_on_signals()`, SIGINT, SIGTERM and SIGHUP sync
+//! every open writable store (a plain one at its next call, a shared one by
+//! the handler even while idle) and exit with 128 + the signal; a second
+//! signal exits at once without corrupting anything.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tastypod::{Pod, PodOptions, SharedPod};
+
+const ENV_PATH: &str = "TASTYPOD_SIGNAL_PATH";
+const ENV_MODE: &str = "TASTYPOD_SIGNAL_MODE";
+const KEYS: usize = 500;
+
+/// Child: opens a store with a high sync threshold, installs the handlers,
+/// makes unsynced changes, says "ready", then keeps working or idles.
+#[test]
+fn signal_child() {
+    let (Ok(path), Ok(mode)) = (std::env::var(ENV_PATH), std::env::var(ENV_MODE)) else {
+        return;
+    };
+    tastypod::sync_on_signals().unwrap();
+    let opts = PodOptions::new().sync_at(1_000_000);
+    match mode.as_str() {
+        "busy" => {
+            let mut pod: Pod = opts.open(&path).unwrap();
+            for i in 0..KEYS {
+                pod.insert(&format!("k{i}"), json!(i)).unwrap();
+            }
+            println!("ready");
+            for n in 0.. {
+                pod.insert("tick", json!(n)).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        "idle-shared" => {
+            let pod: SharedPod = opts.open::<serde_json::Value>(&path).unwrap().into();
+            for i in 0..KEYS {
+                pod.insert(&format!("k{i}"), json!(i)).unwrap();
+            }
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        _ => {
+            // idle-plain: the owning thread never calls again.
+            let mut pod: Pod = opts.open(&path).unwrap();
+            pod.insert("k0", json!(0)).unwrap();
+            println!("ready");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+}
+
+fn spawn(path: &std::path::Path, mode: &str) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["signal_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ENV_PATH, path)
+        .env(ENV_MODE, mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.trim_end().ends_with("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before it was ready"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    child
+}
+
+fn send(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn all_keys_synced(path: &std::path::Path) {
+    let pod = open_ro(path);
+    for i in 0..KEYS {
+        assert_eq!(pod.get(&format!("k{i}")).unwrap(), Some(json!(i)), "k{i}");
+    }
+}
+
+#[test]
+fn sigint_syncs_a_busy_plain_store_and_exits_130() {
+    let s = scratch();
+    let mut child = spawn(&s.path, "busy");
+    send(&child, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    all_keys_synced(&s.path);
+}
+
+#[test]
+fn sigterm_syncs_and_exits_143() {
+    let s = scratch();
+    let mut child = spawn(&s.path, "busy");
+    send(&child, "-TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    all_keys_synced(&s.path);
+}
+
+#[test]
+fn sighup_syncs_an_idle_shared_store_and_exits_129() {
+    let s = scratch();
+    let mut child = spawn(&s.path, "idle-shared");
+    let start = Instant::now();
+    send(&child, "-HUP");
+    assert_eq!(child.wait().unwrap().code(), Some(129));
+    assert!(start.elapsed() < Duration::from_secs(3));
+    all_keys_synced(&s.path);
+}
+
+#[test]
+fn a_second_signal_exits_at_once_and_corrupts_nothing() {
+    let s = scratch();
+    let mut child = spawn(&s.path, "idle-plain");
+    let start = Instant::now();
+    send(&child, "-INT");
+    // The handler now waits (up to GRACE) for the idle owner thread.
+    std::thread::sleep(Duration::from_millis(300));
+    send(&child, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(
+        start.elapsed() < tastypod::GRACE,
+        "the second signal did not exit at once"
+    );
+    let pod = open(&s.path);
+    assert!(pod.recovery().torn_tail.is_none());
+}
