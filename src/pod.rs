@@ -597,14 +597,16 @@ where
         let Some(entry) = self.signal.take() else {
             return;
         };
-        if !self.opts.read_only && !self.poisoned && self.dirty_len() > 0 {
-            if let Err(e) = self.sync() {
-                eprintln!(
-                    "tastypod: could not sync {} on a signal: {}",
-                    self.dir.display(),
-                    crate::error_chain(&e)
-                );
-            }
+        if !self.opts.read_only
+            && !self.poisoned
+            && self.dirty_len() > 0
+            && let Err(e) = self.sync()
+        {
+            eprintln!(
+                "tastypod: could not sync {} on a signal: {}",
+                self.dir.display(),
+                crate::error_chain(&e)
+            );
         }
         entry.mark_synced();
     }
