@@ -110,6 +110,9 @@ fn check_final_state(t: &Tracker, extra: Option<usize>) {
             );
         }
     }
+    if let Some(extra) = extra {
+        assert!(retried <= extra, "{retried} tasks were tried again");
+    }
 }
 
 fn resume_after(signal: &str) {
