@@ -20,6 +20,15 @@ pub(crate) trait Appender: Send + Debug {
 /// A held writer lock; dropping it releases the lock.
 pub(crate) trait LockGuard: Send + Debug {}
 
+/// The per-operation lock of a store in shared mode, held open between
+/// operations and locked for each one.
+pub(crate) trait OpLock: Send + Debug {
+    /// Waits for and takes the exclusive lock.
+    fn lock(&mut self) -> io::Result<()>;
+    /// Releases the lock.
+    fn unlock(&mut self) -> io::Result<()>;
+}
+
 /// The file operations of a store.
 pub(crate) trait Storage: Send + Sync + Debug {
     /// Creates `dir` and its parents if missing.
@@ -43,6 +52,16 @@ pub(crate) trait Storage: Send + Sync + Debug {
     /// Takes the exclusive lock on `path` (creating it), waiting for it if
     /// `wait`; `Ok(None)` if another holder has it and `wait` is false.
     fn lock(&self, path: &Path, wait: bool) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// Takes a shared lock on `path` (creating it); `Ok(None)` if an
+    /// exclusive holder has it.
+    fn lock_shared(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
+    /// Opens (creating) the per-operation lock file `path`.
+    fn open_oplock(&self, path: &Path) -> io::Result<Box<dyn OpLock>>;
+    /// An identity of the file now at `path` that changes when another file
+    /// is renamed over it.
+    fn file_id(&self, path: &Path) -> io::Result<u64>;
+    /// Opens `path` for reading from byte `offset`.
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>>;
 }
 
 /// The real file system, through `std::fs`.
@@ -70,6 +89,28 @@ impl Appender for StdAppender {
 struct StdLock(#[allow(dead_code)] File);
 
 impl LockGuard for StdLock {}
+
+#[derive(Debug)]
+struct StdOpLock(File);
+
+impl OpLock for StdOpLock {
+    fn lock(&mut self) -> io::Result<()> {
+        self.0.lock()
+    }
+
+    fn unlock(&mut self) -> io::Result<()> {
+        self.0.unlock()
+    }
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
 
 impl Storage for StdStorage {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
@@ -115,12 +156,7 @@ impl Storage for StdStorage {
     }
 
     fn lock(&self, path: &Path, wait: bool) -> io::Result<Option<Box<dyn LockGuard>>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = open_lock_file(path)?;
         if wait {
             file.lock()?;
         } else {
@@ -131,5 +167,30 @@ impl Storage for StdStorage {
             }
         }
         Ok(Some(Box::new(StdLock(file))))
+    }
+
+    fn lock_shared(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let file = open_lock_file(path)?;
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(Box::new(StdLock(file)))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn open_oplock(&self, path: &Path) -> io::Result<Box<dyn OpLock>> {
+        Ok(Box::new(StdOpLock(open_lock_file(path)?)))
+    }
+
+    fn file_id(&self, path: &Path) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(fs::metadata(path)?.ino())
+    }
+
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        use std::io::{Seek, SeekFrom};
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(file))
     }
 }

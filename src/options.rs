@@ -84,6 +84,7 @@ pub struct PodOptions {
     pub(crate) compaction: Compaction,
     pub(crate) recovery: Recovery,
     pub(crate) wait_for_lock: bool,
+    pub(crate) shared: bool,
     pub(crate) storage: Arc<dyn Storage>,
 }
 
@@ -96,6 +97,7 @@ impl fmt::Debug for PodOptions {
             .field("compaction", &self.compaction)
             .field("recovery", &self.recovery)
             .field("wait_for_lock", &self.wait_for_lock)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
@@ -116,6 +118,7 @@ impl PodOptions {
             compaction: Compaction::default(),
             recovery: Recovery::default(),
             wait_for_lock: false,
+            shared: false,
             storage: Arc::new(StdStorage),
         }
     }
@@ -162,6 +165,17 @@ impl PodOptions {
     #[must_use]
     pub fn wait_for_lock(mut self, yes: bool) -> Self {
         self.wait_for_lock = yes;
+        self
+    }
+
+    /// Open in shared mode, so several processes can write the store at once
+    /// (each call locks the store, first reads what the others appended, then
+    /// appends its own records). Exclusive mode, the default, is faster;
+    /// the two cannot be mixed on one store (the second open fails with
+    /// [`ErrorKind::Locked`]). Default: false.
+    #[must_use]
+    pub fn shared(mut self, yes: bool) -> Self {
+        self.shared = yes;
         self
     }
 

@@ -3,7 +3,7 @@
 
 use crate::compact::{self, LogPaths, Rewritten};
 use crate::error::{Error, ErrorKind, Result, fail};
-use crate::fsio::{Appender, LockGuard, Storage};
+use crate::fsio::{Appender, LockGuard, OpLock, Storage};
 use crate::index::{Index, Loc, ValueRef};
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use crate::record;
@@ -25,6 +25,8 @@ pub const LOG_FILE: &str = "pod.log";
 pub const LOCK_FILE: &str = "pod.lock";
 /// The temporary file a compaction writes before renaming it over the log.
 pub const TMP_FILE: &str = "pod.log.tmp";
+/// The lock file shared-mode handles lock for each operation.
+pub const OPLOCK_FILE: &str = "pod.oplock";
 
 /// What opening a store found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,6 +143,17 @@ where
     epoch: u64,
     /// This store's entry for `sync_on_signals` (writable handles only).
     signal: Option<Arc<signals::Entry>>,
+    /// Shared mode: the per-operation lock, and how deep in operations we are.
+    oplock: Option<Box<dyn OpLock>>,
+    op_depth: usize,
+    /// The identity of the log file last read, to notice a compaction by
+    /// another process.
+    log_id: u64,
+    /// Keys other processes changed since the tracker last looked, and
+    /// whether the whole store was reloaded.
+    external: (bool, Vec<String>),
+    /// Shared mode: records written since the last fsync.
+    unfsynced: usize,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -199,6 +212,11 @@ where
             report: RecoveryReport::default(),
             epoch: 0,
             signal: None,
+            oplock: None,
+            op_depth: 0,
+            log_id: 0,
+            external: (false, Vec::new()),
+            unfsynced: 0,
             opts,
         };
         if pod.opts.read_only {
@@ -234,13 +252,221 @@ where
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock = storage
-            .lock(&lock_path, self.opts.wait_for_lock)
-            .map_err(|e| Error::io("lock", &lock_path, e))?;
-        match lock {
+        let lock = if self.opts.shared {
+            storage.lock_shared(&lock_path)
+        } else {
+            storage.lock(&lock_path, self.opts.wait_for_lock)
+        };
+        match lock.map_err(|e| Error::io("lock", &lock_path, e))? {
             Some(lock) => self._lock = Some(lock),
             None => return fail(ErrorKind::Locked { path: dir }),
         }
+        if self.opts.shared {
+            let path = dir.join(OPLOCK_FILE);
+            let oplock = storage
+                .open_oplock(&path)
+                .map_err(|e| Error::io("open", &path, e))?;
+            self.oplock = Some(oplock);
+            // Opening repairs the log, so it runs under the operation lock.
+            let opened = self.in_op(|pod| pod.open_log());
+            return opened.and_then(|()| self.note_log_id());
+        }
+        self.open_log()?;
+        self.note_log_id()
+    }
+
+    /// Runs `f` as one operation: in shared mode, under the store's
+    /// operation lock, after reading what other processes appended, and
+    /// with this handle's changes appended before the lock is released.
+    fn in_op<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        self.op_begin()?;
+        let result = f(self);
+        let ended = self.op_end();
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// Starts an operation (see [`in_op`](Self::in_op)); operations nest.
+    pub(crate) fn op_begin(&mut self) -> Result<()> {
+        let Some(oplock) = self.oplock.as_mut() else {
+            return Ok(());
+        };
+        self.op_depth += 1;
+        if self.op_depth > 1 {
+            return Ok(());
+        }
+        if let Err(e) = oplock.lock() {
+            self.op_depth -= 1;
+            return Err(Error::io("lock", &self.dir.join(OPLOCK_FILE), e));
+        }
+        if self.log.is_none() {
+            return Ok(()); // still opening
+        }
+        // Changes left by `get_mut` go out first, then others' come in.
+        let caught_up = self.flush_shared().and_then(|()| self.catch_up());
+        if caught_up.is_err() {
+            self.op_depth -= 1;
+            if let Some(oplock) = self.oplock.as_mut() {
+                let _ = oplock.unlock();
+            }
+        }
+        caught_up
+    }
+
+    /// Ends an operation; the outermost one appends this handle's changes
+    /// and releases the lock.
+    pub(crate) fn op_end(&mut self) -> Result<()> {
+        if self.oplock.is_none() || self.op_depth == 0 {
+            return Ok(());
+        }
+        self.op_depth -= 1;
+        if self.op_depth > 0 {
+            return Ok(());
+        }
+        let flushed = if self.log.is_some() { self.flush_shared() } else { Ok(()) };
+        let unlocked = match self.oplock.as_mut() {
+            Some(oplock) => oplock
+                .unlock()
+                .map_err(|e| Error::io("unlock", &self.dir.join(OPLOCK_FILE), e)),
+            None => Ok(()),
+        };
+        flushed?;
+        unlocked
+    }
+
+    /// Shared mode: appends every dirty record (fsyncing once `sync_at`
+    /// records are unsynced).
+    fn flush_shared(&mut self) -> Result<()> {
+        if self.dirty_len() == 0 || self.poisoned || self.opts.read_only {
+            return Ok(());
+        }
+        let removals: Vec<String> = self.removed.iter().cloned().collect();
+        let slots = self.index.dirty_slots();
+        let n = removals.len() + slots.len();
+        self.write_records(&removals, &slots, false)?;
+        self.unfsynced += n;
+        if self.unfsynced >= self.opts.sync_at {
+            self.fsync_log()?;
+        }
+        Ok(())
+    }
+
+    /// Shared mode's `sync`: append, then fsync.
+    fn sync_shared(&mut self) -> Result<()> {
+        self.flush_shared()?;
+        if self.unfsynced > 0 {
+            self.fsync_log()?;
+        }
+        Ok(())
+    }
+
+    fn fsync_log(&mut self) -> Result<()> {
+        if self.opts.durability != Durability::Full {
+            self.unfsynced = 0;
+            return Ok(());
+        }
+        let Some(log) = self.log.as_mut() else {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        };
+        if let Err(e) = log.sync() {
+            self.poisoned = true;
+            return Err(Error::io("fsync", &self.log_path, e));
+        }
+        self.unfsynced = 0;
+        Ok(())
+    }
+
+    /// Applies what other processes appended since this handle last looked;
+    /// reloads the whole log if another process replaced it (compaction).
+    fn catch_up(&mut self) -> Result<()> {
+        let storage = self.storage();
+        let id = storage
+            .file_id(&self.log_path)
+            .map_err(|e| Error::io("stat", &self.log_path, e))?;
+        let len = storage
+            .len(&self.log_path)
+            .map_err(|e| Error::io("stat", &self.log_path, e))?;
+        if id != self.log_id || len < self.log_len {
+            let replayed = self.read_log()?;
+            self.adopt(replayed);
+            self.log_id = id;
+            self.external = (true, Vec::new());
+            if !self.opts.read_only {
+                let log = storage
+                    .open_append(&self.log_path)
+                    .map_err(|e| Error::io("open", &self.log_path, e))?;
+                self.log = Some(log);
+            }
+            return Ok(());
+        }
+        if len == self.log_len {
+            return Ok(());
+        }
+        let mut bytes = Vec::new();
+        storage
+            .open_read_at(&self.log_path, self.log_len)
+            .and_then(|mut r| r.read_to_end(&mut bytes))
+            .map_err(|e| Error::io("read", &self.log_path, e))?;
+        let start = self.log_len;
+        let tail = replay::apply_tail(
+            &mut self.index,
+            &bytes,
+            start,
+            self.lines,
+            &mut self.live_bytes,
+            &self.log_path,
+        )?;
+        self.log_len = start + tail.valid_len;
+        self.lines += tail.lines;
+        self.external.1.extend(tail.changed);
+        if tail.torn && !self.opts.read_only && self.op_depth > 0 {
+            // A writer died mid-append; we hold the lock, so cut its torn tail.
+            if let Some(log) = self.log.as_mut() {
+                log.truncate(self.log_len)
+                    .and_then(|()| log.sync())
+                    .map_err(|e| Error::io("truncate torn tail of", &self.log_path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keys other processes changed since the last call, and whether the
+    /// store was reloaded as a whole (shared mode).
+    pub(crate) fn take_external(&mut self) -> (bool, Vec<String>) {
+        std::mem::take(&mut self.external)
+    }
+
+    /// Picks up records that other processes appended (or a compaction they
+    /// made) since this handle last looked, without reopening. For a
+    /// read-only handle, or a shared one; an exclusive writer is the only
+    /// writer, so there is nothing to pick up.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Pod::open) for reading the log.
+    pub fn refresh(&mut self) -> Result<()> {
+        if self.opts.read_only {
+            return self.catch_up();
+        }
+        self.in_op(|_| Ok(()))
+    }
+
+    /// Records the identity of the log file now in place.
+    fn note_log_id(&mut self) -> Result<()> {
+        self.log_id = self
+            .storage()
+            .file_id(&self.log_path)
+            .map_err(|e| Error::io("stat", &self.log_path, e))?;
+        Ok(())
+    }
+
+    /// Removes a stale temp file, creates or repairs the log, replays it and
+    /// opens it for appending.
+    fn open_log(&mut self) -> Result<()> {
+        let storage = self.storage();
         let tmp = self.tmp_path();
         if storage
             .exists(&tmp)
@@ -379,6 +605,9 @@ where
         };
         // The old handle points at the replaced file.
         self.log = None;
+        if let Ok(id) = storage.file_id(&self.log_path) {
+            self.log_id = id;
+        }
         self.index = new;
         self.epoch += 1;
         self.log_len = len;
@@ -659,6 +888,10 @@ where
     /// cannot write; any error of the automatic sync this change may trigger
     /// (the change then stays in memory, unsynced).
     pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
+        self.in_op(|pod| pod.insert_now(key, value))
+    }
+
+    fn insert_now(&mut self, key: &str, value: V) -> Result<()> {
         self.writable()?;
         let hash = self.index.hash(key.as_bytes());
         match self.index.find_hashed(hash, key.as_bytes()) {
@@ -694,8 +927,12 @@ where
     /// As [`insert`](Pod::insert), plus [`ErrorKind::Decode`] if the stored
     /// value does not decode into `V`.
     pub fn get_mut(&mut self, key: &str) -> Result<Option<&mut V>> {
-        self.writable()?;
-        self.after_change()?;
+        // In shared mode: read what others appended; the change itself is
+        // written by this handle's next call.
+        self.in_op(|pod| {
+            pod.writable()?;
+            pod.after_change()
+        })?;
         let Some(i) = self.index.find(key) else {
             return Ok(None);
         };
@@ -718,6 +955,10 @@ where
     ///
     /// As [`get_mut`](Pod::get_mut).
     pub fn update<R>(&mut self, key: &str, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>> {
+        self.in_op(|pod| pod.update_now(key, f))
+    }
+
+    fn update_now<R>(&mut self, key: &str, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>> {
         let out = self.get_mut(key)?.map(f);
         self.after_change()?;
         Ok(out)
@@ -730,6 +971,10 @@ where
     ///
     /// As [`insert`](Pod::insert).
     pub fn remove(&mut self, key: &str) -> Result<bool> {
+        self.in_op(|pod| pod.remove_now(key))
+    }
+
+    fn remove_now(&mut self, key: &str) -> Result<bool> {
         self.writable()?;
         let Some(on_disk) = self.index.remove(key) else {
             return Ok(false);
@@ -749,6 +994,10 @@ where
     ///
     /// As [`insert`](Pod::insert).
     pub fn mark_dirty(&mut self, key: &str) -> Result<bool> {
+        self.in_op(|pod| pod.mark_dirty_now(key))
+    }
+
+    fn mark_dirty_now(&mut self, key: &str) -> Result<bool> {
         self.writable()?;
         let Some(i) = self.index.find(key) else {
             return Ok(false);
@@ -784,13 +1033,20 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(&mut self) -> Result<()> {
+        self.in_op(|pod| pod.sync_now())
+    }
+
+    fn sync_now(&mut self) -> Result<()> {
         self.writable()?;
+        if self.oplock.is_some() {
+            return self.sync_shared();
+        }
         if self.dirty_len() == 0 {
             return Ok(());
         }
         let removals: Vec<String> = self.removed.iter().cloned().collect();
         let slots = self.index.dirty_slots();
-        self.write_records(&removals, &slots)?;
+        self.write_records(&removals, &slots, true)?;
         self.maybe_compact()
     }
 
@@ -802,6 +1058,10 @@ where
     ///
     /// As [`sync`](Pod::sync).
     pub fn sync_key(&mut self, key: &str) -> Result<()> {
+        self.in_op(|pod| pod.sync_key_now(key))
+    }
+
+    fn sync_key_now(&mut self, key: &str) -> Result<()> {
         self.writable()?;
         let target = self.index.find(key);
         let slots: Vec<usize> = match target {
@@ -823,13 +1083,13 @@ where
         if slots.is_empty() && removals.is_empty() {
             return Ok(());
         }
-        self.write_records(&removals, &slots)
+        self.write_records(&removals, &slots, true)
     }
 
     /// Writes removal records for `removals`, then put records for `slots`
     /// (in slot order), with one write call and (per the durability policy)
     /// one fsync.
-    fn write_records(&mut self, removals: &[String], slots: &[usize]) -> Result<()> {
+    fn write_records(&mut self, removals: &[String], slots: &[usize], fsync: bool) -> Result<()> {
         let mut buf = Vec::with_capacity(slots.len() * 128 + removals.len() * 48);
         for key in removals {
             record::encode_del(&mut buf, key);
@@ -855,7 +1115,7 @@ where
             record::end_put(&mut buf, start);
             placed.push((i, value_start, value_len));
         }
-        self.append(&buf)?;
+        self.append(&buf, fsync)?;
         for key in removals {
             self.removed.remove(key);
         }
@@ -885,7 +1145,7 @@ where
 
     /// Appends `buf` to the log and fsyncs it per the durability policy;
     /// any failure poisons the handle.
-    fn append(&mut self, buf: &[u8]) -> Result<()> {
+    fn append(&mut self, buf: &[u8], fsync: bool) -> Result<()> {
         let Some(log) = self.log.as_mut() else {
             return fail(ErrorKind::Poisoned {
                 path: self.dir.clone(),
@@ -895,10 +1155,10 @@ where
             .append(buf)
             .map_err(|e| Error::io("append to", &self.log_path, e))
             .and_then(|()| match self.opts.durability {
-                Durability::Full => log
+                Durability::Full if fsync => log
                     .sync()
                     .map_err(|e| Error::io("fsync", &self.log_path, e)),
-                Durability::Process => Ok(()),
+                _ => Ok(()),
             });
         if written.is_err() {
             self.poisoned = true;
@@ -946,6 +1206,10 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn compact(&mut self) -> Result<()> {
+        self.in_op(|pod| pod.compact_now())
+    }
+
+    fn compact_now(&mut self) -> Result<()> {
         self.sync()?;
         self.writable()?;
         let index = std::mem::take(&mut self.index);
@@ -975,6 +1239,10 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync_atomic(&mut self) -> Result<()> {
+        self.in_op(|pod| pod.sync_atomic_now())
+    }
+
+    fn sync_atomic_now(&mut self) -> Result<()> {
         self.writable()?;
         let index = std::mem::take(&mut self.index);
         self.rewrite(index)?;

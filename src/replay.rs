@@ -469,6 +469,98 @@ impl<V> Applier<'_, V> {
     }
 }
 
+/// What [`apply_tail`] found after a log's known end.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    /// Bytes of complete, valid lines applied (counted from the known end).
+    pub valid_len: u64,
+    /// Lines applied.
+    pub lines: u64,
+    /// Keys whose records were applied.
+    pub changed: Vec<String>,
+    /// Whether damaged lines with no valid line after them follow.
+    pub torn: bool,
+}
+
+/// Applies the records in `bytes` (appended to a log after byte `start`,
+/// line `lines`) to `index`, keeping `live_bytes` up to date.
+pub(crate) fn apply_tail<V>(
+    index: &mut Index<V>,
+    bytes: &[u8],
+    start: u64,
+    lines: u64,
+    live_bytes: &mut u64,
+    path: &Path,
+) -> Result<Tail> {
+    let mut tail = Tail::default();
+    let mut pending: Option<BadLine> = None;
+    let mut at = 0usize;
+    let mut line_no = lines;
+    while at < bytes.len() {
+        line_no += 1;
+        let rest = bytes.get(at..).unwrap_or_default();
+        let Some(nl) = memchr::memchr(b'\n', rest) else {
+            tail.torn = true;
+            break;
+        };
+        let line = rest.get(..nl).unwrap_or_default();
+        let offset = start + at as u64;
+        at += nl + 1;
+        if line.is_empty() {
+            if pending.is_none() {
+                tail.valid_len = at as u64;
+                tail.lines = line_no - lines;
+            }
+            continue;
+        }
+        let rec = match record::decode(line) {
+            Ok(Record::Header { .. }) => Err("header record after line 1".to_string()),
+            Ok(rec) => Ok(rec),
+            Err(e) => Err(e.to_string()),
+        };
+        match rec {
+            Err(reason) => {
+                pending.get_or_insert(BadLine {
+                    line: line_no,
+                    offset,
+                    reason,
+                });
+            }
+            Ok(rec) => {
+                if let Some(bad) = pending.take() {
+                    return fail(ErrorKind::Corrupt {
+                        path: path.to_path_buf(),
+                        line: bad.line,
+                        offset: bad.offset,
+                        reason: bad.reason,
+                    });
+                }
+                let line32 = u32::try_from(line_no).unwrap_or(u32::MAX);
+                match rec {
+                    Record::Put { key, value } => {
+                        if let Some(Some(old)) = index.put_text(&key, value, line32) {
+                            *live_bytes -= record::put_len(&key, old);
+                        }
+                        *live_bytes += record::put_len(&key, value.len());
+                        tail.changed.push(key.into_owned());
+                    }
+                    Record::Del { key } => {
+                        if let Some(Some(old)) = index.remove(&key) {
+                            *live_bytes -= record::put_len(&key, old);
+                        }
+                        tail.changed.push(key.into_owned());
+                    }
+                    Record::Header { .. } => {}
+                }
+                tail.valid_len = at as u64;
+                tail.lines = line_no - lines;
+            }
+        }
+    }
+    tail.torn |= pending.is_some();
+    Ok(tail)
+}
+
 /// The key at `loc`, which the decode stage copied from a `&str`.
 fn key_str<V>(index: &Index<V>, loc: Loc) -> &str {
     std::str::from_utf8(index.bytes(loc)).unwrap_or_default()

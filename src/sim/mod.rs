@@ -9,7 +9,7 @@
 
 pub mod workload;
 
-use crate::fsio::{Appender, LockGuard, Storage};
+use crate::fsio::{Appender, LockGuard, OpLock, Storage};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
@@ -334,5 +334,55 @@ impl Storage for SimStorage {
             sim: Arc::clone(&self.sim),
             path: path.to_path_buf(),
         })))
+    }
+
+    fn lock_shared(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
+        let mut sim = self.state();
+        sim.op("lock")?;
+        if sim.locks.contains(path) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimSharedLock)))
+    }
+
+    fn open_oplock(&self, _path: &Path) -> io::Result<Box<dyn OpLock>> {
+        let mut sim = self.state();
+        sim.op("open")?;
+        Ok(Box::new(SimOpLock))
+    }
+
+    fn file_id(&self, path: &Path) -> io::Result<u64> {
+        let mut sim = self.state();
+        sim.op("stat")?;
+        sim.names.get(path).map(|&id| id as u64).ok_or_else(|| not_found(path))
+    }
+
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+        let mut sim = self.state();
+        sim.op("read")?;
+        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
+        let data = sim.files.get(id).map(|f| f.data.clone()).unwrap_or_default();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
+        Ok(Box::new(Cursor::new(data.get(start..).unwrap_or_default().to_vec())))
+    }
+}
+
+/// A shared lock in a single simulated process: nothing to release.
+#[derive(Debug)]
+struct SimSharedLock;
+
+impl LockGuard for SimSharedLock {}
+
+/// The per-operation lock in a single simulated process: always free.
+#[derive(Debug)]
+struct SimOpLock;
+
+impl OpLock for SimOpLock {
+    fn lock(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn unlock(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
