@@ -275,6 +275,19 @@ where
         self.note_log_id()
     }
 
+    /// Runs `f` as one atomic step: in shared mode (see
+    /// [`PodOptions::shared`]) it holds the store's lock for the whole
+    /// closure, after taking in what other processes appended, and appends
+    /// this handle's changes before releasing it, so no other process's
+    /// change interleaves. In exclusive mode it just runs `f`.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or [`ErrorKind::Io`] if the lock or the catch-up fails.
+    pub fn atomically<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
+        self.in_op(f)
+    }
+
     /// Runs `f` as one operation: in shared mode, under the store's
     /// operation lock, after reading what other processes appended, and
     /// with this handle's changes appended before the lock is released.
@@ -324,7 +337,11 @@ where
         if self.op_depth > 0 {
             return Ok(());
         }
-        let flushed = if self.log.is_some() { self.flush_shared() } else { Ok(()) };
+        let flushed = if self.log.is_some() {
+            self.flush_shared()
+        } else {
+            Ok(())
+        };
         let unlocked = match self.oplock.as_mut() {
             Some(oplock) => oplock
                 .unlock()

@@ -115,9 +115,14 @@ where
         Ok(Pod::open(path)?.into())
     }
 
-    /// Runs `f` with the pod locked: no other thread's call interleaves.
-    pub fn locked<R>(&self, f: impl FnOnce(&mut Pod<V>) -> R) -> R {
-        f(&mut lock(&self.inner))
+    /// Runs `f` with the pod locked: no other thread's call interleaves,
+    /// and in shared mode no other process's either (see [`Pod::atomically`]).
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or an error taking the store's lock.
+    pub fn locked<R>(&self, f: impl FnOnce(&mut Pod<V>) -> Result<R>) -> Result<R> {
+        lock(&self.inner).atomically(f)
     }
 
     /// See [`Pod::get`].
@@ -129,7 +134,7 @@ where
     where
         V: Clone,
     {
-        lock(&self.inner).get(key)
+        self.locked(|p| p.get(key))
     }
 
     /// See [`Pod::insert`].
@@ -160,23 +165,39 @@ where
     }
 
     /// See [`Pod::contains_key`].
-    pub fn contains_key(&self, key: &str) -> bool {
-        lock(&self.inner).contains_key(key)
+    ///
+    /// # Errors
+    ///
+    /// In shared mode, an error taking in other processes' records.
+    pub fn contains_key(&self, key: &str) -> Result<bool> {
+        self.locked(|p| Ok(p.contains_key(key)))
     }
 
     /// See [`Pod::len`].
-    pub fn len(&self) -> usize {
-        lock(&self.inner).len()
+    ///
+    /// # Errors
+    ///
+    /// As [`contains_key`](SharedPod::contains_key).
+    pub fn len(&self) -> Result<usize> {
+        self.locked(|p| Ok(p.len()))
     }
 
     /// See [`Pod::is_empty`].
-    pub fn is_empty(&self) -> bool {
-        lock(&self.inner).is_empty()
+    ///
+    /// # Errors
+    ///
+    /// As [`contains_key`](SharedPod::contains_key).
+    pub fn is_empty(&self) -> Result<bool> {
+        self.locked(|p| Ok(p.is_empty()))
     }
 
     /// The keys in order, copied out under the lock.
-    pub fn keys(&self) -> Vec<String> {
-        lock(&self.inner).keys().map(str::to_string).collect()
+    ///
+    /// # Errors
+    ///
+    /// As [`contains_key`](SharedPod::contains_key).
+    pub fn keys(&self) -> Result<Vec<String>> {
+        self.locked(|p| Ok(p.keys().map(str::to_string).collect()))
     }
 
     /// See [`Pod::sync`].
@@ -219,7 +240,7 @@ where
 ///         });
 ///     }
 /// });
-/// assert_eq!(tracker.locked(|t| t.num_done()), 3);
+/// assert_eq!(tracker.locked(|t| Ok(t.num_done()))?, 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -292,9 +313,14 @@ impl SharedTracker {
         &self.owner
     }
 
-    /// Runs `f` with the tracker locked: no other thread's call interleaves.
-    pub fn locked<R>(&self, f: impl FnOnce(&mut Tracker) -> R) -> R {
-        f(&mut lock(&self.inner))
+    /// Runs `f` with the tracker locked: no other thread's call
+    /// interleaves, and in shared mode no other process's either.
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or an error taking the store's lock.
+    pub fn locked<R>(&self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
+        lock(&self.inner).atomically(f)
     }
 
     /// See [`Tracker::claim_next`]; claims under [`owner`](SharedTracker::owner).

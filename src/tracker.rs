@@ -154,6 +154,14 @@ impl TrackerOptions {
         self
     }
 
+    /// See [`PodOptions::shared`]: several processes may write the tracker
+    /// at once, and [`Tracker::claim_next`] is atomic across them. Default: false.
+    #[must_use]
+    pub fn shared(mut self, yes: bool) -> Self {
+        self.pod = self.pod.shared(yes);
+        self
+    }
+
     /// See [`PodOptions::wait_for_lock`]. Default: false.
     #[must_use]
     pub fn wait_for_lock(mut self, yes: bool) -> Self {
@@ -358,37 +366,39 @@ impl Tracker {
     }
 
     /// Reads every record's state into the slots and recounts.
+    /// The state (and lease) recorded in slot `i`'s value.
+    fn read_meta(&self, i: usize) -> Result<(Meta, Option<Lease>)> {
+        let index = self.pod.index();
+        let read = match index.value(i) {
+            ValueRef::Text(t) => match parse_meta_fast(t) {
+                Some(meta) => Ok((meta, None)),
+                None => serde_json::from_slice::<Value>(t)
+                    .map_err(|e| format!("not JSON: {e}"))
+                    .and_then(|v| meta_of(&v).map(|m| (m, lease_of(&v)))),
+            },
+            ValueRef::Live(v) => meta_of(v).map(|m| (m, lease_of(v))),
+        };
+        read.map_err(|why| {
+            ErrorKind::NotATask {
+                path: self.pod.log_path().to_path_buf(),
+                key: index.key(i).to_string(),
+                line: index.line(i),
+                why,
+            }
+            .into()
+        })
+    }
+
+    /// Reads every record's state into the slots and recounts.
     pub(crate) fn load_meta(&mut self) -> Result<()> {
         let (mut done, mut tried, mut aborted) = (0, 0, 0);
         let mut leases = HashMap::new();
         let slots: Vec<usize> = self.pod.index().slots().collect();
         for i in slots {
-            let index = self.pod.index();
-            let meta = match index.value(i) {
-                ValueRef::Text(t) => match parse_meta_fast(t) {
-                    Some(meta) => Ok(meta),
-                    None => serde_json::from_slice::<Value>(t)
-                        .map_err(|e| format!("not JSON: {e}"))
-                        .and_then(|v| {
-                            if let Some(lease) = lease_of(&v) {
-                                leases.insert(index.key(i).to_string(), lease);
-                            }
-                            meta_of(&v)
-                        }),
-                },
-                ValueRef::Live(v) => {
-                    if let Some(lease) = lease_of(v) {
-                        leases.insert(index.key(i).to_string(), lease);
-                    }
-                    meta_of(v)
-                }
-            };
-            let meta = meta.map_err(|why| ErrorKind::NotATask {
-                path: self.pod.log_path().to_path_buf(),
-                key: index.key(i).to_string(),
-                line: index.line(i),
-                why,
-            })?;
+            let (meta, lease) = self.read_meta(i)?;
+            if let Some(lease) = lease {
+                leases.insert(self.pod.index().key(i).to_string(), lease);
+            }
             done += usize::from(meta.done);
             tried += usize::from(meta.tries > 0);
             aborted += usize::from(meta.aborted);
@@ -398,6 +408,64 @@ impl Tracker {
         self.leases = leases;
         self.claim_from = (0, self.pod.epoch());
         Ok(())
+    }
+
+    /// Runs `f` as one atomic step; see [`Pod::atomically`].
+    ///
+    /// # Errors
+    ///
+    /// What `f` returns, or [`ErrorKind::Io`] if the lock or the catch-up fails.
+    pub fn atomically<R>(&mut self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
+        self.op(f)
+    }
+
+    /// Runs `f` as one store operation: in shared mode, under the store's
+    /// lock and after taking in what other processes wrote.
+    fn op<R>(&mut self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
+        self.pod.op_begin()?;
+        let result = self.absorb().and_then(|()| f(self));
+        let ended = self.pod.op_end();
+        let value = result?;
+        ended?;
+        Ok(value)
+    }
+
+    /// Takes in the records other processes wrote (shared mode).
+    fn absorb(&mut self) -> Result<()> {
+        let (reloaded, changed) = self.pod.take_external();
+        if reloaded {
+            return self.load_meta();
+        }
+        for key in changed {
+            let Some(i) = self.pod.index().find(&key) else {
+                // Trackers do not remove keys; if someone did, recount.
+                return self.load_meta();
+            };
+            let before = self.pod.index().meta(i);
+            let (after, lease) = self.read_meta(i)?;
+            self.pod.index_mut().set_meta(i, after);
+            self.count(before, after);
+            match lease {
+                Some(lease) => self.leases.insert(key, lease),
+                None => self.leases.remove(&key),
+            };
+            self.claim_from.0 = self.claim_from.0.min(i);
+        }
+        Ok(())
+    }
+
+    /// Picks up what other processes wrote since this handle last looked
+    /// (shared mode), or newly synced records (read-only handles).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::refresh`], plus [`ErrorKind::NotATask`].
+    pub fn refresh(&mut self) -> Result<()> {
+        if self.pod.is_read_only() {
+            self.pod.refresh()?;
+            return self.absorb();
+        }
+        self.op(|_| Ok(()))
     }
 
     /// The underlying pod, for reading.
@@ -533,6 +601,10 @@ impl Tracker {
     ///
     /// Also as [`Pod::insert`].
     pub fn add_with(&mut self, key: &str, fields: Map<String, Value>) -> Result<()> {
+        self.op(|t| t.add_with_now(key, fields))
+    }
+
+    fn add_with_now(&mut self, key: &str, fields: Map<String, Value>) -> Result<()> {
         if self.contains_key(key) {
             return fail(ErrorKind::DuplicateKey { key: key.into() });
         }
@@ -545,6 +617,10 @@ impl Tracker {
     ///
     /// As [`Pod::insert`].
     pub fn add_if_absent(&mut self, key: &str) -> Result<bool> {
+        self.op(|t| t.add_if_absent_now(key))
+    }
+
+    fn add_if_absent_now(&mut self, key: &str) -> Result<bool> {
         if self.contains_key(key) {
             return Ok(false);
         }
@@ -560,6 +636,10 @@ impl Tracker {
     /// [`ErrorKind::DuplicateKey`] naming the first duplicate; also as
     /// [`Pod::insert`].
     pub fn add_many<K: AsRef<str>>(&mut self, keys: impl IntoIterator<Item = K>) -> Result<()> {
+        self.op(|t| t.add_many_now(keys))
+    }
+
+    fn add_many_now<K: AsRef<str>>(&mut self, keys: impl IntoIterator<Item = K>) -> Result<()> {
         let keys: Vec<K> = keys.into_iter().collect();
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
         for key in &keys {
@@ -629,6 +709,14 @@ impl Tracker {
         key: &str,
         f: impl FnOnce(&mut Value) -> R,
     ) -> Result<Option<R>> {
+        self.op(|t| t.update_task_now(key, f))
+    }
+
+    fn update_task_now<R>(
+        &mut self,
+        key: &str,
+        f: impl FnOnce(&mut Value) -> R,
+    ) -> Result<Option<R>> {
         let Some(mut task) = self.task_mut(key)? else {
             return Ok(None);
         };
@@ -671,6 +759,10 @@ impl Tracker {
 
     /// Applies `change` to the state of `key`, writing it into the record.
     fn change(&mut self, key: &str, change: impl FnOnce(&mut Meta)) -> Result<()> {
+        self.op(|t| t.change_now(key, change))
+    }
+
+    fn change_now(&mut self, key: &str, change: impl FnOnce(&mut Meta)) -> Result<()> {
         // A due sync (and a compaction, which renumbers slots) happens first.
         self.pod.after_change()?;
         let Some(i) = self.pod.index().find(key) else {
@@ -820,6 +912,10 @@ impl Tracker {
     ///
     /// As [`Pod::insert`].
     pub fn should_try(&mut self, key: &str, aborted: Aborted) -> Result<bool> {
+        self.op(|t| t.should_try_now(key, aborted))
+    }
+
+    fn should_try_now(&mut self, key: &str, aborted: Aborted) -> Result<bool> {
         match self.meta(key) {
             Some(m) if self.is_todo(m, aborted) => {
                 self.increment_tries(key)?;
@@ -900,6 +996,10 @@ impl Tracker {
     ///
     /// As [`Pod::insert`].
     pub fn claim_next(&mut self, owner: &str) -> Result<Option<String>> {
+        self.op(|t| t.claim_next_now(owner))
+    }
+
+    fn claim_next_now(&mut self, owner: &str) -> Result<Option<String>> {
         let now = now_ms();
         let epoch = self.pod.epoch();
         if self.claim_from.1 != epoch {
@@ -945,6 +1045,10 @@ impl Tracker {
     ///
     /// As [`Pod::insert`].
     pub fn release(&mut self, key: &str) -> Result<()> {
+        self.op(|t| t.release_now(key))
+    }
+
+    fn release_now(&mut self, key: &str) -> Result<()> {
         if self.leases.remove(key).is_some() {
             self.update_task(key, |r| {
                 if let Value::Object(obj) = r {

@@ -68,7 +68,7 @@ fn workers_drain_a_tracker_claiming_each_task_once() {
             scope.spawn(move || {
                 while let Some(key) = tracker.claim_next().unwrap() {
                     *claims.lock().unwrap().entry(key.clone()).or_default() += 1;
-                    tracker.locked(|t| assert!(t.lease(&key).is_some()));
+                    assert!(tracker.locked(|t| Ok(t.lease(&key).is_some())).unwrap());
                     tracker.mark_done(&key).unwrap();
                 }
             });
@@ -77,11 +77,14 @@ fn workers_drain_a_tracker_claiming_each_task_once() {
     let claims = claims.into_inner().unwrap();
     assert_eq!(claims.len(), 2000);
     assert!(claims.values().all(|&n| n == 1));
-    tracker.locked(|t| {
-        assert_eq!(t.num_done(), 2000);
-        assert_eq!(t.num_tried(), 2000);
-        assert!(t.keys().all(|k| t.tries(k) == 1 && t.lease(k).is_none()));
-    });
+    tracker
+        .locked(|t| {
+            assert_eq!(t.num_done(), 2000);
+            assert_eq!(t.num_tried(), 2000);
+            assert!(t.keys().all(|k| t.tries(k) == 1 && t.lease(k).is_none()));
+            Ok(())
+        })
+        .unwrap();
 }
 
 #[test]
@@ -102,7 +105,7 @@ fn expired_lease_makes_a_task_claimable_again() {
     assert_eq!(b.claim_next().unwrap(), None);
     std::thread::sleep(Duration::from_millis(250));
     assert_eq!(b.claim_next().unwrap().as_deref(), Some("only"));
-    tracker.locked(|t| assert_eq!(t.tries("only"), 2));
+    assert_eq!(tracker.locked(|t| Ok(t.tries("only"))).unwrap(), 2);
     b.release("only").unwrap();
     assert_eq!(a.claim_next().unwrap().as_deref(), Some("only"));
     a.abort("only").unwrap();

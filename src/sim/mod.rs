@@ -354,16 +354,27 @@ impl Storage for SimStorage {
     fn file_id(&self, path: &Path) -> io::Result<u64> {
         let mut sim = self.state();
         sim.op("stat")?;
-        sim.names.get(path).map(|&id| id as u64).ok_or_else(|| not_found(path))
+        sim.names
+            .get(path)
+            .map(|&id| id as u64)
+            .ok_or_else(|| not_found(path))
     }
 
     fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
         let mut sim = self.state();
         sim.op("read")?;
         let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
-        let data = sim.files.get(id).map(|f| f.data.clone()).unwrap_or_default();
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
-        Ok(Box::new(Cursor::new(data.get(start..).unwrap_or_default().to_vec())))
+        let data = sim
+            .files
+            .get(id)
+            .map(|f| f.data.clone())
+            .unwrap_or_default();
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        Ok(Box::new(Cursor::new(
+            data.get(start..).unwrap_or_default().to_vec(),
+        )))
     }
 }
 

@@ -1,0 +1,314 @@
+//! Invariant: in shared mode several processes (each with several threads)
+//! write one store without a server: read-modify-write under `locked` is
+//! exact, `claim_next` gives each task to one worker at a time, a killed
+//! worker's claims come back after their lease, a compaction by one process
+//! loses nothing written by the others, mixing shared and exclusive opens is
+//! refused, and read-only handles `refresh` to see new records.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tastypod::{ErrorKind, Pod, PodOptions, SharedPod, SharedTracker, Tracker, TrackerOptions};
+
+const ENV_ROLE: &str = "TASTYPOD_SHARED_ROLE";
+const ENV_PATH: &str = "TASTYPOD_SHARED_PATH";
+const TASKS: usize = 20_000;
+
+fn shared_pod(path: &str) -> SharedPod {
+    PodOptions::new()
+        .shared(true)
+        .open::<serde_json::Value>(path)
+        .unwrap()
+        .into()
+}
+
+fn shared_tracker(path: &str, lease_ms: u64) -> SharedTracker {
+    let opts = TrackerOptions::new()
+        .shared(true)
+        .max_tries(3)
+        .lease(Duration::from_millis(lease_ms));
+    SharedTracker::open(opts, path).unwrap()
+}
+
+/// The child processes' roles.
+#[test]
+fn shared_child() {
+    let (Ok(role), Ok(path)) = (std::env::var(ENV_ROLE), std::env::var(ENV_PATH)) else {
+        return;
+    };
+    match role.as_str() {
+        "counter" => {
+            let pod = shared_pod(&path);
+            std::thread::scope(|s| {
+                for t in 0..2 {
+                    let pod = pod.clone();
+                    s.spawn(move || {
+                        for n in 0..1250 {
+                            let key = format!("c{}", (t + n) % 3);
+                            pod.locked(|p| {
+                                let v = p.get(&key)?.and_then(|v| v.as_u64()).unwrap_or(0);
+                                p.insert(&key, json!(v + 1))
+                            })
+                            .unwrap();
+                        }
+                    });
+                }
+            });
+            pod.sync().unwrap();
+        }
+        "worker" => {
+            let tracker = shared_tracker(&path, 60_000);
+            while let Some(key) = tracker.claim_next().unwrap() {
+                println!("claim {key}");
+                tracker.mark_done(&key).unwrap();
+            }
+            tracker.sync().unwrap();
+        }
+        "hoarder" => {
+            let tracker = shared_tracker(&path, 1_000);
+            for _ in 0..5 {
+                let key = tracker.claim_next().unwrap().unwrap();
+                println!("claim {key}");
+            }
+            tracker.sync().unwrap();
+            println!("holding");
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        "compactor" => {
+            let pod = shared_pod(&path);
+            for _ in 0..30 {
+                pod.compact().unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        "writer" => {
+            let pod = shared_pod(&path);
+            let me = std::process::id();
+            for n in 0..300 {
+                pod.insert(&format!("w{me}-{n}"), json!(n)).unwrap();
+                pod.insert("hot", json!(n)).unwrap();
+            }
+            pod.sync().unwrap();
+            println!("wrote {me}");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn spawn(role: &str, path: &std::path::Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["shared_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ENV_ROLE, role)
+        .env(ENV_PATH, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn finish(child: Child) -> Vec<String> {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "child failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn claims(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| l.split("claim ").nth(1))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn processes_and_threads_increment_counters_exactly() {
+    let s = scratch();
+    drop(
+        PodOptions::new()
+            .shared(true)
+            .open::<serde_json::Value>(&s.path)
+            .unwrap(),
+    );
+    let children: Vec<Child> = (0..4).map(|_| spawn("counter", &s.path)).collect();
+    for child in children {
+        finish(child);
+    }
+    let pod = open(&s.path);
+    let total: u64 = (0..3)
+        .map(|i| {
+            pod.get(&format!("c{i}"))
+                .unwrap()
+                .unwrap()
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 10_000);
+}
+
+#[test]
+fn worker_processes_drain_a_tracker_claiming_each_task_once() {
+    let s = scratch();
+    let mut t = TrackerOptions::new().open(&s.path).unwrap();
+    t.add_many((0..TASKS).map(|i| format!("task-{i:05}")))
+        .unwrap();
+    t.close().unwrap();
+    let children: Vec<Child> = (0..4).map(|_| spawn("worker", &s.path)).collect();
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_worker = Vec::new();
+    for child in children {
+        let got = claims(&finish(child));
+        per_worker.push(got.len());
+        for key in got {
+            *count.entry(key).or_default() += 1;
+        }
+    }
+    assert_eq!(count.len(), TASKS);
+    assert!(count.values().all(|&n| n == 1), "a task was claimed twice");
+    assert!(
+        per_worker.iter().filter(|&&n| n > 0).count() >= 2,
+        "one worker did everything: {per_worker:?}"
+    );
+    let t = Tracker::open(&s.path).unwrap();
+    assert_eq!(t.num_done(), TASKS);
+    assert_eq!(t.num_tried(), TASKS);
+    assert!(t.keys().all(|k| t.tries(k) == 1 && t.lease(k).is_none()));
+}
+
+#[test]
+fn a_killed_workers_claims_return_after_the_lease() {
+    let s = scratch();
+    let mut t = TrackerOptions::new().open(&s.path).unwrap();
+    t.add_many((0..50).map(|i| format!("t{i:02}"))).unwrap();
+    t.close().unwrap();
+    let mut hoarder = spawn("hoarder", &s.path);
+    let mut out = BufReader::new(hoarder.stdout.take().unwrap());
+    let mut held = Vec::new();
+    let mut line = String::new();
+    while !line.contains("holding") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0);
+        if let Some(k) = line.trim_end().split("claim ").nth(1) {
+            held.push(k.to_string());
+        }
+    }
+    hoarder.kill().unwrap();
+    hoarder.wait().unwrap();
+    assert_eq!(held.len(), 5);
+    // A worker drains the rest at once and the hoarded tasks once their
+    // leases expire (the worker loops until nothing is claimable).
+    std::thread::sleep(Duration::from_millis(1100));
+    let got = claims(&finish(spawn("worker", &s.path)));
+    assert_eq!(got.len(), 50);
+    let t = Tracker::open(&s.path).unwrap();
+    assert_eq!(t.num_done(), 50);
+    for k in &held {
+        assert_eq!(t.tries(k), 2, "{k}: the killed worker's try stays counted");
+    }
+}
+
+#[test]
+fn compaction_by_one_process_while_others_write_loses_nothing() {
+    let s = scratch();
+    drop(
+        PodOptions::new()
+            .shared(true)
+            .open::<serde_json::Value>(&s.path)
+            .unwrap(),
+    );
+    let compactor = spawn("compactor", &s.path);
+    let writers: Vec<Child> = (0..3).map(|_| spawn("writer", &s.path)).collect();
+    let mut pids = Vec::new();
+    for w in writers {
+        let lines = finish(w);
+        pids.extend(
+            lines
+                .iter()
+                .filter_map(|l| l.split("wrote ").nth(1))
+                .map(String::from),
+        );
+    }
+    finish(compactor);
+    assert_eq!(pids.len(), 3);
+    let pod = open(&s.path);
+    for pid in pids {
+        for n in 0..300 {
+            assert_eq!(
+                pod.get(&format!("w{pid}-{n}")).unwrap(),
+                Some(json!(n)),
+                "w{pid}-{n}"
+            );
+        }
+    }
+    assert_eq!(pod.get("hot").unwrap(), Some(json!(299)));
+    assert!(tastypod::verify(&s.path).unwrap().is_clean());
+}
+
+#[test]
+fn mixing_shared_and_exclusive_opens_is_refused() {
+    let s = scratch();
+    let shared = PodOptions::new()
+        .shared(true)
+        .open::<serde_json::Value>(&s.path)
+        .unwrap();
+    let err = Pod::<serde_json::Value>::open(&s.path).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Locked { .. }), "{err}");
+    // A second shared handle is fine.
+    let second = PodOptions::new()
+        .shared(true)
+        .open::<serde_json::Value>(&s.path)
+        .unwrap();
+    drop((shared, second));
+    let exclusive = open(&s.path);
+    let err = PodOptions::new()
+        .shared(true)
+        .open::<serde_json::Value>(&s.path)
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Locked { .. }), "{err}");
+    drop(exclusive);
+}
+
+#[test]
+fn read_only_handles_refresh_without_reopening() {
+    let s = scratch();
+    let mut writer = open(&s.path);
+    writer.insert("a", json!(1)).unwrap();
+    writer.sync().unwrap();
+    let mut reader = open_ro(&s.path);
+    writer.insert("b", json!(2)).unwrap();
+    writer.insert("a", json!(3)).unwrap();
+    writer.sync().unwrap();
+    assert_eq!(reader.len(), 1);
+    reader.refresh().unwrap();
+    assert_eq!(
+        contents(&reader),
+        pairs(&[("a", json!(3)), ("b", json!(2))])
+    );
+    writer.compact().unwrap();
+    writer.insert("c", json!(4)).unwrap();
+    writer.sync().unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(reader.len(), 3);
+    // A reader tracker follows the counters too.
+    drop((writer, reader));
+    let mut t = TrackerOptions::new().open(s.dir.path().join("t")).unwrap();
+    t.add_many(["x", "y"]).unwrap();
+    t.sync().unwrap();
+    let mut r = TrackerOptions::new()
+        .read_only(true)
+        .open(s.dir.path().join("t"))
+        .unwrap();
+    t.mark_done("x").unwrap();
+    t.sync().unwrap();
+    assert_eq!(r.num_done(), 0);
+    r.refresh().unwrap();
+    assert_eq!(r.num_done(), 1);
+}
