@@ -15,6 +15,32 @@ use tastypod::{Pod, PodOptions};
 
 const KEYS: usize = 1_000_000;
 
+/// One W2-style update pass over keys `from..to`, a sync every 1,000
+/// updates; `batched` runs each 1,000 as one `atomically` step.
+fn w2_pass(pod: &mut Pod, from: usize, to: usize, batched: bool) {
+    let mark = |v: &mut serde_json::Value| {
+        v["_done"] = true.into();
+        v["_tries"] = 1.into();
+    };
+    for chunk_start in (from..to).step_by(1000) {
+        let chunk = chunk_start..(chunk_start + 1000).min(to);
+        if batched {
+            pod.atomically(|p| {
+                for i in chunk.clone() {
+                    p.update(&key(i), mark)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        } else {
+            for i in chunk {
+                pod.update(&key(i), mark).unwrap();
+            }
+        }
+        pod.sync().unwrap();
+    }
+}
+
 fn child(mode: &str, path: &str) {
     let start = Instant::now();
     let mut n = 0usize;
@@ -95,6 +121,12 @@ fn main() {
         child(&args[2], &args[3]);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--w2-child") {
+        let (from, to) = (args[3].parse().unwrap(), args[4].parse().unwrap());
+        let mut pod: Pod = PodOptions::new().shared(true).open(&args[2]).unwrap();
+        w2_pass(&mut pod, from, to, args[5] == "batched");
+        return;
+    }
     if args.iter().any(|a| a == "--list") {
         return; // `cargo test --benches` style probing
     }
@@ -134,6 +166,86 @@ fn main() {
     );
     w4_latency();
     tracker_figures(&dir);
+    shared_figures(&dir);
+}
+
+/// W2 (200,000 updates, a sync every 1,000) in exclusive mode, in shared
+/// mode in one process (each update its own locked step, or 1,000 per
+/// step), and in shared mode split over 4 processes.
+fn shared_figures(dir: &std::path::Path) {
+    const N: usize = 200_000;
+    let template = dir.join("w2-template.pod");
+    if !template.exists() {
+        write_store(&template, N);
+    }
+    let fresh = |name: &str| {
+        let path = dir.join(name);
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).unwrap();
+        std::fs::copy(
+            template.join(tastypod::LOG_FILE),
+            path.join(tastypod::LOG_FILE),
+        )
+        .unwrap();
+        path
+    };
+    let mut runs: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for _ in 0..3 {
+        for (label, shared, batched) in [
+            ("exclusive", false, false),
+            ("shared", true, false),
+            ("shared-batched", true, true),
+        ] {
+            let path = fresh("w2-run.pod");
+            let mut pod: Pod = PodOptions::new().shared(shared).open(&path).unwrap();
+            let t0 = Instant::now();
+            w2_pass(&mut pod, 0, N, batched);
+            runs.entry(label)
+                .or_default()
+                .push(t0.elapsed().as_secs_f64());
+        }
+        for (label, mode) in [("4-processes", "each"), ("4-processes-batched", "batched")] {
+            let path = fresh("w2-run.pod");
+            let t0 = Instant::now();
+            let children: Vec<_> = (0..4)
+                .map(|p| {
+                    Command::new(std::env::current_exe().unwrap())
+                        .args([
+                            "--w2-child",
+                            path.to_str().unwrap(),
+                            &(p * N / 4).to_string(),
+                            &((p + 1) * N / 4).to_string(),
+                            mode,
+                        ])
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for mut c in children {
+                assert!(c.wait().unwrap().success());
+            }
+            runs.entry(label)
+                .or_default()
+                .push(t0.elapsed().as_secs_f64());
+            let pod: Pod = PodOptions::new().read_only(true).open(&path).unwrap();
+            assert_eq!(
+                pod.get(&key(N - 1)).unwrap().unwrap()["_done"],
+                serde_json::json!(true)
+            );
+        }
+    }
+    let base = median(runs.get_mut("exclusive").unwrap());
+    print!("W2 200k updates, median of 3: exclusive {base:.3} s");
+    for label in [
+        "shared",
+        "shared-batched",
+        "4-processes",
+        "4-processes-batched",
+    ] {
+        let m = median(runs.get_mut(label).unwrap());
+        print!("; {label} {m:.3} s ({:.2}x)", m / base);
+    }
+    println!();
 }
 
 /// Tracker: `add_many` of 1,000,000 keys; a full `try_keys` pass marking

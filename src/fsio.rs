@@ -57,9 +57,9 @@ pub(crate) trait Storage: Send + Sync + Debug {
     fn lock_shared(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>>;
     /// Opens (creating) the per-operation lock file `path`.
     fn open_oplock(&self, path: &Path) -> io::Result<Box<dyn OpLock>>;
-    /// An identity of the file now at `path` that changes when another file
-    /// is renamed over it.
-    fn file_id(&self, path: &Path) -> io::Result<u64>;
+    /// An identity of the file now at `path` (it changes when another file
+    /// is renamed over it) and its length, in one call.
+    fn file_id(&self, path: &Path) -> io::Result<(u64, u64)>;
     /// Opens `path` for reading from byte `offset`.
     fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>>;
 }
@@ -182,9 +182,10 @@ impl Storage for StdStorage {
         Ok(Box::new(StdOpLock(open_lock_file(path)?)))
     }
 
-    fn file_id(&self, path: &Path) -> io::Result<u64> {
+    fn file_id(&self, path: &Path) -> io::Result<(u64, u64)> {
         use std::os::unix::fs::MetadataExt;
-        Ok(fs::metadata(path)?.ino())
+        let meta = fs::metadata(path)?;
+        Ok((meta.ino(), meta.len()))
     }
 
     fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {

@@ -400,11 +400,8 @@ where
     /// reloads the whole log if another process replaced it (compaction).
     fn catch_up(&mut self) -> Result<()> {
         let storage = self.storage();
-        let id = storage
+        let (id, len) = storage
             .file_id(&self.log_path)
-            .map_err(|e| Error::io("stat", &self.log_path, e))?;
-        let len = storage
-            .len(&self.log_path)
             .map_err(|e| Error::io("stat", &self.log_path, e))?;
         if id != self.log_id || len < self.log_len {
             let replayed = self.read_log()?;
@@ -476,7 +473,8 @@ where
         self.log_id = self
             .storage()
             .file_id(&self.log_path)
-            .map_err(|e| Error::io("stat", &self.log_path, e))?;
+            .map_err(|e| Error::io("stat", &self.log_path, e))?
+            .0;
         Ok(())
     }
 
@@ -622,7 +620,7 @@ where
         };
         // The old handle points at the replaced file.
         self.log = None;
-        if let Ok(id) = storage.file_id(&self.log_path) {
+        if let Ok((id, _)) = storage.file_id(&self.log_path) {
             self.log_id = id;
         }
         self.index = new;

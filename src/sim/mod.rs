@@ -351,13 +351,14 @@ impl Storage for SimStorage {
         Ok(Box::new(SimOpLock))
     }
 
-    fn file_id(&self, path: &Path) -> io::Result<u64> {
+    fn file_id(&self, path: &Path) -> io::Result<(u64, u64)> {
         let mut sim = self.state();
         sim.op("stat")?;
-        sim.names
-            .get(path)
-            .map(|&id| id as u64)
-            .ok_or_else(|| not_found(path))
+        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
+        Ok((
+            id as u64,
+            sim.files.get(id).map_or(0, |f| f.data.len() as u64),
+        ))
     }
 
     fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
