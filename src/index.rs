@@ -196,6 +196,21 @@ impl<V> Index<V> {
         slot_no
     }
 
+    /// Appends a slot for a new key whose record is on disk.
+    fn insert_on_disk(&mut self, hash: u64, key: Loc, value: Loc, line: u32) {
+        self.insert_slot(
+            hash,
+            Slot {
+                meta: Meta::default(),
+                key,
+                value,
+                line,
+                flags: ON_DISK,
+                live: None,
+            },
+        );
+    }
+
     /// Takes `block` into the arena; returns its number.
     pub(crate) fn adopt_block(&mut self, block: Vec<u8>) -> u32 {
         self.arena.adopt(block)
@@ -224,17 +239,7 @@ impl<V> Index<V> {
                 Some(old)
             }
             None => {
-                self.insert_slot(
-                    hash,
-                    Slot {
-                        meta: Meta::default(),
-                        key,
-                        value,
-                        line,
-                        flags: ON_DISK,
-                        live: None,
-                    },
-                );
+                self.insert_on_disk(hash, key, value, line);
                 None
             }
         }
@@ -253,17 +258,7 @@ impl<V> Index<V> {
             }
             None => {
                 let key = self.arena.push(key.as_bytes());
-                self.insert_slot(
-                    hash,
-                    Slot {
-                        meta: Meta::default(),
-                        key,
-                        value,
-                        line,
-                        flags: ON_DISK,
-                        live: None,
-                    },
-                );
+                self.insert_on_disk(hash, key, value, line);
                 None
             }
         }

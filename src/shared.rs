@@ -18,6 +18,34 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Lets the `sync_on_signals` handler sync the store behind `inner` itself
+/// (as soon as its mutex is free), even while no thread calls it.
+fn let_handler_sync<T: Send + 'static>(
+    entry: Option<Arc<crate::signals::Entry>>,
+    inner: &Arc<Mutex<T>>,
+    sync: fn(&mut T),
+) {
+    let Some(entry) = entry else {
+        return;
+    };
+    let weak = Arc::downgrade(inner);
+    entry.set_shared(Box::new(move || {
+        let inner = weak.upgrade()?;
+        let synced = match inner.try_lock() {
+            Ok(mut guard) => {
+                sync(&mut guard);
+                true
+            }
+            Err(std::sync::TryLockError::Poisoned(e)) => {
+                sync(&mut e.into_inner());
+                true
+            }
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        };
+        Some(synced)
+    }));
+}
+
 /// A [`Pod`] that threads share: `Clone + Send + Sync`, every call atomic.
 ///
 /// # Examples
@@ -80,24 +108,7 @@ where
     fn from(pod: Pod<V>) -> Self {
         let entry = pod.signal_entry();
         let inner = Arc::new(Mutex::new(pod));
-        if let Some(entry) = entry {
-            let weak = Arc::downgrade(&inner);
-            entry.set_shared(Box::new(move || {
-                let inner = weak.upgrade()?;
-                let synced = match inner.try_lock() {
-                    Ok(mut pod) => {
-                        pod.sync_for_shutdown();
-                        true
-                    }
-                    Err(std::sync::TryLockError::Poisoned(e)) => {
-                        e.into_inner().sync_for_shutdown();
-                        true
-                    }
-                    Err(std::sync::TryLockError::WouldBlock) => false,
-                };
-                Some(synced)
-            }));
-        }
+        let_handler_sync(entry, &inner, Pod::sync_for_shutdown);
         SharedPod { inner }
     }
 }
@@ -263,24 +274,7 @@ impl From<Tracker> for SharedTracker {
     fn from(tracker: Tracker) -> Self {
         let entry = tracker.pod().signal_entry();
         let inner = Arc::new(Mutex::new(tracker));
-        if let Some(entry) = entry {
-            let weak = Arc::downgrade(&inner);
-            entry.set_shared(Box::new(move || {
-                let inner = weak.upgrade()?;
-                let synced = match inner.try_lock() {
-                    Ok(mut t) => {
-                        t.sync_for_shutdown();
-                        true
-                    }
-                    Err(std::sync::TryLockError::Poisoned(e)) => {
-                        e.into_inner().sync_for_shutdown();
-                        true
-                    }
-                    Err(std::sync::TryLockError::WouldBlock) => false,
-                };
-                Some(synced)
-            }));
-        }
+        let_handler_sync(entry, &inner, Tracker::sync_for_shutdown);
         SharedTracker {
             inner,
             owner: default_owner().into(),

@@ -145,7 +145,7 @@ fn missing_and_foreign_paths_get_their_own_messages() {
     let body = b"\"format\":\"tastypod\",\"version\":7}";
     let line = format!(
         "{{\"c\":\"{:08x}\",{}\n",
-        crc(body),
+        crc32(body),
         std::str::from_utf8(body).unwrap()
     );
     std::fs::write(s.path.join("pod.log"), line).unwrap();
@@ -154,21 +154,6 @@ fn missing_and_foreign_paths_get_their_own_messages() {
     let o = tastypod(&["nonsense"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("unrecognized subcommand"));
-}
-
-fn crc(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[test]

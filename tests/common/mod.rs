@@ -74,3 +74,19 @@ pub fn open_ro(path: &Path) -> Pod {
 pub fn pairs(p: &[(&str, Value)]) -> Vec<(String, Value)> {
     p.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
 }
+
+/// CRC-32/ISO-HDLC computed bit by bit, independent of the crate under test.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
