@@ -1073,6 +1073,12 @@ impl Tracker {
         self.lease
     }
 
+    /// Like [`try_keys`](Tracker::try_keys), yielding each key with its
+    /// record (read after the try is counted). Derefs to the tracker.
+    pub fn try_items(&mut self, aborted: Aborted) -> TryItems<'_> {
+        TryItems(self.try_keys(aborted))
+    }
+
     // ---- counters ----
 
     /// How many tasks are done. O(1).
@@ -1242,6 +1248,35 @@ impl Iterator for TryKeys<'_> {
                 return Some(counted.map(|()| key));
             }
         }
+    }
+}
+
+/// Keys to try with their records; see [`Tracker::try_items`]. Derefs to
+/// the tracker.
+pub struct TryItems<'a>(TryKeys<'a>);
+
+impl Iterator for TryItems<'_> {
+    type Item = Result<(String, Value)>;
+
+    fn next(&mut self) -> Option<Result<(String, Value)>> {
+        let key = match self.0.next()? {
+            Ok(key) => key,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.0.get(&key).map(|v| (key, v.unwrap_or(Value::Null))))
+    }
+}
+
+impl Deref for TryItems<'_> {
+    type Target = Tracker;
+    fn deref(&self) -> &Tracker {
+        &self.0
+    }
+}
+
+impl DerefMut for TryItems<'_> {
+    fn deref_mut(&mut self) -> &mut Tracker {
+        &mut self.0
     }
 }
 

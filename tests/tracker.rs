@@ -171,6 +171,31 @@ fn try_keys_iterates_and_counts_each_try() {
 }
 
 #[test]
+fn try_items_iterates_with_records_and_counts_each_try() {
+    let s = scratch();
+    let mut t = tracker(&s.path, 0);
+    t.add_with("a", fields(json!({"url": "u-a"}))).unwrap();
+    t.add_with("b", fields(json!({"url": "u-b"}))).unwrap();
+    let mut items = t.try_items(Aborted::Skip);
+    let mut seen = Vec::new();
+    while let Some(item) = items.next() {
+        let (key, record) = item.unwrap();
+        assert_eq!(record["_tries"], json!(1));
+        items.mark_done(&key).unwrap();
+        seen.push((key, record["url"].clone()));
+    }
+    drop(items);
+    assert_eq!(
+        seen,
+        [
+            ("a".to_string(), json!("u-a")),
+            ("b".to_string(), json!("u-b"))
+        ]
+    );
+    assert_eq!(t.num_done(), 2);
+}
+
+#[test]
 fn counters_and_percentages() {
     let s = scratch();
     let mut t = tracker(&s.path, 0);

@@ -149,6 +149,14 @@ pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
             trace.later.clear();
         }
     }
+    // Close explicitly: a drop would sync too, but could only print an error.
+    match pod.close() {
+        Ok(()) => {
+            trace.acked = model;
+            trace.later.clear();
+        }
+        Err(_) => trace.failed = true,
+    }
     trace
 }
 

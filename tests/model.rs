@@ -1,0 +1,108 @@
+//! Invariant: a `Pod` behaves like an in-memory ordered map under any
+//! sequence of insert, update, remove, sync, hold, unhold, compact, revert
+//! and reopen: after every step its contents and order equal the model's,
+//! and after a reopen or revert they equal what was last synced.
+
+mod common;
+use common::*;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tastypod::{Compaction, Pod, PodOptions};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(u8, u16),
+    Update(u8),
+    Remove(u8),
+    Sync,
+    Hold,
+    Unhold,
+    Compact,
+    Revert,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..10, any::<u16>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        3 => (0u8..10).prop_map(Op::Update),
+        3 => (0u8..10).prop_map(Op::Remove),
+        2 => Just(Op::Sync),
+        1 => Just(Op::Hold),
+        1 => Just(Op::Unhold),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Revert),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+type Model = Vec<(String, Value)>;
+
+fn open_with(path: &std::path::Path) -> Pod {
+    PodOptions::new()
+        .sync_at(4)
+        .compaction(Compaction::Auto {
+            dead_fraction: 0.5,
+            min_bytes: 256,
+        })
+        .open(path)
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn pod_matches_an_ordered_map(ops in proptest::collection::vec(op(), 1..50)) {
+        let s = scratch();
+        let mut pod = open_with(&s.path);
+        let mut model: Model = Vec::new();
+        let mut synced: Model = Vec::new();
+        for op in ops {
+            let key = |k: u8| format!("k{k}");
+            match op {
+                Op::Insert(k, v) => {
+                    pod.insert(&key(k), json!({"v": v})).unwrap();
+                    match model.iter_mut().find(|(x, _)| *x == key(k)) {
+                        Some((_, val)) => *val = json!({"v": v}),
+                        None => model.push((key(k), json!({"v": v}))),
+                    }
+                }
+                Op::Update(k) => {
+                    let got = pod.update(&key(k), |v| v["u"] = json!(true)).unwrap();
+                    let entry = model.iter_mut().find(|(x, _)| *x == key(k));
+                    prop_assert_eq!(got.is_some(), entry.is_some());
+                    if let Some((_, val)) = entry {
+                        val["u"] = json!(true);
+                    }
+                }
+                Op::Remove(k) => {
+                    let was = pod.remove(&key(k)).unwrap();
+                    let before = model.len();
+                    model.retain(|(x, _)| *x != key(k));
+                    prop_assert_eq!(was, model.len() < before);
+                }
+                Op::Sync => pod.sync().unwrap(),
+                Op::Hold => pod.hold(),
+                Op::Unhold => pod.unhold().unwrap(),
+                Op::Compact => pod.compact().unwrap(),
+                Op::Revert => {
+                    pod.revert().unwrap();
+                    model = synced.clone();
+                }
+                Op::Reopen => {
+                    // Drop syncs, so a reopen sees everything.
+                    drop(pod);
+                    pod = open_with(&s.path);
+                }
+            }
+            if pod.dirty_len() == 0 {
+                synced = model.clone();
+            }
+            prop_assert_eq!(contents(&pod), model.clone());
+            prop_assert_eq!(pod.len(), model.len());
+        }
+        // What is on disk is exactly what was synced.
+        let on_disk = contents(&open_ro(&s.path));
+        prop_assert_eq!(on_disk, synced);
+    }
+}
