@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::pod::{LOCK_FILE, LOG_FILE};
 use crate::record::{self, FORMAT_VERSION, LineError, Record};
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// At most this many problems are listed (all are counted).
@@ -63,7 +62,8 @@ pub fn log_path(path: &Path) -> PathBuf {
 
 /// Checks every line of a store's log (given the store directory or the log
 /// file): the checksum, the record grammar and the JSON of every value.
-/// Reads the file once, front to back; changes nothing.
+/// Reads the file once, front to back, checking chunks on two threads;
+/// changes nothing.
 ///
 /// # Errors
 ///
@@ -72,9 +72,9 @@ pub fn log_path(path: &Path) -> PathBuf {
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
     let log = log_path(path.as_ref());
     let file = File::open(&log).map_err(|e| Error::io("open", &log, e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let parts = check_parts(file, &log)?;
     let mut report = VerifyReport {
-        log: log.clone(),
+        log,
         bytes: 0,
         lines: 0,
         records: 0,
@@ -84,42 +84,30 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
         torn_tail: false,
         hard_damage: false,
     };
-    let mut line = Vec::new();
-    // Whether a valid record came after the latest problem.
-    let mut valid_since_problem = true;
-    loop {
-        line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::io("read", &log, e))?;
-        if n == 0 {
-            break;
-        }
-        let offset = report.bytes;
-        report.bytes += n as u64;
-        report.lines += 1;
-        let terminated = line.last() == Some(&b'\n');
-        let body = if terminated {
-            &line[..n - 1]
-        } else {
-            &line[..]
-        };
-        let problem = check_line(body, terminated, report.lines, &mut report);
-        match problem {
-            Some(reason) => {
-                valid_since_problem = false;
-                report.problem_count += 1;
-                if report.problems.len() < MAX_LISTED {
-                    report.problems.push(Problem {
-                        line: report.lines,
-                        offset,
-                        reason,
-                    });
-                }
+    let (mut last_problem, mut last_valid) = (0u64, 0u64);
+    for part in parts {
+        let base_line = report.lines;
+        for p in part.problems {
+            if report.problems.len() < MAX_LISTED {
+                report.problems.push(Problem {
+                    line: base_line + p.line,
+                    offset: report.bytes + p.offset,
+                    reason: p.reason,
+                });
             }
-            None if !body.is_empty() => valid_since_problem = true,
-            None => {}
         }
+        if let Some(l) = part.last_problem {
+            last_problem = base_line + l;
+        }
+        if let Some(l) = part.last_valid {
+            last_valid = base_line + l;
+        }
+        report.problem_count += part.problem_count;
+        report.records += part.records;
+        report.version = report.version.or(part.version);
+        report.hard_damage |= part.hard_damage;
+        report.lines += part.lines;
+        report.bytes += part.bytes;
     }
     if report.lines == 0 {
         report.problem_count += 1;
@@ -129,45 +117,153 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
             reason: "empty log (no header)".into(),
         });
     }
-    report.torn_tail = report.problem_count > 0 && !valid_since_problem && !report.hard_damage;
+    report.torn_tail = report.problem_count > 0 && last_valid < last_problem && !report.hard_damage;
     Ok(report)
 }
 
+/// What one chunk of the log holds; lines and offsets count from its start.
+#[derive(Debug, Default)]
+struct Part {
+    bytes: u64,
+    lines: u64,
+    records: u64,
+    version: Option<u64>,
+    problems: Vec<Problem>,
+    problem_count: u64,
+    last_problem: Option<u64>,
+    last_valid: Option<u64>,
+    hard_damage: bool,
+}
+
+/// Bytes read per chunk.
+const CHUNK: usize = 4 << 20;
+
+/// Reads `file` in chunks cut at line ends and checks them on two threads;
+/// returns the parts in file order.
+fn check_parts(mut file: File, log: &Path) -> Result<Vec<Part>> {
+    use std::io::Read;
+    use std::sync::mpsc;
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Part)>();
+    std::thread::scope(|scope| {
+        let mut workers = Vec::new();
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(2);
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                for (n, chunk) in rx {
+                    // The receiver lives until every part is in.
+                    let _ = done_tx.send((n, check_chunk(&chunk, n == 0)));
+                }
+            });
+            workers.push(tx);
+        }
+        drop(done_tx);
+        let mut carry: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; CHUNK];
+        let mut sent = 0usize;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("read", log, e)),
+            };
+            carry.extend_from_slice(buf.get(..n).unwrap_or_default());
+            if carry.len() < CHUNK {
+                continue;
+            }
+            let Some(cut) = memchr::memrchr(b'\n', &carry) else {
+                continue; // one long line: keep reading
+            };
+            let rest = carry.split_off(cut + 1);
+            let chunk = std::mem::replace(&mut carry, rest);
+            if let Some(w) = workers.get(sent % 2) {
+                let _ = w.send((sent, chunk));
+            }
+            sent += 1;
+        }
+        if !carry.is_empty() {
+            if let Some(w) = workers.get(sent % 2) {
+                let _ = w.send((sent, carry));
+            }
+            sent += 1;
+        }
+        drop(workers);
+        let mut parts: Vec<Option<Part>> = (0..sent).map(|_| None).collect();
+        for (n, part) in done_rx {
+            if let Some(slot) = parts.get_mut(n) {
+                *slot = Some(part);
+            }
+        }
+        Ok(parts.into_iter().flatten().collect())
+    })
+}
+
+/// Checks every line of one chunk (`first`: the chunk that starts the file).
+fn check_chunk(chunk: &[u8], first: bool) -> Part {
+    let mut part = Part {
+        bytes: chunk.len() as u64,
+        ..Part::default()
+    };
+    let mut start = 0usize;
+    while start < chunk.len() {
+        let rest = chunk.get(start..).unwrap_or_default();
+        let (body, terminated, len) = match memchr::memchr(b'\n', rest) {
+            Some(nl) => (rest.get(..nl).unwrap_or_default(), true, nl + 1),
+            None => (rest, false, rest.len()),
+        };
+        part.lines += 1;
+        let line_no = part.lines;
+        match check_line(body, terminated, first && line_no == 1, &mut part) {
+            Some(reason) => {
+                part.problem_count += 1;
+                part.last_problem = Some(line_no);
+                if part.problems.len() < MAX_LISTED {
+                    part.problems.push(Problem {
+                        line: line_no,
+                        offset: start as u64,
+                        reason,
+                    });
+                }
+            }
+            None if !body.is_empty() => part.last_valid = Some(line_no),
+            None => {}
+        }
+        start += len;
+    }
+    part
+}
+
 /// The problem with one line, if any.
-fn check_line(
-    body: &[u8],
-    terminated: bool,
-    line_no: u64,
-    report: &mut VerifyReport,
-) -> Option<String> {
+fn check_line(body: &[u8], terminated: bool, first_line: bool, part: &mut Part) -> Option<String> {
     if !terminated {
         return Some(LineError::Unterminated.to_string());
     }
     if body.is_empty() {
-        return (line_no == 1).then(|| "first line is not a header".into());
+        return first_line.then(|| "first line is not a header".into());
     }
     match record::decode(body) {
         Err(_) if record::embeds_record(body) => {
-            report.hard_damage = true;
+            part.hard_damage = true;
             Some(LineError::LostNewline.to_string())
         }
         Err(e) => Some(e.to_string()),
-        Ok(Record::Header { version }) if line_no == 1 => {
-            report.version = Some(version);
+        Ok(Record::Header { version }) if first_line => {
+            part.version = Some(version);
             (version != FORMAT_VERSION).then(|| {
                 format!("format version {version}; this build reads version {FORMAT_VERSION}")
             })
         }
         Ok(Record::Header { .. }) => Some("header record after line 1".into()),
-        Ok(_) if line_no == 1 => Some("first line is not a header".into()),
+        Ok(_) if first_line => Some("first line is not a header".into()),
         Ok(Record::Put { value, .. }) => {
-            report.records += 1;
+            part.records += 1;
             serde_json::from_slice::<serde::de::IgnoredAny>(value)
                 .err()
                 .map(|e| format!("value is not valid JSON: {e}"))
         }
         Ok(Record::Del { .. }) => {
-            report.records += 1;
+            part.records += 1;
             None
         }
     }
@@ -190,5 +286,56 @@ pub fn is_locked(path: impl AsRef<Path>) -> Result<bool> {
         Ok(()) => Ok(false),
         Err(std::fs::TryLockError::WouldBlock) => Ok(true),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("test the lock on", &lock, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log of `n` records, larger than several chunks.
+    fn big_log(n: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        record::encode_header(&mut buf);
+        let pad = "p".repeat(100);
+        for i in 0..n {
+            record::encode_put(
+                &mut buf,
+                &format!("k{i}"),
+                format!("\"{pad}{i}\"").as_bytes(),
+            );
+        }
+        buf
+    }
+
+    #[test]
+    fn problems_in_later_chunks_get_file_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pod.log");
+        let mut bytes = big_log(120_000);
+        assert!(bytes.len() > 3 * CHUNK);
+        let clean_len = bytes.len();
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verify(&path).unwrap();
+        assert!(report.is_clean(), "{:?}", report.problems);
+        assert_eq!(report.records, 120_000);
+        assert_eq!(report.lines, 120_001);
+        assert_eq!(report.bytes, clean_len as u64);
+        // Damage a byte deep in the file, and cut the last line short.
+        let at = bytes.len() * 3 / 4;
+        bytes[at] ^= 0x01;
+        bytes.truncate(bytes.len() - 5);
+        std::fs::write(&path, &bytes).unwrap();
+        let report = verify(&path).unwrap();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+        let start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1) as u64;
+        assert_eq!(report.problem_count, 2);
+        assert_eq!(report.problems[0].line, line);
+        assert_eq!(report.problems[0].offset, start);
+        assert_eq!(report.problems[1].line, 120_001);
+        assert!(report.torn_tail);
     }
 }
