@@ -974,7 +974,7 @@ impl Tracker {
     /// done through it.
     pub fn try_keys(&mut self, aborted: Aborted) -> TryKeys<'_> {
         TryKeys {
-            generation: self.pod.index().generation(),
+            generation: self.pod.epoch(),
             tracker: self,
             aborted,
             next: 0,
@@ -1222,7 +1222,8 @@ pub struct TryKeys<'a> {
     next: usize,
     /// The last key yielded, to re-find the place if slots are renumbered.
     last: Option<String>,
-    generation: u64,
+    /// The pod's epoch when `next` was found; slot numbers are only valid within one.
+    generation: (u64, u64),
 }
 
 impl Iterator for TryKeys<'_> {
@@ -1230,8 +1231,8 @@ impl Iterator for TryKeys<'_> {
 
     fn next(&mut self) -> Option<Result<String>> {
         let index = self.tracker.pod.index();
-        if index.generation() != self.generation {
-            self.generation = index.generation();
+        if self.tracker.pod.epoch() != self.generation {
+            self.generation = self.tracker.pod.epoch();
             self.next = match &self.last {
                 Some(k) => index.find(k).map_or(0, |i| i + 1),
                 None => 0,
