@@ -216,6 +216,16 @@ impl<V> Index<V> {
         self.arena.adopt(block)
     }
 
+    /// Copies `bytes` into the arena.
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) -> Loc {
+        self.arena.push(bytes)
+    }
+
+    /// Takes slot `i`'s decoded value out, leaving its text.
+    pub(crate) fn take_live(&mut self, i: usize) -> Option<Box<V>> {
+        self.slots.get_mut(i).and_then(|s| s.live.take())
+    }
+
     /// The bytes at `loc`.
     pub(crate) fn bytes(&self, loc: Loc) -> &[u8] {
         self.arena.bytes(loc)

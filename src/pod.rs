@@ -154,6 +154,8 @@ where
     external: (bool, Vec<String>),
     /// Shared mode: records written since the last fsync.
     unfsynced: usize,
+    /// Shared mode: the current operation is a revert, which drops pending changes.
+    discarding: bool,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -217,6 +219,7 @@ where
             log_id: 0,
             external: (false, Vec::new()),
             unfsynced: 0,
+            discarding: false,
             opts,
         };
         if pod.opts.read_only {
@@ -268,8 +271,10 @@ where
                 .map_err(|e| Error::io("open", &path, e))?;
             self.oplock = Some(oplock);
             // Opening repairs the log, so it runs under the operation lock.
-            let opened = self.in_op(|pod| pod.open_log());
-            return opened.and_then(|()| self.note_log_id());
+            return self.in_op(|pod| {
+                pod.open_log()?;
+                pod.note_log_id()
+            });
         }
         self.open_log()?;
         self.note_log_id()
@@ -293,9 +298,13 @@ where
     /// with this handle's changes appended before the lock is released.
     fn in_op<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         self.op_begin()?;
-        let result = f(self);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         let ended = self.op_end();
-        let value = result?;
+        let value = match result {
+            Ok(value) => value?,
+            // The lock is released; let the panic go on.
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         ended?;
         Ok(value)
     }
@@ -316,8 +325,14 @@ where
         if self.log.is_none() {
             return Ok(()); // still opening
         }
-        // Changes left by `get_mut` go out first, then others' come in.
-        let caught_up = self.flush_shared().and_then(|()| self.catch_up());
+        // Others' records come in first (keeping this handle's pending
+        // `get_mut` changes), then this handle's changes go out at the end.
+        let caught_up = if self.discarding {
+            self.catch_up()
+        } else {
+            self.catch_up_keeping_pending()
+                .and_then(|()| self.flush_shared())
+        };
         if caught_up.is_err() {
             self.op_depth -= 1;
             if let Some(oplock) = self.oplock.as_mut() {
@@ -396,6 +411,44 @@ where
         Ok(())
     }
 
+    /// [`catch_up`](Self::catch_up), then puts this handle's pending changes
+    /// (left by `get_mut`) back on top, so they are written after the
+    /// others' records.
+    fn catch_up_keeping_pending(&mut self) -> Result<()> {
+        if self.dirty_len() == 0 {
+            return self.catch_up();
+        }
+        let slots = self.index.dirty_slots();
+        let mut changed = Vec::with_capacity(slots.len());
+        for i in slots {
+            let key = self.index.key(i).to_string();
+            changed.push((key, self.index.take_live(i)));
+        }
+        let removed: Vec<String> = self.removed.drain().collect();
+        // Put the pending changes back even if catching up failed.
+        let caught_up = self.catch_up();
+        for (key, live) in changed {
+            let hash = self.index.hash(key.as_bytes());
+            match (self.index.find_hashed(hash, key.as_bytes()), live) {
+                (Some(i), Some(value)) => self.index.set_live(i, *value),
+                (Some(i), None) => {
+                    self.index.mark_dirty(i);
+                }
+                (None, Some(value)) => {
+                    self.index.push_live(hash, &key, *value);
+                }
+                (None, None) => {}
+            }
+        }
+        for key in removed {
+            if let Some(Some(old)) = self.index.remove(&key) {
+                self.live_bytes -= record::put_len(&key, old);
+            }
+            self.removed.insert(key);
+        }
+        caught_up
+    }
+
     /// Applies what other processes appended since this handle last looked;
     /// reloads the whole log if another process replaced it (compaction).
     fn catch_up(&mut self) -> Result<()> {
@@ -405,15 +458,28 @@ where
             .map_err(|e| Error::io("stat", &self.log_path, e))?;
         if id != self.log_id || len < self.log_len {
             let replayed = self.read_log()?;
+            let torn = replayed.torn.is_some();
             self.adopt(replayed);
-            self.log_id = id;
             self.external = (true, Vec::new());
             if !self.opts.read_only {
-                let log = storage
-                    .open_append(&self.log_path)
-                    .map_err(|e| Error::io("open", &self.log_path, e))?;
+                // The old handle may point at a replaced file: never append to it.
+                self.log = None;
+                let mut log = match storage.open_append(&self.log_path) {
+                    Ok(log) => log,
+                    Err(e) => {
+                        self.poisoned = true;
+                        return Err(Error::io("open", &self.log_path, e));
+                    }
+                };
+                if torn && self.op_depth > 0 {
+                    // A writer died mid-append; we hold the lock, so cut it.
+                    log.truncate(self.log_len)
+                        .and_then(|()| log.sync())
+                        .map_err(|e| Error::io("truncate torn tail of", &self.log_path, e))?;
+                }
                 self.log = Some(log);
             }
+            self.log_id = id;
             return Ok(());
         }
         if len == self.log_len {
@@ -545,7 +611,7 @@ where
     fn adopt(&mut self, replayed: Replayed<V>) {
         self.epoch += 1;
         self.index = replayed.index;
-        self.log_len = replayed.total_len;
+        self.log_len = replayed.valid_len;
         self.live_bytes = replayed.live_bytes;
         self.lines = replayed.valid_lines;
         self.removed.clear();
@@ -843,7 +909,7 @@ where
         };
         if !self.opts.read_only
             && !self.poisoned
-            && self.dirty_len() > 0
+            && self.has_unsynced()
             && let Err(e) = self.sync()
         {
             eprintln!(
@@ -1078,6 +1144,10 @@ where
 
     fn sync_key_now(&mut self, key: &str) -> Result<()> {
         self.writable()?;
+        if self.oplock.is_some() {
+            // Shared mode appends every change at once; only the fsync is left.
+            return self.sync_shared();
+        }
         let target = self.index.find(key);
         let slots: Vec<usize> = match target {
             Some(t) => self
@@ -1142,15 +1212,26 @@ where
             }
             self.live_bytes += record::put_len(key, len);
         }
-        // The written buffer becomes the home of the synced value texts.
-        let block = self.index.adopt_block(buf);
+        // The written buffer becomes the home of the synced value texts
+        // (copied instead when it is too big for 32-bit offsets).
+        let adopt = u32::try_from(buf.len()).is_ok();
+        let block = if adopt {
+            self.index.adopt_block(std::mem::take(&mut buf))
+        } else {
+            0
+        };
         for (i, start, len) in placed {
             self.lines += 1;
             let line = u32::try_from(self.lines).unwrap_or(u32::MAX);
-            let value = Loc {
-                block,
-                offset: start as u32,
-                len: len as u32,
+            let value = if adopt {
+                Loc {
+                    block,
+                    offset: start as u32,
+                    len: len as u32,
+                }
+            } else {
+                self.index
+                    .push_bytes(buf.get(start..start + len).unwrap_or_default())
             };
             self.index.set_text(i, value, line);
         }
@@ -1271,9 +1352,22 @@ where
     ///
     /// As [`open`](Pod::open) for reading the log.
     pub fn revert(&mut self) -> Result<()> {
-        let replayed = self.read_log()?;
-        self.adopt(replayed);
-        Ok(())
+        if self.oplock.is_none() {
+            let replayed = self.read_log()?;
+            self.adopt(replayed);
+            return Ok(());
+        }
+        // Shared mode: reload under the lock, so no half-appended record of
+        // another process is read, and drop this handle's pending changes.
+        self.discarding = true;
+        let reverted = self.in_op(|pod| {
+            let replayed = pod.read_log()?;
+            pod.adopt(replayed);
+            pod.external = (true, Vec::new());
+            Ok(())
+        });
+        self.discarding = false;
+        reverted
     }
 
     /// Suspends automatic syncing until a matching [`unhold`](Pod::unhold).
@@ -1336,10 +1430,16 @@ where
     /// As [`sync`](Pod::sync).
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        if self.opts.read_only || self.dirty_len() == 0 {
+        if self.opts.read_only || !self.has_unsynced() {
             return Ok(());
         }
         self.sync()
+    }
+
+    /// Whether anything is not yet durable: dirty keys, or (shared mode)
+    /// records appended but not fsynced.
+    fn has_unsynced(&self) -> bool {
+        self.dirty_len() > 0 || self.unfsynced > 0
     }
 }
 
@@ -1359,7 +1459,7 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn drop(&mut self) {
-        if self.closed || self.opts.read_only || self.poisoned || self.dirty_len() == 0 {
+        if self.closed || self.opts.read_only || self.poisoned || !self.has_unsynced() {
             return;
         }
         if let Err(e) = self.sync() {

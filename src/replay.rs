@@ -516,6 +516,15 @@ pub(crate) fn apply_tail<V>(
         let rec = match record::decode(line) {
             Ok(Record::Header { .. }) => Err("header record after line 1".to_string()),
             Ok(rec) => Ok(rec),
+            // Damage no crash can cause is corruption even at the end.
+            Err(_) if record::embeds_record(line) => {
+                return fail(ErrorKind::Corrupt {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    offset,
+                    reason: LineError::LostNewline.to_string(),
+                });
+            }
             Err(e) => Err(e.to_string()),
         };
         match rec {

@@ -423,9 +423,15 @@ impl Tracker {
     /// lock and after taking in what other processes wrote.
     fn op<R>(&mut self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
         self.pod.op_begin()?;
-        let result = self.absorb().and_then(|()| f(self));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.absorb().and_then(|()| f(self))
+        }));
         let ended = self.pod.op_end();
-        let value = result?;
+        let value = match result {
+            Ok(value) => value?,
+            // The store's lock is released; let the panic go on.
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         ended?;
         Ok(value)
     }
@@ -538,7 +544,7 @@ impl Tracker {
     ///
     /// As [`Pod::sync`].
     pub fn sync(&mut self) -> Result<()> {
-        self.pod.sync()
+        self.op(|t| t.pod.sync())
     }
 
     /// See [`Pod::hold`].
@@ -552,7 +558,7 @@ impl Tracker {
     ///
     /// As [`Pod::sync`].
     pub fn unhold(&mut self) -> Result<()> {
-        self.pod.unhold()
+        self.op(|t| t.pod.unhold())
     }
 
     /// See [`Pod::compact`].
@@ -561,7 +567,7 @@ impl Tracker {
     ///
     /// As [`Pod::compact`].
     pub fn compact(&mut self) -> Result<()> {
-        self.pod.compact()
+        self.op(|t| t.pod.compact())
     }
 
     /// Discards unsynced changes and reloads from disk; counters follow.
@@ -733,19 +739,19 @@ impl Tracker {
     ///
     /// As [`Pod::get_mut`].
     pub fn task_mut(&mut self, key: &str) -> Result<Option<TaskMut<'_>>> {
-        // A due sync (and a compaction, which renumbers slots) happens first.
-        self.pod.after_change()?;
-        let Some(i) = self.pod.index().find(key) else {
-            return Ok(None);
-        };
-        let before = self.pod.index().meta(i);
+        // In shared mode `get_mut` first takes in other processes' records,
+        // which may renumber slots: find the slot after it.
         let Some(record) = self.pod.get_mut(key)? else {
             return Ok(None);
         };
         let record = record.take();
+        let Some(i) = self.pod.index().find(key) else {
+            return Ok(None);
+        };
+        let before = self.pod.index().meta(i);
         Ok(Some(TaskMut {
             tracker: self,
-            slot: i,
+            key: key.to_string(),
             before,
             record,
         }))
@@ -1171,7 +1177,7 @@ impl Tracker {
 /// into the tracker's state.
 pub struct TaskMut<'a> {
     tracker: &'a mut Tracker,
-    slot: usize,
+    key: String,
     before: Meta,
     record: Value,
 }
@@ -1207,9 +1213,18 @@ impl Drop for TaskMut<'_> {
         let mut record = self.record.take();
         write_meta(&mut record, after);
         let index = self.tracker.pod.index_mut();
-        index.set_live(self.slot, record);
-        index.set_meta(self.slot, after);
+        // Nothing can renumber slots while this borrow lives, but find the
+        // slot by key anyway: a wrong slot would lose a record.
+        let Some(slot) = index.find(&self.key) else {
+            return;
+        };
+        index.set_live(slot, record);
+        index.set_meta(slot, after);
         self.tracker.count(self.before, after);
+        if !after.done && !after.aborted {
+            // The task may be claimable again.
+            self.tracker.claim_from.0 = self.tracker.claim_from.0.min(slot);
+        }
     }
 }
 

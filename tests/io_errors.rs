@@ -79,3 +79,26 @@ fn failed_write_poisons_and_close_reports_it() {
     let err = pod.close().unwrap_err();
     assert!(err.to_string().contains("append"), "{err}");
 }
+
+#[test]
+fn close_in_shared_mode_fsyncs_what_each_call_appended() {
+    use tastypod::PodOptions;
+    use tastypod::sim::Tail;
+    let sim = SimStorage::new();
+    let mut pod: tastypod::Pod = PodOptions::new()
+        .shared(true)
+        .simulated(sim.clone())
+        .open(store())
+        .unwrap();
+    for i in 0..10 {
+        pod.insert(&format!("k{i}"), json!(i)).unwrap();
+    }
+    pod.close().unwrap();
+    let image = sim.crash_image(Some(&log()), Tail::Dropped);
+    let pod = open_sim(&image).unwrap();
+    assert_eq!(
+        pod.len(),
+        10,
+        "a power loss after close() lost appended records"
+    );
+}

@@ -312,3 +312,96 @@ fn read_only_handles_refresh_without_reopening() {
     r.refresh().unwrap();
     assert_eq!(r.num_done(), 1);
 }
+
+fn shared_handle(path: &std::path::Path) -> Pod {
+    PodOptions::new().shared(true).open(path).unwrap()
+}
+
+#[test]
+fn a_pending_get_mut_change_survives_others_appends_and_compactions() {
+    let s = scratch();
+    let mut a = shared_handle(&s.path);
+    let mut b = shared_handle(&s.path);
+    a.insert("k", json!({"n": 0})).unwrap();
+    // A leaves a change pending; B appends, then compacts.
+    a.get_mut("k").unwrap().unwrap()["n"] = json!(1);
+    b.insert("other", json!("b")).unwrap();
+    a.sync().unwrap();
+    a.get_mut("k").unwrap().unwrap()["n"] = json!(2);
+    b.compact().unwrap();
+    b.insert("more", json!("b2")).unwrap();
+    a.sync().unwrap();
+    drop((a, b));
+    assert!(tastypod::verify(&s.path).unwrap().is_clean());
+    let pod = open(&s.path);
+    assert_eq!(
+        contents(&pod),
+        pairs(&[
+            ("k", json!({"n": 2})),
+            ("other", json!("b")),
+            ("more", json!("b2"))
+        ])
+    );
+}
+
+#[test]
+fn a_torn_tail_left_by_a_dead_writer_is_cut_under_the_lock() {
+    let s = scratch();
+    let mut a = shared_handle(&s.path);
+    a.insert("a", json!(1)).unwrap();
+    a.sync().unwrap();
+    // A writer died mid-append.
+    append_garbage(&s.path, b"{\"c\":\"1234");
+    a.insert("b", json!(2)).unwrap();
+    // And again after a compaction (the reload path).
+    let mut c = shared_handle(&s.path);
+    c.compact().unwrap();
+    append_garbage(&s.path, b"{\"c\":\"ab");
+    a.insert("c", json!(3)).unwrap();
+    a.sync().unwrap();
+    drop((a, c));
+    assert!(tastypod::verify(&s.path).unwrap().is_clean());
+    assert_eq!(open(&s.path).keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+}
+
+#[test]
+fn a_panic_inside_an_operation_releases_the_store_lock() {
+    let s = scratch();
+    let a: SharedPod = shared_handle(&s.path).into();
+    a.insert("k", json!(1)).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = a.update("k", |_| panic!("boom"));
+    }));
+    assert!(panicked.is_err());
+    // Another handle (as another process would) still gets the lock.
+    let path = s.path.clone();
+    let other = std::thread::spawn(move || {
+        let mut b = shared_handle(&path);
+        b.insert("after", json!(2)).unwrap();
+        b.sync().unwrap();
+    });
+    let start = std::time::Instant::now();
+    while !other.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the store lock was never released"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    other.join().unwrap();
+    assert!(a.contains_key("after").unwrap());
+}
+
+#[test]
+fn revert_in_shared_mode_drops_pending_changes_and_sees_others() {
+    let s = scratch();
+    let mut a = shared_handle(&s.path);
+    let mut b = shared_handle(&s.path);
+    a.insert("k", json!(1)).unwrap();
+    a.get_mut("k").unwrap().unwrap().clone_from(&json!(99));
+    b.insert("b", json!(2)).unwrap();
+    a.revert().unwrap();
+    assert_eq!(contents(&a), pairs(&[("k", json!(1)), ("b", json!(2))]));
+    drop((a, b));
+    assert_eq!(open(&s.path).get("k").unwrap(), Some(json!(1)));
+}
