@@ -163,7 +163,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "progress")]
     progress.finish(&tracker);
     let left = tracker.todo_keys(Aborted::Skip).count();
-    let given_up = tracker.len() - tracker.num_done() - tracker.num_aborted() - left;
+    let given_up = tracker
+        .keys()
+        .filter(|k| !tracker.done(k) && !tracker.aborted(k) && tracker.tries(k) >= args.max_tries)
+        .count();
     println!(
         "{attempts} tries in {:.2?}; {}; {given_up} given up after {} tries; {left} left to do",
         started.elapsed(),

@@ -109,14 +109,7 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
         report.lines += part.lines;
         report.bytes += part.bytes;
     }
-    if report.lines == 0 {
-        report.problem_count += 1;
-        report.problems.push(Problem {
-            line: 1,
-            offset: 0,
-            reason: "empty log (no header)".into(),
-        });
-    }
+    // An empty log is an empty store (a writable open writes its header).
     report.torn_tail = report.problem_count > 0 && last_valid < last_problem && !report.hard_damage;
     Ok(report)
 }
@@ -159,6 +152,8 @@ fn check_parts(mut file: File, log: &Path) -> Result<Vec<Part>> {
         }
         drop(done_tx);
         let mut carry: Vec<u8> = Vec::new();
+        // The last newline in `carry`, if one was seen but not cut at.
+        let mut last_newline: Option<usize> = None;
         let mut buf = vec![0u8; CHUNK];
         let mut sent = 0usize;
         loop {
@@ -168,11 +163,17 @@ fn check_parts(mut file: File, log: &Path) -> Result<Vec<Part>> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("read", log, e)),
             };
+            let scan_from = carry.len();
             carry.extend_from_slice(buf.get(..n).unwrap_or_default());
+            // Only the new bytes need scanning: each byte is looked at once.
+            let new = carry.get(scan_from..).unwrap_or_default();
+            if let Some(p) = memchr::memrchr(b'\n', new) {
+                last_newline = Some(scan_from + p);
+            }
             if carry.len() < CHUNK {
                 continue;
             }
-            let Some(cut) = memchr::memrchr(b'\n', &carry) else {
+            let Some(cut) = last_newline.take() else {
                 continue; // one long line: keep reading
             };
             let rest = carry.split_off(cut + 1);

@@ -156,6 +156,8 @@ where
     unfsynced: usize,
     /// Shared mode: the current operation is a revert, which drops pending changes.
     discarding: bool,
+    /// A sync for a signal-driven shutdown is under way on this handle.
+    in_shutdown_sync: bool,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -220,6 +222,7 @@ where
             external: (false, Vec::new()),
             unfsynced: 0,
             discarding: false,
+            in_shutdown_sync: false,
             opts,
         };
         if pod.opts.read_only {
@@ -502,6 +505,8 @@ where
         self.log_len = start + tail.valid_len;
         self.lines += tail.lines;
         self.external.1.extend(tail.changed);
+        // After a removal a key may sit in a new slot: have the tracker recount.
+        self.external.0 |= tail.removed;
         if tail.torn && !self.opts.read_only && self.op_depth > 0 {
             // A writer died mid-append; we hold the lock, so cut its torn tail.
             if let Some(log) = self.log.as_mut() {
@@ -894,7 +899,8 @@ where
     /// [`check_writable`](Self::check_writable), after syncing for a
     /// signal-driven shutdown if one is under way.
     fn writable(&mut self) -> Result<()> {
-        if signals::shutting_down().is_some() && self.signal.is_some() {
+        if signals::shutting_down().is_some() && !self.in_shutdown_sync && !signals::in_handler() {
+            // Sync (unless the handler already did), then change nothing more.
             self.sync_for_shutdown();
             signals::wait_for_exit();
         }
@@ -907,6 +913,7 @@ where
         let Some(entry) = self.signal.take() else {
             return;
         };
+        self.in_shutdown_sync = true;
         if !self.opts.read_only
             && !self.poisoned
             && self.has_unsynced()
@@ -918,6 +925,7 @@ where
                 crate::error_chain(&e)
             );
         }
+        self.in_shutdown_sync = false;
         entry.mark_synced();
     }
 

@@ -480,6 +480,8 @@ pub(crate) struct Tail {
     pub changed: Vec<String>,
     /// Whether damaged lines with no valid line after them follow.
     pub torn: bool,
+    /// Whether a removal was applied (slots may hold a re-inserted key).
+    pub removed: bool,
 }
 
 /// Applies the records in `bytes` (appended to a log after byte `start`,
@@ -557,6 +559,7 @@ pub(crate) fn apply_tail<V>(
                         if let Some(Some(old)) = index.remove(&key) {
                             *live_bytes -= record::put_len(&key, old);
                         }
+                        tail.removed = true;
                         tail.changed.push(key.into_owned());
                     }
                     Record::Header { .. } => {}

@@ -78,6 +78,16 @@ pub(crate) fn shutting_down() -> Option<i32> {
     }
 }
 
+thread_local! {
+    /// Set on the handler thread, whose syncs must not wait for the exit.
+    static IN_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this is the signal handler thread.
+pub(crate) fn in_handler() -> bool {
+    IN_HANDLER.with(std::cell::Cell::get)
+}
+
 /// Waits for the handler thread to end the process.
 pub(crate) fn wait_for_exit() -> ! {
     loop {
@@ -135,6 +145,7 @@ pub fn sync_on_signals() -> Result<()> {
 
 /// Syncs what can be synced, then exits with 128 + `sig`.
 fn shut_down(sig: i32) -> ! {
+    IN_HANDLER.with(|h| h.set(true));
     SHUTDOWN.store(sig, Ordering::SeqCst);
     let deadline = Instant::now() + GRACE;
     loop {
@@ -159,8 +170,10 @@ fn shut_down(sig: i32) -> ! {
             break;
         }
         if Instant::now() >= deadline {
-            eprintln!("tastypod: {waiting} stores did not sync within {GRACE:?}; exiting anyway");
-            break;
+            eprintln!(
+                "tastypod: signal {sig}: {waiting} stores did not sync within {GRACE:?}; exiting anyway"
+            );
+            std::process::exit(128 + sig);
         }
         std::thread::sleep(Duration::from_millis(2));
     }

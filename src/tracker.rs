@@ -333,39 +333,45 @@ impl Tracker {
     pub fn convert_pod(pod: &mut Pod<Value>) -> Result<usize> {
         let keys: Vec<String> = pod.keys().map(str::to_string).collect();
         let mut converted = 0;
-        pod.hold();
+        let mut held = pod.held();
         for key in keys {
-            let Some(i) = pod.index().find(&key) else {
+            let Some(i) = held.index().find(&key) else {
                 continue;
             };
-            if let ValueRef::Text(t) = pod.index().value(i)
+            if let ValueRef::Text(t) = held.index().value(i)
                 && parse_meta(t).is_ok()
             {
                 continue;
             }
-            pod.update(&key, |v| {
-                if meta_of(v).is_err() {
-                    if !v.is_object() {
-                        let mut obj = Map::new();
-                        obj.insert("value".into(), v.take());
-                        *v = Value::Object(obj);
-                    }
-                    let obj_meta = Meta::default();
-                    if let Value::Object(obj) = v {
-                        obj.entry(DONE).or_insert(obj_meta.done.into());
-                        obj.entry(TRIES).or_insert(obj_meta.tries.into());
-                        obj.entry(ABORTED).or_insert(obj_meta.aborted.into());
-                    }
-                    converted += 1;
+            held.update(&key, |v| {
+                if meta_of(v).is_ok() {
+                    return;
                 }
+                if !v.is_object() {
+                    let mut obj = Map::new();
+                    obj.insert("value".into(), v.take());
+                    *v = Value::Object(obj);
+                }
+                if let Value::Object(obj) = v {
+                    // Keep reserved fields of the right type; replace the rest.
+                    if !obj.get(DONE).is_some_and(Value::is_boolean) {
+                        obj.insert(DONE.into(), false.into());
+                    }
+                    if !obj.get(TRIES).is_some_and(Value::is_u64) {
+                        obj.insert(TRIES.into(), 0.into());
+                    }
+                    if !obj.get(ABORTED).is_some_and(Value::is_boolean) {
+                        obj.insert(ABORTED.into(), false.into());
+                    }
+                }
+                converted += 1;
             })?;
         }
-        pod.unhold()?;
+        held.release()?;
         pod.sync()?;
         Ok(converted)
     }
 
-    /// Reads every record's state into the slots and recounts.
     /// The state (and lease) recorded in slot `i`'s value.
     fn read_meta(&self, i: usize) -> Result<(Meta, Option<Lease>)> {
         let index = self.pod.index();
@@ -1212,6 +1218,10 @@ impl Drop for TaskMut<'_> {
         }
         let mut record = self.record.take();
         write_meta(&mut record, after);
+        match lease_of(&record) {
+            Some(lease) => self.tracker.leases.insert(self.key.clone(), lease),
+            None => self.tracker.leases.remove(&self.key),
+        };
         let index = self.tracker.pod.index_mut();
         // Nothing can renumber slots while this borrow lives, but find the
         // slot by key anyway: a wrong slot would lose a record.

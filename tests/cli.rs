@@ -479,3 +479,73 @@ fn import_tastypy_refuses_gaps_and_malformed_lines() {
         "no tastypy files",
     );
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.hold();
+    for i in 0..100_000 {
+        pod.insert(&format!("key-{i:06}"), json!(i)).unwrap();
+    }
+    pod.close().unwrap();
+    for args in [
+        vec!["keys", p(&s.path)],
+        vec!["dump", p(&s.path)],
+        vec!["keys", "--json", p(&s.path)],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tastypod"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        use std::io::Read;
+        child
+            .stdout
+            .as_mut()
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn tracker_counts_never_underflow_and_reset_needs_a_limit() {
+    let s = scratch();
+    let mut t = TrackerOptions::new().open(&s.path).unwrap();
+    t.add_many(["a", "b"]).unwrap();
+    t.abort("a").unwrap();
+    t.mark_done("a").unwrap(); // done and aborted at once
+    t.close().unwrap();
+    let o = tastypod(&["tracker", "--json", "--max-tries", "1", p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["exhausted"], json!(0));
+    assert_eq!(st["todo"], json!(1));
+    assert_error(
+        &tastypod(&[
+            "tracker",
+            "reset",
+            p(&s.path),
+            "--exhausted",
+            "--max-tries",
+            "0",
+        ]),
+        "at least 1",
+    );
+}

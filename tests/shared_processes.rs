@@ -405,3 +405,22 @@ fn revert_in_shared_mode_drops_pending_changes_and_sees_others() {
     drop((a, b));
     assert_eq!(open(&s.path).get("k").unwrap(), Some(json!(1)));
 }
+
+#[test]
+fn counters_stay_exact_when_another_handle_removes_and_re_adds_a_task() {
+    let s = scratch();
+    let mut a = TrackerOptions::new().shared(true).open(&s.path).unwrap();
+    a.add_many(["x", "y"]).unwrap();
+    a.mark_done("x").unwrap();
+    a.sync().unwrap();
+    let mut b = shared_handle(&s.path);
+    b.atomically(|p| {
+        p.remove("x")?;
+        p.insert("x", json!({"_done": false, "_tries": 0, "_aborted": false}))
+    })
+    .unwrap();
+    a.refresh().unwrap();
+    assert_eq!(a.num_done(), 0);
+    assert!(!a.done("x"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), ["y", "x"]);
+}

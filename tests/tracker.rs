@@ -513,3 +513,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn convert_pod_replaces_reserved_fields_of_the_wrong_type() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert(
+        "bad-types",
+        json!({"_done": "yes", "_tries": -1, "url": "u"}),
+    )
+    .unwrap();
+    pod.close().unwrap();
+    let mut pod: Pod = Pod::open(&s.path).unwrap();
+    assert_eq!(Tracker::convert_pod(&mut pod).unwrap(), 1);
+    assert!(!pod.is_held());
+    pod.close().unwrap();
+    let t = Tracker::open(&s.path).unwrap();
+    assert!(!t.done("bad-types"));
+    assert_eq!(t.get("bad-types").unwrap().unwrap()["url"], json!("u"));
+}

@@ -57,7 +57,23 @@ fn writable(path: &Path) -> CliResult<Pod> {
 }
 
 fn print_json(value: &Value) -> CliResult<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Inserts `records` and writes them all in one atomic rewrite; on any
+/// failure, drops them again, so the store is as it was.
+pub fn load_all(pod: &mut Pod, records: Vec<(String, Value)>) -> CliResult<()> {
+    pod.hold();
+    let written = records
+        .into_iter()
+        .try_for_each(|(key, value)| pod.insert(&key, value))
+        .and_then(|()| pod.sync_atomic());
+    if let Err(e) = written {
+        // Nothing of the load reached the log; forget it before the drop could sync it.
+        pod.revert()?;
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -68,7 +84,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
             let pod = read_only(&path)?;
             match pod.get_json(&key)? {
                 Some(v) => {
-                    println!("{v}");
+                    outln!("{v}");
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
@@ -122,7 +138,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
             if json {
                 print_json(&json!({"before": before, "after": after}))?;
             } else {
-                println!("{}: {before} bytes -> {after} bytes", path.display());
+                outln!("{}: {before} bytes -> {after} bytes", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -210,23 +226,25 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("store:          {}", path.display());
-    println!("format version: {version}");
-    println!("keys:           {}", st.keys);
-    println!(
+    outln!("store:          {}", path.display());
+    outln!("format version: {version}");
+    outln!("keys:           {}", st.keys);
+    outln!(
         "log bytes:      {} ({} live, {} dead)",
-        st.log_bytes, st.live_bytes, st.dead_bytes
+        st.log_bytes,
+        st.live_bytes,
+        st.dead_bytes
     );
     match &torn {
-        Some(t) => println!(
+        Some(t) => outln!(
             "torn tail:      {} ({} bytes from line {})",
             bad("yes"),
             t.bytes,
             t.first.line
         ),
-        None => println!("torn tail:      {}", good("no")),
+        None => outln!("torn tail:      {}", good("no")),
     }
-    println!(
+    outln!(
         "writer:         {}",
         if locked {
             "a writer holds the lock"
@@ -235,7 +253,7 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
         }
     );
     if let Some(t) = &tracker {
-        println!(
+        outln!(
             "tracker:        {} total, {} done, {} tried, {} aborted, {} todo ({} done)",
             t.len(),
             t.num_done(),
@@ -306,19 +324,18 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
         records.push(rec);
     }
     let mut pod: Pod = Pod::open(path)?;
-    pod.hold();
     let count = records.len();
-    for DumpLine { key, value } in records {
-        pod.insert(&key, value)?;
-    }
     // One atomic rewrite: either every record is in the store or none is.
-    pod.sync_atomic()?;
+    load_all(
+        &mut pod,
+        records.into_iter().map(|r| (r.key, r.value)).collect(),
+    )?;
     let keys = pod.len();
     pod.close()?;
     if json {
         print_json(&json!({"loaded": count, "keys": keys}))?;
     } else {
-        println!(
+        outln!(
             "loaded {count} records into {} ({keys} keys)",
             path.display()
         );
@@ -349,16 +366,16 @@ fn verify(path: &Path, json: bool) -> CliResult<ExitCode> {
         }))?;
     } else {
         for p in &report.problems {
-            println!("{log}:{}: {}", p.line, p.reason);
+            outln!("{log}:{}: {}", p.line, p.reason);
         }
         if report.problem_count as usize > report.problems.len() {
-            println!(
+            outln!(
                 "... and {} more problems",
                 report.problem_count as usize - report.problems.len()
             );
         }
         if report.is_clean() {
-            println!(
+            outln!(
                 "{log}: {} ({} records, {} bytes)",
                 good("ok"),
                 report.records,
@@ -387,7 +404,7 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
         if json {
             print_json(&json!({"repaired": false, "problem_count": 0}))?;
         } else {
-            println!("{}: nothing to repair", path.display());
+            outln!("{}: nothing to repair", path.display());
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -405,12 +422,12 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
             "damaged_copy": copy,
         }))?;
     } else {
-        println!(
+        outln!(
             "{}: kept {keys} keys, dropped {dropped} damaged lines",
             path.display()
         );
         if let Some(copy) = copy {
-            println!("the damaged log is kept at {copy}");
+            outln!("the damaged log is kept at {copy}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -419,7 +436,10 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
 fn tracker_summary(path: &Path, max_tries: u32, json: bool) -> CliResult<ExitCode> {
     let t = open_tracker(path, max_tries, true)?;
     let todo = t.todo_keys(Aborted::Skip).count();
-    let exhausted = t.len() - t.num_done() - t.num_aborted() - todo;
+    let exhausted = t
+        .keys()
+        .filter(|k| !t.done(k) && !t.aborted(k) && max_tries > 0 && t.tries(k) >= max_tries)
+        .count();
     if json {
         print_json(&json!({
             "total": t.len(),
@@ -431,8 +451,8 @@ fn tracker_summary(path: &Path, max_tries: u32, json: bool) -> CliResult<ExitCod
             "fraction_done": t.fraction_done(),
         }))?;
     } else {
-        println!("{} {}", bar(t.fraction_done(), 40), t.percent_done(2));
-        println!(
+        outln!("{} {}", bar(t.fraction_done(), 40), t.percent_done(2));
+        outln!(
             "done {} / {}, tried {}, aborted {}, todo {}, exhausted {}",
             t.num_done(),
             t.len(),
@@ -474,6 +494,9 @@ fn reset(
     if keys.is_empty() && !aborted && exhausted.is_none() {
         return fail("tracker reset needs KEYs, --aborted or --exhausted");
     }
+    if exhausted == Some(0) {
+        return fail("--exhausted needs the job's --max-tries (at least 1; 0 means no limit)");
+    }
     let mut t = open_tracker(path, 0, false)?;
     let mut chosen: Vec<String> = Vec::new();
     for key in keys {
@@ -488,7 +511,7 @@ fn reset(
     if let Some(max) = exhausted {
         let worn: Vec<String> = t
             .keys()
-            .filter(|k| !t.done(k) && (max == 0 || t.tries(k) >= max))
+            .filter(|k| !t.done(k) && t.tries(k) >= max)
             .map(String::from)
             .collect();
         chosen.extend(worn);
@@ -505,7 +528,7 @@ fn reset(
     if json {
         print_json(&json!({"reset": chosen.len()}))?;
     } else {
-        println!("reset {} tasks in {}", chosen.len(), path.display());
+        outln!("reset {} tasks in {}", chosen.len(), path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

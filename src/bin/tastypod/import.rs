@@ -97,20 +97,28 @@ pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
         }
     }
     let tracker = !records.is_empty() && records.iter().all(|(_, v)| is_tastypy_task(v));
-    let mut pod: Pod = Pod::open(dest)?;
-    pod.hold();
-    let count = records.len();
-    for (key, mut value) in records {
-        if tracker && let Value::Object(obj) = &mut value {
-            obj.entry(ABORTED).or_insert(Value::Bool(false));
+    if tracker {
+        for (_, value) in &mut records {
+            if let Value::Object(obj) = value {
+                obj.entry(ABORTED).or_insert(Value::Bool(false));
+            }
         }
-        pod.insert(&key, value)?;
     }
-    pod.sync_atomic()?;
+    let count = records.len();
+    let created = !dest.exists();
+    let mut pod: Pod = Pod::open(dest)?;
+    if let Err(e) = crate::commands::load_all(&mut pod, records) {
+        drop(pod);
+        if created {
+            // Leave nothing behind, so the import can be run again.
+            let _ = std::fs::remove_dir_all(dest);
+        }
+        return Err(e);
+    }
     let keys = pod.len();
     pod.close()?;
     if json_out {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "files": files.len(), "records": count, "keys": keys, "tracker": tracker
@@ -118,7 +126,7 @@ pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
         );
     } else {
         let kind = if tracker { "tracker" } else { "pod" };
-        println!(
+        outln!(
             "imported {count} records ({keys} keys) from {} files into {} as a {kind}",
             files.len(),
             dest.display()

@@ -3,6 +3,14 @@
 #![deny(unsafe_code, missing_docs)]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// `println!` that returns an error (a closed pipe) instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 mod commands;
 mod import;
 mod output;
@@ -198,9 +206,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli.command) {
         Ok(code) => code,
+        // A reader that stopped early (`tastypod keys big.pod | head`) is not an error.
+        Err(e) if is_broken_pipe(&*e) => ExitCode::SUCCESS,
         Err(e) => {
             output::print_error(&*e);
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
