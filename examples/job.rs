@@ -23,7 +23,7 @@ const USAGE: &str =
   --path DIR      where the tracker lives (default: tastypod-demo.tracker)
   --tasks N       how many synthetic tasks (default: 300000)
   --max-tries N   tries before a failing task is given up (default: 3)
-  --work-us N     microseconds of pretend work per try (default: 2)
+  --work-us N     microseconds of pretend work per try (default: 20)
   --trace FILE    append every attempted key to FILE (used by the tests)
   --reset         delete the tracker first and start over";
 
@@ -41,7 +41,7 @@ fn parse_args() -> Result<Args, String> {
         path: "tastypod-demo.tracker".into(),
         tasks: 300_000,
         max_tries: 3,
-        work: Duration::from_micros(2),
+        work: Duration::from_micros(20),
         trace: None,
         reset: false,
     };
