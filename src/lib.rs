@@ -19,6 +19,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # What is here
+//!
+//! - [`Pod`]: the persistent ordered dict, configured with [`PodOptions`].
+//! - [`Tracker`]: a `Pod` of task records (`_done`, `_tries`, `_aborted`)
+//!   with gates ([`Tracker::should_try`]), counters and resumable loops
+//!   ([`Tracker::try_keys`]); [`TrackerOptions`].
+//! - [`SharedPod`] and [`SharedTracker`]: handles that threads share, with
+//!   [`SharedTracker::claim_next`] for worker pools; [`PodOptions::shared`]
+//!   lets several processes write one store.
+//! - [`sync_on_signals`]: make Ctrl-C, SIGTERM and SIGHUP sync every open
+//!   store before the process exits (never installed unasked).
+//! - [`verify`] and [`is_locked`]: read-only inspection, as the `tastypod`
+//!   command-line tool uses them.
+//!
 //! # Storage
 //!
 //! A store is a directory holding `pod.log`, an append-only JSON-lines log
