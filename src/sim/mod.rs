@@ -257,15 +257,7 @@ impl Storage for SimStorage {
     }
 
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
-        let mut sim = self.state();
-        sim.op("read")?;
-        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
-        let data = sim
-            .files
-            .get(id)
-            .map(|f| f.data.clone())
-            .unwrap_or_default();
-        Ok(Box::new(Cursor::new(data)))
+        self.open_read_at(path, 0)
     }
 
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
