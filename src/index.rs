@@ -6,7 +6,14 @@
 //! key bytes to slots. A value is decoded only when it is accessed, or kept
 //! decoded (`live`) while it has changes not yet written to the log. Removed
 //! slots become tombstones until the slot vector is rebuilt.
+//!
+//! An inserted value is encoded at once, as a complete put record appended
+//! to the *pending block*, an arena block that collects the records of the
+//! next sync in the order the changes were made. While no record in it has
+//! been superseded, a sync writes the pending block as it is, and its value
+//! texts stay where they are: the value is encoded once and never copied.
 
+use crate::record;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
@@ -18,8 +25,18 @@ const BLOCK_SIZE: usize = 64 << 10;
 const REMOVED: u8 = 1;
 /// Slot flag: the slot has changes not yet written to the log.
 const DIRTY: u8 = 2;
-/// Slot flag: `value` holds the value of the key's last record on disk.
+/// Slot flag: the key has a record on disk (so removing it needs a removal record).
 const ON_DISK: u8 = 4;
+/// Slot flag: `value` is the text of an unsynced put record in the pending
+/// block, and `line` that record's 1-based position there. Without it, an
+/// `ON_DISK` slot's `value` is the text of its last record on disk.
+const PENDING: u8 = 8;
+
+/// A pending block this big is written as it is and kept as the home of its
+/// value texts; the texts of a smaller one are copied out and it is reused.
+const PENDING_KEEP: usize = 64 << 10;
+/// A pending block is not grown past this, so offsets fit in 32 bits.
+const PENDING_MAX: usize = 1 << 30;
 
 /// Where some bytes sit in the arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,7 +61,8 @@ struct Slot<V> {
     key: Loc,
     /// The value text of the key's last record on disk (if `ON_DISK`).
     value: Loc,
-    /// The 1-based log line of the key's last record, 0 if never on disk.
+    /// The 1-based log line of the key's last record, 0 if never on disk
+    /// (with `PENDING`: the record's position in the pending block).
     line: u32,
     flags: u8,
     /// The decoded value, present while it differs from `value` (or no text exists).
@@ -96,6 +114,20 @@ impl Arena {
         (self.blocks.len() - 1) as u32
     }
 
+    fn len_of(&self, block: u32) -> usize {
+        self.blocks.get(block as usize).map_or(0, Vec::len)
+    }
+
+    /// Block `n`, which must exist.
+    fn block_mut(&mut self, n: u32) -> &mut Vec<u8> {
+        let n = n as usize;
+        if n >= self.blocks.len() {
+            // Never happens: callers only pass numbers the arena handed out.
+            self.blocks.resize_with(n + 1, Vec::new);
+        }
+        &mut self.blocks[n]
+    }
+
     fn bytes(&self, loc: Loc) -> &[u8] {
         let start = loc.offset as usize;
         let end = start + loc.len as usize;
@@ -121,6 +153,13 @@ pub(crate) struct Index<V> {
     dirty_count: usize,
     /// Bumped when slots are renumbered.
     generation: u64,
+    /// The pending blocks, oldest first (more than one only past `PENDING_MAX`).
+    pending: Vec<u32>,
+    /// The number of records in the pending blocks.
+    pending_records: u32,
+    /// Whether the pending blocks hold exactly the records a full sync must
+    /// write for `PENDING` slots and removals: none of them superseded.
+    pending_exact: bool,
 }
 
 impl<V> Default for Index<V> {
@@ -140,6 +179,9 @@ impl<V> Index<V> {
             dirty: Vec::new(),
             dirty_count: 0,
             generation: 0,
+            pending: Vec::new(),
+            pending_records: 0,
+            pending_exact: true,
         }
     }
 
@@ -327,6 +369,9 @@ impl<V> Index<V> {
             if slot.flags & DIRTY != 0 {
                 self.dirty_count -= 1;
             }
+            if slot.flags & PENDING != 0 {
+                self.pending_exact = false;
+            }
             slot.flags = REMOVED;
             slot.live = None;
         }
@@ -360,11 +405,12 @@ impl<V> Index<V> {
         }
     }
 
-    /// The length of slot `i`'s on-disk value text, if it has a record on disk.
+    /// The length of the value text of slot `i`'s record on disk, if it has
+    /// one that no pending record has superseded yet.
     pub(crate) fn disk_value_len(&self, i: usize) -> Option<usize> {
         self.slots
             .get(i)
-            .filter(|s| s.flags & ON_DISK != 0)
+            .filter(|s| s.flags & (ON_DISK | PENDING) == ON_DISK)
             .map(|s| s.value.len as usize)
     }
 
@@ -413,9 +459,13 @@ impl<V> Index<V> {
             .map(|p| from + p)
     }
 
-    /// The log line of slot `i`'s last record (0 if never on disk).
+    /// The log line of the record slot `i`'s value text comes from (0 if
+    /// it is not on disk yet).
     pub(crate) fn line(&self, i: usize) -> u64 {
-        self.slots.get(i).map_or(0, |s| u64::from(s.line))
+        match self.slots.get(i) {
+            Some(s) if s.flags & PENDING == 0 => u64::from(s.line),
+            _ => 0,
+        }
     }
 
     /// The decoded value of slot `i`, if it has one.
@@ -427,6 +477,10 @@ impl<V> Index<V> {
     pub(crate) fn set_live(&mut self, i: usize, value: V) {
         self.mark_dirty(i);
         if let Some(slot) = self.slots.get_mut(i) {
+            if slot.flags & PENDING != 0 {
+                // Its pending record is superseded.
+                self.pending_exact = false;
+            }
             slot.live = Some(Box::new(value));
         }
     }
@@ -449,6 +503,26 @@ impl<V> Index<V> {
         self.slots
             .get(i)
             .is_some_and(|s| s.flags & (DIRTY | REMOVED) == DIRTY)
+    }
+
+    /// Where slot `i`'s value text sits in the pending block, and its
+    /// record's position there, if it is pending.
+    pub(crate) fn pending_value(&self, i: usize) -> Option<(Loc, u32)> {
+        self.slots
+            .get(i)
+            .filter(|s| s.flags & PENDING != 0)
+            .map(|s| (s.value, s.line))
+    }
+
+    /// Puts back a pending block taken by
+    /// [`take_exact_pending`](Self::take_exact_pending) that could not be written.
+    pub(crate) fn return_pending(&mut self, block: u32, buf: Vec<u8>) {
+        *self.arena.block_mut(block) = buf;
+    }
+
+    /// Whether slot `i`'s value is the text of a record in the pending block.
+    pub(crate) fn is_pending(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.flags & PENDING != 0)
     }
 
     /// Whether slot `i` has a record on disk.
@@ -488,5 +562,152 @@ impl<V> Index<V> {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.retain(|&i| self.is_dirty(i as usize));
         self.dirty = dirty;
+    }
+
+    /// The pending block records are appended to, started if needed.
+    fn pending_buf(&mut self) -> (u32, &mut Vec<u8>) {
+        let full = match self.pending.last() {
+            Some(&n) => self.arena.len_of(n) >= PENDING_MAX,
+            None => true,
+        };
+        if full {
+            if !self.pending.is_empty() {
+                // A sync will not write several blocks as they are.
+                self.pending_exact = false;
+            }
+            let n = self.arena.adopt(Vec::with_capacity(PENDING_KEEP));
+            self.pending.push(n);
+        }
+        let n = self.pending.last().copied().unwrap_or_default();
+        (n, self.arena.block_mut(n))
+    }
+
+    /// Appends a put record for `key` (hashing to `hash`) to the pending
+    /// block, with the value text `encode` writes; the key's slot (a new one
+    /// at the end if absent) takes that text and becomes dirty. If `encode`
+    /// fails, nothing changes. Returns the value text length of the key's
+    /// record on disk that this change supersedes, unless already superseded.
+    pub(crate) fn put_pending<E>(
+        &mut self,
+        hash: u64,
+        key: &str,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Option<usize>, E> {
+        let (block, buf) = self.pending_buf();
+        let start = record::begin_put(buf, key);
+        let value_start = buf.len();
+        if let Err(e) = encode(buf) {
+            buf.truncate(start);
+            return Err(e);
+        }
+        let value = Loc {
+            block,
+            offset: value_start as u32,
+            len: (buf.len() - value_start) as u32,
+        };
+        record::end_put(buf, start);
+        self.pending_records = self.pending_records.saturating_add(1);
+        let line = self.pending_records;
+        let Some(i) = self.find_hashed(hash, key.as_bytes()) else {
+            let key = self.arena.push(key.as_bytes());
+            self.insert_slot(
+                hash,
+                Slot {
+                    meta: Meta::default(),
+                    key,
+                    value,
+                    line,
+                    flags: DIRTY | PENDING,
+                    live: None,
+                },
+            );
+            return Ok(None);
+        };
+        let superseded = self.disk_value_len(i);
+        self.mark_dirty(i);
+        if let Some(slot) = self.slots.get_mut(i) {
+            if slot.flags & PENDING != 0 {
+                self.pending_exact = false;
+            }
+            slot.flags |= PENDING;
+            slot.value = value;
+            slot.line = line;
+            slot.live = None;
+        }
+        Ok(superseded)
+    }
+
+    /// Appends a removal record for `key` to the pending block.
+    pub(crate) fn pending_del(&mut self, key: &str) {
+        let (_, buf) = self.pending_buf();
+        record::encode_del(buf, key);
+        self.pending_records = self.pending_records.saturating_add(1);
+    }
+
+    /// Notes that the pending block no longer holds exactly what the next
+    /// full sync writes (after writing some records on their own).
+    pub(crate) fn pending_superseded(&mut self) {
+        if !self.pending.is_empty() {
+            self.pending_exact = false;
+        }
+    }
+
+    /// Takes the pending block out to be written as it is, if it holds
+    /// exactly the records of the next full sync; returns it with its block
+    /// number and record count. Hand it back with [`finish_pending`](Self::finish_pending).
+    pub(crate) fn take_exact_pending(&mut self) -> Option<(u32, Vec<u8>, u32)> {
+        if !self.pending_exact || self.pending.len() > 1 {
+            return None;
+        }
+        match self.pending.first() {
+            Some(&n) => Some((
+                n,
+                std::mem::take(self.arena.block_mut(n)),
+                self.pending_records,
+            )),
+            None => {
+                let n = self.arena.adopt(Vec::new());
+                self.pending.push(n);
+                Some((n, Vec::new(), 0))
+            }
+        }
+    }
+
+    /// Whether a written pending block of `len` bytes stays in the arena as
+    /// the home of its value texts (otherwise they are copied out).
+    pub(crate) fn keeps_pending(len: usize) -> bool {
+        len >= PENDING_KEEP
+    }
+
+    /// Puts back a pending block taken by [`take_exact_pending`](Self::take_exact_pending)
+    /// once it is written and no slot points into it unless `kept`: a kept
+    /// block becomes an ordinary arena block; otherwise it is emptied for reuse.
+    pub(crate) fn finish_pending(&mut self, block: u32, mut buf: Vec<u8>, kept: bool) {
+        if !kept {
+            buf.clear();
+        }
+        *self.arena.block_mut(block) = buf;
+        if kept {
+            self.pending.clear();
+        }
+        self.pending_records = 0;
+        self.pending_exact = true;
+    }
+
+    /// Empties the pending blocks after every change in them was written
+    /// (or dropped) another way; no slot may point into them any more.
+    pub(crate) fn reset_pending(&mut self) {
+        let blocks = std::mem::take(&mut self.pending);
+        for (k, &n) in blocks.iter().enumerate() {
+            let block = self.arena.block_mut(n);
+            if k == 0 && block.capacity() <= PENDING_KEEP {
+                block.clear();
+                self.pending.push(n);
+            } else {
+                *block = Vec::new();
+            }
+        }
+        self.pending_records = 0;
+        self.pending_exact = true;
     }
 }

@@ -376,10 +376,8 @@ where
         if self.dirty_len() == 0 || self.poisoned || self.opts.read_only {
             return Ok(());
         }
-        let removals: Vec<String> = self.removed.iter().cloned().collect();
-        let slots = self.index.dirty_slots();
-        let n = removals.len() + slots.len();
-        self.write_records(&removals, &slots, false)?;
+        let n = self.dirty_len();
+        self.write_dirty(false)?;
         self.unfsynced += n;
         if self.unfsynced >= self.opts.sync_at {
             self.fsync_log()?;
@@ -425,29 +423,50 @@ where
         let mut changed = Vec::with_capacity(slots.len());
         for i in slots {
             let key = self.index.key(i).to_string();
-            changed.push((key, self.index.take_live(i)));
+            let live = self.index.take_live(i);
+            let text = match (&live, self.index.value(i)) {
+                (None, ValueRef::Text(t)) if self.index.is_pending(i) => Some(t.to_vec()),
+                _ => None,
+            };
+            changed.push((key, live, text));
         }
         let removed: Vec<String> = self.removed.drain().collect();
+        // Every pending change is put back below, after the others' records.
+        self.index.reset_pending();
         // Put the pending changes back even if catching up failed.
         let caught_up = self.catch_up();
-        for (key, live) in changed {
-            let hash = self.index.hash(key.as_bytes());
-            match (self.index.find_hashed(hash, key.as_bytes()), live) {
-                (Some(i), Some(value)) => self.index.set_live(i, *value),
-                (Some(i), None) => {
-                    self.index.mark_dirty(i);
-                }
-                (None, Some(value)) => {
-                    self.index.push_live(hash, &key, *value);
-                }
-                (None, None) => {}
-            }
-        }
+        // Removals first: a key removed and inserted again ends up present.
         for key in removed {
-            if let Some(Some(old)) = self.index.remove(&key) {
+            if let Some(i) = self.index.find(&key)
+                && let Some(old) = self.index.disk_value_len(i)
+            {
                 self.live_bytes -= record::put_len(&key, old);
             }
+            self.index.remove(&key);
+            self.index.pending_del(&key);
             self.removed.insert(key);
+        }
+        for (key, live, text) in changed {
+            let hash = self.index.hash(key.as_bytes());
+            match (self.index.find_hashed(hash, key.as_bytes()), live, text) {
+                (_, None, Some(text)) => {
+                    let put = self.index.put_pending(hash, &key, |buf| {
+                        buf.extend_from_slice(&text);
+                        Ok::<(), std::convert::Infallible>(())
+                    });
+                    if let Ok(Some(old)) = put {
+                        self.live_bytes -= record::put_len(&key, old);
+                    }
+                }
+                (Some(i), Some(value), _) => self.index.set_live(i, *value),
+                (Some(i), None, None) => {
+                    self.index.mark_dirty(i);
+                }
+                (None, Some(value), _) => {
+                    self.index.push_live(hash, &key, *value);
+                }
+                (None, None, None) => {}
+            }
         }
         caught_up
     }
@@ -983,12 +1002,20 @@ where
     fn insert_now(&mut self, key: &str, value: V) -> Result<()> {
         self.writable()?;
         let hash = self.index.hash(key.as_bytes());
-        match self.index.find_hashed(hash, key.as_bytes()) {
-            Some(i) => self.index.set_live(i, value),
-            None => {
-                self.index.push_live(hash, key, value);
-            }
+        // Encoded now, into the record the next sync writes.
+        let superseded = self
+            .index
+            .put_pending(hash, key, |buf| serde_json::to_writer(buf, &value))
+            .map_err(|source| {
+                Error::from(ErrorKind::Encode {
+                    key: key.to_string(),
+                    source,
+                })
+            })?;
+        if let Some(old) = superseded {
+            self.live_bytes -= record::put_len(key, old);
         }
+        drop(value);
         self.after_change()
     }
 
@@ -1065,15 +1092,28 @@ where
 
     fn remove_now(&mut self, key: &str) -> Result<bool> {
         self.writable()?;
-        let Some(on_disk) = self.index.remove(key) else {
+        if !self.remove_key(key) {
             return Ok(false);
-        };
-        if let Some(old) = on_disk {
-            self.live_bytes -= record::put_len(key, old);
-            self.removed.insert(key.to_string());
         }
         self.after_change()?;
         Ok(true)
+    }
+
+    /// Removes `key` from memory and, if it has a record on disk, queues its
+    /// removal record; returns whether it was present.
+    fn remove_key(&mut self, key: &str) -> bool {
+        let Some(i) = self.index.find(key) else {
+            return false;
+        };
+        let on_disk = self.index.is_on_disk(i);
+        if let Some(old) = self.index.disk_value_len(i) {
+            self.live_bytes -= record::put_len(key, old);
+        }
+        self.index.remove(key);
+        if on_disk && self.removed.insert(key.to_string()) {
+            self.index.pending_del(key);
+        }
+        true
     }
 
     /// Marks `key` dirty so the next sync writes it again (tastypy's
@@ -1133,9 +1173,7 @@ where
         if self.dirty_len() == 0 {
             return Ok(());
         }
-        let removals: Vec<String> = self.removed.iter().cloned().collect();
-        let slots = self.index.dirty_slots();
-        self.write_records(&removals, &slots, true)?;
+        self.write_dirty(true)?;
         self.maybe_compact()
     }
 
@@ -1176,7 +1214,133 @@ where
         if slots.is_empty() && removals.is_empty() {
             return Ok(());
         }
-        self.write_records(&removals, &slots, true)
+        self.write_records(&removals, &slots, true)?;
+        // What was just written is still in the pending block too.
+        self.index.pending_superseded();
+        Ok(())
+    }
+
+    /// Writes every pending change with one write call and (per the
+    /// durability policy, if `fsync`) one fsync: the pending block as it
+    /// is, plus records for changes made in place, when nothing in it was
+    /// superseded; otherwise removals, then puts in slot order.
+    fn write_dirty(&mut self, fsync: bool) -> Result<()> {
+        let slots = self.index.dirty_slots();
+        if let Some((block, mut buf, records)) = self.index.take_exact_pending() {
+            let base = buf.len();
+            let placed = self
+                .append_in_place_changes(&mut buf, &slots, records)
+                // Too big for 32-bit offsets: written the other way below.
+                .map(|placed| u32::try_from(buf.len()).is_ok().then_some(placed));
+            match placed {
+                Ok(Some(placed)) => {
+                    return self.write_pending(block, buf, records, &slots, placed, fsync);
+                }
+                Ok(None) => {
+                    buf.truncate(base);
+                    self.index.return_pending(block, buf);
+                    self.index.pending_superseded();
+                }
+                Err(e) => {
+                    buf.truncate(base);
+                    self.index.return_pending(block, buf);
+                    return Err(e);
+                }
+            }
+        }
+        let removals: Vec<String> = self.removed.iter().cloned().collect();
+        self.write_records(&removals, &slots, fsync)?;
+        self.index.reset_pending();
+        Ok(())
+    }
+
+    /// Writes the pending block `buf` (holding `records` records, then the
+    /// `placed` ones) and makes the dirty `slots` point at what was written.
+    fn write_pending(
+        &mut self,
+        block: u32,
+        buf: Vec<u8>,
+        records: u32,
+        slots: &[usize],
+        placed: Vec<(Loc, u32)>,
+        fsync: bool,
+    ) -> Result<()> {
+        if let Err(e) = self.append(&buf, fsync) {
+            self.index.return_pending(block, buf);
+            return Err(e);
+        }
+        let kept = Index::<V>::keeps_pending(buf.len());
+        let first_line = self.lines;
+        self.lines += u64::from(records) + placed.len() as u64;
+        let mut placed = placed.into_iter();
+        for &i in slots {
+            let Some((value, ordinal)) = self.index.pending_value(i).or_else(|| placed.next())
+            else {
+                continue;
+            };
+            let key = self.index.key(i);
+            if let Some(old) = self.index.disk_value_len(i) {
+                self.live_bytes -= record::put_len(key, old);
+            }
+            self.live_bytes += record::put_len(key, value.len as usize);
+            let value = if kept {
+                Loc { block, ..value }
+            } else {
+                // A small block is reused; its texts move to the arena.
+                let start = value.offset as usize;
+                let text = buf.get(start..start + value.len as usize);
+                self.index.push_bytes(text.unwrap_or_default())
+            };
+            let line = u32::try_from(first_line + u64::from(ordinal)).unwrap_or(u32::MAX);
+            self.index.set_text(i, value, line);
+        }
+        self.removed.clear();
+        self.index.finish_pending(block, buf, kept);
+        self.index.prune_dirty();
+        Ok(())
+    }
+
+    /// Appends to `buf` put records for the dirty `slots` that have none in
+    /// the pending block (changed in place, or marked dirty), numbering them
+    /// on from `records`; returns where each value text went and its
+    /// record's position.
+    fn append_in_place_changes(
+        &self,
+        buf: &mut Vec<u8>,
+        slots: &[usize],
+        records: u32,
+    ) -> Result<Vec<(Loc, u32)>> {
+        let mut placed = Vec::new();
+        let mut ordinal = records;
+        for &i in slots {
+            if self.index.is_pending(i) {
+                continue;
+            }
+            let key = self.index.key(i);
+            let start = record::begin_put(buf, key);
+            let value_start = buf.len();
+            match self.index.value(i) {
+                ValueRef::Text(t) => buf.extend_from_slice(t),
+                ValueRef::Live(v) => {
+                    serde_json::to_writer(&mut *buf, v).map_err(|source| {
+                        Error::from(ErrorKind::Encode {
+                            key: key.to_string(),
+                            source,
+                        })
+                    })?;
+                }
+            }
+            let len = buf.len() - value_start;
+            record::end_put(buf, start);
+            ordinal = ordinal.saturating_add(1);
+            let value = Loc {
+                block: 0,
+                offset: value_start as u32,
+                len: len as u32,
+            };
+            placed.push((value, ordinal));
+        }
+        Ok(placed)
     }
 
     /// Writes removal records for `removals`, then put records for `slots`
