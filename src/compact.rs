@@ -11,7 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::fsio::{Appender, Storage};
-use crate::index::{Index, ValueRef};
+use crate::index::{Index, Relocation, ValueRef};
 use crate::record;
 use std::path::Path;
 
@@ -19,9 +19,9 @@ use std::path::Path;
 const WRITE_BUF: usize = 1 << 20;
 
 /// The new log's state after a successful rewrite.
-pub(crate) struct Rewritten<V> {
-    /// The same keys in the same order, with text pointing at the new log.
-    pub index: Index<V>,
+pub(crate) struct Rewritten {
+    /// Where every live key's record went, for [`Index::relocate`].
+    pub relocation: Relocation,
     /// The new log's length in bytes.
     pub len: u64,
     /// The new log's number of lines.
@@ -50,7 +50,7 @@ pub(crate) fn rewrite<V>(
     paths: &LogPaths<'_>,
     index: &Index<V>,
     mut encode: impl FnMut(&str, &V) -> Result<Vec<u8>>,
-) -> Result<Rewritten<V>, RewriteError> {
+) -> Result<Rewritten, RewriteError> {
     let early = |error| RewriteError {
         error,
         replaced: false,
@@ -87,8 +87,10 @@ fn write_all<V>(
     tmp: &Path,
     index: &Index<V>,
     encode: &mut impl FnMut(&str, &V) -> Result<Vec<u8>>,
-) -> Result<Rewritten<V>> {
-    let mut out = Index::with_capacity(index.len());
+) -> Result<Rewritten> {
+    let mut relocation = Relocation::with_capacity(index.len());
+    // The block of the new arena the chunk being filled will become.
+    let mut chunk = relocation.reserve_block();
     let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
     record::encode_header(&mut buf);
     let mut len = 0u64;
@@ -103,21 +105,27 @@ fn write_all<V>(
                 &encoded[..]
             }
         };
-        record::encode_put(&mut buf, key, text);
+        let start = record::begin_put(&mut buf, key);
+        let offset = buf.len();
+        buf.extend_from_slice(text);
+        record::end_put(&mut buf, start);
         lines += 1;
-        out.put_text(key, text, u32::try_from(lines).unwrap_or(u32::MAX));
-        // Keys are unique here, so the new slot number is the count so far.
-        out.set_meta(out.len() - 1, index.meta(i));
+        let line = u32::try_from(lines).unwrap_or(u32::MAX);
+        relocation.place(key, chunk, offset, text.len(), line);
         if buf.len() >= WRITE_BUF {
             file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
             len += buf.len() as u64;
-            buf.clear();
+            let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BUF + 4096));
+            relocation.fill_block(chunk, full);
+            chunk = relocation.reserve_block();
         }
     }
     file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
     len += buf.len() as u64;
+    buf.shrink_to_fit();
+    relocation.fill_block(chunk, buf);
     Ok(Rewritten {
-        index: out,
+        relocation,
         len,
         lines,
     })

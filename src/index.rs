@@ -17,6 +17,7 @@ use crate::record;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Arena blocks for new keys are this big.
 const BLOCK_SIZE: usize = 64 << 10;
@@ -138,6 +139,45 @@ impl Arena {
     }
 }
 
+/// Where a rewrite of the log put each live key's record: the new log's
+/// bytes as a new arena, and each live slot's key, value text and line in it.
+#[derive(Debug, Default)]
+pub(crate) struct Relocation {
+    arena: Arena,
+    places: Vec<(Loc, Loc, u32)>,
+}
+
+impl Relocation {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Relocation {
+            arena: Arena::default(),
+            places: Vec::with_capacity(n),
+        }
+    }
+
+    /// Numbers a block of the new arena, to be filled later.
+    pub(crate) fn reserve_block(&mut self) -> u32 {
+        self.arena.adopt(Vec::new())
+    }
+
+    /// Fills a block numbered by [`reserve_block`](Self::reserve_block).
+    pub(crate) fn fill_block(&mut self, block: u32, bytes: Vec<u8>) {
+        *self.arena.block_mut(block) = bytes;
+    }
+
+    /// Records that the next live slot's key is `key` and its value text
+    /// sits at `offset..offset + len` in `block`, from log line `line`.
+    pub(crate) fn place(&mut self, key: &str, block: u32, offset: usize, len: usize, line: u32) {
+        let key = self.arena.push(key.as_bytes());
+        let value = Loc {
+            block,
+            offset: offset as u32,
+            len: len as u32,
+        };
+        self.places.push((key, value, line));
+    }
+}
+
 /// An insertion-ordered map from string keys to JSON values.
 #[derive(Debug)]
 pub(crate) struct Index<V> {
@@ -160,6 +200,11 @@ pub(crate) struct Index<V> {
     /// Whether the pending blocks hold exactly the records a full sync must
     /// write for `PENDING` slots and removals: none of them superseded.
     pending_exact: bool,
+    /// The slot [`find`](Self::find) found last, and whether it was the one
+    /// after the slot found before it: while keys are looked up in
+    /// insertion order (a tracker loop), the next slot is tried first.
+    last_found: AtomicUsize,
+    in_order: AtomicBool,
 }
 
 impl<V> Default for Index<V> {
@@ -182,6 +227,8 @@ impl<V> Index<V> {
             pending: Vec::new(),
             pending_records: 0,
             pending_exact: true,
+            last_found: AtomicUsize::new(usize::MAX),
+            in_order: AtomicBool::new(false),
         }
     }
 
@@ -202,7 +249,26 @@ impl<V> Index<V> {
 
     /// The slot of `key`, if present.
     pub(crate) fn find(&self, key: &str) -> Option<usize> {
-        self.find_hashed(self.hash(key.as_bytes()), key.as_bytes())
+        let key = key.as_bytes();
+        let last = self.last_found.load(Ordering::Relaxed);
+        if self.in_order.load(Ordering::Relaxed) {
+            let next = last.wrapping_add(1);
+            let hit = self
+                .slots
+                .get(next)
+                .is_some_and(|s| s.flags & REMOVED == 0 && self.arena.bytes(s.key) == key);
+            if hit {
+                self.last_found.store(next, Ordering::Relaxed);
+                return Some(next);
+            }
+        }
+        let found = self.find_hashed(self.hash(key), key);
+        if let Some(i) = found {
+            self.in_order
+                .store(i == last.wrapping_add(1), Ordering::Relaxed);
+            self.last_found.store(i, Ordering::Relaxed);
+        }
+        found
     }
 
     /// The slot of `key`, whose hash is `hash`, if present.
@@ -380,6 +446,32 @@ impl<V> Index<V> {
         Some(old)
     }
 
+    /// Points every live slot at its record in a rewritten log, in order,
+    /// and drops the old arena, the tombstones and every unsynced change.
+    pub(crate) fn relocate(&mut self, relocation: Relocation) {
+        let had_tombstones = self.slots.len() != self.live;
+        if had_tombstones {
+            self.slots.retain(|s| s.flags & REMOVED == 0);
+            self.generation += 1;
+        }
+        for (slot, (key, value, line)) in self.slots.iter_mut().zip(relocation.places) {
+            slot.key = key;
+            slot.value = value;
+            slot.line = line;
+            slot.flags = ON_DISK;
+            slot.live = None;
+        }
+        self.arena = relocation.arena;
+        self.dirty.clear();
+        self.dirty_count = 0;
+        self.pending.clear();
+        self.pending_records = 0;
+        self.pending_exact = true;
+        if had_tombstones {
+            self.rebuild_table();
+        }
+    }
+
     /// Drops tombstones when they outnumber the keys, renumbering slots.
     fn maybe_shrink(&mut self) {
         let dead = self.slots.len() - self.live;
@@ -391,6 +483,11 @@ impl<V> Index<V> {
         self.dirty = (0..self.slots.len() as u32)
             .filter(|&i| self.is_dirty(i as usize))
             .collect();
+        self.rebuild_table();
+    }
+
+    /// Maps every slot's key to it anew, after slots were renumbered.
+    fn rebuild_table(&mut self) {
         self.table.clear();
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
         for (i, slot) in slots.iter().enumerate() {

@@ -684,7 +684,7 @@ where
 
     /// Atomically replaces the log with the live records of `index` and
     /// reopens it for appending. On failure `index` stays the in-memory state.
-    fn rewrite(&mut self, index: Index<V>) -> Result<()> {
+    fn rewrite(&mut self, mut index: Index<V>) -> Result<()> {
         let storage = self.storage();
         let tmp = self.tmp_path();
         let paths = LogPaths {
@@ -694,7 +694,7 @@ where
         };
         let result = compact::rewrite(&*storage, &paths, &index, |key, v| encode(key, v));
         let Rewritten {
-            index: new,
+            relocation,
             len,
             lines,
         } = match result {
@@ -708,12 +708,13 @@ where
                 return Err(e.error);
             }
         };
+        index.relocate(relocation);
         // The old handle points at the replaced file.
         self.log = None;
         if let Ok((id, _)) = storage.file_id(&self.log_path) {
             self.log_id = id;
         }
-        self.index = new;
+        self.index = index;
         self.epoch += 1;
         self.log_len = len;
         self.live_bytes = len;
@@ -1310,6 +1311,17 @@ where
         slots: &[usize],
         records: u32,
     ) -> Result<Vec<(Loc, u32)>> {
+        // Room for every record, guessing a changed value's length from its
+        // old text, so the buffer grows (and is copied) once.
+        let room: u64 = slots
+            .iter()
+            .filter(|&&i| !self.index.is_pending(i))
+            .map(|&i| {
+                let old = self.index.disk_value_len(i).unwrap_or(64);
+                record::put_len(self.index.key(i), old + 16)
+            })
+            .sum();
+        buf.reserve(usize::try_from(room).unwrap_or(0));
         let mut placed = Vec::new();
         let mut ordinal = records;
         for &i in slots {

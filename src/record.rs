@@ -208,6 +208,7 @@ pub(crate) fn encode_header(out: &mut Vec<u8>) {
     finish(out, start);
 }
 
+#[cfg(test)]
 /// Appends a put line for `key` with the JSON text `value` to `out`.
 pub(crate) fn encode_put(out: &mut Vec<u8>, key: &str, value: &[u8]) {
     let start = begin(out);
