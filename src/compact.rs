@@ -11,14 +11,16 @@
 
 use crate::error::{Error, Result};
 use crate::fsio::{Appender, Storage};
-use crate::index::{Index, Relocation, ValueRef};
+use crate::index::{Index, Relocation, Snapshot, ValueRef};
 use crate::record;
+use std::borrow::Cow;
 use std::path::Path;
 
 /// Flush the temp file's buffer at this size.
 const WRITE_BUF: usize = 1 << 20;
 
 /// The new log's state after a successful rewrite.
+#[derive(Debug)]
 pub(crate) struct Rewritten {
     /// Where every live key's record went, for [`Index::relocate`].
     pub relocation: Relocation,
@@ -58,7 +60,14 @@ pub(crate) fn rewrite<V>(
     let mut file = storage
         .create(paths.tmp)
         .map_err(|e| early(Error::io("create", paths.tmp, e)))?;
-    let written = write_all(&mut *file, paths.tmp, index, &mut encode).and_then(|r| {
+    let records = index.slots().map(|i| {
+        let key = index.key(i);
+        match index.value(i) {
+            ValueRef::Text(t) => Ok((key, Cow::Borrowed(t))),
+            ValueRef::Live(v) => encode(key, v).map(|e| (key, Cow::Owned(e))),
+        }
+    });
+    let written = write_all(&mut *file, paths.tmp, index.len(), records).and_then(|r| {
         file.sync()
             .map_err(|e| Error::io("fsync", paths.tmp, e))
             .map(|()| r)
@@ -82,32 +91,63 @@ pub(crate) fn rewrite<V>(
     Ok(rewritten)
 }
 
-fn write_all<V>(
+/// A log written in full to the temp file and fsynced, not yet renamed
+/// into place (a background compaction's result).
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    /// The temp file, open for appending what was logged since the snapshot.
+    pub file: Box<dyn Appender>,
+    pub rewritten: Rewritten,
+    /// The snapshot's live slots, as [`Index::adopt_compacted`] needs them.
+    pub snapshot: Snapshot,
+}
+
+/// Writes the live records of `snapshot` to `tmp` and fsyncs it (the body
+/// of a background compaction; it touches nothing but `tmp`). On failure
+/// the temp file is removed.
+pub(crate) fn prepare(storage: &dyn Storage, tmp: &Path, snapshot: Snapshot) -> Result<Prepared> {
+    let written = storage
+        .create(tmp)
+        .map_err(|e| Error::io("create", tmp, e))
+        .and_then(|mut file| {
+            let rewritten = write_all(&mut *file, tmp, snapshot.len(), snapshot.records())?;
+            file.sync().map_err(|e| Error::io("fsync", tmp, e))?;
+            Ok((file, rewritten))
+        });
+    match written {
+        Ok((file, rewritten)) => Ok(Prepared {
+            file,
+            rewritten,
+            snapshot,
+        }),
+        Err(e) => {
+            // Best effort: a leftover temp file is removed on the next open anyway.
+            let _ = storage.remove_file(tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Writes a header and a put record for each of `records` (there are `n`),
+/// in order, to `file`.
+fn write_all<'a>(
     file: &mut dyn Appender,
     tmp: &Path,
-    index: &Index<V>,
-    encode: &mut impl FnMut(&str, &V) -> Result<Vec<u8>>,
+    n: usize,
+    records: impl Iterator<Item = Result<(&'a str, Cow<'a, [u8]>)>>,
 ) -> Result<Rewritten> {
-    let mut relocation = Relocation::with_capacity(index.len());
+    let mut relocation = Relocation::with_capacity(n);
     // The block of the new arena the chunk being filled will become.
     let mut chunk = relocation.reserve_block();
     let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
     record::encode_header(&mut buf);
     let mut len = 0u64;
     let mut lines = 1u64;
-    for i in index.slots() {
-        let key = index.key(i);
-        let encoded;
-        let text = match index.value(i) {
-            ValueRef::Text(t) => t,
-            ValueRef::Live(v) => {
-                encoded = encode(key, v)?;
-                &encoded[..]
-            }
-        };
+    for entry in records {
+        let (key, text) = entry?;
         let start = record::begin_put(&mut buf, key);
         let offset = buf.len();
-        buf.extend_from_slice(text);
+        buf.extend_from_slice(&text);
         record::end_put(&mut buf, start);
         lines += 1;
         let line = u32::try_from(lines).unwrap_or(u32::MAX);

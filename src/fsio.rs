@@ -62,6 +62,11 @@ pub(crate) trait Storage: Send + Sync + Debug {
     fn file_id(&self, path: &Path) -> io::Result<(u64, u64)>;
     /// Opens `path` for reading from byte `offset`.
     fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>>;
+    /// Whether work such as compaction may run on another thread; a
+    /// simulation says no, so that its operations happen in a fixed order.
+    fn allows_threads(&self) -> bool {
+        true
+    }
 }
 
 /// The real file system, through `std::fs`.

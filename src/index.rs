@@ -17,6 +17,7 @@ use crate::record;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Arena blocks for new keys are this big.
@@ -78,55 +79,69 @@ pub(crate) enum ValueRef<'a, V> {
     Live(&'a V),
 }
 
-/// Append-only storage for key and value bytes.
+/// Append-only storage for key and value bytes. Blocks are shared with a
+/// background compaction while it runs; a shared block is never changed in
+/// place (new keys go to a new block; a pending block is copied first).
 #[derive(Debug, Default)]
 struct Arena {
-    blocks: Vec<Vec<u8>>,
+    blocks: Vec<Arc<Vec<u8>>>,
     /// The block new keys are pushed into, if any.
     open: Option<usize>,
 }
 
 impl Arena {
     fn push(&mut self, bytes: &[u8]) -> Loc {
-        let fits = |b: &Vec<u8>| b.capacity() - b.len() >= bytes.len();
-        let open = match self.open {
-            Some(n) if self.blocks.get(n).is_some_and(fits) => n,
-            _ => {
+        let open = self
+            .open
+            .and_then(|n| Some((n, Arc::get_mut(self.blocks.get_mut(n)?)?)))
+            .filter(|(_, b)| b.capacity() - b.len() >= bytes.len());
+        let (n, block) = match open {
+            Some(open) => open,
+            None => {
+                let n = self.blocks.len();
                 self.blocks
-                    .push(Vec::with_capacity(bytes.len().max(BLOCK_SIZE)));
-                self.blocks.len() - 1
+                    .push(Arc::new(Vec::with_capacity(bytes.len().max(BLOCK_SIZE))));
+                self.open = Some(n);
+                (n, self.block_mut(n as u32))
             }
         };
-        self.open = Some(open);
-        let mut loc = Loc::default();
-        if let Some(block) = self.blocks.get_mut(open) {
-            loc = Loc {
-                block: open as u32,
-                offset: block.len() as u32,
-                len: bytes.len() as u32,
-            };
-            block.extend_from_slice(bytes);
-        }
+        let loc = Loc {
+            block: n as u32,
+            offset: block.len() as u32,
+            len: bytes.len() as u32,
+        };
+        block.extend_from_slice(bytes);
         loc
     }
 
     fn adopt(&mut self, block: Vec<u8>) -> u32 {
-        self.blocks.push(block);
+        self.blocks.push(Arc::new(block));
         (self.blocks.len() - 1) as u32
     }
 
-    fn len_of(&self, block: u32) -> usize {
-        self.blocks.get(block as usize).map_or(0, Vec::len)
+    fn capacity_of(&self, block: u32) -> usize {
+        self.blocks.get(block as usize).map_or(0, |b| b.capacity())
     }
 
-    /// Block `n`, which must exist.
+    fn len_of(&self, block: u32) -> usize {
+        self.blocks.get(block as usize).map_or(0, |b| b.len())
+    }
+
+    /// Block `n` (which must exist) to change, copied first if shared.
     fn block_mut(&mut self, n: u32) -> &mut Vec<u8> {
         let n = n as usize;
         if n >= self.blocks.len() {
             // Never happens: callers only pass numbers the arena handed out.
-            self.blocks.resize_with(n + 1, Vec::new);
+            self.blocks.resize_with(n + 1, Arc::default);
         }
-        &mut self.blocks[n]
+        Arc::make_mut(&mut self.blocks[n])
+    }
+
+    /// Makes `bytes` the contents of block `n` (which must exist).
+    fn set(&mut self, n: u32, bytes: Vec<u8>) {
+        if let Some(block) = self.blocks.get_mut(n as usize) {
+            *block = Arc::new(bytes);
+        }
     }
 
     fn bytes(&self, loc: Loc) -> &[u8] {
@@ -162,7 +177,7 @@ impl Relocation {
 
     /// Fills a block numbered by [`reserve_block`](Self::reserve_block).
     pub(crate) fn fill_block(&mut self, block: u32, bytes: Vec<u8>) {
-        *self.arena.block_mut(block) = bytes;
+        self.arena.set(block, bytes);
     }
 
     /// Records that the next live slot's key is `key` and its value text
@@ -175,6 +190,44 @@ impl Relocation {
             len: len as u32,
         };
         self.places.push((key, value, line));
+    }
+}
+
+/// The live keys of a fully synced index and their value texts, sharing
+/// its arena blocks, for a compaction running beside further changes.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    blocks: Vec<Arc<Vec<u8>>>,
+    /// Live slots in order: slot number, key, value text.
+    entries: Vec<(u32, Loc, Loc)>,
+    /// The index's generation when taken.
+    generation: u64,
+}
+
+impl Snapshot {
+    /// The number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn bytes(&self, loc: Loc) -> &[u8] {
+        let start = loc.offset as usize;
+        let end = start + loc.len as usize;
+        self.blocks
+            .get(loc.block as usize)
+            .and_then(|b| b.get(start..end))
+            .unwrap_or_default()
+    }
+
+    /// Every key and value text, in order.
+    pub(crate) fn records(
+        &self,
+    ) -> impl Iterator<Item = crate::error::Result<(&str, std::borrow::Cow<'_, [u8]>)>> {
+        self.entries.iter().map(|&(_, key, value)| {
+            // Keys enter the arena only from `&str`, so this never falls back.
+            let key = std::str::from_utf8(self.bytes(key)).unwrap_or_default();
+            Ok((key, std::borrow::Cow::Borrowed(self.bytes(value))))
+        })
     }
 }
 
@@ -472,6 +525,100 @@ impl<V> Index<V> {
         }
     }
 
+    /// A snapshot of the live keys and their value texts, if every change
+    /// is written (nothing dirty, nothing pending).
+    pub(crate) fn snapshot(&self) -> Option<Snapshot> {
+        if self.dirty_count > 0 || self.pending_records > 0 {
+            return None;
+        }
+        let entries = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.flags & REMOVED == 0)
+            .map(|(i, s)| (i as u32, s.key, s.value))
+            .collect();
+        Some(Snapshot {
+            blocks: self.arena.blocks.clone(),
+            entries,
+            generation: self.generation,
+        })
+    }
+
+    /// Whether `snapshot`'s slot numbers still hold.
+    pub(crate) fn is_current(&self, snapshot: &Snapshot) -> bool {
+        snapshot.generation == self.generation
+    }
+
+    /// Takes in a compaction of `snapshot` (made while the log went on
+    /// growing past line `snap_lines`): keys, and values unchanged since,
+    /// move to the rewritten records; log lines are renumbered for a log
+    /// of `new_lines` compacted lines followed by what came after the
+    /// snapshot; then arena blocks nothing points into are freed.
+    pub(crate) fn adopt_compacted(
+        &mut self,
+        relocation: Relocation,
+        snapshot: &Snapshot,
+        snap_lines: u64,
+        new_lines: u64,
+    ) {
+        let base = self.arena.blocks.len() as u32;
+        let rebase = |loc: Loc| Loc {
+            block: loc.block + base,
+            ..loc
+        };
+        self.arena.blocks.extend(relocation.arena.blocks);
+        let mut placed = snapshot.entries.iter().zip(relocation.places).peekable();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let here = placed.next_if(|((n, _, _), _)| *n as usize == i);
+            if slot.flags & REMOVED != 0 {
+                continue;
+            }
+            let line = u64::from(slot.line);
+            if let Some(((_, _, old_value), (key, value, new_line))) = here {
+                slot.key = rebase(key);
+                if slot.flags & PENDING == 0 && line <= snap_lines {
+                    // Its record on disk is the one the compaction copied.
+                    slot.line = new_line;
+                    if slot.value == *old_value {
+                        slot.value = rebase(value);
+                    }
+                    continue;
+                }
+            }
+            if slot.flags & PENDING == 0 && line > snap_lines {
+                let moved = line - snap_lines + new_lines;
+                slot.line = u32::try_from(moved).unwrap_or(u32::MAX);
+            }
+        }
+        self.collect_garbage();
+    }
+
+    /// Frees the arena blocks no slot points into.
+    fn collect_garbage(&mut self) {
+        let mut used = vec![false; self.arena.blocks.len()];
+        let mut mark = |n: u32| {
+            if let Some(u) = used.get_mut(n as usize) {
+                *u = true;
+            }
+        };
+        for slot in self.slots.iter().filter(|s| s.flags & REMOVED == 0) {
+            mark(slot.key.block);
+            mark(slot.value.block);
+        }
+        for &n in &self.pending {
+            mark(n);
+        }
+        if let Some(n) = self.arena.open {
+            mark(n as u32);
+        }
+        for (block, used) in self.arena.blocks.iter_mut().zip(used) {
+            if !used && block.capacity() > 0 {
+                *block = Arc::default();
+            }
+        }
+    }
+
     /// Drops tombstones when they outnumber the keys, renumbering slots.
     fn maybe_shrink(&mut self) {
         let dead = self.slots.len() - self.live;
@@ -614,7 +761,7 @@ impl<V> Index<V> {
     /// Puts back a pending block taken by
     /// [`take_exact_pending`](Self::take_exact_pending) that could not be written.
     pub(crate) fn return_pending(&mut self, block: u32, buf: Vec<u8>) {
-        *self.arena.block_mut(block) = buf;
+        self.arena.set(block, buf);
     }
 
     /// Whether slot `i`'s value is the text of a record in the pending block.
@@ -783,7 +930,7 @@ impl<V> Index<V> {
         if !kept {
             buf.clear();
         }
-        *self.arena.block_mut(block) = buf;
+        self.arena.set(block, buf);
         if kept {
             self.pending.clear();
         }
@@ -796,12 +943,11 @@ impl<V> Index<V> {
     pub(crate) fn reset_pending(&mut self) {
         let blocks = std::mem::take(&mut self.pending);
         for (k, &n) in blocks.iter().enumerate() {
-            let block = self.arena.block_mut(n);
-            if k == 0 && block.capacity() <= PENDING_KEEP {
-                block.clear();
+            if k == 0 && self.arena.capacity_of(n) <= PENDING_KEEP {
+                self.arena.block_mut(n).clear();
                 self.pending.push(n);
             } else {
-                *block = Vec::new();
+                self.arena.set(n, Vec::new());
             }
         }
         self.pending_records = 0;

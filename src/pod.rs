@@ -158,6 +158,45 @@ where
     discarding: bool,
     /// A sync for a signal-driven shutdown is under way on this handle.
     in_shutdown_sync: bool,
+    /// A compaction running beside this handle's work (exclusive mode).
+    background: Option<Background>,
+}
+
+/// A compaction of the log as it was at `snap_len` bytes and `snap_lines`
+/// lines, running on another thread (or, under a simulated file system,
+/// already run) while the handle goes on appending to the old log.
+#[derive(Debug)]
+struct Background {
+    job: Job,
+    snap_len: u64,
+    snap_lines: u64,
+    /// The handle's epoch when it started: a reload since voids it.
+    epoch: u64,
+}
+
+#[derive(Debug)]
+enum Job {
+    Running(std::thread::JoinHandle<Result<compact::Prepared>>),
+    Done(Result<compact::Prepared>),
+}
+
+impl Job {
+    fn is_finished(&self) -> bool {
+        match self {
+            Job::Running(handle) => handle.is_finished(),
+            Job::Done(_) => true,
+        }
+    }
+
+    fn join(self, tmp: &Path) -> Result<compact::Prepared> {
+        match self {
+            Job::Done(result) => result,
+            Job::Running(handle) => handle.join().unwrap_or_else(|_| {
+                let panicked = std::io::Error::other("the compaction thread panicked");
+                Err(Error::io("compact into", tmp, panicked))
+            }),
+        }
+    }
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -223,6 +262,7 @@ where
             unfsynced: 0,
             discarding: false,
             in_shutdown_sync: false,
+            background: None,
             opts,
         };
         if pod.opts.read_only {
@@ -1175,6 +1215,7 @@ where
             return Ok(());
         }
         self.write_dirty(true)?;
+        self.finish_background(false)?;
         self.maybe_compact()
     }
 
@@ -1456,10 +1497,145 @@ where
         {
             let dead = self.log_len.saturating_sub(self.live_bytes);
             if self.log_len >= min_bytes && dead as f64 > dead_fraction * self.log_len as f64 {
-                self.compact()?;
+                if self.oplock.is_some() {
+                    // Other processes read the log: compact under the lock.
+                    return self.compact();
+                }
+                return self.start_background();
             }
         }
         Ok(())
+    }
+
+    /// Starts compacting the log as it is now on another thread, unless a
+    /// compaction is already running; the handle goes on appending to the
+    /// old log, and a later call switches to the new one.
+    fn start_background(&mut self) -> Result<()> {
+        if self.background.is_some() {
+            return Ok(());
+        }
+        let Some(snapshot) = self.index.snapshot() else {
+            return self.compact();
+        };
+        if !self.removed.is_empty() {
+            return self.compact();
+        }
+        let storage = self.storage();
+        let tmp = self.tmp_path();
+        let job = if storage.allows_threads() {
+            let run = {
+                let (storage, tmp) = (storage.clone(), tmp.clone());
+                move || compact::prepare(&*storage, &tmp, snapshot)
+            };
+            match std::thread::Builder::new()
+                .name("tastypod-compact".into())
+                .spawn(run)
+            {
+                Ok(handle) => Job::Running(handle),
+                // No thread to be had: compact here and now.
+                Err(_) => return self.compact(),
+            }
+        } else {
+            Job::Done(compact::prepare(&*storage, &tmp, snapshot))
+        };
+        self.background = Some(Background {
+            job,
+            snap_len: self.log_len,
+            snap_lines: self.lines,
+            epoch: self.epoch,
+        });
+        Ok(())
+    }
+
+    /// Switches to the log a background compaction wrote, once it is done
+    /// (waiting for it if `wait`): the records appended to the old log since
+    /// its snapshot are appended to the new one, which is fsynced and
+    /// renamed into place. A compaction made stale by a reload is dropped.
+    ///
+    /// # Errors
+    ///
+    /// What the compaction ran into, or [`ErrorKind::Io`] if the switch
+    /// fails; before the rename nothing changes (the old log stays, the
+    /// temp file is removed), after it the handle is poisoned.
+    fn finish_background(&mut self, wait: bool) -> Result<()> {
+        match &self.background {
+            Some(bg) if wait || bg.job.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(bg) = self.background.take() else {
+            return Ok(());
+        };
+        let storage = self.storage();
+        let tmp = self.tmp_path();
+        let abandon = |storage: &dyn Storage| {
+            // Best effort: a leftover temp file is removed on the next open anyway.
+            let _ = storage.remove_file(&tmp);
+        };
+        let prepared = bg.job.join(&tmp)?;
+        let stale = self.poisoned
+            || self.log.is_none()
+            || self.epoch != bg.epoch
+            || !self.index.is_current(&prepared.snapshot)
+            || self.log_len < bg.snap_len;
+        if stale {
+            drop(prepared);
+            abandon(&*storage);
+            return Ok(());
+        }
+        let compact::Prepared {
+            mut file,
+            rewritten,
+            snapshot,
+        } = prepared;
+        let mut tail = Vec::new();
+        let switched = storage
+            .open_read_at(&self.log_path, bg.snap_len)
+            .and_then(|r| r.take(self.log_len - bg.snap_len).read_to_end(&mut tail))
+            .map_err(|e| Error::io("read", &self.log_path, e))
+            .and_then(|_| {
+                file.append(&tail)
+                    .and_then(|()| file.sync())
+                    .map_err(|e| Error::io("append to", &tmp, e))
+            })
+            .and_then(|()| {
+                storage
+                    .rename(&tmp, &self.log_path)
+                    .map_err(|e| Error::io("rename into place", &tmp, e))
+            });
+        if let Err(e) = switched {
+            drop(file);
+            abandon(&*storage);
+            return Err(e);
+        }
+        // The new log is in place; the old handle points at the replaced file.
+        self.log = None;
+        if let Err(e) = storage.sync_dir(&self.dir) {
+            self.poisoned = true;
+            return Err(Error::io("fsync directory", &self.dir, e));
+        }
+        self.log = Some(file);
+        if let Ok((id, _)) = storage.file_id(&self.log_path) {
+            self.log_id = id;
+        }
+        let since = self.lines - bg.snap_lines;
+        self.index.adopt_compacted(
+            rewritten.relocation,
+            &snapshot,
+            bg.snap_lines,
+            rewritten.lines,
+        );
+        self.log_len = rewritten.len + tail.len() as u64;
+        self.lines = rewritten.lines + since;
+        Ok(())
+    }
+
+    /// Waits for a background compaction and deletes what it wrote.
+    fn abandon_background(&mut self) {
+        if let Some(bg) = self.background.take() {
+            let tmp = self.tmp_path();
+            drop(bg.job.join(&tmp));
+            let _ = self.storage().remove_file(&tmp);
+        }
     }
 
     /// Rewrites the log with one record per key, in order, dropping
@@ -1490,7 +1666,12 @@ where
     }
 
     fn compact_now(&mut self) -> Result<()> {
-        self.sync()?;
+        // This sync must not start a compaction of its own.
+        let auto = std::mem::replace(&mut self.opts.compaction, Compaction::Manual);
+        let synced = self.sync();
+        self.opts.compaction = auto;
+        synced?;
+        self.abandon_background();
         self.writable()?;
         let index = std::mem::take(&mut self.index);
         self.rewrite(index)
@@ -1524,6 +1705,7 @@ where
 
     fn sync_atomic_now(&mut self) -> Result<()> {
         self.writable()?;
+        self.abandon_background();
         let index = std::mem::take(&mut self.index);
         self.rewrite(index)?;
         self.removed.clear();
@@ -1536,6 +1718,7 @@ where
     ///
     /// As [`open`](Pod::open) for reading the log.
     pub fn revert(&mut self) -> Result<()> {
+        self.abandon_background();
         if self.oplock.is_none() {
             let replayed = self.read_log()?;
             self.adopt(replayed);
@@ -1614,10 +1797,14 @@ where
     /// As [`sync`](Pod::sync).
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
-        if self.opts.read_only || !self.has_unsynced() {
-            return Ok(());
+        if !self.opts.read_only
+            && self.has_unsynced()
+            && let Err(e) = self.sync()
+        {
+            self.abandon_background();
+            return Err(e);
         }
-        self.sync()
+        self.finish_background(true)
     }
 
     /// Whether anything is not yet durable: dirty keys, or (shared mode)
@@ -1643,12 +1830,22 @@ where
     V: Serialize + DeserializeOwned,
 {
     fn drop(&mut self) {
-        if self.closed || self.opts.read_only || self.poisoned || !self.has_unsynced() {
+        if self.closed || self.opts.read_only {
             return;
         }
-        if let Err(e) = self.sync() {
+        if !self.poisoned
+            && self.has_unsynced()
+            && let Err(e) = self.sync()
+        {
             eprintln!(
                 "tastypod: could not sync {} on drop: {}",
+                self.dir.display(),
+                crate::error_chain(&e)
+            );
+        }
+        if let Err(e) = self.finish_background(true) {
+            eprintln!(
+                "tastypod: could not compact {} on drop: {}",
                 self.dir.display(),
                 crate::error_chain(&e)
             );

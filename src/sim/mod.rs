@@ -236,6 +236,10 @@ fn not_found(path: &Path) -> io::Error {
 }
 
 impl Storage for SimStorage {
+    fn allows_threads(&self) -> bool {
+        false
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut sim = self.state();
         sim.op("create directory")?;
