@@ -79,32 +79,84 @@ pub(crate) enum ValueRef<'a, V> {
     Live(&'a V),
 }
 
+/// An arena block: owned, or shared with a background compaction.
+#[derive(Debug)]
+enum Block {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block::Owned(Vec::new())
+    }
+}
+
+impl Block {
+    fn bytes(&self) -> &Vec<u8> {
+        match self {
+            Block::Owned(v) => v,
+            Block::Shared(a) => a,
+        }
+    }
+
+    /// The block to change: a shared block is taken back, or copied if
+    /// the compaction still holds it.
+    fn to_mut(&mut self) -> &mut Vec<u8> {
+        if matches!(self, Block::Shared(_)) {
+            let owned = match std::mem::take(self) {
+                Block::Shared(a) => Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()),
+                Block::Owned(v) => v,
+            };
+            *self = Block::Owned(owned);
+        }
+        match self {
+            Block::Owned(v) => v,
+            Block::Shared(a) => Arc::make_mut(a),
+        }
+    }
+
+    /// A handle on the block for another thread to read.
+    fn share(&mut self) -> Arc<Vec<u8>> {
+        if let Block::Owned(v) = self {
+            *self = Block::Shared(Arc::new(std::mem::take(v)));
+        }
+        match self {
+            Block::Shared(a) => a.clone(),
+            Block::Owned(v) => Arc::new(v.clone()),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(self, Block::Shared(_))
+    }
+}
+
 /// Append-only storage for key and value bytes. Blocks are shared with a
 /// background compaction while it runs; a shared block is never changed in
 /// place (new keys go to a new block; a pending block is copied first).
 #[derive(Debug, Default)]
 struct Arena {
-    blocks: Vec<Arc<Vec<u8>>>,
+    blocks: Vec<Block>,
     /// The block new keys are pushed into, if any.
     open: Option<usize>,
 }
 
 impl Arena {
     fn push(&mut self, bytes: &[u8]) -> Loc {
-        let open = self
-            .open
-            .and_then(|n| Some((n, Arc::get_mut(self.blocks.get_mut(n)?)?)))
-            .filter(|(_, b)| b.capacity() - b.len() >= bytes.len());
-        let (n, block) = match open {
-            Some(open) => open,
-            None => {
-                let n = self.blocks.len();
-                self.blocks
-                    .push(Arc::new(Vec::with_capacity(bytes.len().max(BLOCK_SIZE))));
-                self.open = Some(n);
-                (n, self.block_mut(n as u32))
+        let fits =
+            |b: &Block| !b.is_shared() && b.bytes().capacity() - b.bytes().len() >= bytes.len();
+        let n = match self.open {
+            Some(n) if self.blocks.get(n).is_some_and(fits) => n,
+            _ => {
+                self.blocks.push(Block::Owned(Vec::with_capacity(
+                    bytes.len().max(BLOCK_SIZE),
+                )));
+                self.open = Some(self.blocks.len() - 1);
+                self.blocks.len() - 1
             }
         };
+        let block = self.block_mut(n as u32);
         let loc = Loc {
             block: n as u32,
             offset: block.len() as u32,
@@ -115,32 +167,36 @@ impl Arena {
     }
 
     fn adopt(&mut self, block: Vec<u8>) -> u32 {
-        self.blocks.push(Arc::new(block));
+        self.blocks.push(Block::Owned(block));
         (self.blocks.len() - 1) as u32
     }
 
     fn capacity_of(&self, block: u32) -> usize {
-        self.blocks.get(block as usize).map_or(0, |b| b.capacity())
+        self.blocks
+            .get(block as usize)
+            .map_or(0, |b| b.bytes().capacity())
     }
 
     fn len_of(&self, block: u32) -> usize {
-        self.blocks.get(block as usize).map_or(0, |b| b.len())
+        self.blocks
+            .get(block as usize)
+            .map_or(0, |b| b.bytes().len())
     }
 
-    /// Block `n` (which must exist) to change, copied first if shared.
+    /// Block `n` (which must exist) to change.
     fn block_mut(&mut self, n: u32) -> &mut Vec<u8> {
         let n = n as usize;
         if n >= self.blocks.len() {
             // Never happens: callers only pass numbers the arena handed out.
-            self.blocks.resize_with(n + 1, Arc::default);
+            self.blocks.resize_with(n + 1, Block::default);
         }
-        Arc::make_mut(&mut self.blocks[n])
+        self.blocks[n].to_mut()
     }
 
     /// Makes `bytes` the contents of block `n` (which must exist).
     fn set(&mut self, n: u32, bytes: Vec<u8>) {
         if let Some(block) = self.blocks.get_mut(n as usize) {
-            *block = Arc::new(bytes);
+            *block = Block::Owned(bytes);
         }
     }
 
@@ -149,7 +205,7 @@ impl Arena {
         let end = start + loc.len as usize;
         self.blocks
             .get(loc.block as usize)
-            .and_then(|b| b.get(start..end))
+            .and_then(|b| b.bytes().get(start..end))
             .unwrap_or_default()
     }
 }
@@ -527,7 +583,7 @@ impl<V> Index<V> {
 
     /// A snapshot of the live keys and their value texts, if every change
     /// is written (nothing dirty, nothing pending).
-    pub(crate) fn snapshot(&self) -> Option<Snapshot> {
+    pub(crate) fn snapshot(&mut self) -> Option<Snapshot> {
         if self.dirty_count > 0 || self.pending_records > 0 {
             return None;
         }
@@ -539,7 +595,7 @@ impl<V> Index<V> {
             .map(|(i, s)| (i as u32, s.key, s.value))
             .collect();
         Some(Snapshot {
-            blocks: self.arena.blocks.clone(),
+            blocks: self.arena.blocks.iter_mut().map(Block::share).collect(),
             entries,
             generation: self.generation,
         })
@@ -613,8 +669,8 @@ impl<V> Index<V> {
             mark(n as u32);
         }
         for (block, used) in self.arena.blocks.iter_mut().zip(used) {
-            if !used && block.capacity() > 0 {
-                *block = Arc::default();
+            if !used && block.bytes().capacity() > 0 {
+                *block = Block::default();
             }
         }
     }
