@@ -1211,12 +1211,16 @@ where
         if self.oplock.is_some() {
             return self.sync_shared();
         }
-        if self.dirty_len() == 0 {
-            return Ok(());
+        let wrote = self.dirty_len() > 0;
+        if wrote {
+            self.write_dirty(true)?;
         }
-        self.write_dirty(true)?;
+        // A background compaction that is done switches in now.
         self.finish_background(false)?;
-        self.maybe_compact()
+        if wrote {
+            self.maybe_compact()?;
+        }
+        Ok(())
     }
 
     /// Writes `key`'s pending change (a new value or a removal) now, with

@@ -202,3 +202,55 @@ fn cli_load_on_a_full_disk_changes_nothing() {
     );
     assert_eq!(Pod::<serde_json::Value>::open(&store).unwrap().len(), 200);
 }
+
+#[test]
+fn a_background_compaction_on_a_full_disk_reports_and_keeps_the_old_log() {
+    let Some(fs) = Tmpfs::mount("4m") else { return };
+    let store = fs.path().join("s.pod");
+    let mut pod: Pod = PodOptions::new()
+        .compaction(Compaction::Auto {
+            dead_fraction: 0.5,
+            min_bytes: 64 * 1024,
+        })
+        .sync_at(100_000)
+        .open(&store)
+        .unwrap();
+    for i in 0..200 {
+        pod.insert(&format!("k{i}"), json!("y".repeat(500)))
+            .unwrap();
+    }
+    pod.sync().unwrap();
+    // Room for the updates (about 48 KB), not for them and a compaction.
+    let filler = fill(fs.path(), 72 * 1024);
+    for i in 0..200 {
+        pod.insert(&format!("k{i}"), json!("z".repeat(200)))
+            .unwrap();
+    }
+    pod.sync().unwrap(); // starts the compaction, which runs out of space
+    let mut failure = None;
+    for _ in 0..500 {
+        if let Err(e) = pod.sync() {
+            failure = Some(e);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let err = failure.expect("the compaction's failure is reported by a sync");
+    let chain = tastypod::error_chain(&err);
+    assert!(chain.contains("No space left on device"), "{chain}");
+    assert!(!pod.is_poisoned(), "the old log is still the log");
+    assert!(!store.join(tastypod::TMP_FILE).exists());
+    // Everything synced is in the old log.
+    let ro: Pod = PodOptions::new().read_only(true).open(&store).unwrap();
+    assert_eq!(ro.len(), 200);
+    assert_eq!(ro.get("k199").unwrap(), Some(json!("z".repeat(200))));
+    drop(ro);
+    std::fs::remove_file(&filler).unwrap();
+    pod.insert("after", json!(true)).unwrap();
+    pod.compact().unwrap();
+    pod.close().unwrap();
+    let pod: Pod = Pod::open(&store).unwrap();
+    assert_eq!(pod.len(), 201);
+    assert_eq!(pod.get("k0").unwrap(), Some(json!("z".repeat(200))));
+    assert_eq!(pod.stats().dead_bytes, 0);
+}
