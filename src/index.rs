@@ -210,6 +210,19 @@ impl Arena {
     }
 }
 
+/// Truncates `buf` back to `at` when dropped, unless `at` is past its end:
+/// a record that failed (or panicked) half way is never left behind.
+struct CutOnDrop<'a> {
+    buf: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl Drop for CutOnDrop<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.at);
+    }
+}
+
 /// Where a rewrite of the log put each live key's record: the new log's
 /// bytes as a new arena, and each live slot's key, value text and line in it.
 #[derive(Debug, Default)]
@@ -849,6 +862,8 @@ impl<V> Index<V> {
             .filter(|&i| self.is_dirty(i))
             .collect();
         out.sort_unstable();
+        // A slot cleaned and dirtied again is listed twice.
+        out.dedup();
         out
     }
 
@@ -895,17 +910,18 @@ impl<V> Index<V> {
     ) -> Result<Option<usize>, E> {
         let (block, buf) = self.pending_buf();
         let start = record::begin_put(buf, key);
-        let value_start = buf.len();
-        if let Err(e) = encode(buf) {
-            buf.truncate(start);
-            return Err(e);
-        }
+        // Cut the record off again if encoding fails, or panics.
+        let mut guard = CutOnDrop { buf, at: start };
+        let value_start = guard.buf.len();
+        encode(guard.buf)?;
         let value = Loc {
             block,
             offset: value_start as u32,
-            len: (buf.len() - value_start) as u32,
+            len: (guard.buf.len() - value_start) as u32,
         };
-        record::end_put(buf, start);
+        guard.at = usize::MAX;
+        record::end_put(guard.buf, start);
+        drop(guard);
         self.pending_records = self.pending_records.saturating_add(1);
         let line = self.pending_records;
         let Some(i) = self.find_hashed(hash, key.as_bytes()) else {
@@ -950,6 +966,12 @@ impl<V> Index<V> {
         if !self.pending.is_empty() {
             self.pending_exact = false;
         }
+    }
+
+    /// Whether the pending block holds exactly the records of the next full
+    /// sync, so it can be written as it is.
+    pub(crate) fn pending_is_exact(&self) -> bool {
+        self.pending_exact && self.pending.len() <= 1
     }
 
     /// Takes the pending block out to be written as it is, if it holds

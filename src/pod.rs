@@ -129,6 +129,9 @@ where
     removed: HashSet<String>,
     /// The log, open for appending; `None` for a read-only handle.
     log: Option<Box<dyn Appender>>,
+    /// A compaction running beside this handle's work (exclusive mode).
+    /// Declared before the lock, so it is dropped while the lock is held.
+    background: Option<Background>,
     _lock: Option<Box<dyn LockGuard>>,
     log_len: u64,
     /// Header plus the current on-disk record of every live key.
@@ -158,20 +161,36 @@ where
     discarding: bool,
     /// A sync for a signal-driven shutdown is under way on this handle.
     in_shutdown_sync: bool,
-    /// A compaction running beside this handle's work (exclusive mode).
-    background: Option<Background>,
 }
+
+/// Where a value text sits in a buffer of records, and its record's position.
+type Placed = (Loc, u32);
 
 /// A compaction of the log as it was at `snap_len` bytes and `snap_lines`
 /// lines, running on another thread (or, under a simulated file system,
 /// already run) while the handle goes on appending to the old log.
 #[derive(Debug)]
 struct Background {
-    job: Job,
+    /// Taken when the handle switches to the new log or drops it.
+    job: Option<Job>,
     snap_len: u64,
     snap_lines: u64,
     /// The handle's epoch when it started: a reload since voids it.
     epoch: u64,
+    storage: Arc<dyn Storage>,
+    tmp: PathBuf,
+}
+
+impl Drop for Background {
+    /// Waits for a compaction the handle did not take in (it went away
+    /// mid-panic, say) and removes what it wrote, before the store's lock
+    /// is released.
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            drop(job.join(&self.tmp));
+            let _ = self.storage.remove_file(&self.tmp);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -1034,8 +1053,11 @@ where
     /// # Errors
     ///
     /// [`ErrorKind::ReadOnly`] or [`ErrorKind::Poisoned`] if the handle
-    /// cannot write; any error of the automatic sync this change may trigger
-    /// (the change then stays in memory, unsynced).
+    /// cannot write; [`ErrorKind::Encode`] if `value` cannot be encoded
+    /// (nothing changes); any error of the automatic sync this change may
+    /// trigger, as [`sync`](Pod::sync) describes (a failed write leaves the
+    /// change in memory, unsynced; a failed compaction after the write does
+    /// not undo it).
     pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
         self.in_op(|pod| pod.insert_now(key, value))
     }
@@ -1187,9 +1209,10 @@ where
     /// [`ErrorKind::Encode`] if a value cannot be encoded (nothing is
     /// written); [`ErrorKind::Io`] if the write or fsync fails, after which
     /// the handle is poisoned: later writes return [`ErrorKind::Poisoned`]
-    /// and reopening shows what is really on disk. If the automatic
-    /// compaction that may follow a successful write fails, its error is
-    /// returned; the synced records are durable regardless.
+    /// and reopening shows what is really on disk. If an automatic
+    /// compaction fails (it runs in the background and is taken in by a
+    /// later sync), that sync returns its error; the records it wrote are
+    /// durable regardless, and the old log stays in place.
     ///
     /// # Examples
     ///
@@ -1272,26 +1295,27 @@ where
     /// superseded; otherwise removals, then puts in slot order.
     fn write_dirty(&mut self, fsync: bool) -> Result<()> {
         let slots = self.index.dirty_slots();
-        if let Some((block, mut buf, records)) = self.index.take_exact_pending() {
-            let base = buf.len();
-            let placed = self
-                .append_in_place_changes(&mut buf, &slots, records)
-                // Too big for 32-bit offsets: written the other way below.
-                .map(|placed| u32::try_from(buf.len()).is_ok().then_some(placed));
-            match placed {
-                Ok(Some(placed)) => {
+        if self.index.pending_is_exact() {
+            // Encoded before the pending block is taken out of the arena,
+            // since encoding runs the caller's code, which may fail or panic.
+            if let Some((extra, placed)) = self.encode_in_place_changes(&slots)?
+                && let Some((block, mut buf, records)) = self.index.take_exact_pending()
+            {
+                let base = buf.len();
+                if u32::try_from(base + extra.len()).is_ok() {
+                    buf.extend_from_slice(&extra);
+                    let placed = placed
+                        .into_iter()
+                        .map(|(value, n)| {
+                            let offset = value.offset + base as u32;
+                            (Loc { offset, ..value }, records.saturating_add(n))
+                        })
+                        .collect();
                     return self.write_pending(block, buf, records, &slots, placed, fsync);
                 }
-                Ok(None) => {
-                    buf.truncate(base);
-                    self.index.return_pending(block, buf);
-                    self.index.pending_superseded();
-                }
-                Err(e) => {
-                    buf.truncate(base);
-                    self.index.return_pending(block, buf);
-                    return Err(e);
-                }
+                // Too big for 32-bit offsets: written the other way below.
+                self.index.return_pending(block, buf);
+                self.index.pending_superseded();
             }
         }
         let removals: Vec<String> = self.removed.iter().cloned().collect();
@@ -1308,7 +1332,7 @@ where
         buf: Vec<u8>,
         records: u32,
         slots: &[usize],
-        placed: Vec<(Loc, u32)>,
+        placed: Vec<Placed>,
         fsync: bool,
     ) -> Result<()> {
         if let Err(e) = self.append(&buf, fsync) {
@@ -1346,40 +1370,27 @@ where
         Ok(())
     }
 
-    /// Appends to `buf` put records for the dirty `slots` that have none in
-    /// the pending block (changed in place, or marked dirty), numbering them
-    /// on from `records`; returns where each value text went and its
-    /// record's position.
-    fn append_in_place_changes(
-        &self,
-        buf: &mut Vec<u8>,
-        slots: &[usize],
-        records: u32,
-    ) -> Result<Vec<(Loc, u32)>> {
-        // Room for every record, guessing a changed value's length from its
-        // old text, so the buffer grows (and is copied) once.
-        let room: u64 = slots
-            .iter()
-            .filter(|&&i| !self.index.is_pending(i))
-            .map(|&i| {
-                let old = self.index.disk_value_len(i).unwrap_or(64);
-                record::put_len(self.index.key(i), old + 16)
-            })
-            .sum();
-        buf.reserve(usize::try_from(room).unwrap_or(0));
+    /// Put records for the dirty `slots` that have none in the pending
+    /// block (changed in place, or marked dirty), and where each value text
+    /// sits in them with its record's position (from 1); `None` if one of
+    /// them is a key not on disk yet, which the pending block cannot order.
+    fn encode_in_place_changes(&self, slots: &[usize]) -> Result<Option<(Vec<u8>, Vec<Placed>)>> {
+        let mut buf = Vec::new();
         let mut placed = Vec::new();
-        let mut ordinal = records;
         for &i in slots {
             if self.index.is_pending(i) {
                 continue;
             }
+            if !self.index.is_on_disk(i) {
+                return Ok(None);
+            }
             let key = self.index.key(i);
-            let start = record::begin_put(buf, key);
+            let start = record::begin_put(&mut buf, key);
             let value_start = buf.len();
             match self.index.value(i) {
                 ValueRef::Text(t) => buf.extend_from_slice(t),
                 ValueRef::Live(v) => {
-                    serde_json::to_writer(&mut *buf, v).map_err(|source| {
+                    serde_json::to_writer(&mut buf, v).map_err(|source| {
                         Error::from(ErrorKind::Encode {
                             key: key.to_string(),
                             source,
@@ -1388,16 +1399,15 @@ where
                 }
             }
             let len = buf.len() - value_start;
-            record::end_put(buf, start);
-            ordinal = ordinal.saturating_add(1);
+            record::end_put(&mut buf, start);
             let value = Loc {
                 block: 0,
-                offset: value_start as u32,
+                offset: u32::try_from(value_start).unwrap_or(u32::MAX),
                 len: len as u32,
             };
-            placed.push((value, ordinal));
+            placed.push((value, placed.len() as u32 + 1));
         }
-        Ok(placed)
+        Ok(Some((buf, placed)))
     }
 
     /// Writes removal records for `removals`, then put records for `slots`
@@ -1543,10 +1553,12 @@ where
             Job::Done(compact::prepare(&*storage, &tmp, snapshot))
         };
         self.background = Some(Background {
-            job,
+            job: Some(job),
             snap_len: self.log_len,
             snap_lines: self.lines,
             epoch: self.epoch,
+            storage,
+            tmp,
         });
         Ok(())
     }
@@ -1563,10 +1575,13 @@ where
     /// temp file is removed), after it the handle is poisoned.
     fn finish_background(&mut self, wait: bool) -> Result<()> {
         match &self.background {
-            Some(bg) if wait || bg.job.is_finished() => {}
+            Some(Background { job: Some(job), .. }) if wait || job.is_finished() => {}
             _ => return Ok(()),
         }
-        let Some(bg) = self.background.take() else {
+        let Some(mut bg) = self.background.take() else {
+            return Ok(());
+        };
+        let Some(job) = bg.job.take() else {
             return Ok(());
         };
         let storage = self.storage();
@@ -1575,7 +1590,13 @@ where
             // Best effort: a leftover temp file is removed on the next open anyway.
             let _ = storage.remove_file(&tmp);
         };
-        let prepared = bg.job.join(&tmp)?;
+        let prepared = match job.join(&tmp) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                abandon(&*storage);
+                return Err(e);
+            }
+        };
         let stale = self.poisoned
             || self.log.is_none()
             || self.epoch != bg.epoch
@@ -1635,11 +1656,8 @@ where
 
     /// Waits for a background compaction and deletes what it wrote.
     fn abandon_background(&mut self) {
-        if let Some(bg) = self.background.take() {
-            let tmp = self.tmp_path();
-            drop(bg.job.join(&tmp));
-            let _ = self.storage().remove_file(&tmp);
-        }
+        // Dropping it waits for the thread and removes the temp file.
+        self.background = None;
     }
 
     /// Rewrites the log with one record per key, in order, dropping

@@ -61,3 +61,59 @@ fn scalar_and_string_types_work() {
     assert_eq!(pod.get("n").unwrap(), Some(42));
     assert_eq!(pod.get_json("n").unwrap().as_deref(), Some("42"));
 }
+
+/// A value whose encoding panics when `boom` is set: the caller's own code
+/// running inside `insert` and `sync`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct Bomb {
+    n: u32,
+    #[serde(default)]
+    boom: bool,
+}
+
+impl serde::Serialize for Bomb {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Bomb", 1)?;
+        st.serialize_field("n", &self.n)?;
+        assert!(!self.boom, "boom");
+        st.end()
+    }
+}
+
+fn bomb(n: u32) -> Bomb {
+    Bomb { n, boom: false }
+}
+
+#[test]
+fn a_value_whose_encoding_panics_leaves_nothing_half_written() {
+    let s = scratch();
+    let mut pod: Pod<Bomb> = Pod::open(&s.path).unwrap();
+    pod.insert("x", bomb(1)).unwrap();
+    pod.insert("y", bomb(2)).unwrap();
+    pod.sync().unwrap();
+    pod.insert("a", bomb(3)).unwrap();
+    pod.get_mut("x").unwrap().unwrap().n = 10;
+    // Panics half way through encoding, inside `insert`.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pod.insert("b", Bomb { n: 4, boom: true })
+    }));
+    assert!(caught.is_err());
+    // A value changed in place panics inside `sync`.
+    pod.get_mut("y").unwrap().unwrap().boom = true;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pod.sync()));
+    assert!(caught.is_err());
+    pod.get_mut("y").unwrap().unwrap().boom = false;
+    pod.insert("c", bomb(5)).unwrap();
+    pod.close().unwrap();
+    let pod: Pod<Bomb> = Pod::open(&s.path).unwrap();
+    assert!(pod.recovery().is_clean(), "{:?}", pod.recovery());
+    let got: Vec<(String, u32)> = pod
+        .iter()
+        .map(|e| e.map(|(k, v)| (k.to_string(), v.n)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let want = [("x", 10), ("y", 2), ("a", 3), ("c", 5)];
+    let want: Vec<(String, u32)> = want.iter().map(|&(k, n)| (k.to_string(), n)).collect();
+    assert_eq!(got, want);
+}
