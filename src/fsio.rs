@@ -11,6 +11,14 @@ use std::path::Path;
 pub(crate) trait Appender: Send + Debug {
     /// Writes all of `bytes` at the end of the file.
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Writes all of `parts`, in order, at the end of the file (with one
+    /// write call where the file system allows).
+    fn append_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        for part in parts {
+            self.append(part)?;
+        }
+        Ok(())
+    }
     /// Makes everything appended so far durable (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
@@ -79,6 +87,24 @@ struct StdAppender(File);
 impl Appender for StdAppender {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.0.write_all(bytes)
+    }
+
+    fn append_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<io::IoSlice<'_>> = parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| io::IoSlice::new(p))
+            .collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.0.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {

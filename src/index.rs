@@ -34,11 +34,14 @@ const ON_DISK: u8 = 4;
 /// `ON_DISK` slot's `value` is the text of its last record on disk.
 const PENDING: u8 = 8;
 
-/// A pending block this big is written as it is and kept as the home of its
-/// value texts; the texts of a smaller one are copied out and it is reused.
+/// A written pending chunk this big stays as the home of its value texts;
+/// the texts of a smaller one are copied out and it is reused.
 const PENDING_KEEP: usize = 64 << 10;
-/// A pending block is not grown past this, so offsets fit in 32 bits.
-const PENDING_MAX: usize = 1 << 30;
+/// The pending block is a list of chunks of about this size, so it never
+/// grows by copying (a chunk is started once the last one is this full).
+const PENDING_CHUNK: usize = 1 << 20;
+/// Room past `PENDING_CHUNK` for the record that fills a chunk.
+const CHUNK_HEADROOM: usize = 64 << 10;
 
 /// Where some bytes sit in the arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -210,6 +213,9 @@ impl Arena {
     }
 }
 
+/// A pending chunk taken out of the arena: its block number and bytes.
+pub(crate) type Chunk = (u32, Vec<u8>);
+
 /// Truncates `buf` back to `at` when dropped, unless `at` is past its end:
 /// a record that failed (or panicked) half way is never left behind.
 struct CutOnDrop<'a> {
@@ -315,7 +321,8 @@ pub(crate) struct Index<V> {
     dirty_count: usize,
     /// Bumped when slots are renumbered.
     generation: u64,
-    /// The pending blocks, oldest first (more than one only past `PENDING_MAX`).
+    /// The chunks of the pending block, oldest first (with no records, at
+    /// most one empty chunk kept for reuse).
     pending: Vec<u32>,
     /// The number of records in the pending blocks.
     pending_records: u32,
@@ -827,7 +834,7 @@ impl<V> Index<V> {
             .map(|s| (s.value, s.line))
     }
 
-    /// Puts back a pending block taken by
+    /// Puts back a pending chunk taken by
     /// [`take_exact_pending`](Self::take_exact_pending) that could not be written.
     pub(crate) fn return_pending(&mut self, block: u32, buf: Vec<u8>) {
         self.arena.set(block, buf);
@@ -879,18 +886,16 @@ impl<V> Index<V> {
         self.dirty = dirty;
     }
 
-    /// The pending block records are appended to, started if needed.
+    /// The pending chunk records are appended to, started if needed.
     fn pending_buf(&mut self) -> (u32, &mut Vec<u8>) {
         let full = match self.pending.last() {
-            Some(&n) => self.arena.len_of(n) >= PENDING_MAX,
+            Some(&n) => self.arena.len_of(n) >= PENDING_CHUNK,
             None => true,
         };
         if full {
-            if !self.pending.is_empty() {
-                // A sync will not write several blocks as they are.
-                self.pending_exact = false;
-            }
-            let n = self.arena.adopt(Vec::with_capacity(PENDING_KEEP));
+            let n = self
+                .arena
+                .adopt(Vec::with_capacity(PENDING_CHUNK + CHUNK_HEADROOM));
             self.pending.push(n);
         }
         let n = self.pending.last().copied().unwrap_or_default();
@@ -963,7 +968,7 @@ impl<V> Index<V> {
     /// Notes that the pending block no longer holds exactly what the next
     /// full sync writes (after writing some records on their own).
     pub(crate) fn pending_superseded(&mut self) {
-        if !self.pending.is_empty() {
+        if self.pending_records > 0 {
             self.pending_exact = false;
         }
     }
@@ -971,57 +976,61 @@ impl<V> Index<V> {
     /// Whether the pending block holds exactly the records of the next full
     /// sync, so it can be written as it is.
     pub(crate) fn pending_is_exact(&self) -> bool {
-        self.pending_exact && self.pending.len() <= 1
+        self.pending_exact
     }
 
-    /// Takes the pending block out to be written as it is, if it holds
-    /// exactly the records of the next full sync; returns it with its block
-    /// number and record count. Hand it back with [`finish_pending`](Self::finish_pending).
-    pub(crate) fn take_exact_pending(&mut self) -> Option<(u32, Vec<u8>, u32)> {
-        if !self.pending_exact || self.pending.len() > 1 {
+    /// Takes the pending chunks out to be written as they are, if they hold
+    /// exactly the records of the next full sync; returns them (block
+    /// number and bytes, in order) with their record count. Hand them back
+    /// with [`finish_pending`](Self::finish_pending) or
+    /// [`return_pending`](Self::return_pending).
+    pub(crate) fn take_exact_pending(&mut self) -> Option<(Vec<Chunk>, u32)> {
+        if !self.pending_exact {
             return None;
         }
-        match self.pending.first() {
-            Some(&n) => Some((
-                n,
-                std::mem::take(self.arena.block_mut(n)),
-                self.pending_records,
-            )),
-            None => {
-                let n = self.arena.adopt(Vec::new());
-                self.pending.push(n);
-                Some((n, Vec::new(), 0))
-            }
-        }
+        let blocks = self.pending.clone();
+        let chunks = blocks
+            .into_iter()
+            .map(|n| (n, std::mem::take(self.arena.block_mut(n))))
+            .collect();
+        Some((chunks, self.pending_records))
     }
 
-    /// Whether a written pending block of `len` bytes stays in the arena as
+    /// Whether a written pending chunk of `len` bytes stays in the arena as
     /// the home of its value texts (otherwise they are copied out).
     pub(crate) fn keeps_pending(len: usize) -> bool {
         len >= PENDING_KEEP
     }
 
-    /// Puts back a pending block taken by [`take_exact_pending`](Self::take_exact_pending)
-    /// once it is written and no slot points into it unless `kept`: a kept
-    /// block becomes an ordinary arena block; otherwise it is emptied for reuse.
-    pub(crate) fn finish_pending(&mut self, block: u32, mut buf: Vec<u8>, kept: bool) {
-        if !kept {
-            buf.clear();
-        }
-        self.arena.set(block, buf);
-        if kept {
-            self.pending.clear();
+    /// Puts back the pending chunks taken by
+    /// [`take_exact_pending`](Self::take_exact_pending) once they are written
+    /// and no slot points into those not `kept`: kept chunks become ordinary
+    /// arena blocks; one other is emptied for reuse, the rest freed.
+    pub(crate) fn finish_pending(&mut self, chunks: Vec<Chunk>) {
+        self.pending.clear();
+        for (n, mut buf) in chunks {
+            if Self::keeps_pending(buf.len()) {
+                self.arena.set(n, buf);
+            } else if self.pending.is_empty() && buf.capacity() <= PENDING_CHUNK + CHUNK_HEADROOM {
+                buf.clear();
+                self.arena.set(n, buf);
+                self.pending.push(n);
+            } else {
+                self.arena.set(n, Vec::new());
+            }
         }
         self.pending_records = 0;
         self.pending_exact = true;
     }
 
-    /// Empties the pending blocks after every change in them was written
+    /// Empties the pending chunks after every change in them was written
     /// (or dropped) another way; no slot may point into them any more.
     pub(crate) fn reset_pending(&mut self) {
         let blocks = std::mem::take(&mut self.pending);
-        for (k, &n) in blocks.iter().enumerate() {
-            if k == 0 && self.arena.capacity_of(n) <= PENDING_KEEP {
+        for n in blocks {
+            if self.pending.is_empty()
+                && self.arena.capacity_of(n) <= PENDING_CHUNK + CHUNK_HEADROOM
+            {
                 self.arena.block_mut(n).clear();
                 self.pending.push(n);
             } else {

@@ -4,7 +4,7 @@
 use crate::compact::{self, LogPaths, Rewritten};
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::{Appender, LockGuard, OpLock, Storage};
-use crate::index::{Index, Loc, ValueRef};
+use crate::index::{Chunk, Index, Loc, ValueRef};
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use crate::record;
 use crate::replay::{self, BadLine, Replayed, TornTail};
@@ -1059,16 +1059,37 @@ where
     /// change in memory, unsynced; a failed compaction after the write does
     /// not undo it).
     pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
+        self.in_op(|pod| pod.insert_now(key, &value))
+    }
+
+    /// [`insert`](Pod::insert) for a value the caller keeps: the value is
+    /// encoded at once, so nothing is cloned.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// let config = serde_json::json!({"depth": 3});
+    /// pod.insert_ref("config", &config)?;
+    /// assert_eq!(pod.get("config")?, Some(config));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_ref(&mut self, key: &str, value: &V) -> Result<()> {
         self.in_op(|pod| pod.insert_now(key, value))
     }
 
-    fn insert_now(&mut self, key: &str, value: V) -> Result<()> {
+    fn insert_now(&mut self, key: &str, value: &V) -> Result<()> {
         self.writable()?;
         let hash = self.index.hash(key.as_bytes());
         // Encoded now, into the record the next sync writes.
         let superseded = self
             .index
-            .put_pending(hash, key, |buf| serde_json::to_writer(buf, &value))
+            .put_pending(hash, key, |buf| serde_json::to_writer(buf, value))
             .map_err(|source| {
                 Error::from(ErrorKind::Encode {
                     key: key.to_string(),
@@ -1078,7 +1099,6 @@ where
         if let Some(old) = superseded {
             self.live_bytes -= record::put_len(key, old);
         }
-        drop(value);
         self.after_change()
     }
 
@@ -1296,26 +1316,23 @@ where
     fn write_dirty(&mut self, fsync: bool) -> Result<()> {
         let slots = self.index.dirty_slots();
         if self.index.pending_is_exact() {
-            // Encoded before the pending block is taken out of the arena,
+            // Encoded before the pending chunks are taken out of the arena,
             // since encoding runs the caller's code, which may fail or panic.
             if let Some((extra, placed)) = self.encode_in_place_changes(&slots)?
-                && let Some((block, mut buf, records)) = self.index.take_exact_pending()
+                && let Some((mut chunks, records)) = self.index.take_exact_pending()
             {
-                let base = buf.len();
-                if u32::try_from(base + extra.len()).is_ok() {
-                    buf.extend_from_slice(&extra);
-                    let placed = placed
-                        .into_iter()
-                        .map(|(value, n)| {
-                            let offset = value.offset + base as u32;
-                            (Loc { offset, ..value }, records.saturating_add(n))
-                        })
-                        .collect();
-                    return self.write_pending(block, buf, records, &slots, placed, fsync);
+                let mut placed_at = Vec::with_capacity(placed.len());
+                if !extra.is_empty() {
+                    // Its own chunk, so its offsets need no shifting.
+                    let block = self.index.adopt_block(Vec::new());
+                    placed_at.extend(
+                        placed
+                            .into_iter()
+                            .map(|(value, n)| (Loc { block, ..value }, records.saturating_add(n))),
+                    );
+                    chunks.push((block, extra));
                 }
-                // Too big for 32-bit offsets: written the other way below.
-                self.index.return_pending(block, buf);
-                self.index.pending_superseded();
+                return self.write_pending(chunks, records, &slots, placed_at, fsync);
             }
         }
         let removals: Vec<String> = self.removed.iter().cloned().collect();
@@ -1324,22 +1341,30 @@ where
         Ok(())
     }
 
-    /// Writes the pending block `buf` (holding `records` records, then the
-    /// `placed` ones) and makes the dirty `slots` point at what was written.
+    /// Writes the pending chunks (holding `records` records, then the
+    /// `placed` ones) with one write call and makes the dirty `slots` point
+    /// at what was written.
     fn write_pending(
         &mut self,
-        block: u32,
-        buf: Vec<u8>,
+        chunks: Vec<Chunk>,
         records: u32,
         slots: &[usize],
         placed: Vec<Placed>,
         fsync: bool,
     ) -> Result<()> {
-        if let Err(e) = self.append(&buf, fsync) {
-            self.index.return_pending(block, buf);
+        let parts: Vec<&[u8]> = chunks.iter().map(|(_, c)| &c[..]).collect();
+        if let Err(e) = self.append_parts(&parts, fsync) {
+            for (n, buf) in chunks {
+                self.index.return_pending(n, buf);
+            }
             return Err(e);
         }
-        let kept = Index::<V>::keeps_pending(buf.len());
+        // The texts of chunks too small to keep move to the arena.
+        let moved: Vec<(u32, &[u8])> = chunks
+            .iter()
+            .filter(|(_, c)| !Index::<V>::keeps_pending(c.len()))
+            .map(|(n, c)| (*n, &c[..]))
+            .collect();
         let first_line = self.lines;
         self.lines += u64::from(records) + placed.len() as u64;
         let mut placed = placed.into_iter();
@@ -1353,19 +1378,20 @@ where
                 self.live_bytes -= record::put_len(key, old);
             }
             self.live_bytes += record::put_len(key, value.len as usize);
-            let value = if kept {
-                Loc { block, ..value }
-            } else {
-                // A small block is reused; its texts move to the arena.
-                let start = value.offset as usize;
-                let text = buf.get(start..start + value.len as usize);
-                self.index.push_bytes(text.unwrap_or_default())
+            let value = match moved.iter().find(|(n, _)| *n == value.block) {
+                Some((_, chunk)) => {
+                    let start = value.offset as usize;
+                    let text = chunk.get(start..start + value.len as usize);
+                    self.index.push_bytes(text.unwrap_or_default())
+                }
+                None => value,
             };
             let line = u32::try_from(first_line + u64::from(ordinal)).unwrap_or(u32::MAX);
             self.index.set_text(i, value, line);
         }
+        drop(moved);
         self.removed.clear();
-        self.index.finish_pending(block, buf, kept);
+        self.index.finish_pending(chunks);
         self.index.prune_dirty();
         Ok(())
     }
@@ -1475,6 +1501,31 @@ where
             self.index.set_text(i, value, line);
         }
         self.index.prune_dirty();
+        Ok(())
+    }
+
+    /// Appends `parts`, in order, to the log with one write call and fsyncs
+    /// it per the durability policy; any failure poisons the handle.
+    fn append_parts(&mut self, parts: &[&[u8]], fsync: bool) -> Result<()> {
+        let Some(log) = self.log.as_mut() else {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        };
+        let written = log
+            .append_parts(parts)
+            .map_err(|e| Error::io("append to", &self.log_path, e))
+            .and_then(|()| match self.opts.durability {
+                Durability::Full if fsync => log
+                    .sync()
+                    .map_err(|e| Error::io("fsync", &self.log_path, e)),
+                _ => Ok(()),
+            });
+        if written.is_err() {
+            self.poisoned = true;
+        }
+        written?;
+        self.log_len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         Ok(())
     }
 

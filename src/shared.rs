@@ -157,6 +157,15 @@ where
         lock(&self.inner).insert(key, value)
     }
 
+    /// See [`Pod::insert_ref`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::insert`].
+    pub fn insert_ref(&self, key: &str, value: &V) -> Result<()> {
+        lock(&self.inner).insert_ref(key, value)
+    }
+
     /// See [`Pod::update`].
     ///
     /// # Errors

@@ -227,3 +227,33 @@ fn stats_track_live_and_dead_bytes() {
     assert_eq!(reopened.live_bytes, st.live_bytes);
     assert_eq!(reopened.log_bytes, st.log_bytes);
 }
+
+#[test]
+fn a_sync_of_megabytes_of_inserts_writes_every_chunk_in_order() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.hold();
+    let pad = "p".repeat(200);
+    for i in 0..20_000 {
+        pod.insert_ref(&format!("k{i:05}"), &json!({"i": i, "pad": pad}))
+            .unwrap();
+    }
+    pod.sync().unwrap();
+    // A second batch in place and inserted, over several chunks again.
+    for i in (0..20_000).step_by(3) {
+        pod.get_mut(&format!("k{i:05}")).unwrap().unwrap()["i"] = json!(-i);
+    }
+    for i in 20_000..30_000 {
+        pod.insert(&format!("k{i:05}"), json!({"i": i, "pad": pad}))
+            .unwrap();
+    }
+    pod.sync().unwrap();
+    let before = contents(&pod);
+    assert_eq!(before.len(), 30_000);
+    drop(pod);
+    let pod = open(&s.path);
+    assert!(pod.recovery().is_clean());
+    assert_eq!(contents(&pod), before);
+    assert_eq!(pod.get("k00003").unwrap().unwrap()["i"], json!(-3));
+    assert_eq!(pod.get("k29999").unwrap().unwrap()["i"], json!(29_999));
+}
