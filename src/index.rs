@@ -108,7 +108,12 @@ impl Block {
     fn to_mut(&mut self) -> &mut Vec<u8> {
         if matches!(self, Block::Shared(_)) {
             let owned = match std::mem::take(self) {
-                Block::Shared(a) => Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()),
+                Block::Shared(a) => Arc::try_unwrap(a).unwrap_or_else(|a| {
+                    // Keep the room: a pending chunk must not grow by copying.
+                    let mut v = Vec::with_capacity(a.capacity());
+                    v.extend_from_slice(&a);
+                    v
+                }),
                 Block::Owned(v) => v,
             };
             *self = Block::Owned(owned);
@@ -326,6 +331,8 @@ pub(crate) struct Index<V> {
     pending: Vec<u32>,
     /// The number of records in the pending blocks.
     pending_records: u32,
+    /// The bytes of the put records among them.
+    pending_put_bytes: u64,
     /// Whether the pending blocks hold exactly the records a full sync must
     /// write for `PENDING` slots and removals: none of them superseded.
     pending_exact: bool,
@@ -355,6 +362,7 @@ impl<V> Index<V> {
             generation: 0,
             pending: Vec::new(),
             pending_records: 0,
+            pending_put_bytes: 0,
             pending_exact: true,
             last_found: AtomicUsize::new(usize::MAX),
             in_order: AtomicBool::new(false),
@@ -595,6 +603,7 @@ impl<V> Index<V> {
         self.dirty_count = 0;
         self.pending.clear();
         self.pending_records = 0;
+        self.pending_put_bytes = 0;
         self.pending_exact = true;
         if had_tombstones {
             self.rebuild_table();
@@ -926,7 +935,9 @@ impl<V> Index<V> {
         };
         guard.at = usize::MAX;
         record::end_put(guard.buf, start);
+        let record_len = (guard.buf.len() - start) as u64;
         drop(guard);
+        self.pending_put_bytes += record_len;
         self.pending_records = self.pending_records.saturating_add(1);
         let line = self.pending_records;
         let Some(i) = self.find_hashed(hash, key.as_bytes()) else {
@@ -973,6 +984,13 @@ impl<V> Index<V> {
         }
     }
 
+    /// The bytes of the put records in the pending block: with
+    /// [`pending_is_exact`](Self::pending_is_exact), what writing it adds
+    /// to the live records of the log.
+    pub(crate) fn pending_put_bytes(&self) -> u64 {
+        self.pending_put_bytes
+    }
+
     /// Whether the pending block holds exactly the records of the next full
     /// sync, so it can be written as it is.
     pub(crate) fn pending_is_exact(&self) -> bool {
@@ -1010,6 +1028,11 @@ impl<V> Index<V> {
         self.pending.clear();
         for (n, mut buf) in chunks {
             if Self::keeps_pending(buf.len()) {
+                // Kept as an ordinary block, which never grows: give back
+                // the room a partly filled chunk did not use.
+                if buf.capacity() - buf.len() > buf.len() / 4 {
+                    buf.shrink_to_fit();
+                }
                 self.arena.set(n, buf);
             } else if self.pending.is_empty() && buf.capacity() <= PENDING_CHUNK + CHUNK_HEADROOM {
                 buf.clear();
@@ -1020,6 +1043,7 @@ impl<V> Index<V> {
             }
         }
         self.pending_records = 0;
+        self.pending_put_bytes = 0;
         self.pending_exact = true;
     }
 
@@ -1038,6 +1062,7 @@ impl<V> Index<V> {
             }
         }
         self.pending_records = 0;
+        self.pending_put_bytes = 0;
         self.pending_exact = true;
     }
 }

@@ -1367,17 +1367,25 @@ where
             .collect();
         let first_line = self.lines;
         self.lines += u64::from(records) + placed.len() as u64;
+        // Every put record in the pending block is live now (what they
+        // superseded was discounted when they were made).
+        self.live_bytes += self.index.pending_put_bytes();
         let mut placed = placed.into_iter();
         for &i in slots {
-            let Some((value, ordinal)) = self.index.pending_value(i).or_else(|| placed.next())
-            else {
-                continue;
+            let (value, ordinal) = match self.index.pending_value(i) {
+                Some(at) => at,
+                None => {
+                    let Some(at) = placed.next() else {
+                        continue;
+                    };
+                    let key = self.index.key(i);
+                    if let Some(old) = self.index.disk_value_len(i) {
+                        self.live_bytes -= record::put_len(key, old);
+                    }
+                    self.live_bytes += record::put_len(key, at.0.len as usize);
+                    at
+                }
             };
-            let key = self.index.key(i);
-            if let Some(old) = self.index.disk_value_len(i) {
-                self.live_bytes -= record::put_len(key, old);
-            }
-            self.live_bytes += record::put_len(key, value.len as usize);
             let value = match moved.iter().find(|(n, _)| *n == value.block) {
                 Some((_, chunk)) => {
                     let start = value.offset as usize;
@@ -1432,6 +1440,9 @@ where
                 len: len as u32,
             };
             placed.push((value, placed.len() as u32 + 1));
+        }
+        if u32::try_from(buf.len()).is_err() {
+            return Ok(None); // too big for 32-bit offsets: written the other way
         }
         Ok(Some((buf, placed)))
     }

@@ -122,6 +122,11 @@ proptest! {
             if pod.dirty_len() == 0 {
                 synced = model.clone();
                 synced_known = true;
+                // The handle's byte counts are those of the log on disk.
+                let stats = pod.stats();
+                let fresh = open_ro(&s.path).stats();
+                prop_assert_eq!(stats.live_bytes, fresh.live_bytes);
+                prop_assert_eq!(stats.log_bytes, log_bytes(&s.path).len() as u64);
             }
             prop_assert_eq!(contents(&pod), model.clone());
             prop_assert_eq!(pod.len(), model.len());
