@@ -37,11 +37,13 @@ const PENDING: u8 = 8;
 /// A written pending chunk this big stays as the home of its value texts;
 /// the texts of a smaller one are copied out and it is reused.
 const PENDING_KEEP: usize = 64 << 10;
-/// The pending block is a list of chunks of about this size, so it never
-/// grows by copying (a chunk is started once the last one is this full).
+/// The pending block is a list of chunks, so it never grows by copying: the
+/// first is `PENDING_KEEP` bytes, each next one twice the last, up to this.
+/// A written chunk stays as an arena block, so it is at most about twice
+/// the size of what it holds.
 const PENDING_CHUNK: usize = 1 << 20;
-/// Room past `PENDING_CHUNK` for the record that fills a chunk.
-const CHUNK_HEADROOM: usize = 64 << 10;
+/// A chunk is full when less than this is left in it.
+const CHUNK_SLACK: usize = 4 << 10;
 
 /// Where some bytes sit in the arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -898,13 +900,12 @@ impl<V> Index<V> {
     /// The pending chunk records are appended to, started if needed.
     fn pending_buf(&mut self) -> (u32, &mut Vec<u8>) {
         let full = match self.pending.last() {
-            Some(&n) => self.arena.len_of(n) >= PENDING_CHUNK,
+            Some(&n) => self.arena.len_of(n) + CHUNK_SLACK > self.arena.capacity_of(n),
             None => true,
         };
         if full {
-            let n = self
-                .arena
-                .adopt(Vec::with_capacity(PENDING_CHUNK + CHUNK_HEADROOM));
+            let size = (PENDING_KEEP << self.pending.len().min(8)).min(PENDING_CHUNK);
+            let n = self.arena.adopt(Vec::with_capacity(size));
             self.pending.push(n);
         }
         let n = self.pending.last().copied().unwrap_or_default();
@@ -1028,13 +1029,8 @@ impl<V> Index<V> {
         self.pending.clear();
         for (n, mut buf) in chunks {
             if Self::keeps_pending(buf.len()) {
-                // Kept as an ordinary block, which never grows: give back
-                // the room a partly filled chunk did not use.
-                if buf.capacity() - buf.len() > buf.len() / 4 {
-                    buf.shrink_to_fit();
-                }
                 self.arena.set(n, buf);
-            } else if self.pending.is_empty() && buf.capacity() <= PENDING_CHUNK + CHUNK_HEADROOM {
+            } else if self.pending.is_empty() && buf.capacity() <= PENDING_CHUNK {
                 buf.clear();
                 self.arena.set(n, buf);
                 self.pending.push(n);
@@ -1052,9 +1048,7 @@ impl<V> Index<V> {
     pub(crate) fn reset_pending(&mut self) {
         let blocks = std::mem::take(&mut self.pending);
         for n in blocks {
-            if self.pending.is_empty()
-                && self.arena.capacity_of(n) <= PENDING_CHUNK + CHUNK_HEADROOM
-            {
+            if self.pending.is_empty() && self.arena.capacity_of(n) <= PENDING_CHUNK {
                 self.arena.block_mut(n).clear();
                 self.pending.push(n);
             } else {
