@@ -25,6 +25,10 @@ const BLOCK_SIZE: usize = 64 << 10;
 
 /// Slot flag: the key was removed; the slot is a tombstone.
 const REMOVED: u8 = 1;
+/// Task bits of a slot.
+const TASK_DONE: u8 = 1;
+const TASK_ABORTED: u8 = 2;
+
 /// Slot flag: the slot has changes not yet written to the log.
 const DIRTY: u8 = 2;
 /// Slot flag: the key has a record on disk (so removing it needs a removal record).
@@ -64,7 +68,12 @@ pub(crate) struct Meta {
 
 #[derive(Debug)]
 struct Slot<V> {
-    meta: Meta,
+    /// The task state: tries, and `TASK_DONE` / `TASK_ABORTED` bits.
+    tries: u32,
+    task: u8,
+    /// The low 32 bits of the key's hash (all the table's hash is made of),
+    /// so the table grows without reading keys.
+    hash: u32,
     key: Loc,
     /// The value text of the key's last record on disk (if `ON_DISK`).
     value: Loc,
@@ -313,12 +322,36 @@ impl Snapshot {
     }
 }
 
+/// Hashes keys for the table: 32 bits of foldhash, widened (see [`widen`]),
+/// so a slot can keep its key's whole table hash in 4 bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyHasher(RandomState);
+
+impl KeyHasher {
+    /// The table hash of `key`.
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        widen(self.0.hash_one(key) as u32)
+    }
+}
+
+/// A table hash from its 32 bits: the low half picks the bucket and the top
+/// seven bits are the control tag, so both come from the 32 bits (disjoint
+/// bits for tables of up to 2^25 buckets).
+fn widen(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
+}
+
+/// The table hash of slot `i`, from the 32 bits it keeps.
+fn slot_hash<V>(slots: &[Slot<V>], i: u32) -> u64 {
+    widen(slots.get(i as usize).map_or(0, |s| s.hash))
+}
+
 /// An insertion-ordered map from string keys to JSON values.
 #[derive(Debug)]
 pub(crate) struct Index<V> {
     slots: Vec<Slot<V>>,
     table: HashTable<u32>,
-    hasher: RandomState,
+    hasher: KeyHasher,
     arena: Arena,
     live: usize,
     /// Slots marked dirty since the last `prune_dirty`, each listed once
@@ -356,7 +389,7 @@ impl<V> Index<V> {
         Index {
             slots: Vec::with_capacity(n),
             table: HashTable::with_capacity(n),
-            hasher: RandomState::default(),
+            hasher: KeyHasher(RandomState::default()),
             arena: Arena::default(),
             live: 0,
             dirty: Vec::new(),
@@ -378,11 +411,11 @@ impl<V> Index<V> {
 
     /// The hash of `key`.
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        self.hasher.hash(key)
     }
 
     /// The hasher keys are hashed with, for callers that hash ahead of time.
-    pub(crate) fn hasher(&self) -> RandomState {
+    pub(crate) fn hasher(&self) -> KeyHasher {
         self.hasher
     }
 
@@ -417,7 +450,7 @@ impl<V> Index<V> {
             .find(hash, |&i| {
                 slots
                     .get(i as usize)
-                    .is_some_and(|s| arena.bytes(s.key) == key)
+                    .is_some_and(|s| s.hash == hash as u32 && arena.bytes(s.key) == key)
             })
             .map(|&i| i as usize)
     }
@@ -426,15 +459,13 @@ impl<V> Index<V> {
     fn insert_slot(&mut self, hash: u64, slot: Slot<V>) -> usize {
         let slot_no = self.slots.len();
         let dirty = slot.flags & DIRTY != 0;
-        self.slots.push(slot);
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.table.insert_unique(hash, slot_no as u32, |&i| {
-            let key = slots
-                .get(i as usize)
-                .map(|s| arena.bytes(s.key))
-                .unwrap_or_default();
-            hasher.hash_one(key)
+        self.slots.push(Slot {
+            hash: hash as u32,
+            ..slot
         });
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, slot_no as u32, |&i| slot_hash(slots, i));
         self.live += 1;
         if dirty {
             self.dirty.push(slot_no as u32);
@@ -448,7 +479,9 @@ impl<V> Index<V> {
         self.insert_slot(
             hash,
             Slot {
-                meta: Meta::default(),
+                tries: 0,
+                task: 0,
+                hash: 0,
                 key,
                 value,
                 line,
@@ -540,7 +573,9 @@ impl<V> Index<V> {
         self.insert_slot(
             hash,
             Slot {
-                meta: Meta::default(),
+                tries: 0,
+                task: 0,
+                hash: 0,
                 key,
                 value: Loc::default(),
                 line: 0,
@@ -723,16 +758,11 @@ impl<V> Index<V> {
     /// Maps every slot's key to it anew, after slots were renumbered.
     fn rebuild_table(&mut self) {
         self.table.clear();
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
+        let slots = &self.slots;
         for (i, slot) in slots.iter().enumerate() {
-            let hash = hasher.hash_one(arena.bytes(slot.key));
-            self.table.insert_unique(hash, i as u32, |&j| {
-                let key = slots
-                    .get(j as usize)
-                    .map(|s| arena.bytes(s.key))
-                    .unwrap_or_default();
-                hasher.hash_one(key)
-            });
+            let hash = widen(slot.hash);
+            self.table
+                .insert_unique(hash, i as u32, |&j| slot_hash(slots, j));
         }
     }
 
@@ -767,13 +797,18 @@ impl<V> Index<V> {
 
     /// The task state of slot `i`.
     pub(crate) fn meta(&self, i: usize) -> Meta {
-        self.slots.get(i).map_or_else(Meta::default, |s| s.meta)
+        self.slots.get(i).map_or_else(Meta::default, |s| Meta {
+            tries: s.tries,
+            done: s.task & TASK_DONE != 0,
+            aborted: s.task & TASK_ABORTED != 0,
+        })
     }
 
     /// Sets the task state of slot `i`.
     pub(crate) fn set_meta(&mut self, i: usize, meta: Meta) {
         if let Some(slot) = self.slots.get_mut(i) {
-            slot.meta = meta;
+            slot.tries = meta.tries;
+            slot.task = (u8::from(meta.done) * TASK_DONE) | (u8::from(meta.aborted) * TASK_ABORTED);
         }
     }
 
@@ -946,7 +981,9 @@ impl<V> Index<V> {
             self.insert_slot(
                 hash,
                 Slot {
-                    meta: Meta::default(),
+                    tries: 0,
+                    task: 0,
+                    hash: 0,
                     key,
                     value,
                     line,
@@ -1058,5 +1095,25 @@ impl<V> Index<V> {
         self.pending_records = 0;
         self.pending_put_bytes = 0;
         self.pending_exact = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_48_bytes() {
+        // The memory budget of a million-key store counts on it.
+        assert_eq!(std::mem::size_of::<Slot<serde_json::Value>>(), 48);
+    }
+
+    #[test]
+    fn the_table_hash_comes_whole_from_the_32_bits_a_slot_keeps() {
+        let hasher = KeyHasher(RandomState::default());
+        for key in ["", "a", "task-00000123", "ключ"] {
+            let hash = hasher.hash(key.as_bytes());
+            assert_eq!(widen(hash as u32), hash);
+        }
     }
 }

@@ -9,10 +9,8 @@
 //! connected by a bounded channel of decoded batches.
 
 use crate::error::{Error, ErrorKind, Result, fail};
-use crate::index::{Index, Loc};
+use crate::index::{Index, KeyHasher, Loc};
 use crate::record::{self, FORMAT_VERSION, LineError, Record};
-use foldhash::fast::RandomState;
-use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -106,7 +104,7 @@ struct Batch {
 
 /// The decode stage's state: line numbering and the hasher.
 struct Decoder {
-    hasher: RandomState,
+    hasher: KeyHasher,
     line_no: u64,
 }
 
@@ -129,7 +127,7 @@ impl Decoder {
                     batch.block.extend_from_slice(key.as_bytes());
                     batch.block.extend_from_slice(value);
                     Found::Put {
-                        hash: self.hasher.hash_one(key.as_bytes()),
+                        hash: self.hasher.hash(key.as_bytes()),
                         at,
                         key_len: key.len() as u32,
                         value_len: value.len() as u32,
@@ -139,7 +137,7 @@ impl Decoder {
                     let at = batch.block.len() as u32;
                     batch.block.extend_from_slice(key.as_bytes());
                     Found::Del {
-                        hash: self.hasher.hash_one(key.as_bytes()),
+                        hash: self.hasher.hash(key.as_bytes()),
                         at,
                         key_len: key.len() as u32,
                     }
