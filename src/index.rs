@@ -1007,6 +1007,29 @@ impl<V> Index<V> {
         Ok(superseded)
     }
 
+    /// Appends `records` (put records of changes made in place, numbered
+    /// by the caller) to the pending block, in its last chunk if they fit;
+    /// returns the chunk and where in it they start.
+    pub(crate) fn append_to_pending(&mut self, records: &[u8]) -> (u32, usize) {
+        let fits = self.pending.last().is_some_and(|&n| {
+            let len = self.arena.len_of(n);
+            self.arena.capacity_of(n) - len >= records.len()
+                && u32::try_from(len + records.len()).is_ok()
+        });
+        if !fits {
+            let size = (PENDING_KEEP << self.pending.len().min(8)).min(PENDING_CHUNK);
+            let n = self
+                .arena
+                .adopt(Vec::with_capacity(size.max(records.len())));
+            self.pending.push(n);
+        }
+        let n = self.pending.last().copied().unwrap_or_default();
+        let chunk = self.arena.block_mut(n);
+        let base = chunk.len();
+        chunk.extend_from_slice(records);
+        (n, base)
+    }
+
     /// Appends a removal record for `key` to the pending block.
     pub(crate) fn pending_del(&mut self, key: &str) {
         let (_, buf) = self.pending_buf();

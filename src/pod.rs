@@ -1318,21 +1318,27 @@ where
         if self.index.pending_is_exact() {
             // Encoded before the pending chunks are taken out of the arena,
             // since encoding runs the caller's code, which may fail or panic.
-            if let Some((extra, placed)) = self.encode_in_place_changes(&slots)?
-                && let Some((mut chunks, records)) = self.index.take_exact_pending()
-            {
-                let mut placed_at = Vec::with_capacity(placed.len());
-                if !extra.is_empty() {
-                    // Its own chunk, so its offsets need no shifting.
-                    let block = self.index.adopt_block(Vec::new());
-                    placed_at.extend(
-                        placed
-                            .into_iter()
-                            .map(|(value, n)| (Loc { block, ..value }, records.saturating_add(n))),
-                    );
-                    chunks.push((block, extra));
+            if let Some((extra, placed)) = self.encode_in_place_changes(&slots)? {
+                let (block, base) = if extra.is_empty() {
+                    (0, 0)
+                } else {
+                    self.index.append_to_pending(&extra)
+                };
+                if let Some((chunks, records)) = self.index.take_exact_pending() {
+                    let placed = placed
+                        .into_iter()
+                        .map(|(value, n)| {
+                            let offset = value.offset + base as u32;
+                            let value = Loc {
+                                block,
+                                offset,
+                                ..value
+                            };
+                            (value, records.saturating_add(n))
+                        })
+                        .collect();
+                    return self.write_pending(chunks, records, &slots, placed, fsync);
                 }
-                return self.write_pending(chunks, records, &slots, placed_at, fsync);
             }
         }
         let removals: Vec<String> = self.removed.iter().cloned().collect();
