@@ -1415,7 +1415,17 @@ where
     /// sits in them with its record's position (from 1); `None` if one of
     /// them is a key not on disk yet, which the pending block cannot order.
     fn encode_in_place_changes(&self, slots: &[usize]) -> Result<Option<(Vec<u8>, Vec<Placed>)>> {
-        let mut buf = Vec::new();
+        // Room for every record, guessing a changed value's length from its
+        // old text, so the buffer is not grown record by record.
+        let room: u64 = slots
+            .iter()
+            .filter(|&&i| !self.index.is_pending(i))
+            .map(|&i| {
+                let old = self.index.disk_value_len(i).unwrap_or(64);
+                record::put_len(self.index.key(i), old + 16)
+            })
+            .sum();
+        let mut buf = Vec::with_capacity(usize::try_from(room).unwrap_or(0));
         let mut placed = Vec::new();
         for &i in slots {
             if self.index.is_pending(i) {
