@@ -38,13 +38,16 @@ const ON_DISK: u8 = 4;
 /// `ON_DISK` slot's `value` is the text of its last record on disk.
 const PENDING: u8 = 8;
 
-/// A written pending chunk this big stays as the home of its value texts;
-/// the texts of a smaller one are copied out and it is reused.
-const PENDING_KEEP: usize = 64 << 10;
+/// The size of the first pending chunk.
+const PENDING_FIRST: usize = 64 << 10;
+/// A written pending chunk holding this much stays as the home of its value
+/// texts; the texts of a smaller one are copied out and it is reused.
+const PENDING_KEEP: usize = 32 << 10;
 /// The pending block is a list of chunks, so it never grows by copying: the
-/// first is `PENDING_KEEP` bytes, each next one twice the last, up to this.
-/// A written chunk stays as an arena block, so it is at most about twice
-/// the size of what it holds.
+/// first is `PENDING_FIRST` bytes, each next one twice the last, up to this.
+/// Only the last chunk of a sync is partly empty, and it is at most about
+/// the size of the others, so the chunks of a sync take at most about twice
+/// what they hold.
 const PENDING_CHUNK: usize = 1 << 20;
 /// A chunk is full when less than this is left in it.
 const CHUNK_SLACK: usize = 4 << 10;
@@ -939,7 +942,7 @@ impl<V> Index<V> {
             None => true,
         };
         if full {
-            let size = (PENDING_KEEP << self.pending.len().min(8)).min(PENDING_CHUNK);
+            let size = (PENDING_FIRST << self.pending.len().min(8)).min(PENDING_CHUNK);
             let n = self.arena.adopt(Vec::with_capacity(size));
             self.pending.push(n);
         }
@@ -1017,7 +1020,7 @@ impl<V> Index<V> {
                 && u32::try_from(len + records.len()).is_ok()
         });
         if !fits {
-            let size = (PENDING_KEEP << self.pending.len().min(8)).min(PENDING_CHUNK);
+            let size = (PENDING_FIRST << self.pending.len().min(8)).min(PENDING_CHUNK);
             let n = self
                 .arena
                 .adopt(Vec::with_capacity(size.max(records.len())));
@@ -1038,11 +1041,10 @@ impl<V> Index<V> {
     }
 
     /// Notes that the pending block no longer holds exactly what the next
-    /// full sync writes (after writing some records on their own).
+    /// full sync writes (after writing some records on their own, or a
+    /// failed write that left in-place records in it).
     pub(crate) fn pending_superseded(&mut self) {
-        if self.pending_records > 0 {
-            self.pending_exact = false;
-        }
+        self.pending_exact = false;
     }
 
     /// The bytes of the put records in the pending block: with

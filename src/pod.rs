@@ -1363,6 +1363,9 @@ where
             for (n, buf) in chunks {
                 self.index.return_pending(n, buf);
             }
+            // The handle is poisoned; should it ever retry, the in-place
+            // records now in the last chunk must not be written twice.
+            self.index.pending_superseded();
             return Err(e);
         }
         // The texts of chunks too small to keep move to the arena.
