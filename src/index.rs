@@ -459,12 +459,26 @@ impl<V> Index<V> {
     }
 
     /// Appends a slot for a key (which must be absent) whose hash is `hash`.
-    fn insert_slot(&mut self, hash: u64, slot: Slot<V>) -> usize {
+    fn insert_slot(
+        &mut self,
+        hash: u64,
+        key: Loc,
+        value: Loc,
+        line: u32,
+        flags: u8,
+        live: Option<Box<V>>,
+    ) -> usize {
         let slot_no = self.slots.len();
-        let dirty = slot.flags & DIRTY != 0;
+        let dirty = flags & DIRTY != 0;
         self.slots.push(Slot {
+            tries: 0,
+            task: 0,
             hash: hash as u32,
-            ..slot
+            key,
+            value,
+            line,
+            flags,
+            live,
         });
         let slots = &self.slots;
         self.table
@@ -479,19 +493,7 @@ impl<V> Index<V> {
 
     /// Appends a slot for a new key whose record is on disk.
     fn insert_on_disk(&mut self, hash: u64, key: Loc, value: Loc, line: u32) {
-        self.insert_slot(
-            hash,
-            Slot {
-                tries: 0,
-                task: 0,
-                hash: 0,
-                key,
-                value,
-                line,
-                flags: ON_DISK,
-                live: None,
-            },
-        );
+        self.insert_slot(hash, key, value, line, ON_DISK, None);
     }
 
     /// Takes `block` into the arena; returns its number.
@@ -573,19 +575,8 @@ impl<V> Index<V> {
     /// Appends a new, never-synced key (hashing to `hash`) holding `value`.
     pub(crate) fn push_live(&mut self, hash: u64, key: &str, value: V) -> usize {
         let key = self.arena.push(key.as_bytes());
-        self.insert_slot(
-            hash,
-            Slot {
-                tries: 0,
-                task: 0,
-                hash: 0,
-                key,
-                value: Loc::default(),
-                line: 0,
-                flags: DIRTY,
-                live: Some(Box::new(value)),
-            },
-        )
+        let live = Some(Box::new(value));
+        self.insert_slot(hash, key, Loc::default(), 0, DIRTY, live)
     }
 
     /// Removes `key`; returns its old slot's on-disk value length
@@ -942,12 +933,17 @@ impl<V> Index<V> {
             None => true,
         };
         if full {
-            let size = (PENDING_FIRST << self.pending.len().min(8)).min(PENDING_CHUNK);
-            let n = self.arena.adopt(Vec::with_capacity(size));
-            self.pending.push(n);
+            self.start_chunk(0);
         }
         let n = self.pending.last().copied().unwrap_or_default();
         (n, self.arena.block_mut(n))
+    }
+
+    /// Starts the next pending chunk, with room for at least `bytes`.
+    fn start_chunk(&mut self, bytes: usize) {
+        let size = (PENDING_FIRST << self.pending.len().min(8)).min(PENDING_CHUNK);
+        let n = self.arena.adopt(Vec::with_capacity(size.max(bytes)));
+        self.pending.push(n);
     }
 
     /// Appends a put record for `key` (hashing to `hash`) to the pending
@@ -981,19 +977,7 @@ impl<V> Index<V> {
         let line = self.pending_records;
         let Some(i) = self.find_hashed(hash, key.as_bytes()) else {
             let key = self.arena.push(key.as_bytes());
-            self.insert_slot(
-                hash,
-                Slot {
-                    tries: 0,
-                    task: 0,
-                    hash: 0,
-                    key,
-                    value,
-                    line,
-                    flags: DIRTY | PENDING,
-                    live: None,
-                },
-            );
+            self.insert_slot(hash, key, value, line, DIRTY | PENDING, None);
             return Ok(None);
         };
         let superseded = self.disk_value_len(i);
@@ -1020,11 +1004,7 @@ impl<V> Index<V> {
                 && u32::try_from(len + records.len()).is_ok()
         });
         if !fits {
-            let size = (PENDING_FIRST << self.pending.len().min(8)).min(PENDING_CHUNK);
-            let n = self
-                .arena
-                .adopt(Vec::with_capacity(size.max(records.len())));
-            self.pending.push(n);
+            self.start_chunk(records.len());
         }
         let n = self.pending.last().copied().unwrap_or_default();
         let chunk = self.arena.block_mut(n);

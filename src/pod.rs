@@ -1562,26 +1562,7 @@ where
     /// Appends `buf` to the log and fsyncs it per the durability policy;
     /// any failure poisons the handle.
     fn append(&mut self, buf: &[u8], fsync: bool) -> Result<()> {
-        let Some(log) = self.log.as_mut() else {
-            return fail(ErrorKind::Poisoned {
-                path: self.dir.clone(),
-            });
-        };
-        let written = log
-            .append(buf)
-            .map_err(|e| Error::io("append to", &self.log_path, e))
-            .and_then(|()| match self.opts.durability {
-                Durability::Full if fsync => log
-                    .sync()
-                    .map_err(|e| Error::io("fsync", &self.log_path, e)),
-                _ => Ok(()),
-            });
-        if written.is_err() {
-            self.poisoned = true;
-        }
-        written?;
-        self.log_len += buf.len() as u64;
-        Ok(())
+        self.append_parts(&[buf], fsync)
     }
 
     fn maybe_compact(&mut self) -> Result<()> {
