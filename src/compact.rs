@@ -57,9 +57,7 @@ pub(crate) fn rewrite<V>(
         error,
         replaced: false,
     };
-    let mut file = storage
-        .create(paths.tmp)
-        .map_err(|e| early(Error::io("create", paths.tmp, e)))?;
+    let mut file = create_tmp(storage, paths.tmp).map_err(early)?;
     let records = index.slots().map(|i| {
         let key = index.key(i);
         match index.value(i) {
@@ -106,14 +104,11 @@ pub(crate) struct Prepared {
 /// of a background compaction; it touches nothing but `tmp`). On failure
 /// the temp file is removed.
 pub(crate) fn prepare(storage: &dyn Storage, tmp: &Path, snapshot: Snapshot) -> Result<Prepared> {
-    let written = storage
-        .create(tmp)
-        .map_err(|e| Error::io("create", tmp, e))
-        .and_then(|mut file| {
-            let rewritten = write_all(&mut *file, tmp, snapshot.len(), snapshot.records())?;
-            file.sync().map_err(|e| Error::io("fsync", tmp, e))?;
-            Ok((file, rewritten))
-        });
+    let written = create_tmp(storage, tmp).and_then(|mut file| {
+        let rewritten = write_all(&mut *file, tmp, snapshot.len(), snapshot.records())?;
+        file.sync().map_err(|e| Error::io("fsync", tmp, e))?;
+        Ok((file, rewritten))
+    });
     match written {
         Ok((file, rewritten)) => Ok(Prepared {
             file,
@@ -126,6 +121,23 @@ pub(crate) fn prepare(storage: &dyn Storage, tmp: &Path, snapshot: Snapshot) -> 
             Err(e)
         }
     }
+}
+
+/// Creates the temp file anew. One left by a failed compaction is removed
+/// first (a symbolic link itself, not what it points to); the file is
+/// created with `O_EXCL`, so nothing is ever written through a link
+/// planted in the directory.
+fn create_tmp(storage: &dyn Storage, tmp: &Path) -> Result<Box<dyn Appender>> {
+    match storage.create_new(tmp) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            storage
+                .remove_file(tmp)
+                .map_err(|e| Error::io("remove stale", tmp, e))?;
+            storage.create_new(tmp)
+        }
+        created => created,
+    }
+    .map_err(|e| Error::io("create", tmp, e))
 }
 
 /// Writes a header and a put record for each of `records` (there are `n`),

@@ -107,6 +107,19 @@ pub enum ErrorKind {
         #[source]
         source: serde_json::Error,
     },
+    /// A change would write a record longer than the maximum record size
+    /// (see `PodOptions::max_record_size`); nothing changed.
+    #[error(
+        "the record of key {key:?} would be {len} bytes, longer than the maximum record size ({max} bytes)"
+    )]
+    RecordTooLarge {
+        /// The key.
+        key: String,
+        /// The record's length in bytes.
+        len: u64,
+        /// The maximum record size.
+        max: u64,
+    },
     /// A key was added that is already present.
     #[error("key {key:?} is already present")]
     DuplicateKey {
@@ -175,6 +188,7 @@ impl Error {
         match &*self.0 {
             ErrorKind::Decode { key, .. }
             | ErrorKind::Encode { key, .. }
+            | ErrorKind::RecordTooLarge { key, .. }
             | ErrorKind::DuplicateKey { key }
             | ErrorKind::MissingKey { key }
             | ErrorKind::NotATask { key, .. } => Some(key),

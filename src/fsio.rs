@@ -43,14 +43,18 @@ pub(crate) trait Storage: Send + Sync + Debug {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> io::Result<bool>;
-    /// The size of the file at `path`.
-    fn len(&self, path: &Path) -> io::Result<u64>;
-    /// Opens `path` for reading.
-    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>>;
+    /// Opens the regular file `path` for reading; returns it and its size.
+    /// Anything else (a FIFO, a device, a directory) is an error, never a
+    /// wait.
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
+        self.open_read_at(path, 0)
+    }
     /// Opens the existing file `path` for appending.
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>>;
-    /// Creates `path` empty (truncating it if it exists) for writing.
-    fn create(&self, path: &Path) -> io::Result<Box<dyn Appender>>;
+    /// Creates the new file `path` for writing; fails if anything, a
+    /// symbolic link included, is already there (`O_EXCL`), so nothing is
+    /// ever written through a planted link.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn Appender>>;
     /// Renames `from` to `to`, replacing `to`.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes the directory entries of `dir` durable.
@@ -68,8 +72,14 @@ pub(crate) trait Storage: Send + Sync + Debug {
     /// An identity of the file now at `path` (it changes when another file
     /// is renamed over it) and its length, in one call.
     fn file_id(&self, path: &Path) -> io::Result<(u64, u64)>;
-    /// Opens `path` for reading from byte `offset`.
-    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>>;
+    /// [`open_read`](Storage::open_read) from byte `offset` (the size is
+    /// the whole file's).
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<(Box<dyn Read + Send>, u64)>;
+    /// Why other users could change the files in `dir`, if they can: it
+    /// is writable by all without the sticky bit, or owned by another user.
+    fn unsafe_dir(&self, _dir: &Path) -> io::Result<Option<String>> {
+        Ok(None)
+    }
     /// Whether work such as compaction may run on another thread; a
     /// simulation says no, so that its operations happen in a fixed order.
     fn allows_threads(&self) -> bool {
@@ -152,25 +162,13 @@ impl Storage for StdStorage {
         path.try_exists()
     }
 
-    fn len(&self, path: &Path) -> io::Result<u64> {
-        Ok(fs::metadata(path)?.len())
-    }
-
-    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(File::open(path)?))
-    }
-
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Box::new(StdAppender(file)))
     }
 
-    fn create(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Box::new(StdAppender(file)))
     }
 
@@ -219,10 +217,75 @@ impl Storage for StdStorage {
         Ok((meta.ino(), meta.len()))
     }
 
-    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<(Box<dyn Read + Send>, u64)> {
         use std::io::{Seek, SeekFrom};
-        let mut file = File::open(path)?;
+        let (mut file, len) = open_regular_file(path)?;
         file.seek(SeekFrom::Start(offset))?;
-        Ok(Box::new(file))
+        Ok((Box::new(file), len))
     }
+
+    fn unsafe_dir(&self, dir: &Path) -> io::Result<Option<String>> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = fs::metadata(dir)?;
+        let mode = meta.permissions().mode();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Ok(Some(format!(
+                "{} is writable by every user (mode {:o}): another user could replace its files",
+                dir.display(),
+                mode & 0o7777
+            )));
+        }
+        let me = effective_uid();
+        if meta.uid() != me {
+            return Ok(Some(format!(
+                "{} is owned by user {}, not by this process's user {me}: its owner could replace its files",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+        Ok(None)
+    }
+}
+
+/// The effective user id of this process.
+#[allow(unsafe_code)]
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Opens `path` for reading if it is a regular file; returns it and its size.
+/// The open does not block on a FIFO (`O_NONBLOCK`, which has no effect on
+/// a regular file's reads), and what it opened is checked before any read.
+pub(crate) fn open_regular_file(path: &Path) -> io::Result<(File, u64)> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("it is {what}, not a regular file"),
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// [`open_regular_file`], with the error naming the file.
+pub(crate) fn open_regular(path: &Path) -> crate::Result<(File, u64)> {
+    open_regular_file(path).map_err(|e| crate::Error::io("open", path, e))
 }

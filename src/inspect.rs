@@ -2,23 +2,46 @@
 //! (`verify`) and whether a writer holds the lock.
 
 use crate::error::{Error, Result};
+use crate::fsio;
+use crate::options::DEFAULT_MAX_RECORD_SIZE;
 use crate::pod::{LOCK_FILE, LOG_FILE};
-use crate::record::{self, FORMAT_VERSION, LineError, Record};
+use crate::record::Record;
+use crate::replay::TornTail;
+use crate::replay::reader::{Held, Line, LineReader};
+use crate::replay::rules::{self, BadLine, Damage, Fatal, Findings, Item, Rules, Seen, Span};
+use std::collections::BTreeMap;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-
-/// At most this many problems are listed (all are counted).
-const MAX_LISTED: usize = 1000;
+use std::sync::mpsc;
 
 /// One problem found by [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     /// 1-based line number.
     pub line: u64,
-    /// Byte offset of the start of the line.
+    /// Byte offset of the start of the line (or of its damaged part).
     pub offset: u64,
     /// What is wrong.
     pub reason: String,
+}
+
+/// What opening the log as it is would do, by the same rules as an open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Every line is valid.
+    Clean,
+    /// The log ends in a torn write that an open drops (and a writable
+    /// open cuts); the rest is valid.
+    TornTail(TornTail),
+    /// A damaged line an open refuses (valid lines follow it, or it was
+    /// written whole).
+    Corrupt(Problem),
+    /// Not a tastypod log.
+    NotAStore(String),
+    /// A log of another format version.
+    UnsupportedVersion(u64),
 }
 
 /// What [`verify`] found.
@@ -34,14 +57,18 @@ pub struct VerifyReport {
     pub records: u64,
     /// The format version in the header, if the header is valid.
     pub version: Option<u64>,
-    /// The problems, in order (the first 1000).
+    /// The problems, in order (the first 100).
     pub problems: Vec<Problem>,
     /// How many problems there are.
     pub problem_count: u64,
-    /// Whether the last problems are a torn tail (no valid record after them).
+    /// Whether the problems are a torn tail (no valid record after them).
     pub torn_tail: bool,
-    /// Whether a problem is damage no crash can cause (a record glued to the next).
+    /// Whether a problem is damage no crash can cause.
     pub hard_damage: bool,
+    /// What an open of the log would do.
+    pub verdict: Verdict,
+    /// The end of the valid prefix: what a writable open keeps.
+    pub valid_len: u64,
 }
 
 impl VerifyReport {
@@ -61,213 +88,256 @@ pub fn log_path(path: &Path) -> PathBuf {
 }
 
 /// Checks every line of a store's log (given the store directory or the log
-/// file): the checksum, the record grammar and the JSON of every value.
-/// Reads the file once, front to back, checking chunks on two threads;
-/// changes nothing.
+/// file) by exactly the rules an open applies: the checksum, the record
+/// grammar, and that every value is one valid JSON value (the rule
+/// `tastypod set` and `load` apply, so a clean log survives
+/// `dump | load`). Reads the file once, front to back, with memory bounded
+/// by the longest line (at most the default maximum record size) plus a
+/// fixed buffer, checking lines on two threads; changes nothing.
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Io`](crate::ErrorKind::Io) if the file cannot be read.
-/// Problems in the log are not errors: they are in the report.
+/// [`ErrorKind::Io`](crate::ErrorKind::Io) if the file cannot be read,
+/// [`ErrorKind::NotAStore`](crate::ErrorKind::NotAStore) if it is not a
+/// regular file. Problems in the log are not errors: they are in the report.
 pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
-    let log = log_path(path.as_ref());
-    let file = File::open(&log).map_err(|e| Error::io("open", &log, e))?;
-    let parts = check_parts(file, &log)?;
-    let mut report = VerifyReport {
-        log,
-        bytes: 0,
-        lines: 0,
-        records: 0,
-        version: None,
-        problems: Vec::new(),
-        problem_count: 0,
-        torn_tail: false,
-        hard_damage: false,
+    verify_with(path.as_ref(), DEFAULT_MAX_RECORD_SIZE)
+}
+
+/// [`verify`] with another maximum record size (see
+/// [`PodOptions::max_record_size`](crate::PodOptions::max_record_size)).
+///
+/// # Errors
+///
+/// As [`verify`].
+pub fn verify_with(path: &Path, max_record_size: usize) -> Result<VerifyReport> {
+    let log = log_path(path);
+    let (file, size) = fsio::open_regular(&log)?;
+    let Checked {
+        findings,
+        total_len,
+        lines,
+        version,
+    } = check_lines(file, size, &log, max_record_size)?;
+    let verdict = match (&findings.fatal, &findings.outcome.torn) {
+        (Some(Fatal::Corrupt(bad)), _) => Verdict::Corrupt(problem(bad)),
+        (Some(Fatal::NotAStore(why)), _) => Verdict::NotAStore(why.clone()),
+        (Some(Fatal::Unsupported(v)), _) => Verdict::UnsupportedVersion(*v),
+        (None, Some(torn)) => Verdict::TornTail(torn.clone()),
+        (None, None) => Verdict::Clean,
     };
-    let (mut last_problem, mut last_valid) = (0u64, 0u64);
-    for part in parts {
-        let base_line = report.lines;
-        for p in part.problems {
-            if report.problems.len() < MAX_LISTED {
-                report.problems.push(Problem {
-                    line: base_line + p.line,
-                    offset: report.bytes + p.offset,
-                    reason: p.reason,
-                });
+    Ok(VerifyReport {
+        log,
+        bytes: total_len,
+        lines,
+        records: findings.outcome.records,
+        version,
+        problems: findings.problems.iter().map(problem).collect(),
+        problem_count: findings.problem_count,
+        torn_tail: matches!(verdict, Verdict::TornTail(_)),
+        hard_damage: matches!(verdict, Verdict::Corrupt(_)),
+        valid_len: findings.outcome.valid_len,
+        verdict,
+    })
+}
+
+fn problem(bad: &BadLine) -> Problem {
+    Problem {
+        line: bad.line,
+        offset: bad.offset,
+        reason: bad.reason.clone(),
+    }
+}
+
+/// A batch of lines copied out of the reader's buffer for a worker.
+#[derive(Debug, Default)]
+struct Job {
+    bytes: Vec<u8>,
+    lines: Vec<(Span, Shape)>,
+}
+
+/// Where a line's bytes sit in its job.
+#[derive(Debug)]
+enum Shape {
+    Whole(Range<usize>),
+    Streamed {
+        head: Option<Range<usize>>,
+        first_nul: Option<u64>,
+        nonzero_after: u64,
+    },
+}
+
+/// What a worker found on one line.
+#[derive(Debug)]
+enum Found {
+    Blank,
+    Header(u64),
+    Record,
+    Damaged(Damage),
+}
+
+/// What [`check_lines`] found.
+struct Checked {
+    findings: Findings,
+    total_len: u64,
+    lines: u64,
+    version: Option<u64>,
+}
+
+/// Feeds the workers' results to the rules in file order.
+struct InOrder {
+    rules: Rules,
+    next: usize,
+    waiting: BTreeMap<usize, Vec<(Span, Found)>>,
+    lines: u64,
+    version: Option<u64>,
+}
+
+impl InOrder {
+    fn take(&mut self, n: usize, results: Vec<(Span, Found)>) {
+        self.waiting.insert(n, results);
+        while let Some(results) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            for (span, found) in results {
+                self.lines = self.lines.max(span.no);
+                let seen = match &found {
+                    Found::Blank => Seen::Blank,
+                    Found::Header(v) => {
+                        self.version = self.version.or(Some(*v));
+                        Seen::Header(*v)
+                    }
+                    Found::Record => Seen::Record,
+                    Found::Damaged(d) => Seen::Damaged(d),
+                };
+                // Keep-going rules never stop.
+                let _ = self.rules.take(span, seen);
             }
         }
-        if let Some(l) = part.last_problem {
-            last_problem = base_line + l;
-        }
-        if let Some(l) = part.last_valid {
-            last_valid = base_line + l;
-        }
-        report.problem_count += part.problem_count;
-        report.records += part.records;
-        report.version = report.version.or(part.version);
-        report.hard_damage |= part.hard_damage;
-        report.lines += part.lines;
-        report.bytes += part.bytes;
     }
-    // An empty log is an empty store (a writable open writes its header).
-    report.torn_tail = report.problem_count > 0 && last_valid < last_problem && !report.hard_damage;
-    Ok(report)
 }
 
-/// What one chunk of the log holds; lines and offsets count from its start.
-#[derive(Debug, Default)]
-struct Part {
-    bytes: u64,
-    lines: u64,
-    records: u64,
-    version: Option<u64>,
-    problems: Vec<Problem>,
-    problem_count: u64,
-    last_problem: Option<u64>,
-    last_valid: Option<u64>,
-    hard_damage: bool,
-}
-
-/// Bytes read per chunk.
-const CHUNK: usize = 4 << 20;
-
-/// Reads `file` in chunks cut at line ends and checks them on two threads;
-/// returns the parts in file order.
-fn check_parts(mut file: File, log: &Path) -> Result<Vec<Part>> {
-    use std::io::Read;
-    use std::sync::mpsc;
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Part)>();
-    std::thread::scope(|scope| {
+/// Reads the log in batches of lines, classifies the lines of each batch on
+/// one of two worker threads, and runs the rules over them in order.
+fn check_lines(file: File, size: u64, log: &Path, max_record: usize) -> Result<Checked> {
+    let mut order = InOrder {
+        rules: Rules::new(false).keep_going(),
+        next: 0,
+        waiting: BTreeMap::new(),
+        lines: 0,
+        version: None,
+    };
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<(Span, Found)>)>();
+    let mut reader = LineReader::new(file, log, max_record, size, 0, 0);
+    let total_len = std::thread::scope(|scope| -> Result<u64> {
         let mut workers = Vec::new();
         for _ in 0..2 {
-            let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(2);
+            let (tx, rx) = mpsc::sync_channel::<(usize, Job)>(2);
             let done_tx = done_tx.clone();
             scope.spawn(move || {
-                for (n, chunk) in rx {
-                    // The receiver lives until every part is in.
-                    let _ = done_tx.send((n, check_chunk(&chunk, n == 0)));
+                for (n, job) in rx {
+                    // The receiver lives until every result is in.
+                    let _ = done_tx.send((n, check_job(&job, max_record)));
                 }
             });
             workers.push(tx);
         }
         drop(done_tx);
-        let mut carry: Vec<u8> = Vec::new();
-        // The last newline in `carry`, if one was seen but not cut at.
-        let mut last_newline: Option<usize> = None;
-        let mut buf = vec![0u8; CHUNK];
         let mut sent = 0usize;
         loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", log, e)),
-            };
-            let scan_from = carry.len();
-            carry.extend_from_slice(buf.get(..n).unwrap_or_default());
-            // Only the new bytes need scanning: each byte is looked at once.
-            let new = carry.get(scan_from..).unwrap_or_default();
-            if let Some(p) = memchr::memrchr(b'\n', new) {
-                last_newline = Some(scan_from + p);
+            let mut job = Job::default();
+            let more = reader.next_lines(|line| {
+                job.push(&line);
+                Ok(())
+            })?;
+            if !job.lines.is_empty() {
+                if let Some(w) = workers.get(sent % 2) {
+                    let _ = w.send((sent, job));
+                }
+                sent += 1;
+                while let Ok((n, results)) = done_rx.try_recv() {
+                    order.take(n, results);
+                }
             }
-            if carry.len() < CHUNK {
-                continue;
+            if !more {
+                break;
             }
-            let Some(cut) = last_newline.take() else {
-                continue; // one long line: keep reading
-            };
-            let rest = carry.split_off(cut + 1);
-            let chunk = std::mem::replace(&mut carry, rest);
-            if let Some(w) = workers.get(sent % 2) {
-                let _ = w.send((sent, chunk));
-            }
-            sent += 1;
-        }
-        if !carry.is_empty() {
-            if let Some(w) = workers.get(sent % 2) {
-                let _ = w.send((sent, carry));
-            }
-            sent += 1;
         }
         drop(workers);
-        let mut parts: Vec<Option<Part>> = (0..sent).map(|_| None).collect();
-        for (n, part) in done_rx {
-            if let Some(slot) = parts.get_mut(n) {
-                *slot = Some(part);
+        while order.next < sent {
+            match done_rx.recv() {
+                Ok((n, results)) => order.take(n, results),
+                Err(_) => break,
             }
         }
-        Ok(parts.into_iter().flatten().collect())
+        Ok(reader.position())
+    })?;
+    Ok(Checked {
+        findings: order.rules.finish_all(total_len),
+        total_len,
+        lines: order.lines,
+        version: order.version,
     })
 }
 
-/// Checks every line of one chunk (`first`: the chunk that starts the file).
-fn check_chunk(chunk: &[u8], first: bool) -> Part {
-    let mut part = Part {
-        bytes: chunk.len() as u64,
-        ..Part::default()
-    };
-    let mut start = 0usize;
-    while start < chunk.len() {
-        let rest = chunk.get(start..).unwrap_or_default();
-        let (body, terminated, len) = match memchr::memchr(b'\n', rest) {
-            Some(nl) => (rest.get(..nl).unwrap_or_default(), true, nl + 1),
-            None => (rest, false, rest.len()),
+impl Job {
+    /// Copies `line` into the job.
+    fn push(&mut self, line: &Line<'_>) {
+        let mut copy = |bytes: &[u8]| {
+            let at = self.bytes.len();
+            self.bytes.extend_from_slice(bytes);
+            at..self.bytes.len()
         };
-        part.lines += 1;
-        let line_no = part.lines;
-        match check_line(body, terminated, first && line_no == 1, &mut part) {
-            Some(reason) => {
-                part.problem_count += 1;
-                part.last_problem = Some(line_no);
-                if part.problems.len() < MAX_LISTED {
-                    part.problems.push(Problem {
-                        line: line_no,
-                        offset: start as u64,
-                        reason,
-                    });
-                }
-            }
-            None if !body.is_empty() => part.last_valid = Some(line_no),
-            None => {}
-        }
-        start += len;
+        let shape = match line.held {
+            Held::Whole(bytes) => Shape::Whole(copy(bytes)),
+            Held::Streamed {
+                head,
+                first_nul,
+                nonzero_after,
+            } => Shape::Streamed {
+                head: head.map(copy),
+                first_nul,
+                nonzero_after,
+            },
+        };
+        self.lines.push((Span::of(line), shape));
     }
-    part
 }
 
-/// The problem with one line, if any.
-fn check_line(body: &[u8], terminated: bool, first_line: bool, part: &mut Part) -> Option<String> {
-    if !terminated {
-        return Some(LineError::Unterminated.to_string());
+/// Classifies every line of a job.
+fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
+    let mut out = Vec::with_capacity(job.lines.len());
+    for (span, shape) in &job.lines {
+        let bytes = |r: &Range<usize>| job.bytes.get(r.clone()).unwrap_or_default();
+        let held = match shape {
+            Shape::Whole(r) => Held::Whole(bytes(r)),
+            Shape::Streamed {
+                head,
+                first_nul,
+                nonzero_after,
+            } => Held::Streamed {
+                head: head.as_ref().map(bytes),
+                first_nul: *first_nul,
+                nonzero_after: *nonzero_after,
+            },
+        };
+        let line = Line {
+            no: span.no,
+            offset: span.offset,
+            end: span.end,
+            terminated: span.terminated,
+            held,
+        };
+        rules::items(&line, max_record, false, |at, item| {
+            let found = match item {
+                Item::Blank => Found::Blank,
+                Item::Record(Record::Header { version }) => Found::Header(version),
+                Item::Record(_) => Found::Record,
+                Item::Damaged(damage) => Found::Damaged(damage),
+            };
+            out.push((at, found));
+        });
     }
-    if body.is_empty() {
-        return first_line.then(|| "first line is not a header".into());
-    }
-    match record::decode(body) {
-        Err(_) if record::embeds_record(body) => {
-            part.hard_damage = true;
-            Some(LineError::LostNewline.to_string())
-        }
-        Err(e) => Some(e.to_string()),
-        Ok(Record::Header { version }) if first_line => {
-            part.version = Some(version);
-            (version != FORMAT_VERSION).then(|| {
-                format!("format version {version}; this build reads version {FORMAT_VERSION}")
-            })
-        }
-        Ok(Record::Header { .. }) => Some("header record after line 1".into()),
-        Ok(_) if first_line => Some("first line is not a header".into()),
-        Ok(Record::Put { value, .. }) => {
-            part.records += 1;
-            serde_json::from_slice::<serde::de::IgnoredAny>(value)
-                .err()
-                .map(|e| format!("value is not valid JSON: {e}"))
-        }
-        Ok(Record::Del { .. }) => {
-            part.records += 1;
-            None
-        }
-    }
+    out
 }
 
 /// Whether a writer holds the store's lock right now.
@@ -293,6 +363,8 @@ pub fn is_locked(path: impl AsRef<Path>) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record;
+    use crate::replay::reader::CHUNK;
 
     /// A log of `n` records, larger than several chunks.
     fn big_log(n: usize) -> Vec<u8> {
@@ -337,6 +409,8 @@ mod tests {
         assert_eq!(report.problems[0].line, line);
         assert_eq!(report.problems[0].offset, start);
         assert_eq!(report.problems[1].line, 120_001);
-        assert!(report.torn_tail);
+        // Damage with valid lines after it: an open refuses it.
+        assert!(!report.torn_tail);
+        assert_eq!(report.verdict, Verdict::Corrupt(report.problems[0].clone()));
     }
 }

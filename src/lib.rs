@@ -62,6 +62,7 @@ mod error;
 mod fsio;
 mod index;
 mod inspect;
+mod json;
 mod options;
 mod pod;
 #[cfg(feature = "progress")]
@@ -76,8 +77,11 @@ pub mod sim;
 mod tracker;
 
 pub use error::{Error, ErrorKind, Result};
-pub use inspect::{Problem, VerifyReport, is_locked, log_path, verify};
-pub use options::{Compaction, Durability, PodOptions, Recovery};
+pub use inspect::{Problem, Verdict, VerifyReport, is_locked, log_path, verify, verify_with};
+pub use json::MAX_DEPTH;
+pub use options::{
+    Compaction, DEFAULT_MAX_RECORD_SIZE, Durability, MAX_RECORD_SIZE_LIMIT, PodOptions, Recovery,
+};
 pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE};
 #[cfg(feature = "progress")]
 pub use progress::Progress;

@@ -62,6 +62,12 @@ pub enum Recovery {
     Salvage,
 }
 
+/// The default of [`PodOptions::max_record_size`]: 128 MiB.
+pub const DEFAULT_MAX_RECORD_SIZE: usize = 128 << 20;
+
+/// The largest [`PodOptions::max_record_size`] accepted: 1 GiB.
+pub const MAX_RECORD_SIZE_LIMIT: usize = 1 << 30;
+
 /// Options for opening a [`Pod`]; every setter states its default.
 ///
 /// # Examples
@@ -85,6 +91,7 @@ pub struct PodOptions {
     pub(crate) recovery: Recovery,
     pub(crate) wait_for_lock: bool,
     pub(crate) shared: bool,
+    pub(crate) max_record: usize,
     pub(crate) storage: Arc<dyn Storage>,
 }
 
@@ -98,6 +105,7 @@ impl fmt::Debug for PodOptions {
             .field("recovery", &self.recovery)
             .field("wait_for_lock", &self.wait_for_lock)
             .field("shared", &self.shared)
+            .field("max_record_size", &self.max_record)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +127,7 @@ impl PodOptions {
             recovery: Recovery::default(),
             wait_for_lock: false,
             shared: false,
+            max_record: DEFAULT_MAX_RECORD_SIZE,
             storage: Arc::new(StdStorage),
         }
     }
@@ -179,6 +188,19 @@ impl PodOptions {
         self
     }
 
+    /// The longest line (one record, newline excluded) the log may hold.
+    /// A change whose record would be longer is refused with
+    /// [`ErrorKind::RecordTooLarge`]; a longer line found in a log is
+    /// damage. It also bounds the memory reading a damaged log takes: a
+    /// line is never held beyond this size. Between 64 bytes and
+    /// [`MAX_RECORD_SIZE_LIMIT`] (1 GiB). Default:
+    /// [`DEFAULT_MAX_RECORD_SIZE`] (128 MiB).
+    #[must_use]
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.max_record = bytes;
+        self
+    }
+
     /// Runs the store on a simulated file system (tests and fuzzing only).
     #[cfg(feature = "sim")]
     #[doc(hidden)]
@@ -194,6 +216,15 @@ impl PodOptions {
             return fail(ErrorKind::InvalidOption {
                 name: "sync_at",
                 why: "must be at least 1".into(),
+            });
+        }
+        if !(64..=MAX_RECORD_SIZE_LIMIT).contains(&self.max_record) {
+            return fail(ErrorKind::InvalidOption {
+                name: "max_record_size",
+                why: format!(
+                    "must be between 64 and {MAX_RECORD_SIZE_LIMIT} bytes, not {}",
+                    self.max_record
+                ),
             });
         }
         if let Compaction::Auto { dead_fraction, .. } = self.compaction
@@ -254,6 +285,7 @@ mod tests {
         assert!(!o.read_only);
         assert_eq!(o.durability, Durability::Full);
         assert_eq!(o.recovery, Recovery::TornTail);
+        assert_eq!(o.max_record, 128 << 20);
         assert_eq!(
             o.compaction,
             Compaction::Auto {

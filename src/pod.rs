@@ -5,6 +5,7 @@ use crate::compact::{self, LogPaths, Rewritten};
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::{Appender, LockGuard, OpLock, Storage};
 use crate::index::{Chunk, Index, Loc, ValueRef};
+use crate::json;
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use crate::record;
 use crate::replay::{self, BadLine, Replayed, TornTail};
@@ -32,7 +33,9 @@ pub const OPLOCK_FILE: &str = "pod.oplock";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// A torn final write that was dropped (and, for a writable open, cut
-    /// from the file).
+    /// from the file; kept in a copy beside the log when it was more than
+    /// one partial record). In the multi-process mode, the last one this
+    /// handle cut, at open or later.
     pub torn_tail: Option<TornTail>,
     /// Damaged lines skipped by [`Recovery::Salvage`] (the first 100).
     pub skipped: Vec<BadLine>,
@@ -42,12 +45,22 @@ pub struct RecoveryReport {
     pub damaged_copy: Option<PathBuf>,
     /// Whether a stale temporary file from an interrupted compaction was removed.
     pub removed_temp: bool,
+    /// The line of the last record, if it was complete but for its
+    /// newline (which a writable open added).
+    pub completed_line: Option<u64>,
+    /// Things the open found risky but not wrong, as sentences: a store
+    /// directory other users may write to, say.
+    pub warnings: Vec<String>,
 }
 
 impl RecoveryReport {
-    /// Whether the log was clean: nothing dropped, skipped or removed.
+    /// Whether the log was clean: nothing dropped, skipped, completed or
+    /// removed (warnings aside).
     pub fn is_clean(&self) -> bool {
-        self.torn_tail.is_none() && self.skipped_count == 0 && !self.removed_temp
+        self.torn_tail.is_none()
+            && self.skipped_count == 0
+            && !self.removed_temp
+            && self.completed_line.is_none()
     }
 }
 
@@ -302,6 +315,7 @@ where
     }
 
     fn open_read_only(&mut self) -> Result<()> {
+        self.note_unsafe_dir();
         let replayed = self.read_log()?;
         self.report.torn_tail = replayed.torn.clone();
         self.report.skipped = replayed.skipped.clone();
@@ -310,12 +324,20 @@ where
         Ok(())
     }
 
+    /// Warns in the report if other users may change the store's files.
+    fn note_unsafe_dir(&mut self) {
+        if let Ok(Some(warning)) = self.storage().unsafe_dir(&self.dir) {
+            self.report.warnings.push(warning);
+        }
+    }
+
     fn open_writable(&mut self) -> Result<()> {
         let storage = self.storage();
         let dir = self.dir.clone();
         storage
             .create_dir_all(&dir)
             .map_err(|e| Error::io("create directory", &dir, e))?;
+        self.note_unsafe_dir();
         let lock_path = dir.join(LOCK_FILE);
         let lock = if self.opts.shared {
             storage.lock_shared(&lock_path)
@@ -532,66 +554,106 @@ where
 
     /// Applies what other processes appended since this handle last looked;
     /// reloads the whole log if another process replaced it (compaction).
+    /// Holding the operation lock, a writer also repairs the end of the log
+    /// as an open does: a torn tail left by a killed writer is cut (and
+    /// kept aside if it is more than a partial record), a missing final
+    /// newline is added. A failure doing so poisons the handle.
     fn catch_up(&mut self) -> Result<()> {
         let storage = self.storage();
         let (id, len) = storage
             .file_id(&self.log_path)
             .map_err(|e| Error::io("stat", &self.log_path, e))?;
+        let repair = !self.opts.read_only && self.op_depth > 0;
         if id != self.log_id || len < self.log_len {
             let replayed = self.read_log()?;
-            let torn = replayed.torn.is_some();
+            let (torn, needs_newline) = (replayed.torn.clone(), replayed.needs_newline);
             self.adopt(replayed);
             self.external = (true, Vec::new());
+            self.log_id = id;
             if !self.opts.read_only {
                 // The old handle may point at a replaced file: never append to it.
                 self.log = None;
-                let mut log = match storage.open_append(&self.log_path) {
+                let log = match storage.open_append(&self.log_path) {
                     Ok(log) => log,
                     Err(e) => {
                         self.poisoned = true;
                         return Err(Error::io("open", &self.log_path, e));
                     }
                 };
-                if torn && self.op_depth > 0 {
-                    // A writer died mid-append; we hold the lock, so cut it.
-                    log.truncate(self.log_len)
-                        .and_then(|()| log.sync())
-                        .map_err(|e| Error::io("truncate torn tail of", &self.log_path, e))?;
-                }
                 self.log = Some(log);
+                if repair {
+                    self.repair_end(torn, needs_newline)?;
+                }
             }
-            self.log_id = id;
             return Ok(());
         }
         if len == self.log_len {
             return Ok(());
         }
-        let mut bytes = Vec::new();
-        storage
+        let (reader, _) = storage
             .open_read_at(&self.log_path, self.log_len)
-            .and_then(|mut r| r.read_to_end(&mut bytes))
             .map_err(|e| Error::io("read", &self.log_path, e))?;
-        let start = self.log_len;
         let tail = replay::apply_tail(
             &mut self.index,
-            &bytes,
-            start,
+            reader,
+            self.log_len,
             self.lines,
             &mut self.live_bytes,
             &self.log_path,
+            self.opts.max_record,
         )?;
-        self.log_len = start + tail.valid_len;
-        self.lines += tail.lines;
+        self.log_len = tail.valid_len;
+        self.lines = tail.lines;
         self.external.1.extend(tail.changed);
         // After a removal a key may sit in a new slot: have the tracker recount.
         self.external.0 |= tail.removed;
-        if tail.torn && !self.opts.read_only && self.op_depth > 0 {
-            // A writer died mid-append; we hold the lock, so cut its torn tail.
-            if let Some(log) = self.log.as_mut() {
-                log.truncate(self.log_len)
-                    .and_then(|()| log.sync())
-                    .map_err(|e| Error::io("truncate torn tail of", &self.log_path, e))?;
-            }
+        if repair {
+            self.repair_end(tail.torn, tail.needs_newline)?;
+        }
+        Ok(())
+    }
+
+    /// Cuts a torn tail (keeping it aside unless it is a partial record)
+    /// and adds a missing final newline, as replay found them; any failure
+    /// poisons the handle.
+    fn repair_end(&mut self, torn: Option<TornTail>, needs_newline: bool) -> Result<()> {
+        let repaired = self.try_repair_end(torn, needs_newline);
+        if repaired.is_err() {
+            self.poisoned = true;
+        }
+        repaired
+    }
+
+    fn try_repair_end(&mut self, torn: Option<TornTail>, needs_newline: bool) -> Result<()> {
+        if torn.is_none() && !needs_newline {
+            return Ok(());
+        }
+        let mut torn = torn;
+        if let Some(t) = torn.as_mut()
+            && !t.partial_record
+        {
+            t.copy = Some(self.copy_aside("torn", t.first.offset)?);
+        }
+        let valid_len = self.log_len;
+        let path = self.log_path.clone();
+        let Some(log) = self.log.as_mut() else {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        };
+        if torn.is_some() {
+            log.truncate(valid_len)
+                .map_err(|e| Error::io("truncate torn tail of", &path, e))?;
+        }
+        if needs_newline {
+            log.append(b"\n")
+                .map_err(|e| Error::io("append to", &path, e))?;
+            self.log_len += 1;
+            self.report.completed_line = Some(self.lines);
+        }
+        log.sync().map_err(|e| Error::io("fsync", &path, e))?;
+        if torn.is_some() {
+            self.report.torn_tail = torn;
         }
         Ok(())
     }
@@ -648,46 +710,49 @@ where
             self.rewrite(Index::default())?;
         }
         let replayed = self.read_log()?;
+        // No header: an empty store (only blank lines, or a header cut
+        // short while the store was created), or a salvaged one.
         let needs_rewrite = !replayed.has_header || replayed.skipped_count > 0;
-        let torn = replayed.torn.clone();
-        let valid_len = replayed.valid_len;
+        let (torn, needs_newline) = (replayed.torn.clone(), replayed.needs_newline);
         self.report.torn_tail = torn.clone();
         self.report.skipped = replayed.skipped.clone();
         self.report.skipped_count = replayed.skipped_count;
         self.adopt(replayed);
-        let salvage = self.opts.recovery == Recovery::Salvage;
-        if self.report.skipped_count > 0 || (salvage && torn.is_some()) {
+        if self.report.skipped_count > 0 {
             // Salvage never deletes data: the damaged log is kept as it was.
-            self.report.damaged_copy = Some(self.copy_damaged_log()?);
+            self.report.damaged_copy = Some(self.copy_aside("damaged", 0)?);
         }
         if needs_rewrite {
+            let cut_more_than_a_record = self
+                .report
+                .torn_tail
+                .as_ref()
+                .filter(|t| !t.partial_record)
+                .map(|t| t.first.offset);
+            if let Some(from) = cut_more_than_a_record {
+                let copy = self.copy_aside("torn", from)?;
+                if let Some(t) = self.report.torn_tail.as_mut() {
+                    t.copy = Some(copy);
+                }
+            }
             let index = std::mem::take(&mut self.index);
             return self.rewrite(index);
         }
-        let mut log = storage
+        let log = storage
             .open_append(&self.log_path)
             .map_err(|e| Error::io("open", &self.log_path, e))?;
-        if torn.is_some() {
-            log.truncate(valid_len)
-                .and_then(|()| log.sync())
-                .map_err(|e| Error::io("truncate torn tail of", &self.log_path, e))?;
-            self.log_len = valid_len;
-        }
         self.log = Some(log);
-        Ok(())
+        self.repair_end(torn, needs_newline)
     }
 
     /// Reads and replays the log file.
     fn read_log(&self) -> Result<Replayed<V>> {
-        let storage = self.storage();
-        let size = storage
-            .len(&self.log_path)
-            .map_err(|e| Error::io("open", &self.log_path, e))?;
-        let reader = storage
+        let (reader, size) = self
+            .storage()
             .open_read(&self.log_path)
             .map_err(|e| Error::io("open", &self.log_path, e))?;
         let salvage = self.opts.recovery == Recovery::Salvage;
-        replay::replay(reader, size, &self.log_path, salvage)
+        replay::replay(reader, size, &self.log_path, salvage, self.opts.max_record)
     }
 
     /// Makes a replayed log the in-memory state.
@@ -700,29 +765,26 @@ where
         self.removed.clear();
     }
 
-    /// Copies the damaged log next to it before salvage replaces it.
-    fn copy_damaged_log(&self) -> Result<PathBuf> {
+    /// Copies the log from byte `from` to a new file beside it,
+    /// `pod.log.<what>-<secs>[-n]` (created, never overwritten, and
+    /// fsynced with its directory); returns its path.
+    fn copy_aside(&self, what: &str, from: u64) -> Result<PathBuf> {
         let storage = self.storage();
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let mut n = 0;
-        let target = loop {
-            let candidate = replay::damaged_name(&self.log_path, secs, n);
-            let taken = storage
-                .exists(&candidate)
-                .map_err(|e| Error::io("stat", &candidate, e))?;
-            if !taken {
-                break candidate;
+        let (target, mut out) = loop {
+            let candidate = replay::side_name(&self.log_path, what, secs, n);
+            match storage.create_new(&candidate) {
+                Ok(out) => break (candidate, out),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(Error::io("create", &candidate, e)),
             }
-            n += 1;
         };
-        let mut reader = storage
-            .open_read(&self.log_path)
+        let (mut reader, _) = storage
+            .open_read_at(&self.log_path, from)
             .map_err(|e| Error::io("open", &self.log_path, e))?;
-        let mut out = storage
-            .create(&target)
-            .map_err(|e| Error::io("create", &target, e))?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match reader.read(&mut buf) {
@@ -1087,15 +1149,9 @@ where
         self.writable()?;
         let hash = self.index.hash(key.as_bytes());
         // Encoded now, into the record the next sync writes.
-        let superseded = self
-            .index
-            .put_pending(hash, key, |buf| serde_json::to_writer(buf, value))
-            .map_err(|source| {
-                Error::from(ErrorKind::Encode {
-                    key: key.to_string(),
-                    source,
-                })
-            })?;
+        let superseded = self.index.put_pending(hash, key, |buf| {
+            encode_value(buf, key, value, self.opts.max_record)
+        })?;
         if let Some(old) = superseded {
             self.live_bytes -= record::put_len(key, old);
         }
@@ -1442,14 +1498,7 @@ where
             let value_start = buf.len();
             match self.index.value(i) {
                 ValueRef::Text(t) => buf.extend_from_slice(t),
-                ValueRef::Live(v) => {
-                    serde_json::to_writer(&mut buf, v).map_err(|source| {
-                        Error::from(ErrorKind::Encode {
-                            key: key.to_string(),
-                            source,
-                        })
-                    })?;
-                }
+                ValueRef::Live(v) => encode_value(&mut buf, key, v, self.opts.max_record)?,
             }
             let len = buf.len() - value_start;
             record::end_put(&mut buf, start);
@@ -1482,14 +1531,7 @@ where
             let value_start = buf.len();
             match self.index.value(i) {
                 ValueRef::Text(t) => buf.extend_from_slice(t),
-                ValueRef::Live(v) => {
-                    if let Err(source) = serde_json::to_writer(&mut buf, v) {
-                        return fail(ErrorKind::Encode {
-                            key: key.to_string(),
-                            source,
-                        });
-                    }
-                }
+                ValueRef::Live(v) => encode_value(&mut buf, key, v, self.opts.max_record)?,
             }
             let value_len = buf.len() - value_start;
             record::end_put(&mut buf, start);
@@ -1677,7 +1719,7 @@ where
         let mut tail = Vec::new();
         let switched = storage
             .open_read_at(&self.log_path, bg.snap_len)
-            .and_then(|r| r.take(self.log_len - bg.snap_len).read_to_end(&mut tail))
+            .and_then(|(r, _)| r.take(self.log_len - bg.snap_len).read_to_end(&mut tail))
             .map_err(|e| Error::io("read", &self.log_path, e))
             .and_then(|_| {
                 file.append(&tail)
@@ -1898,15 +1940,49 @@ where
     }
 }
 
-/// Encodes a value as compact JSON.
+/// Encodes a value as compact JSON by the rules of values ([`json`]).
 fn encode<V: Serialize>(key: &str, value: &V) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|source| {
-        ErrorKind::Encode {
+    let mut out = Vec::new();
+    json::encode(&mut out, value).map_err(|source| ErrorKind::Encode {
+        key: key.to_string(),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// Appends `value`, encoded as [`encode`] does, to `buf`, refusing a value
+/// whose put record for `key` would be longer than `max_record` bytes (the
+/// bytes appended are then cut off again).
+fn encode_value<V: Serialize>(
+    buf: &mut Vec<u8>,
+    key: &str,
+    value: &V,
+    max_record: usize,
+) -> Result<()> {
+    let start = buf.len();
+    let encoded = json::encode(buf, value).map_err(|source| {
+        Error::from(ErrorKind::Encode {
             key: key.to_string(),
             source,
+        })
+    });
+    let value_len = buf.len() - start;
+    // The line without its newline.
+    let len = record::put_len(key, value_len) - 1;
+    let checked = encoded.and_then(|()| {
+        if len > max_record as u64 {
+            return fail(ErrorKind::RecordTooLarge {
+                key: key.to_string(),
+                len,
+                max: max_record as u64,
+            });
         }
-        .into()
-    })
+        Ok(())
+    });
+    if checked.is_err() {
+        buf.truncate(start);
+    }
+    checked
 }
 
 impl<V> Drop for Pod<V>

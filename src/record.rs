@@ -15,6 +15,7 @@
 //! The checksum comes first and the value last, so a reader can check a line
 //! and find the value's bytes without parsing the value.
 
+use crate::json;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -49,13 +50,37 @@ pub(crate) enum LineError {
     BadChecksumField,
     /// The stored checksum does not match the body.
     ChecksumMismatch { stored: u32, computed: u32 },
-    /// The body does not follow the grammar.
+    /// The checksum matches but the body does not follow the grammar.
     Malformed(&'static str),
-    /// The line has no terminating newline (only the last line can).
-    Unterminated,
-    /// A complete, valid record runs straight into more bytes: its newline
-    /// was damaged. A torn write cannot produce this.
+    /// The checksum matches but the value is not one valid JSON value.
+    BadValue(String),
+    /// A header record after the log's first record.
+    LateHeader,
+    /// The line holds a NUL byte (which no record contains) at this
+    /// position in the line.
+    Nul { at: u64 },
+    /// The line is longer than the maximum record size.
+    TooLong { len: u64, max: u64 },
+    /// A damaged line holds a complete, valid record followed by more
+    /// bytes: a newline was damaged. A torn write cannot produce this.
     LostNewline,
+    /// The last line has no newline and is not a complete record.
+    Unterminated,
+}
+
+impl LineError {
+    /// Whether a crash can leave this line at the end of a log. A line
+    /// whose checksum matches (or that holds a record that does) was
+    /// written whole, so it is never a torn write.
+    pub(crate) fn checksum_holds(&self) -> bool {
+        matches!(
+            self,
+            LineError::Malformed(_)
+                | LineError::BadValue(_)
+                | LineError::LateHeader
+                | LineError::LostNewline
+        )
+    }
 }
 
 impl fmt::Display for LineError {
@@ -68,16 +93,31 @@ impl fmt::Display for LineError {
                 "bad checksum (stored {stored:08x}, computed {computed:08x})"
             ),
             LineError::Malformed(what) => write!(f, "malformed record: {what}"),
-            LineError::Unterminated => f.write_str("incomplete line (no newline)"),
+            LineError::BadValue(why) => write!(f, "the value is not one valid JSON value: {why}"),
+            LineError::LateHeader => f.write_str("header record after the first record"),
+            LineError::Nul { at } => write!(f, "NUL byte at column {}", at + 1),
+            LineError::TooLong { len, max } => write!(
+                f,
+                "line of {len} bytes is longer than the maximum record size ({max} bytes)"
+            ),
             LineError::LostNewline => {
                 f.write_str("a complete record runs into more bytes (its newline is damaged)")
             }
+            LineError::Unterminated => f.write_str("incomplete line (no newline)"),
         }
     }
 }
 
-/// Decodes one line (without its newline). The value's JSON is not parsed:
-/// the checksum proves the bytes are the ones that were written.
+/// The header line this build writes, without its newline.
+pub(crate) fn header_line() -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_header(&mut buf);
+    buf.pop();
+    buf
+}
+
+/// Decodes one line (without its newline): the checksum, the grammar, and
+/// that the value is one valid JSON value ([`json::check`]).
 pub(crate) fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
     let (stored, body) = split_checked(line)?;
     let computed = crc32fast::hash(body);
@@ -87,29 +127,55 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
     decode_body(body)
 }
 
-/// Whether a damaged line starts with a complete, valid record that is
-/// followed by a byte other than zero. Torn writes leave a prefix of what was
-/// written, possibly followed by zeros; never a record glued to more data.
-pub(crate) fn embeds_record(line: &[u8]) -> bool {
-    let Ok((stored, body)) = split_checked(line) else {
-        return false;
-    };
-    let mut hasher = crc32fast::Hasher::new();
-    let mut done = 0;
-    for (j, &b) in body.iter().enumerate() {
-        if b != b'}' || j + 1 >= body.len() {
-            continue;
+/// The byte ranges of the complete, valid records inside the damaged line
+/// `line`, in order (its newlines were damaged, say), and whether the search
+/// gave up before the end: a record can start at any `{"c":"` and end at
+/// any `}`, so a hostile line could make the search quadratic; it stops
+/// after looking at about 16 times the line's bytes.
+pub(crate) fn embedded(line: &[u8]) -> (Vec<std::ops::Range<usize>>, bool) {
+    let budget = 16 * line.len() as u64 + (1 << 20);
+    let mut work = 0u64;
+    let mut found = Vec::new();
+    let mut pos = 0;
+    let finder = memchr::memmem::Finder::new(PREFIX_HEAD);
+    while let Some(at) = line.get(pos..).and_then(|rest| finder.find(rest)) {
+        let start = pos + at;
+        let candidate = line.get(start..).unwrap_or_default();
+        match record_end(candidate, &mut work) {
+            Some(len) => {
+                found.push(start..start + len);
+                pos = start + len;
+            }
+            None => pos = start + 1,
         }
-        hasher.update(&body[done..=j]);
-        done = j + 1;
-        if hasher.clone().finalize() == stored
-            && body[j + 1] != 0
-            && decode_body(&body[..=j]).is_ok()
-        {
-            return true;
+        if work > budget {
+            return (found, true);
         }
     }
-    false
+    (found, false)
+}
+
+/// The length of the valid record that starts `bytes` and is followed by
+/// more bytes (or ends it), if there is one; adds the bytes looked at to `work`.
+fn record_end(bytes: &[u8], work: &mut u64) -> Option<usize> {
+    let (stored, body) = split_checked(bytes).ok()?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut done = 0;
+    for j in memchr::memchr_iter(b'}', body) {
+        *work += (j + 1 - done) as u64;
+        let part = body.get(done..=j)?;
+        hasher.update(part);
+        done = j + 1;
+        if hasher.clone().finalize() == stored {
+            let record = body.get(..=j)?;
+            *work += record.len() as u64;
+            if decode_body(record).is_ok() {
+                return Some(PREFIX_LEN + j + 1);
+            }
+        }
+    }
+    *work += (body.len() - done) as u64;
+    None
 }
 
 /// Splits a line into its stored checksum and its body.
@@ -148,6 +214,7 @@ fn decode_body(body: &[u8]) -> Result<Record<'_>, LineError> {
         if value.is_empty() {
             return Err(LineError::Malformed("empty value"));
         }
+        json::check(value).map_err(|e| LineError::BadValue(e.to_string()))?;
         return Ok(Record::Put { key, value });
     }
     if let Some(rest) = body.strip_prefix(HEADER_HEAD) {
@@ -361,21 +428,51 @@ mod tests {
     }
 
     #[test]
-    fn a_record_glued_to_the_next_is_recognised() {
+    fn records_glued_together_are_found() {
         let mut buf = Vec::new();
         encode_put(&mut buf, "a", b"{\"x\":1}");
+        let first = buf.len() - 1;
         encode_put(&mut buf, "b", b"2");
-        let nl = buf.iter().position(|&b| b == b'\n').unwrap();
+        encode_put(&mut buf, "c", b"[3]");
+        // Damage both newlines: one replaced, one removed.
         let mut glued = buf.clone();
-        glued[nl] ^= 0x01;
+        glued[first] = b'X';
+        let second = glued.len() - 1 - put_len("c", 3) as usize;
+        glued.remove(second);
         let line = glued.strip_suffix(b"\n").unwrap();
         assert!(decode(line).is_err());
-        assert!(embeds_record(line));
-        // A prefix of a record (a torn write) or a record followed by zeros is not.
-        assert!(!embeds_record(&buf[..nl - 3]));
-        let mut zeroed = buf[..nl].to_vec();
-        zeroed.extend_from_slice(&[0; 20]);
-        assert!(!embeds_record(&zeroed));
+        let (found, gave_up) = embedded(line);
+        assert!(!gave_up);
+        let keys: Vec<String> = found
+            .iter()
+            .map(|r| match decode(&line[r.clone()]).unwrap() {
+                Record::Put { key, .. } => key.into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+        // A prefix of a record (a torn write) holds none.
+        assert!(embedded(&buf[..first - 3]).0.is_empty());
+    }
+
+    #[test]
+    fn a_hostile_line_stops_the_search() {
+        let mut line = Vec::new();
+        for _ in 0..20_000 {
+            line.extend_from_slice(b"{\"c\":\"00000000\",\"k\":\"a\",\"v\":{}}");
+        }
+        let (found, gave_up) = embedded(&line);
+        assert!(found.is_empty());
+        assert!(gave_up);
+    }
+
+    #[test]
+    fn values_must_be_one_valid_json_value() {
+        for value in [&b"1,\"evil\":2"[..], b"1e400", b"\"\\ud800\""] {
+            let mut buf = Vec::new();
+            encode_put(&mut buf, "k", value);
+            assert!(matches!(decode(line(&buf)), Err(LineError::BadValue(_))));
+        }
     }
 
     #[test]

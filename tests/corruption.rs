@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use serde_json::json;
-use tastypod::{ErrorKind, PodOptions, Recovery};
+use tastypod::{ErrorKind, Pod, PodOptions, Recovery};
 
 fn build(path: &std::path::Path, n: usize) {
     let mut pod = open(path);
@@ -114,20 +114,35 @@ fn salvage_read_only_changes_no_file() {
 }
 
 #[test]
-fn value_that_is_not_json_is_reported_on_access_with_key_and_line() {
-    let s = scratch();
-    build(&s.path, 2);
-    // A record with a valid checksum whose value is not JSON.
-    let body = b"\"k\":\"bad\",\"v\":{nope}";
-    let mut line = format!("{{\"c\":\"{:08x}\",", crc32(body)).into_bytes();
-    line.extend_from_slice(body);
-    line.push(b'\n');
-    append_garbage(&s.path, &line);
-    let pod = open(&s.path);
-    let err = pod.get("bad").unwrap_err();
-    assert_eq!(err.key(), Some("bad"));
-    assert_eq!(err.line(), Some(4));
-    assert_eq!(pod.get("key-1").unwrap(), Some(json!({"i": 1})));
+fn a_checksummed_value_that_is_not_json_is_corruption_even_at_the_end() {
+    for value in [&b"{nope}"[..], b"1,\"evil\":2", b"1e400", b"\"\\ud800\""] {
+        let s = scratch();
+        build(&s.path, 2);
+        // A record with a valid checksum whose value is not one JSON value.
+        let mut body = b"\"k\":\"bad\",\"v\":".to_vec();
+        body.extend_from_slice(value);
+        body.push(b'}');
+        let mut line = format!("{{\"c\":\"{:08x}\",", crc32(&body)).into_bytes();
+        line.extend_from_slice(&body);
+        line.push(b'\n');
+        append_garbage(&s.path, &line);
+        let before = log_bytes(&s.path);
+        let err = Pod::<serde_json::Value>::open(&s.path).unwrap_err();
+        assert_eq!(err.line(), Some(4), "{err}");
+        assert!(
+            err.to_string().contains("not one valid JSON value"),
+            "{err}"
+        );
+        assert_eq!(log_bytes(&s.path), before, "nothing is cut");
+        // Salvage keeps the rest.
+        let pod: Pod = PodOptions::new()
+            .recovery(Recovery::Salvage)
+            .read_only(true)
+            .open(&s.path)
+            .unwrap();
+        assert_eq!(pod.len(), 2);
+        assert_eq!(pod.get("key-1").unwrap(), Some(json!({"i": 1})));
+    }
 }
 
 #[test]

@@ -111,8 +111,9 @@ fn garbage_files_give_a_clear_error_or_an_empty_store() {
                 assert!(e.to_string().contains("not a tastypod log"), "{name}: {e}");
             }
         }
-        // A writable open does not destroy what it cannot read.
-        if !bytes.is_empty() {
+        // A writable open does not destroy what it cannot read (blank
+        // lines hold nothing: they become an empty store).
+        if !bytes.is_empty() && name != "only newlines" {
             assert!(Pod::<serde_json::Value>::open(&s.path).is_err(), "{name}");
             assert_eq!(log_bytes(&s.path), bytes, "{name}");
         }

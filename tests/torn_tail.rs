@@ -1,6 +1,7 @@
 //! Invariant: a log cut at any byte offset (a crash mid-write) opens, keeps
-//! every complete record before the cut, reports what it dropped, and a
-//! writable open truncates the file back to the last good record.
+//! every complete record before the cut (one that lacks only its newline
+//! included), reports what it dropped, and a writable open truncates the
+//! file back to the last good record (adding a missing newline).
 
 mod common;
 use common::*;
@@ -43,9 +44,14 @@ fn every_truncation_opens_as_the_last_complete_state() {
     ends.push(bytes.len());
     for cut in header_end..=bytes.len() {
         std::fs::write(log_of(&s.path), &bytes[..cut]).unwrap();
-        let complete_lines = ends.iter().filter(|&&e| e <= cut).count();
+        // A record missing only its newline is complete.
+        let lacks_newline = ends.contains(&(cut + 1));
+        let complete_lines = ends
+            .iter()
+            .filter(|&&e| e <= cut + usize::from(lacks_newline))
+            .count();
         let complete = complete_lines - 1;
-        let on_boundary = ends.contains(&cut);
+        let on_boundary = ends.contains(&cut) || lacks_newline;
         // Read-only first: reports, changes nothing.
         let ro = open_ro(&s.path);
         assert_eq!(contents(&ro), states[complete.min(5)], "cut {cut}");
@@ -59,7 +65,14 @@ fn every_truncation_opens_as_the_last_complete_state() {
             assert_eq!(torn.first.offset as usize, starts[complete_lines]);
             assert_eq!(torn.first.line as usize, complete_lines + 1);
             assert_eq!(torn.bytes as usize, cut - torn.first.offset as usize);
+            // A crash leaves at most one partial record: nothing is kept aside.
+            assert!(torn.partial_record && torn.copy.is_none(), "cut {cut}");
         }
+        assert_eq!(
+            pod.recovery().completed_line,
+            lacks_newline.then_some(complete_lines as u64),
+            "cut {cut}"
+        );
         drop(pod);
         let kept = log_bytes(&s.path).len();
         assert_eq!(kept, ends[complete_lines - 1], "cut {cut}");
@@ -68,26 +81,31 @@ fn every_truncation_opens_as_the_last_complete_state() {
 }
 
 #[test]
-fn cut_inside_the_header_is_not_a_store() {
+fn a_cut_inside_the_header_is_a_store_whose_creation_was_interrupted() {
     let s = scratch();
     build(&s.path);
     let header_end = line_starts(&s.path)[1];
     let bytes = log_bytes(&s.path);
     for cut in 0..header_end {
         std::fs::write(log_of(&s.path), &bytes[..cut]).unwrap();
-        if cut == 0 {
-            // An empty log is an empty store.
-            assert!(open_ro(&s.path).is_empty());
-            continue;
-        }
-        let err = PodOptions::new()
-            .read_only(true)
-            .open::<serde_json::Value>(&s.path)
-            .unwrap_err();
-        assert!(
-            matches!(err.kind(), tastypod::ErrorKind::NotAStore { .. }),
-            "cut {cut}: {err}"
+        let ro = open_ro(&s.path);
+        assert!(ro.is_empty(), "cut {cut}");
+        // An empty file reports nothing; a header without its newline is complete.
+        let torn = cut > 0 && cut < header_end - 1;
+        assert_eq!(ro.recovery().torn_tail.is_some(), torn, "cut {cut}");
+        drop(ro);
+        assert_eq!(
+            log_bytes(&s.path),
+            &bytes[..cut],
+            "read-only changes nothing"
         );
+        let mut pod = open(&s.path);
+        assert_eq!(pod.recovery().torn_tail.is_some(), torn, "cut {cut}");
+        pod.insert("a", json!(1)).unwrap();
+        pod.close().unwrap();
+        let pod = open(&s.path);
+        assert!(pod.recovery().is_clean(), "cut {cut}");
+        assert_eq!(pod.keys().collect::<Vec<_>>(), ["a"]);
     }
 }
 
@@ -116,4 +134,5 @@ fn zero_filled_tail_is_a_torn_write() {
     assert_eq!(pod.len(), 2);
     let torn = pod.recovery().torn_tail.clone().unwrap();
     assert_eq!(torn.bytes, 4096);
+    assert!(torn.partial_record && torn.copy.is_none());
 }

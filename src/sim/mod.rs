@@ -253,17 +253,6 @@ impl Storage for SimStorage {
         Ok(sim.names.contains_key(path) || sim.dirs.contains(path))
     }
 
-    fn len(&self, path: &Path) -> io::Result<u64> {
-        let mut sim = self.state();
-        sim.op("stat")?;
-        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
-        Ok(sim.files.get(id).map_or(0, |f| f.data.len() as u64))
-    }
-
-    fn open_read(&self, path: &Path) -> io::Result<Box<dyn Read + Send>> {
-        self.open_read_at(path, 0)
-    }
-
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
         let mut sim = self.state();
         sim.op("open")?;
@@ -274,9 +263,15 @@ impl Storage for SimStorage {
         }))
     }
 
-    fn create(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
         let mut sim = self.state();
         sim.op("create")?;
+        if sim.names.contains_key(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists", path.display()),
+            ));
+        }
         sim.files.push(SimFile::default());
         let id = sim.files.len() - 1;
         sim.names.insert(path.to_path_buf(), id);
@@ -357,7 +352,7 @@ impl Storage for SimStorage {
         ))
     }
 
-    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn Read + Send>> {
+    fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<(Box<dyn Read + Send>, u64)> {
         let mut sim = self.state();
         sim.op("read")?;
         let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
@@ -366,12 +361,12 @@ impl Storage for SimStorage {
             .get(id)
             .map(|f| f.data.clone())
             .unwrap_or_default();
+        let len = data.len() as u64;
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
             .min(data.len());
-        Ok(Box::new(Cursor::new(
-            data.get(start..).unwrap_or_default().to_vec(),
-        )))
+        let tail = data.get(start..).unwrap_or_default().to_vec();
+        Ok((Box::new(Cursor::new(tail)), len))
     }
 }
 

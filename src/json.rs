@@ -1,0 +1,248 @@
+//! What counts as a value: exactly one JSON value that serde_json reads
+//! back into a `serde_json::Value` unchanged in meaning, nested at most
+//! [`MAX_DEPTH`] deep. The same rule is applied to every value text read
+//! from a log (replay, catch-up, `verify`) and to every value written
+//! ([`encode`]), so what a store hands out always parses, and what `verify`
+//! passes always survives `tastypod dump | tastypod load`.
+//!
+//! Checking uses serde_json's own parser (a visitor that keeps nothing), so
+//! it refuses exactly what serde_json refuses when reading a `Value`:
+//! trailing bytes (`1,"evil":2`), numbers out of range (`1e400`), lone
+//! surrogates (`"\ud800"`), invalid UTF-8, raw control characters.
+
+use serde::Serialize;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+use std::io;
+
+/// How deeply arrays and objects may nest in a value. serde_json reads at
+/// most 127 levels; a dump line (`{"key":..,"value":..}`) adds one.
+pub const MAX_DEPTH: u32 = 126;
+
+/// Checks that `text` is exactly one JSON value under the rules above.
+///
+/// # Errors
+///
+/// The parser's message (with its line and column in `text`).
+pub(crate) fn check(text: &[u8]) -> Result<(), serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    Check { depth: 0 }.deserialize(&mut de)?;
+    de.end()
+}
+
+/// A visitor that accepts any JSON value, counting nesting depth.
+#[derive(Clone, Copy)]
+struct Check {
+    depth: u32,
+}
+
+impl Check {
+    fn nested<E: de::Error>(self) -> Result<Check, E> {
+        if self.depth >= MAX_DEPTH {
+            return Err(E::custom(format_args!(
+                "arrays and objects nest more than {MAX_DEPTH} deep"
+            )));
+        }
+        Ok(Check {
+            depth: self.depth + 1,
+        })
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.nested()?;
+        while map.next_key_seed(Check { depth: 0 })?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `value` as compact JSON into `out`, refusing what [`check`] would
+/// refuse: nesting deeper than [`MAX_DEPTH`], and raw JSON fragments
+/// (`serde_json::value::RawValue`) that are not valid values.
+///
+/// # Errors
+///
+/// serde_json's error for a value it cannot encode (a map with non-string
+/// keys, say), or one naming the rule broken.
+pub(crate) fn encode<V: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &V,
+) -> Result<(), serde_json::Error> {
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, Limited { depth: 0 });
+    value.serialize(&mut ser)
+}
+
+/// serde_json's compact formatter, counting depth.
+struct Limited {
+    depth: u32,
+}
+
+impl Limited {
+    fn enter(&mut self) -> io::Result<()> {
+        if self.depth >= MAX_DEPTH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("arrays and objects nest more than {MAX_DEPTH} deep"),
+            ));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for Limited {
+    fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.enter()?;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        w.write_all(b"]")
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.enter()?;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth = self.depth.saturating_sub(1);
+        w.write_all(b"}")
+    }
+
+    fn write_raw_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        // A raw fragment nests inside what is already open.
+        let mut de = serde_json::Deserializer::from_str(fragment);
+        Check { depth: self.depth }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        w.write_all(fragment.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn check_refuses_what_a_value_parse_refuses() {
+        for bad in [
+            &b"1,\"evil\":2"[..],
+            b"1e400",
+            b"\"\\ud800\"",
+            b"\"\xff\"",
+            b"\"a\x01\"",
+            b"",
+            b" ",
+            b"[1,]",
+            b"{\"a\":1,}",
+            b"nul",
+            b"01",
+        ] {
+            assert!(check(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(serde_json::from_slice::<Value>(bad).is_err());
+        }
+        for good in [
+            &b"1"[..],
+            b" [1, 2] ",
+            b"{\"a\":{\"b\":[null,true,-0.5e-3]}}",
+            b"\"\\ud83d\\ude00\"",
+            b"123456789012345678901234567890",
+        ] {
+            assert!(check(good).is_ok(), "{}", String::from_utf8_lossy(good));
+        }
+    }
+
+    #[test]
+    fn nesting_is_limited_so_a_dump_line_still_parses() {
+        let ok = nested(MAX_DEPTH as usize);
+        assert!(check(ok.as_bytes()).is_ok());
+        let line = format!("{{\"key\":\"k\",\"value\":{ok}}}");
+        assert!(serde_json::from_str::<Value>(&line).is_ok());
+        assert!(check(nested(MAX_DEPTH as usize + 1).as_bytes()).is_err());
+        let deep: Value = serde_json::from_str(&nested(MAX_DEPTH as usize + 1)).unwrap();
+        let mut out = Vec::new();
+        assert!(encode(&mut out, &deep).is_err());
+        let fine: Value = serde_json::from_str(&ok).unwrap();
+        out.clear();
+        encode(&mut out, &fine).unwrap();
+        assert_eq!(out, ok.as_bytes());
+    }
+
+    #[test]
+    fn encode_writes_what_serde_json_writes() {
+        let v: Value = serde_json::json!({"b": [1, 2.5, "x\n"], "a": null});
+        let mut out = Vec::new();
+        encode(&mut out, &v).unwrap();
+        assert_eq!(out, serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn raw_fragments_are_checked() {
+        let raw = serde_json::value::RawValue::from_string("1e400".into()).unwrap();
+        let mut out = Vec::new();
+        assert!(encode(&mut out, &raw).is_err());
+        let raw = serde_json::value::RawValue::from_string("[1, 2]".into()).unwrap();
+        out.clear();
+        encode(&mut out, &raw).unwrap();
+        assert_eq!(out, b"[1, 2]");
+    }
+}

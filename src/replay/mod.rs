@@ -1,0 +1,578 @@
+//! Replay: log bytes -> ordered map, with line numbers, byte offsets and the
+//! torn-tail policy of [`rules`]. It reads from any `Read` (a file, or a
+//! byte slice in tests and fuzzers) and does no other I/O.
+//!
+//! Two stages: *decode* splits the bytes into lines ([`reader`]), classifies
+//! each one (checksum, grammar, value JSON), hashes its key and copies key
+//! and value text into an arena block; *apply* runs the [`rules`] over the
+//! lines in order and builds the index. For logs larger than one chunk the
+//! stages run on two threads, connected by a bounded channel of batches.
+
+pub(crate) mod reader;
+pub(crate) mod rules;
+mod tail;
+
+use crate::error::{Error, Result};
+use crate::index::{Index, KeyHasher, Loc};
+use crate::record::{self, Record};
+use reader::{CHUNK, Line, LineReader};
+use rules::{Damage, Fatal, Item, Rules, Span};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+pub use rules::{BadLine, TornTail};
+pub(crate) use tail::apply_tail;
+
+/// Decoded batches in flight between the two stages.
+const IN_FLIGHT: usize = 4;
+
+/// The state rebuilt from a log.
+#[derive(Debug)]
+pub(crate) struct Replayed<V> {
+    pub index: Index<V>,
+    /// The length of the log up to the end of its last valid line.
+    pub valid_len: u64,
+    /// The number of lines up to `valid_len`.
+    pub valid_lines: u64,
+    /// Bytes of the header and the current record of every live key.
+    pub live_bytes: u64,
+    /// Whether a header line was found (false for an empty store, and in
+    /// salvage for a log whose header is missing).
+    pub has_header: bool,
+    /// The last valid record has no newline (a writable open adds it).
+    pub needs_newline: bool,
+    pub torn: Option<TornTail>,
+    /// Damaged lines skipped in salvage mode (the first `MAX_LISTED`).
+    pub skipped: Vec<BadLine>,
+    /// How many damaged lines were skipped in salvage mode.
+    pub skipped_count: u64,
+}
+
+/// What the decode stage found on one line.
+#[derive(Debug)]
+enum Found {
+    Blank,
+    Header(u64),
+    /// Key and value bytes at `at` in the batch's block.
+    Put {
+        hash: u64,
+        at: u32,
+        key_len: u32,
+        value_len: u32,
+    },
+    Del {
+        hash: u64,
+        at: u32,
+        key_len: u32,
+    },
+    Damaged(Damage),
+}
+
+#[derive(Debug)]
+struct Event {
+    span: Span,
+    found: Found,
+}
+
+/// Decoded lines, with their keys and values copied into `block`.
+#[derive(Debug, Default)]
+struct Batch {
+    block: Vec<u8>,
+    events: Vec<Event>,
+}
+
+/// The decode stage's state.
+struct Decoder {
+    hasher: KeyHasher,
+    max_record: usize,
+    salvage: bool,
+}
+
+impl Decoder {
+    fn decode(&self, batch: &mut Batch, line: &Line<'_>) {
+        rules::items(line, self.max_record, self.salvage, |span, item| {
+            let found = match item {
+                Item::Blank => Found::Blank,
+                Item::Record(rec) => self.record(batch, rec),
+                Item::Damaged(damage) => Found::Damaged(damage),
+            };
+            batch.push(span, found);
+        });
+    }
+
+    /// Copies a valid record's key and value into the batch's block.
+    fn record(&self, batch: &mut Batch, rec: Record<'_>) -> Found {
+        match rec {
+            Record::Header { version } => Found::Header(version),
+            Record::Put { key, value } => {
+                let at = batch.block.len() as u32;
+                batch.block.extend_from_slice(key.as_bytes());
+                batch.block.extend_from_slice(value);
+                Found::Put {
+                    hash: self.hasher.hash(key.as_bytes()),
+                    at,
+                    key_len: key.len() as u32,
+                    value_len: value.len() as u32,
+                }
+            }
+            Record::Del { key } => {
+                let at = batch.block.len() as u32;
+                batch.block.extend_from_slice(key.as_bytes());
+                Found::Del {
+                    hash: self.hasher.hash(key.as_bytes()),
+                    at,
+                    key_len: key.len() as u32,
+                }
+            }
+        }
+    }
+}
+
+impl Batch {
+    fn push(&mut self, span: Span, found: Found) {
+        self.events.push(Event { span, found });
+    }
+}
+
+/// The apply stage's state.
+struct Applier<'p, V> {
+    index: Index<V>,
+    live_bytes: u64,
+    rules: Rules,
+    path: &'p Path,
+}
+
+/// Replays a whole log held in memory.
+#[cfg(test)]
+pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Result<Replayed<V>> {
+    replay(
+        bytes,
+        bytes.len() as u64,
+        path,
+        salvage,
+        crate::DEFAULT_MAX_RECORD_SIZE,
+    )
+}
+
+/// Replays the log read from `reader`. `size_hint` (the file size) sizes the
+/// map up front and picks one thread or two; `path` only names the file in
+/// errors; lines longer than `max_record` bytes are damage.
+pub(crate) fn replay<V>(
+    reader: impl Read + Send,
+    size_hint: u64,
+    path: &Path,
+    salvage: bool,
+    max_record: usize,
+) -> Result<Replayed<V>> {
+    let estimate = usize::try_from(size_hint / 100).unwrap_or(0);
+    let index = Index::with_capacity(estimate);
+    let decoder = Decoder {
+        hasher: index.hasher(),
+        max_record,
+        salvage,
+    };
+    let mut applier = Applier {
+        index,
+        live_bytes: 0,
+        rules: Rules::new(salvage),
+        path,
+    };
+    let lines = LineReader::new(reader, path, max_record, size_hint, 0, 0);
+    let total_len = if size_hint <= CHUNK as u64 {
+        read_batches(lines, &decoder, |batch| applier.apply(batch))?
+    } else {
+        let (tx, rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT);
+        std::thread::scope(|scope| {
+            let reading = scope.spawn(move || {
+                // A send fails only when the apply stage stopped on an error,
+                // which it reports itself.
+                read_batches(lines, &decoder, |batch| {
+                    tx.send(batch).map_err(|_| stopped())
+                })
+            });
+            for batch in rx.iter() {
+                if let Err(e) = applier.apply(batch) {
+                    drop(rx);
+                    return Err(e);
+                }
+            }
+            reading.join().unwrap_or_else(|_| Err(stopped()))
+        })?
+    };
+    let Applier {
+        index,
+        live_bytes,
+        rules,
+        path,
+    } = applier;
+    let out = rules.finish(total_len).map_err(|f| f.into_error(path))?;
+    Ok(Replayed {
+        index,
+        valid_len: out.valid_len,
+        valid_lines: out.valid_lines,
+        live_bytes,
+        has_header: out.has_header,
+        needs_newline: out.needs_newline,
+        torn: out.torn,
+        skipped: out.skipped,
+        skipped_count: out.skipped_count,
+    })
+}
+
+fn stopped() -> Error {
+    Error::io(
+        "replay",
+        Path::new(""),
+        io::Error::other("replay stage stopped"),
+    )
+}
+
+/// Reads to the end, decoding the lines of each read into one batch and
+/// handing it to `sink`; returns the number of bytes read.
+fn read_batches<R: Read>(
+    mut lines: LineReader<'_, R>,
+    decoder: &Decoder,
+    mut sink: impl FnMut(Batch) -> Result<()>,
+) -> Result<u64> {
+    loop {
+        let mut batch = Batch::default();
+        let more = lines.next_lines(|line| {
+            if batch.block.capacity() == 0 {
+                batch.block.reserve(CHUNK.min(1 << 16));
+            }
+            decoder.decode(&mut batch, &line);
+            Ok(())
+        })?;
+        if !batch.events.is_empty() {
+            sink(batch)?;
+        }
+        if !more {
+            return Ok(lines.position());
+        }
+    }
+}
+
+impl<V> Applier<'_, V> {
+    fn apply(&mut self, batch: Batch) -> Result<()> {
+        let Batch { block, events } = batch;
+        let block_no = self.index.adopt_block(block);
+        for ev in events {
+            self.apply_event(ev, block_no)
+                .map_err(|f| f.into_error(self.path))?;
+        }
+        Ok(())
+    }
+
+    fn apply_event(&mut self, ev: Event, block: u32) -> Result<(), Fatal> {
+        let span = ev.span;
+        let line = u32::try_from(span.no).unwrap_or(u32::MAX);
+        match ev.found {
+            Found::Blank => self.rules.blank(span),
+            Found::Damaged(damage) => self.rules.damaged(span, &damage)?,
+            Found::Header(version) => {
+                if self.rules.valid(span, Some(version))? {
+                    self.live_bytes = record::header_line().len() as u64 + 1;
+                }
+            }
+            Found::Put {
+                hash,
+                at,
+                key_len,
+                value_len,
+            } => {
+                if !self.rules.valid(span, None)? {
+                    return Ok(());
+                }
+                let key = Loc {
+                    block,
+                    offset: at,
+                    len: key_len,
+                };
+                let value = Loc {
+                    block,
+                    offset: at + key_len,
+                    len: value_len,
+                };
+                // put_len(key, n) == put_len(key, 0) + n
+                let framing = record::put_len(key_str(&self.index, key), 0);
+                let old = self.index.put_loc(hash, key, value, line);
+                if let Some(Some(old)) = old {
+                    self.live_bytes -= framing + old as u64;
+                }
+                self.live_bytes += framing + u64::from(value_len);
+            }
+            Found::Del { hash, at, key_len } => {
+                if !self.rules.valid(span, None)? {
+                    return Ok(());
+                }
+                let key = Loc {
+                    block,
+                    offset: at,
+                    len: key_len,
+                };
+                let key = key_str(&self.index, key).to_string();
+                if let Some(Some(old)) = self.index.remove_hashed(hash, key.as_bytes()) {
+                    self.live_bytes -= record::put_len(&key, old);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key at `loc`, which the decode stage copied from a `&str`.
+fn key_str<V>(index: &Index<V>, loc: Loc) -> &str {
+    std::str::from_utf8(index.bytes(loc)).unwrap_or_default()
+}
+
+/// The path of a copy kept beside the log: `<log>.<what>-<unix secs>[-n]`
+/// (`what` is `damaged` for a salvaged log, `torn` for a cut tail).
+pub(crate) fn side_name(log: &Path, what: &str, unix_secs: u64, n: u32) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(format!(".{what}-{unix_secs}"));
+    if n > 0 {
+        name.push(format!("-{n}"));
+    }
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::index::ValueRef;
+
+    fn log(records: &[(&str, Option<&str>)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        record::encode_header(&mut buf);
+        for (k, v) in records {
+            match v {
+                Some(v) => record::encode_put(&mut buf, k, v.as_bytes()),
+                None => record::encode_del(&mut buf, k),
+            }
+        }
+        buf
+    }
+
+    fn contents(r: &Replayed<()>) -> Vec<(String, String)> {
+        r.index
+            .slots()
+            .map(|i| {
+                let v = match r.index.value(i) {
+                    ValueRef::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
+                    ValueRef::Live(_) => unreachable!(),
+                };
+                (r.index.key(i).to_string(), v)
+            })
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn replay_keeps_first_insertion_order() {
+        let bytes = log(&[
+            ("a", Some("1")),
+            ("b", Some("2")),
+            ("a", Some("3")),
+            ("c", Some("4")),
+            ("b", None),
+            ("b", Some("5")),
+        ]);
+        let r = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap();
+        assert_eq!(contents(&r), pairs(&[("a", "3"), ("c", "4"), ("b", "5")]));
+        assert_eq!(r.valid_len, bytes.len() as u64);
+        assert!(r.torn.is_none());
+    }
+
+    #[test]
+    fn live_bytes_count_only_current_records() {
+        let bytes = log(&[
+            ("a", Some("1")),
+            ("a", Some("22")),
+            ("b", Some("3")),
+            ("b", None),
+        ]);
+        let r = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap();
+        let mut expect = Vec::new();
+        record::encode_header(&mut expect);
+        record::encode_put(&mut expect, "a", b"22");
+        assert_eq!(r.live_bytes, expect.len() as u64);
+    }
+
+    #[test]
+    fn replay_truncates_torn_final_line() {
+        let full = log(&[("a", Some("1")), ("b", Some("2"))]);
+        let good = log(&[("a", Some("1"))]);
+        for cut in good.len() + 1..full.len() - 1 {
+            let r = replay_bytes::<()>(&full[..cut], Path::new("x"), false).unwrap();
+            assert_eq!(contents(&r), pairs(&[("a", "1")]), "cut {cut}");
+            assert_eq!(r.valid_len, good.len() as u64);
+            let torn = r.torn.unwrap();
+            assert_eq!(torn.first.line, 3);
+            assert_eq!(torn.bytes, (cut - good.len()) as u64);
+            assert!(torn.partial_record);
+        }
+        // Only the newline missing: the record is kept.
+        let r = replay_bytes::<()>(&full[..full.len() - 1], Path::new("x"), false).unwrap();
+        assert_eq!(contents(&r), pairs(&[("a", "1"), ("b", "2")]));
+        assert!(r.needs_newline && r.torn.is_none());
+        assert_eq!(r.valid_len, full.len() as u64 - 1);
+        // Followed by NUL bytes: the record is kept, the NULs are the torn write.
+        let mut zeroed = full[..full.len() - 1].to_vec();
+        zeroed.extend_from_slice(&[0; 300]);
+        let r = replay_bytes::<()>(&zeroed, Path::new("x"), false).unwrap();
+        assert_eq!(contents(&r), pairs(&[("a", "1"), ("b", "2")]));
+        assert!(r.needs_newline);
+        assert_eq!(r.torn.unwrap().bytes, 300);
+        // Followed by anything else: its newline was damaged, and that is corruption.
+        let mut glued = full[..full.len() - 1].to_vec();
+        glued.push(b'X');
+        let err = replay_bytes::<()>(&glued, Path::new("x"), false).unwrap_err();
+        assert_eq!(err.line(), Some(3));
+    }
+
+    #[test]
+    fn damaged_line_followed_by_valid_one_is_corruption() {
+        let mut bytes = log(&[("a", Some("1")), ("b", Some("2")), ("c", Some("3"))]);
+        let header_len = log(&[]).len();
+        let line2 = header_len + 20;
+        bytes[line2] ^= 0x20;
+        let err = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap_err();
+        assert_eq!(err.line(), Some(2));
+        match err.kind() {
+            ErrorKind::Corrupt { offset, .. } => assert_eq!(*offset, header_len as u64),
+            other => panic!("{other:?}"),
+        }
+        let r = replay_bytes::<()>(&bytes, Path::new("x"), true).unwrap();
+        assert_eq!(contents(&r), pairs(&[("b", "2"), ("c", "3")]));
+        assert_eq!(r.skipped_count, 1);
+        assert_eq!(r.skipped[0].line, 2);
+    }
+
+    #[test]
+    fn empty_input_has_no_header_and_no_keys() {
+        let r = replay_bytes::<()>(b"", Path::new("x"), false).unwrap();
+        assert!(!r.has_header);
+        assert_eq!(r.index.len(), 0);
+    }
+
+    #[test]
+    fn garbage_is_not_a_store() {
+        for bytes in [&b"hello\n"[..], b"\0\0\0", b"{\"c\":\"00000000\","] {
+            let err = replay_bytes::<()>(bytes, Path::new("x"), false).unwrap_err();
+            assert!(matches!(err.kind(), ErrorKind::NotAStore { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_header_cut_short_or_only_blank_lines_are_an_empty_store() {
+        let header = log(&[]);
+        for bytes in [&b"\n\n"[..], &header[..10], &header[..header.len() - 1]] {
+            let r = replay_bytes::<()>(bytes, Path::new("x"), false).unwrap();
+            assert_eq!(r.index.len(), 0);
+            let complete = bytes.len() == header.len() - 1;
+            assert_eq!(r.has_header, complete, "{bytes:?}");
+            assert_eq!(r.torn.is_some(), !complete);
+        }
+    }
+
+    #[test]
+    fn newer_version_is_refused_by_name() {
+        let body = b"\"format\":\"tastypod\",\"version\":2}";
+        let mut bytes = format!("{{\"c\":\"{:08x}\",", crc32fast::hash(body)).into_bytes();
+        bytes.extend_from_slice(body);
+        bytes.push(b'\n');
+        let err = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap_err();
+        assert!(matches!(
+            err.kind(),
+            ErrorKind::UnsupportedVersion { found: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn lines_longer_than_a_chunk_are_read_whole() {
+        let big = format!("\"{}\"", "x".repeat(CHUNK + 10));
+        let bytes = log(&[("a", Some(&big)), ("b", Some("1"))]);
+        let r = replay::<()>(
+            &bytes[..],
+            0,
+            Path::new("x"),
+            false,
+            crate::DEFAULT_MAX_RECORD_SIZE,
+        )
+        .unwrap();
+        assert_eq!(r.index.len(), 2);
+    }
+
+    fn big_log(n: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        record::encode_header(&mut buf);
+        for i in 0..n {
+            let v = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "p".repeat(60));
+            record::encode_put(&mut buf, &format!("k{}", i % (n / 2)), v.as_bytes());
+            if i % 7 == 0 {
+                record::encode_del(&mut buf, &format!("k{}", (i * 13) % (n / 2)));
+            }
+        }
+        buf
+    }
+
+    #[test]
+    fn two_thread_replay_matches_one_thread() {
+        let bytes = big_log(150_000);
+        assert!(bytes.len() > 2 * CHUNK);
+        let one = replay::<()>(
+            &bytes[..],
+            0,
+            Path::new("x"),
+            false,
+            crate::DEFAULT_MAX_RECORD_SIZE,
+        )
+        .unwrap();
+        let two = replay::<()>(
+            &bytes[..],
+            bytes.len() as u64,
+            Path::new("x"),
+            false,
+            crate::DEFAULT_MAX_RECORD_SIZE,
+        )
+        .unwrap();
+        assert_eq!(contents(&one), contents(&two));
+        assert_eq!(one.live_bytes, two.live_bytes);
+        assert_eq!(one.valid_len, two.valid_len);
+        assert_eq!(two.valid_len, bytes.len() as u64);
+    }
+
+    #[test]
+    fn two_thread_replay_reports_corruption_and_torn_tails() {
+        let mut bytes = big_log(150_000);
+        let len = bytes.len() as u64;
+        let torn = replay::<()>(
+            &bytes[..bytes.len() - 3],
+            len,
+            Path::new("x"),
+            false,
+            crate::DEFAULT_MAX_RECORD_SIZE,
+        )
+        .unwrap();
+        assert!(torn.torn.is_some());
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x04;
+        let err = replay::<()>(
+            &bytes[..],
+            len,
+            Path::new("x"),
+            false,
+            crate::DEFAULT_MAX_RECORD_SIZE,
+        )
+        .unwrap_err();
+        let line = 1 + bytes[..mid].iter().filter(|&&b| b == b'\n').count() as u64;
+        assert_eq!(err.line(), Some(line));
+    }
+}

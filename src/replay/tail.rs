@@ -1,0 +1,106 @@
+//! Catch-up: applying what other processes appended to a log after the
+//! part a handle already read, by the same line rules as a whole replay.
+
+use super::reader::LineReader;
+use super::rules::{self, Item, Rules, TornTail};
+use crate::error::Result;
+use crate::index::Index;
+use crate::record::{self, Record};
+use std::io::Read;
+use std::path::Path;
+
+/// What [`apply_tail`] found after a log's known end.
+#[derive(Debug, Default)]
+pub(crate) struct Tail {
+    /// The end of the valid prefix (a file offset).
+    pub valid_len: u64,
+    /// The number of lines up to `valid_len`.
+    pub lines: u64,
+    /// Keys whose records were applied.
+    pub changed: Vec<String>,
+    /// Damaged lines at the end, with no valid line after them.
+    pub torn: Option<TornTail>,
+    /// The last valid record has no newline.
+    pub needs_newline: bool,
+    /// Whether a removal was applied (slots may hold a re-inserted key).
+    pub removed: bool,
+}
+
+/// Applies the records read from `reader` (the bytes of a log after byte
+/// `start`, which ends line `lines`) to `index`, keeping `live_bytes` up
+/// to date.
+///
+/// # Errors
+///
+/// [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) as for a whole
+/// replay; an I/O error reading.
+pub(crate) fn apply_tail<V>(
+    index: &mut Index<V>,
+    reader: impl Read,
+    start: u64,
+    lines: u64,
+    live_bytes: &mut u64,
+    path: &Path,
+    max_record: usize,
+) -> Result<Tail> {
+    let mut rules = Rules::after(start, lines);
+    let mut tail = Tail::default();
+    let mut reader = LineReader::new(reader, path, max_record, 0, start, lines);
+    let mut fatal = None;
+    loop {
+        let more = reader.next_lines(|line| {
+            rules::items(&line, max_record, false, |span, item| {
+                if fatal.is_some() {
+                    return;
+                }
+                match rules.feed(span, &item) {
+                    Ok(true) => apply(index, item, span.no, live_bytes, &mut tail),
+                    Ok(false) => {}
+                    Err(f) => fatal = Some(f),
+                }
+            });
+            Ok(())
+        })?;
+        if let Some(f) = fatal.take() {
+            return Err(f.into_error(path));
+        }
+        if !more {
+            break;
+        }
+    }
+    let out = rules
+        .finish(reader.position())
+        .map_err(|f| f.into_error(path))?;
+    tail.valid_len = out.valid_len;
+    tail.lines = out.valid_lines;
+    tail.torn = out.torn;
+    tail.needs_newline = out.needs_newline;
+    Ok(tail)
+}
+
+fn apply<V>(
+    index: &mut Index<V>,
+    item: Item<'_>,
+    line: u64,
+    live_bytes: &mut u64,
+    tail: &mut Tail,
+) {
+    let line = u32::try_from(line).unwrap_or(u32::MAX);
+    match item {
+        Item::Record(Record::Put { key, value }) => {
+            if let Some(Some(old)) = index.put_text(&key, value, line) {
+                *live_bytes = live_bytes.saturating_sub(record::put_len(&key, old));
+            }
+            *live_bytes += record::put_len(&key, value.len());
+            tail.changed.push(key.into_owned());
+        }
+        Item::Record(Record::Del { key }) => {
+            if let Some(Some(old)) = index.remove(&key) {
+                *live_bytes = live_bytes.saturating_sub(record::put_len(&key, old));
+            }
+            tail.removed = true;
+            tail.changed.push(key.into_owned());
+        }
+        Item::Record(Record::Header { .. }) | Item::Blank | Item::Damaged(_) => {}
+    }
+}
