@@ -446,6 +446,12 @@ impl<V> Index<V> {
         found
     }
 
+    /// Looks at the table where a key hashing to `hash` would be, so that
+    /// a lookup of it soon after finds that memory in the cache.
+    pub(crate) fn touch(&self, hash: u64) {
+        std::hint::black_box(self.table.find(hash, |_| false));
+    }
+
     /// The slot of `key`, whose hash is `hash`, if present.
     pub(crate) fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let (slots, arena) = (&self.slots, &self.arena);

@@ -7,13 +7,11 @@ use crate::options::DEFAULT_MAX_RECORD_SIZE;
 use crate::pod::{LOCK_FILE, LOG_FILE};
 use crate::record::Record;
 use crate::replay::TornTail;
-use crate::replay::reader::{Held, Line, LineReader};
+use crate::replay::pipeline;
+use crate::replay::reader::{Job, LineReader};
 use crate::replay::rules::{self, BadLine, Damage, Fatal, Findings, Item, Rules, Seen, Span};
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 /// One problem found by [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,31 +147,13 @@ fn problem(bad: &BadLine) -> Problem {
     }
 }
 
-/// A batch of lines copied out of the reader's buffer for a worker.
-#[derive(Debug, Default)]
-struct Job {
-    bytes: Vec<u8>,
-    lines: Vec<(Span, Shape)>,
-}
-
-/// Where a line's bytes sit in its job.
-#[derive(Debug)]
-enum Shape {
-    Whole(Range<usize>),
-    Streamed {
-        head: Option<Range<usize>>,
-        first_nul: Option<u64>,
-        nonzero_after: u64,
-    },
-}
-
 /// What a worker found on one line.
 #[derive(Debug)]
 enum Found {
     Blank,
     Header(u64),
     Record,
-    Damaged(Damage),
+    Damaged(Box<Damage>),
 }
 
 /// What [`check_lines`] found.
@@ -187,90 +167,47 @@ struct Checked {
 /// Feeds the workers' results to the rules in file order.
 struct InOrder {
     rules: Rules,
-    next: usize,
-    waiting: BTreeMap<usize, Vec<(Span, Found)>>,
     lines: u64,
     version: Option<u64>,
 }
 
 impl InOrder {
-    fn take(&mut self, n: usize, results: Vec<(Span, Found)>) {
-        self.waiting.insert(n, results);
-        while let Some(results) = self.waiting.remove(&self.next) {
-            self.next += 1;
-            for (span, found) in results {
-                self.lines = self.lines.max(span.no);
-                let seen = match &found {
-                    Found::Blank => Seen::Blank,
-                    Found::Header(v) => {
-                        self.version = self.version.or(Some(*v));
-                        Seen::Header(*v)
-                    }
-                    Found::Record => Seen::Record,
-                    Found::Damaged(d) => Seen::Damaged(d),
-                };
-                // Keep-going rules never stop.
-                let _ = self.rules.take(span, seen);
-            }
+    fn take(&mut self, results: Vec<(Span, Found)>) {
+        for (span, found) in results {
+            self.lines = self.lines.max(span.no);
+            let seen = match &found {
+                Found::Blank => Seen::Blank,
+                Found::Header(v) => {
+                    self.version = self.version.or(Some(*v));
+                    Seen::Header(*v)
+                }
+                Found::Record => Seen::Record,
+                Found::Damaged(d) => Seen::Damaged(d),
+            };
+            // Keep-going rules never stop.
+            let _ = self.rules.take(span, seen);
         }
     }
 }
 
-/// Reads the log in batches of lines, classifies the lines of each batch on
+/// Reads the log in jobs of lines, classifies the lines of each job on
 /// one of two worker threads, and runs the rules over them in order.
 fn check_lines(file: File, size: u64, log: &Path, max_record: usize) -> Result<Checked> {
     let mut order = InOrder {
         rules: Rules::new(false).keep_going(),
-        next: 0,
-        waiting: BTreeMap::new(),
         lines: 0,
         version: None,
     };
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<(Span, Found)>)>();
-    let mut reader = LineReader::new(file, log, max_record, size, 0, 0);
-    let total_len = std::thread::scope(|scope| -> Result<u64> {
-        let mut workers = Vec::new();
-        for _ in 0..2 {
-            let (tx, rx) = mpsc::sync_channel::<(usize, Job)>(2);
-            let done_tx = done_tx.clone();
-            scope.spawn(move || {
-                for (n, job) in rx {
-                    // The receiver lives until every result is in.
-                    let _ = done_tx.send((n, check_job(&job, max_record)));
-                }
-            });
-            workers.push(tx);
-        }
-        drop(done_tx);
-        let mut sent = 0usize;
-        loop {
-            let mut job = Job::default();
-            let more = reader.next_lines(|line| {
-                job.push(&line);
-                Ok(())
-            })?;
-            if !job.lines.is_empty() {
-                if let Some(w) = workers.get(sent % 2) {
-                    let _ = w.send((sent, job));
-                }
-                sent += 1;
-                while let Ok((n, results)) = done_rx.try_recv() {
-                    order.take(n, results);
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-        drop(workers);
-        while order.next < sent {
-            match done_rx.recv() {
-                Ok((n, results)) => order.take(n, results),
-                Err(_) => break,
-            }
-        }
-        Ok(reader.position())
-    })?;
+    let reader = LineReader::new(file, log, max_record, 0, 0);
+    let total_len = pipeline::run(
+        reader,
+        size,
+        |job| check_job(job, max_record),
+        |results| {
+            order.take(results);
+            Ok(())
+        },
+    )?;
     Ok(Checked {
         findings: order.rules.finish_all(total_len),
         total_len,
@@ -279,60 +216,16 @@ fn check_lines(file: File, size: u64, log: &Path, max_record: usize) -> Result<C
     })
 }
 
-impl Job {
-    /// Copies `line` into the job.
-    fn push(&mut self, line: &Line<'_>) {
-        let mut copy = |bytes: &[u8]| {
-            let at = self.bytes.len();
-            self.bytes.extend_from_slice(bytes);
-            at..self.bytes.len()
-        };
-        let shape = match line.held {
-            Held::Whole(bytes) => Shape::Whole(copy(bytes)),
-            Held::Streamed {
-                head,
-                first_nul,
-                nonzero_after,
-            } => Shape::Streamed {
-                head: head.map(copy),
-                first_nul,
-                nonzero_after,
-            },
-        };
-        self.lines.push((Span::of(line), shape));
-    }
-}
-
 /// Classifies every line of a job.
 fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
-    let mut out = Vec::with_capacity(job.lines.len());
-    for (span, shape) in &job.lines {
-        let bytes = |r: &Range<usize>| job.bytes.get(r.clone()).unwrap_or_default();
-        let held = match shape {
-            Shape::Whole(r) => Held::Whole(bytes(r)),
-            Shape::Streamed {
-                head,
-                first_nul,
-                nonzero_after,
-            } => Held::Streamed {
-                head: head.as_ref().map(bytes),
-                first_nul: *first_nul,
-                nonzero_after: *nonzero_after,
-            },
-        };
-        let line = Line {
-            no: span.no,
-            offset: span.offset,
-            end: span.end,
-            terminated: span.terminated,
-            held,
-        };
+    let mut out = Vec::new();
+    for line in job.lines() {
         rules::items(&line, max_record, false, |at, item| {
             let found = match item {
                 Item::Blank => Found::Blank,
                 Item::Record(Record::Header { version }) => Found::Header(version),
                 Item::Record(_) => Found::Record,
-                Item::Damaged(damage) => Found::Damaged(damage),
+                Item::Damaged(damage) => Found::Damaged(Box::new(damage)),
             };
             out.push((at, found));
         });

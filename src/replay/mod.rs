@@ -2,30 +2,27 @@
 //! torn-tail policy of [`rules`]. It reads from any `Read` (a file, or a
 //! byte slice in tests and fuzzers) and does no other I/O.
 //!
-//! Two stages: *decode* splits the bytes into lines ([`reader`]), classifies
-//! each one (checksum, grammar, value JSON), hashes its key and copies key
-//! and value text into an arena block; *apply* runs the [`rules`] over the
-//! lines in order and builds the index. For logs larger than one chunk the
-//! stages run on two threads, connected by a bounded channel of batches.
+//! Three stages ([`pipeline`]): a thread splits the bytes into lines
+//! ([`reader`]); two workers *decode* them: classify each line (checksum,
+//! grammar, value JSON), hash its key and copy key and value text into an
+//! arena block; the caller *applies* them in order: runs the [`rules`] over
+//! the lines and builds the index. A log of one chunk is read on one thread.
 
+pub(crate) mod pipeline;
 pub(crate) mod reader;
 pub(crate) mod rules;
 mod tail;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::index::{Index, KeyHasher, Loc};
 use crate::record::{self, Record};
-use reader::{CHUNK, Line, LineReader};
+use reader::{Job, Line, LineReader};
 use rules::{Damage, Fatal, Item, Rules, Span};
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 pub use rules::{BadLine, TornTail};
 pub(crate) use tail::apply_tail;
-
-/// Decoded batches in flight between the two stages.
-const IN_FLIGHT: usize = 4;
 
 /// The state rebuilt from a log.
 #[derive(Debug)]
@@ -60,19 +57,34 @@ enum Found {
         at: u32,
         key_len: u32,
         value_len: u32,
+        /// The bytes of the record but its value (`put_len(key, 0)`).
+        framing: u32,
     },
     Del {
         hash: u64,
         at: u32,
         key_len: u32,
     },
-    Damaged(Damage),
+    Damaged(Box<Damage>),
 }
 
 #[derive(Debug)]
 struct Event {
     span: Span,
     found: Found,
+}
+
+/// How many records ahead the apply stage touches the table.
+const LOOKAHEAD: usize = 12;
+
+impl Event {
+    /// The key's hash, if the event has a key.
+    fn hash(&self) -> u64 {
+        match self.found {
+            Found::Put { hash, .. } | Found::Del { hash, .. } => hash,
+            _ => 0,
+        }
+    }
 }
 
 /// Decoded lines, with their keys and values copied into `block`.
@@ -95,7 +107,7 @@ impl Decoder {
             let found = match item {
                 Item::Blank => Found::Blank,
                 Item::Record(rec) => self.record(batch, rec),
-                Item::Damaged(damage) => Found::Damaged(damage),
+                Item::Damaged(damage) => Found::Damaged(Box::new(damage)),
             };
             batch.push(span, found);
         });
@@ -111,6 +123,7 @@ impl Decoder {
                 batch.block.extend_from_slice(value);
                 Found::Put {
                     hash: self.hasher.hash(key.as_bytes()),
+                    framing: u32::try_from(record::put_len(&key, 0)).unwrap_or(u32::MAX),
                     at,
                     key_len: key.len() as u32,
                     value_len: value.len() as u32,
@@ -178,28 +191,18 @@ pub(crate) fn replay<V>(
         rules: Rules::new(salvage),
         path,
     };
-    let lines = LineReader::new(reader, path, max_record, size_hint, 0, 0);
-    let total_len = if size_hint <= CHUNK as u64 {
-        read_batches(lines, &decoder, |batch| applier.apply(batch))?
-    } else {
-        let (tx, rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT);
-        std::thread::scope(|scope| {
-            let reading = scope.spawn(move || {
-                // A send fails only when the apply stage stopped on an error,
-                // which it reports itself.
-                read_batches(lines, &decoder, |batch| {
-                    tx.send(batch).map_err(|_| stopped())
-                })
-            });
-            for batch in rx.iter() {
-                if let Err(e) = applier.apply(batch) {
-                    drop(rx);
-                    return Err(e);
-                }
-            }
-            reading.join().unwrap_or_else(|_| Err(stopped()))
-        })?
+    let lines = LineReader::new(reader, path, max_record, 0, 0);
+    let decode = |job: &Job| {
+        let mut batch = Batch {
+            block: Vec::with_capacity(job.len()),
+            events: Vec::with_capacity(job.len() / 64),
+        };
+        for line in job.lines() {
+            decoder.decode(&mut batch, &line);
+        }
+        batch
     };
+    let total_len = pipeline::run(lines, size_hint, decode, |batch| applier.apply(batch))?;
     let Applier {
         index,
         live_bytes,
@@ -220,44 +223,17 @@ pub(crate) fn replay<V>(
     })
 }
 
-fn stopped() -> Error {
-    Error::io(
-        "replay",
-        Path::new(""),
-        io::Error::other("replay stage stopped"),
-    )
-}
-
-/// Reads to the end, decoding the lines of each read into one batch and
-/// handing it to `sink`; returns the number of bytes read.
-fn read_batches<R: Read>(
-    mut lines: LineReader<'_, R>,
-    decoder: &Decoder,
-    mut sink: impl FnMut(Batch) -> Result<()>,
-) -> Result<u64> {
-    loop {
-        let mut batch = Batch::default();
-        let more = lines.next_lines(|line| {
-            if batch.block.capacity() == 0 {
-                batch.block.reserve(CHUNK.min(1 << 16));
-            }
-            decoder.decode(&mut batch, &line);
-            Ok(())
-        })?;
-        if !batch.events.is_empty() {
-            sink(batch)?;
-        }
-        if !more {
-            return Ok(lines.position());
-        }
-    }
-}
-
 impl<V> Applier<'_, V> {
     fn apply(&mut self, batch: Batch) -> Result<()> {
         let Batch { block, events } = batch;
         let block_no = self.index.adopt_block(block);
-        for ev in events {
+        // Probing the table for a key a few records ahead overlaps its
+        // cache misses with the work on this one.
+        let hashes: Vec<u64> = events.iter().map(Event::hash).collect();
+        for (n, ev) in events.into_iter().enumerate() {
+            if let Some(&ahead) = hashes.get(n + LOOKAHEAD) {
+                self.index.touch(ahead);
+            }
             self.apply_event(ev, block_no)
                 .map_err(|f| f.into_error(self.path))?;
         }
@@ -277,6 +253,7 @@ impl<V> Applier<'_, V> {
             }
             Found::Put {
                 hash,
+                framing,
                 at,
                 key_len,
                 value_len,
@@ -295,7 +272,7 @@ impl<V> Applier<'_, V> {
                     len: value_len,
                 };
                 // put_len(key, n) == put_len(key, 0) + n
-                let framing = record::put_len(key_str(&self.index, key), 0);
+                let framing = u64::from(framing);
                 let old = self.index.put_loc(hash, key, value, line);
                 if let Some(Some(old)) = old {
                     self.live_bytes -= framing + old as u64;
@@ -342,6 +319,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::index::ValueRef;
+    use reader::CHUNK;
 
     fn log(records: &[(&str, Option<&str>)]) -> Vec<u8> {
         let mut buf = Vec::new();

@@ -1,14 +1,17 @@
-//! Splits a log into lines, holding at most one line of at most the maximum
-//! record size plus a fixed buffer, whatever the damage: a line that holds
-//! a NUL byte (no record does) or that grows past the maximum record size
-//! is counted as it streams by, not buffered.
+//! Splits a log into jobs of whole lines, holding at most one line of at
+//! most the maximum record size plus a fixed buffer, whatever the damage:
+//! a line that holds a NUL byte (no record does) or that grows past the
+//! maximum record size is counted as it streams by, not buffered.
 
 use crate::error::{Error, Result};
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Bytes read per call, and the size the buffer returns to after a long line.
-pub(crate) const CHUNK: usize = 4 << 20;
+/// Bytes read per job (a line longer than this makes one job of its own).
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// Bytes asked for per read.
+const READ: usize = 256 << 10;
 
 /// One line of the log.
 #[derive(Debug)]
@@ -25,7 +28,7 @@ pub(crate) struct Line<'a> {
 }
 
 /// What of a line is in memory.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Held<'a> {
     /// The whole line, without its newline.
     Whole(&'a [u8]),
@@ -42,34 +45,117 @@ pub(crate) enum Held<'a> {
     },
 }
 
-/// The part of a line being streamed past.
+/// A line being streamed past.
 #[derive(Debug)]
-struct Streaming {
-    no: u64,
-    offset: u64,
-    len: u64,
+struct Streamed {
     head: Option<Vec<u8>>,
     first_nul: Option<u64>,
     nonzero_after: u64,
+    /// The line's length so far, newline excluded.
+    len: u64,
+    terminated: bool,
 }
 
-/// Reads lines from `R`; see the module docs.
+/// Whole lines of the log, in order, as they were read: either the bytes
+/// of complete lines (the last line of the log may lack its newline), or
+/// one line streamed past.
+#[derive(Debug)]
+pub(crate) struct Job {
+    bytes: Vec<u8>,
+    /// The file offset of the first line.
+    offset: u64,
+    /// The number of the first line.
+    first_line: u64,
+    streamed: Option<Streamed>,
+}
+
+impl Job {
+    /// The bytes of the job's lines in memory.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The job's lines, in order.
+    pub(crate) fn lines(&self) -> Lines<'_> {
+        Lines {
+            job: self,
+            at: 0,
+            no: self.first_line,
+            streamed_done: false,
+        }
+    }
+}
+
+/// The lines of a [`Job`].
+pub(crate) struct Lines<'a> {
+    job: &'a Job,
+    at: usize,
+    no: u64,
+    streamed_done: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Line<'a>;
+
+    fn next(&mut self) -> Option<Line<'a>> {
+        let job = self.job;
+        if let Some(s) = &job.streamed {
+            if self.streamed_done {
+                return None;
+            }
+            self.streamed_done = true;
+            return Some(Line {
+                no: job.first_line,
+                offset: job.offset,
+                end: job.offset + s.len + u64::from(s.terminated),
+                terminated: s.terminated,
+                held: Held::Streamed {
+                    head: s.head.as_deref(),
+                    first_nul: s.first_nul,
+                    nonzero_after: s.nonzero_after,
+                },
+            });
+        }
+        let rest = job.bytes.get(self.at..)?;
+        if rest.is_empty() {
+            return None;
+        }
+        let start = self.at;
+        let (bytes, terminated) = match memchr::memchr(b'\n', rest) {
+            Some(nl) => (&rest[..nl], true),
+            None => (rest, false),
+        };
+        self.at += bytes.len() + usize::from(terminated);
+        let line = Line {
+            no: self.no,
+            offset: job.offset + start as u64,
+            end: job.offset + self.at as u64,
+            terminated,
+            held: Held::Whole(bytes),
+        };
+        self.no += 1;
+        Some(line)
+    }
+}
+
+/// Reads jobs of lines from `R`; see the module docs.
 pub(crate) struct LineReader<'p, R> {
     reader: R,
     path: &'p Path,
     max_record: usize,
+    /// Read but not yet handed out, starting at a line's start.
     buf: Vec<u8>,
-    /// `buf[start..end]` is read but not yet split into lines; `base` is
-    /// the file offset of `buf[0]`.
-    start: usize,
-    end: usize,
+    /// The file offset of `buf[0]`.
     base: u64,
-    /// How far the partial line at `start` was checked for NUL bytes.
-    nul_checked: usize,
-    /// The number of lines emitted.
-    line_no: u64,
-    streaming: Option<Streaming>,
-    done: bool,
+    /// The lines handed out.
+    lines: u64,
+    /// `buf[..nl_scanned]` holds no newline.
+    nl_scanned: usize,
+    /// `buf[..nul_scanned]` was searched for NUL bytes; the first found.
+    nul_scanned: usize,
+    nul_at: Option<usize>,
+    streaming: Option<Streamed>,
+    eof: bool,
 }
 
 impl<'p, R: Read> LineReader<'p, R> {
@@ -79,182 +165,197 @@ impl<'p, R: Read> LineReader<'p, R> {
         reader: R,
         path: &'p Path,
         max_record: usize,
-        size_hint: u64,
         offset: u64,
         lines: u64,
     ) -> Self {
-        let cap = usize::try_from(size_hint).map_or(CHUNK, |n| n.clamp(4096, CHUNK));
         LineReader {
             reader,
             path,
             max_record,
-            buf: vec![0; cap],
-            start: 0,
-            end: 0,
+            buf: Vec::new(),
             base: offset,
-            nul_checked: 0,
-            line_no: lines,
+            lines,
+            nl_scanned: 0,
+            nul_scanned: 0,
+            nul_at: None,
             streaming: None,
-            done: false,
+            eof: false,
         }
     }
 
-    /// The offset just past everything read.
+    /// The offset just past everything handed out.
     pub(crate) fn position(&self) -> u64 {
-        self.base + self.end as u64
+        self.base
     }
 
-    /// Reads once and calls `f` on every line completed by what was read,
-    /// in order (at the end of the input, on the last, unterminated line).
-    /// Returns `false` once the input is exhausted.
-    pub(crate) fn next_lines(&mut self, mut f: impl FnMut(Line<'_>) -> Result<()>) -> Result<bool> {
-        if self.done {
-            return Ok(false);
-        }
-        self.make_room();
-        let n = loop {
-            match self.reader.read(&mut self.buf[self.end..]) {
-                Ok(n) => break n,
+    /// Reads into `self.buf` up to its capacity; returns the bytes read.
+    fn fill(&mut self) -> Result<usize> {
+        let len = self.buf.len();
+        let cap = self.buf.capacity().max(len + 1);
+        self.buf.resize(cap.min(len + READ), 0);
+        let read = loop {
+            match self.reader.read(&mut self.buf[len..]) {
+                Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", self.path, e)),
+                Err(e) => break Err(Error::io("read", self.path, e)),
             }
         };
-        if n == 0 {
-            self.done = true;
-            return self.finish(f).map(|()| false);
-        }
-        let scan_from = self.end;
-        self.end += n;
-        let mut cut = self.start;
-        if let Some(mut s) = self.streaming.take() {
-            let new = &self.buf[scan_from..self.end];
-            let nl = memchr::memchr(b'\n', new);
-            let part = &new[..nl.unwrap_or(new.len())];
-            s.nonzero_after += part.iter().filter(|&&b| b != 0).count() as u64;
-            if s.first_nul.is_none() {
-                s.first_nul = memchr::memchr(0, part).map(|p| s.len + p as u64);
-            }
-            s.len += part.len() as u64;
-            let Some(nl) = nl else {
-                self.streaming = Some(s);
-                self.start = self.end;
-                return Ok(true);
-            };
-            f(streamed_line(&s, true))?;
-            cut = scan_from + nl + 1;
-        }
-        let search_from = cut.max(scan_from);
-        for nl in memchr::memchr_iter(b'\n', &self.buf[search_from..self.end]) {
-            let nl = search_from + nl;
-            self.line_no += 1;
-            let offset = self.base + cut as u64;
-            f(Line {
-                no: self.line_no,
-                offset,
-                end: self.base + nl as u64 + 1,
-                terminated: true,
-                held: Held::Whole(&self.buf[cut..nl]),
-            })?;
-            cut = nl + 1;
-        }
-        if cut != self.start {
-            self.nul_checked = 0;
-        }
-        self.start = cut;
-        Ok(true)
+        let n = *read.as_ref().unwrap_or(&0);
+        self.buf.truncate(len + n);
+        read
     }
 
-    /// Makes room in the buffer for the next read: moves the partial line
-    /// to the front, grows the buffer for it, or starts streaming past it.
-    fn make_room(&mut self) {
-        if self.streaming.is_some() {
-            self.start = 0;
-            self.end = 0;
-            self.base += self.end as u64;
-            return;
-        }
-        if self.end < self.buf.len() {
-            return;
-        }
-        let partial = self.end - self.start;
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.base += self.start as u64;
-            self.start = 0;
-            self.end = partial;
-            if partial < self.buf.len() {
-                self.shrink();
-                return;
+    /// The next job of lines, or `None` at the end of the input.
+    pub(crate) fn next_job(&mut self) -> Result<Option<Job>> {
+        loop {
+            if self.streaming.is_some() {
+                if let Some(job) = self.stream()? {
+                    return Ok(Some(job));
+                }
+                continue;
+            }
+            if self.eof {
+                return Ok(self.take_all());
+            }
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(CHUNK);
+            }
+            if self.buf.len() == self.buf.capacity() {
+                // A line fills the buffer: grow it, or stream past the line.
+                self.note_nuls();
+                let len = self.buf.len();
+                if self.nul_at.is_some() || len > self.max_record {
+                    self.start_streaming();
+                    continue;
+                }
+                let grown = (len * 2).min(self.max_record.saturating_add(1));
+                self.buf.reserve_exact(grown.max(len + 1) - len);
+            }
+            if self.fill()? == 0 {
+                self.eof = true;
+                continue;
+            }
+            // Hand out the complete lines once the buffer is full.
+            if self.buf.len() < self.buf.capacity() {
+                continue;
+            }
+            let from = self.nl_scanned;
+            match memchr::memrchr(b'\n', &self.buf[from..]) {
+                Some(last) => return Ok(Some(self.take(from + last + 1))),
+                None => self.nl_scanned = self.buf.len(),
             }
         }
-        // The partial line fills the buffer.
-        let line = &self.buf[..self.end];
-        let first_nul = memchr::memchr(0, &line[self.nul_checked.min(line.len())..])
-            .map(|p| self.nul_checked + p);
-        self.nul_checked = line.len();
-        if first_nul.is_none() && line.len() <= self.max_record {
-            let grown = (self.buf.len() * 2).min(self.max_record.saturating_add(1));
-            self.buf.resize(grown.max(self.buf.len() + 1), 0);
-            return;
+    }
+
+    /// Hands out `buf[..cut]` (complete lines) as a job; the rest starts a
+    /// new buffer.
+    fn take(&mut self, cut: usize) -> Job {
+        let mut rest = Vec::with_capacity(CHUNK.max(self.buf.len() - cut));
+        rest.extend_from_slice(&self.buf[cut..]);
+        let mut bytes = std::mem::replace(&mut self.buf, rest);
+        bytes.truncate(cut);
+        let job = self.job_of(bytes);
+        // What was kept is the start of a line: it holds no newline.
+        self.nl_scanned = self.buf.len();
+        job
+    }
+
+    /// Hands out everything buffered (at the end of the input).
+    fn take_all(&mut self) -> Option<Job> {
+        if self.buf.is_empty() {
+            return None;
         }
-        let head_len = first_nul.unwrap_or(line.len());
-        let head = (head_len <= self.max_record).then(|| line[..head_len].to_vec());
-        let after = if head.is_some() { head_len } else { 0 };
-        let nonzero_after = line[after..].iter().filter(|&&b| b != 0).count() as u64;
-        self.line_no += 1;
-        self.streaming = Some(Streaming {
-            no: self.line_no,
+        let bytes = std::mem::take(&mut self.buf);
+        Some(self.job_of(bytes))
+    }
+
+    fn job_of(&mut self, bytes: Vec<u8>) -> Job {
+        let newlines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        let unterminated = u64::from(bytes.last().is_some_and(|&b| b != b'\n'));
+        let job = Job {
             offset: self.base,
-            len: line.len() as u64,
-            head,
-            first_nul: first_nul.map(|p| p as u64),
-            nonzero_after,
-        });
-        self.base += self.end as u64;
-        self.start = 0;
-        self.end = 0;
-        self.nul_checked = 0;
-        self.shrink();
-    }
-
-    /// Gives back the room a long line needed.
-    fn shrink(&mut self) {
-        if self.buf.len() > CHUNK && self.end <= CHUNK {
-            self.buf.truncate(CHUNK);
-            self.buf.shrink_to_fit();
-        }
-    }
-
-    /// Emits the last line, which has no newline.
-    fn finish(&mut self, mut f: impl FnMut(Line<'_>) -> Result<()>) -> Result<()> {
-        if let Some(s) = self.streaming.take() {
-            return f(streamed_line(&s, false));
-        }
-        if self.start == self.end {
-            return Ok(());
-        }
-        self.line_no += 1;
-        let line = Line {
-            no: self.line_no,
-            offset: self.base + self.start as u64,
-            end: self.base + self.end as u64,
-            terminated: false,
-            held: Held::Whole(&self.buf[self.start..self.end]),
+            first_line: self.lines + 1,
+            streamed: None,
+            bytes,
         };
-        f(line)
+        self.base += job.bytes.len() as u64;
+        self.lines += newlines + unterminated;
+        self.nl_scanned = 0;
+        self.nul_scanned = 0;
+        self.nul_at = None;
+        job
     }
-}
 
-fn streamed_line(s: &Streaming, terminated: bool) -> Line<'_> {
-    Line {
-        no: s.no,
-        offset: s.offset,
-        end: s.offset + s.len + u64::from(terminated),
-        terminated,
-        held: Held::Streamed {
-            head: s.head.as_deref(),
-            first_nul: s.first_nul,
-            nonzero_after: s.nonzero_after,
-        },
+    /// Notes where the partial line in `buf` has its first NUL byte.
+    fn note_nuls(&mut self) {
+        if self.nul_at.is_none() {
+            let from = self.nul_scanned.min(self.buf.len());
+            self.nul_at = memchr::memchr(0, &self.buf[from..]).map(|p| from + p);
+        }
+        self.nul_scanned = self.buf.len();
+    }
+
+    /// Starts streaming past the partial line in `buf`, which has no newline.
+    fn start_streaming(&mut self) {
+        let head_len = self.nul_at.unwrap_or(self.buf.len());
+        let head = (head_len <= self.max_record).then(|| self.buf[..head_len].to_vec());
+        let after = if head.is_some() { head_len } else { 0 };
+        let nonzero_after = self.buf[after..].iter().filter(|&&b| b != 0).count() as u64;
+        self.streaming = Some(Streamed {
+            head,
+            first_nul: self.nul_at.map(|p| p as u64),
+            nonzero_after,
+            len: self.buf.len() as u64,
+            terminated: false,
+        });
+        self.buf = Vec::with_capacity(CHUNK);
+        self.nl_scanned = 0;
+        self.nul_scanned = 0;
+        self.nul_at = None;
+    }
+
+    /// Reads on past a streamed line; returns its job once it ends.
+    fn stream(&mut self) -> Result<Option<Job>> {
+        self.buf.clear();
+        let n = self.fill()?;
+        let Some(mut s) = self.streaming.take() else {
+            return Ok(None);
+        };
+        let nl = memchr::memchr(b'\n', &self.buf);
+        let part = &self.buf[..nl.unwrap_or(n)];
+        s.nonzero_after += part.iter().filter(|&&b| b != 0).count() as u64;
+        if s.first_nul.is_none() {
+            s.first_nul = memchr::memchr(0, part).map(|p| s.len + p as u64);
+        }
+        s.len += part.len() as u64;
+        let ended = match nl {
+            Some(nl) => {
+                s.terminated = true;
+                self.buf.drain(..=nl);
+                self.nl_scanned = 0;
+                true
+            }
+            None => {
+                self.buf.clear();
+                n == 0
+            }
+        };
+        if !ended {
+            self.streaming = Some(s);
+            return Ok(None);
+        }
+        self.eof |= n == 0;
+        let job = Job {
+            bytes: Vec::new(),
+            offset: self.base,
+            first_line: self.lines + 1,
+            streamed: None,
+        };
+        self.base += s.len + u64::from(s.terminated);
+        self.lines += 1;
+        Ok(Some(Job {
+            streamed: Some(s),
+            ..job
+        }))
     }
 }

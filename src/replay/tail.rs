@@ -45,10 +45,10 @@ pub(crate) fn apply_tail<V>(
 ) -> Result<Tail> {
     let mut rules = Rules::after(start, lines);
     let mut tail = Tail::default();
-    let mut reader = LineReader::new(reader, path, max_record, 0, start, lines);
-    let mut fatal = None;
-    loop {
-        let more = reader.next_lines(|line| {
+    let mut reader = LineReader::new(reader, path, max_record, start, lines);
+    while let Some(job) = reader.next_job()? {
+        for line in job.lines() {
+            let mut fatal = None;
             rules::items(&line, max_record, false, |span, item| {
                 if fatal.is_some() {
                     return;
@@ -59,13 +59,9 @@ pub(crate) fn apply_tail<V>(
                     Err(f) => fatal = Some(f),
                 }
             });
-            Ok(())
-        })?;
-        if let Some(f) = fatal.take() {
-            return Err(f.into_error(path));
-        }
-        if !more {
-            break;
+            if let Some(f) = fatal {
+                return Err(f.into_error(path));
+            }
         }
     }
     let out = rules

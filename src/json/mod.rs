@@ -10,6 +10,8 @@
 //! trailing bytes (`1,"evil":2`), numbers out of range (`1e400`), lone
 //! surrogates (`"\ud800"`), invalid UTF-8, raw control characters.
 
+mod quick;
+
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -21,10 +23,22 @@ pub const MAX_DEPTH: u32 = 126;
 
 /// Checks that `text` is exactly one JSON value under the rules above.
 ///
+/// Most values pass a quick scan ([`quick::certainly_valid`]) that accepts
+/// only plain values serde_json certainly accepts; the rest go through
+/// serde_json itself, which decides.
+///
 /// # Errors
 ///
 /// The parser's message (with its line and column in `text`).
 pub(crate) fn check(text: &[u8]) -> Result<(), serde_json::Error> {
+    if quick::certainly_valid(text) {
+        return Ok(());
+    }
+    check_with_serde(text)
+}
+
+/// [`check`] by serde_json alone.
+pub(crate) fn check_with_serde(text: &[u8]) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(text);
     Check { depth: 0 }.deserialize(&mut de)?;
     de.end()
