@@ -8,9 +8,10 @@ use crate::pod::{LOCK_FILE, LOG_FILE};
 use crate::record::Record;
 use crate::replay::TornTail;
 use crate::replay::pipeline;
-use crate::replay::reader::{Job, LineReader};
+use crate::replay::reader::{CHUNK, Job, LineReader};
 use crate::replay::rules::{self, BadLine, Damage, Fatal, Findings, Item, Rules, Seen, Span};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One problem found by [`verify`].
@@ -111,12 +112,24 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
 pub fn verify_with(path: &Path, max_record_size: usize) -> Result<VerifyReport> {
     let log = log_path(path);
     let (file, size) = fsio::open_regular(&log)?;
+    verify_read(file, size, log, max_record_size, CHUNK)
+}
+
+/// [`verify`] of the log read from `reader` (`size` bytes, named `log`),
+/// reading jobs of `chunk` bytes.
+pub(crate) fn verify_read(
+    reader: impl Read + Send,
+    size: u64,
+    log: PathBuf,
+    max_record_size: usize,
+    chunk: usize,
+) -> Result<VerifyReport> {
     let Checked {
         findings,
         total_len,
         lines,
         version,
-    } = check_lines(file, size, &log, max_record_size)?;
+    } = check_lines(reader, size, &log, max_record_size, chunk)?;
     let verdict = match (&findings.fatal, &findings.outcome.torn) {
         (Some(Fatal::Corrupt(bad)), _) => Verdict::Corrupt(problem(bad)),
         (Some(Fatal::NotAStore(why)), _) => Verdict::NotAStore(why.clone()),
@@ -192,13 +205,19 @@ impl InOrder {
 
 /// Reads the log in jobs of lines, classifies the lines of each job on
 /// one of two worker threads, and runs the rules over them in order.
-fn check_lines(file: File, size: u64, log: &Path, max_record: usize) -> Result<Checked> {
+fn check_lines(
+    file: impl Read + Send,
+    size: u64,
+    log: &Path,
+    max_record: usize,
+    chunk: usize,
+) -> Result<Checked> {
     let mut order = InOrder {
         rules: Rules::new(false).keep_going(),
         lines: 0,
         version: None,
     };
-    let reader = LineReader::new(file, log, max_record, 0, 0);
+    let reader = LineReader::new(file, log, max_record, 0, 0).chunk(chunk);
     let total_len = pipeline::run(
         reader,
         size,
@@ -257,7 +276,6 @@ pub fn is_locked(path: impl AsRef<Path>) -> Result<bool> {
 mod tests {
     use super::*;
     use crate::record;
-    use crate::replay::reader::CHUNK;
 
     /// A log of `n` records, larger than several chunks.
     fn big_log(n: usize) -> Vec<u8> {

@@ -127,6 +127,30 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
     decode_body(body)
 }
 
+/// Whether `bytes` could be the start of a record as tastypod writes it
+/// (what a crash can leave of one): a prefix of `{"c":"<8 hex digits>",`
+/// followed by a prefix of `"k":"` or of the header's body.
+pub(crate) fn could_start_a_record(bytes: &[u8]) -> bool {
+    let fixed = |have: &[u8], want: &[u8]| {
+        let n = have.len().min(want.len());
+        have.get(..n) == want.get(..n)
+    };
+    if !fixed(bytes, PREFIX_HEAD) {
+        return false;
+    }
+    let digits = bytes.get(PREFIX_HEAD.len()..).unwrap_or_default();
+    let hex = digits.iter().take(8);
+    if !hex.clone().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return false;
+    }
+    let rest = digits.get(8..).unwrap_or_default();
+    if !fixed(rest, b"\",") {
+        return false;
+    }
+    let body = rest.get(2..).unwrap_or_default();
+    fixed(body, b"\"k\":\"") || fixed(body, HEADER_HEAD)
+}
+
 /// The byte ranges of the complete, valid records inside the damaged line
 /// `line`, in order (its newlines were damaged, say), and whether the search
 /// gave up before the end: a record can start at any `{"c":"` and end at
@@ -453,6 +477,29 @@ mod tests {
         assert_eq!(keys, ["a", "b", "c"]);
         // A prefix of a record (a torn write) holds none.
         assert!(embedded(&buf[..first - 3]).0.is_empty());
+    }
+
+    #[test]
+    fn what_a_crash_leaves_of_a_record_could_start_one() {
+        let mut buf = Vec::new();
+        encode_put(&mut buf, "key", b"{\"a\":1}");
+        for cut in 0..buf.len() {
+            assert!(could_start_a_record(&buf[..cut]), "cut {cut}");
+        }
+        let header = header_line();
+        assert!(could_start_a_record(&header));
+        for bad in [
+            &b"hello"[..],
+            b"{\"c\":\"XYZ",
+            b"{\"c\":\"0123456789",
+            b"{\"c\":\"01234567\",\"x\"",
+        ] {
+            assert!(
+                !could_start_a_record(bad),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

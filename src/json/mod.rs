@@ -37,6 +37,13 @@ pub(crate) fn check(text: &[u8]) -> Result<(), serde_json::Error> {
     check_with_serde(text)
 }
 
+/// Whether the quick scan agrees with serde_json on `text`: it does not
+/// accept it, or serde_json does too (for the fuzzers).
+#[cfg(any(test, feature = "sim"))]
+pub(crate) fn quick_is_sound(text: &[u8]) -> bool {
+    !quick::certainly_valid(text) || check_with_serde(text).is_ok()
+}
+
 /// [`check`] by serde_json alone.
 pub(crate) fn check_with_serde(text: &[u8]) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(text);

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub use rules::{BadLine, TornTail};
 pub(crate) use tail::apply_tail;
+#[cfg(feature = "sim")]
+pub(crate) use tail::apply_tail_in_chunks;
 
 /// The state rebuilt from a log.
 #[derive(Debug)]
@@ -169,14 +171,26 @@ pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Resul
 }
 
 /// Replays the log read from `reader`. `size_hint` (the file size) sizes the
-/// map up front and picks one thread or two; `path` only names the file in
-/// errors; lines longer than `max_record` bytes are damage.
+/// map up front and picks one thread or several; `path` only names the file
+/// in errors; lines longer than `max_record` bytes are damage.
 pub(crate) fn replay<V>(
     reader: impl Read + Send,
     size_hint: u64,
     path: &Path,
     salvage: bool,
     max_record: usize,
+) -> Result<Replayed<V>> {
+    replay_in_chunks(reader, size_hint, path, salvage, max_record, reader::CHUNK)
+}
+
+/// [`replay`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
+pub(crate) fn replay_in_chunks<V>(
+    reader: impl Read + Send,
+    size_hint: u64,
+    path: &Path,
+    salvage: bool,
+    max_record: usize,
+    chunk: usize,
 ) -> Result<Replayed<V>> {
     let estimate = usize::try_from(size_hint / 100).unwrap_or(0);
     let index = Index::with_capacity(estimate);
@@ -191,7 +205,7 @@ pub(crate) fn replay<V>(
         rules: Rules::new(salvage),
         path,
     };
-    let lines = LineReader::new(reader, path, max_record, 0, 0);
+    let lines = LineReader::new(reader, path, max_record, 0, 0).chunk(chunk);
     let decode = |job: &Job| {
         let mut batch = Batch {
             block: Vec::with_capacity(job.len()),

@@ -156,6 +156,8 @@ pub(crate) struct LineReader<'p, R> {
     nul_at: Option<usize>,
     streaming: Option<Streamed>,
     eof: bool,
+    /// The size of a job's buffer.
+    chunk: usize,
 }
 
 impl<'p, R: Read> LineReader<'p, R> {
@@ -180,7 +182,15 @@ impl<'p, R: Read> LineReader<'p, R> {
             nul_at: None,
             streaming: None,
             eof: false,
+            chunk: CHUNK,
         }
+    }
+
+    /// Reads jobs of `bytes` (at least 1) instead of [`CHUNK`]: tests and
+    /// fuzzers use tiny ones, so that every line crosses a job's end.
+    pub(crate) fn chunk(mut self, bytes: usize) -> Self {
+        self.chunk = bytes.max(1);
+        self
     }
 
     /// The offset just past everything handed out.
@@ -192,7 +202,7 @@ impl<'p, R: Read> LineReader<'p, R> {
     fn fill(&mut self) -> Result<usize> {
         let len = self.buf.len();
         let cap = self.buf.capacity().max(len + 1);
-        self.buf.resize(cap.min(len + READ), 0);
+        self.buf.resize(cap.min(len + READ.min(self.chunk)), 0);
         let read = loop {
             match self.reader.read(&mut self.buf[len..]) {
                 Ok(n) => break Ok(n),
@@ -218,7 +228,7 @@ impl<'p, R: Read> LineReader<'p, R> {
                 return Ok(self.take_all());
             }
             if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(CHUNK);
+                self.buf.reserve_exact(self.chunk);
             }
             if self.buf.len() == self.buf.capacity() {
                 // A line fills the buffer: grow it, or stream past the line.
@@ -250,7 +260,7 @@ impl<'p, R: Read> LineReader<'p, R> {
     /// Hands out `buf[..cut]` (complete lines) as a job; the rest starts a
     /// new buffer.
     fn take(&mut self, cut: usize) -> Job {
-        let mut rest = Vec::with_capacity(CHUNK.max(self.buf.len() - cut));
+        let mut rest = Vec::with_capacity(self.chunk.max(self.buf.len() - cut));
         rest.extend_from_slice(&self.buf[cut..]);
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.truncate(cut);
@@ -308,7 +318,7 @@ impl<'p, R: Read> LineReader<'p, R> {
             len: self.buf.len() as u64,
             terminated: false,
         });
-        self.buf = Vec::with_capacity(CHUNK);
+        self.buf = Vec::with_capacity(self.chunk);
         self.nl_scanned = 0;
         self.nul_scanned = 0;
         self.nul_at = None;

@@ -98,8 +98,9 @@ pub(crate) struct Damage {
     pub reason: LineError,
     /// The line was written whole, so it is never a torn write (rule 5).
     pub hard: bool,
-    /// The line is a prefix of one record (no longer than the maximum
-    /// record size) followed by nothing but NUL bytes, with no newline.
+    /// The line is what a crash can leave of one record: the start of a
+    /// record (no longer than the maximum record size) followed by nothing
+    /// but NUL bytes, with no newline.
     pub partial: bool,
     /// `partial`, and its bytes are a non-empty prefix of the header line.
     pub header_prefix: bool,
@@ -117,73 +118,93 @@ pub(crate) fn held_bytes<'a>(line: &Line<'a>) -> &'a [u8] {
 }
 
 /// Classifies one line by rules 1, 2, 5 and 6 (rules 3, 4 and 7 depend on
-/// the lines around it: [`Rules`]).
+/// the lines around it: [`Rules`]). The result depends on the line's bytes
+/// only, never on how much of it was held in memory.
 pub(crate) fn classify<'a>(line: &Line<'a>, max_record: usize) -> Class<'a> {
-    match line.held {
-        Held::Whole(bytes) => classify_whole(bytes, line.terminated, max_record),
+    let terminated = line.terminated;
+    let bytes = match line.held {
+        Held::Whole(bytes) => bytes,
         Held::Streamed {
             head,
             first_nul,
             nonzero_after,
         } => {
-            let len = line.end - line.offset - u64::from(line.terminated);
-            let reason = match first_nul {
-                Some(at) => LineError::Nul { at },
-                None => LineError::TooLong {
-                    len,
-                    max: max_record as u64,
-                },
+            let len = line.end - line.offset - u64::from(terminated);
+            return unheld(head, first_nul, nonzero_after, len, terminated, max_record);
+        }
+    };
+    if bytes.is_empty() {
+        return Class::Blank;
+    }
+    let error = if bytes.len() > max_record {
+        None
+    } else {
+        match record::decode(bytes) {
+            Ok(rec) => return Class::Valid(rec),
+            Err(e) => Some(e),
+        }
+    };
+    let first_nul = memchr::memchr(0, bytes);
+    match error {
+        Some(error) if first_nul.is_none() => {
+            let checksum_holds = error.checksum_holds();
+            let reason = match error {
+                e if checksum_holds => e,
+                _ if !terminated => LineError::Unterminated,
+                e => e,
             };
-            let Some(head) = head else {
-                return Class::Damaged(damage(reason, &[], false, false));
-            };
-            let zeros_only = nonzero_after == 0;
-            if zeros_only
-                && !line.terminated
-                && let Ok(rec) = record::decode(head)
-            {
-                return Class::ValidThenZeros(rec, head.len() as u64);
-            }
-            let partial = zeros_only && !line.terminated;
-            Class::Damaged(damage(reason, head, partial, false))
+            Class::Damaged(damage(reason, bytes, !terminated, checksum_holds))
+        }
+        // A NUL byte, or too long: classified as if streamed past.
+        _ => {
+            let head_len = first_nul.unwrap_or(bytes.len());
+            let head = (head_len <= max_record).then(|| &bytes[..head_len]);
+            let after = if head.is_some() { head_len } else { 0 };
+            let nonzero_after = bytes[after..].iter().filter(|&&b| b != 0).count() as u64;
+            let nul = first_nul.map(|p| p as u64);
+            unheld(
+                head,
+                nul,
+                nonzero_after,
+                bytes.len() as u64,
+                terminated,
+                max_record,
+            )
         }
     }
 }
 
-fn classify_whole(bytes: &[u8], terminated: bool, max_record: usize) -> Class<'_> {
-    if bytes.is_empty() {
-        return Class::Blank;
-    }
-    if bytes.len() > max_record {
-        let reason = LineError::TooLong {
-            len: bytes.len() as u64,
+/// A line that holds a NUL byte or is longer than `max_record`: `head` is
+/// its bytes before the first NUL, if no longer than `max_record`.
+fn unheld<'a>(
+    head: Option<&'a [u8]>,
+    first_nul: Option<u64>,
+    nonzero_after: u64,
+    len: u64,
+    terminated: bool,
+    max_record: usize,
+) -> Class<'a> {
+    let reason = match first_nul {
+        Some(at) => LineError::Nul { at },
+        None => LineError::TooLong {
+            len,
             max: max_record as u64,
-        };
-        return Class::Damaged(damage(reason, bytes, false, false));
-    }
-    let error = match record::decode(bytes) {
-        Ok(rec) => return Class::Valid(rec),
-        Err(e) => e,
+        },
     };
-    let first_nul = memchr::memchr(0, bytes);
-    let head = &bytes[..first_nul.unwrap_or(bytes.len())];
-    let zeros_only = bytes[head.len()..].iter().all(|&b| b == 0);
-    if let Some(at) = first_nul
-        && zeros_only
+    let Some(head) = head else {
+        return Class::Damaged(damage(reason, &[], false, false));
+    };
+    let zeros_only = nonzero_after == 0;
+    if zeros_only
         && !terminated
         && let Ok(rec) = record::decode(head)
     {
-        return Class::ValidThenZeros(rec, at as u64);
+        return Class::ValidThenZeros(rec, head.len() as u64);
     }
-    let checksum_holds = error.checksum_holds();
-    let reason = match first_nul {
-        _ if checksum_holds => error,
-        Some(at) => LineError::Nul { at: at as u64 },
-        None if !terminated => LineError::Unterminated,
-        None => error,
-    };
+    // A record followed by NULs and then a newline or more bytes was
+    // written whole, so `damage` takes it as hard.
     let partial = zeros_only && !terminated;
-    Class::Damaged(damage(reason, bytes, partial, checksum_holds))
+    Class::Damaged(damage(reason, head, partial, false))
 }
 
 /// The damage of a line whose bytes in memory are `bytes`.
@@ -197,8 +218,8 @@ fn damage(reason: LineError, bytes: &[u8], partial: bool, checksum_holds: bool) 
         reason
     };
     let hard = checksum_holds || holds_records;
-    let partial = partial && !hard;
     let head = &bytes[..memchr::memchr(0, bytes).unwrap_or(bytes.len())];
+    let partial = partial && !hard && record::could_start_a_record(head);
     let header_prefix = partial && !head.is_empty() && record::header_line().starts_with(head);
     Damage {
         reason,

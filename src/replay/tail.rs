@@ -1,7 +1,7 @@
 //! Catch-up: applying what other processes appended to a log after the
 //! part a handle already read, by the same line rules as a whole replay.
 
-use super::reader::LineReader;
+use super::reader::{CHUNK, LineReader};
 use super::rules::{self, Item, Rules, TornTail};
 use crate::error::Result;
 use crate::index::Index;
@@ -43,9 +43,26 @@ pub(crate) fn apply_tail<V>(
     path: &Path,
     max_record: usize,
 ) -> Result<Tail> {
+    apply_tail_in_chunks(
+        index, reader, start, lines, live_bytes, path, max_record, CHUNK,
+    )
+}
+
+/// [`apply_tail`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply_tail_in_chunks<V>(
+    index: &mut Index<V>,
+    reader: impl Read,
+    start: u64,
+    lines: u64,
+    live_bytes: &mut u64,
+    path: &Path,
+    max_record: usize,
+    chunk: usize,
+) -> Result<Tail> {
     let mut rules = Rules::after(start, lines);
     let mut tail = Tail::default();
-    let mut reader = LineReader::new(reader, path, max_record, start, lines);
+    let mut reader = LineReader::new(reader, path, max_record, start, lines).chunk(chunk);
     while let Some(job) = reader.next_job()? {
         for line in job.lines() {
             let mut fatal = None;

@@ -7,6 +7,7 @@
 //! with part of an unsynced tail). Any operation can be made to fail, once
 //! or from then on.
 
+pub mod agreement;
 pub mod workload;
 
 use crate::fsio::{Appender, LockGuard, OpLock, Storage};

@@ -1,7 +1,7 @@
 //! The subcommands: each opens the store through the library, does one
 //! thing, and prints the result.
 
-use crate::output::{bad, bar, good};
+use crate::output::{bad, bar, good, note_recovery};
 use crate::{Command, TrackerAction};
 use serde_json::{Value, json};
 use std::error::Error as StdError;
@@ -48,12 +48,20 @@ fn existing(path: &Path) -> CliResult<()> {
 
 fn read_only(path: &Path) -> CliResult<Pod> {
     existing(path)?;
-    Ok(PodOptions::new().read_only(true).open(path)?)
+    let pod = PodOptions::new().read_only(true).open(path)?;
+    note_recovery(pod.log_path(), pod.recovery(), false);
+    Ok(pod)
 }
 
 fn writable(path: &Path) -> CliResult<Pod> {
     existing(path)?;
-    Ok(Pod::open(path)?)
+    opened(Pod::open(path)?)
+}
+
+/// Reports on stderr what opening `pod` for writing found and repaired.
+pub fn opened(pod: Pod) -> CliResult<Pod> {
+    note_recovery(pod.log_path(), pod.recovery(), true);
+    Ok(pod)
 }
 
 fn print_json(value: &Value) -> CliResult<()> {
@@ -61,20 +69,22 @@ fn print_json(value: &Value) -> CliResult<()> {
     Ok(())
 }
 
-/// Inserts `records` and writes them all in one atomic rewrite; on any
-/// failure, drops them again, so the store is as it was.
-pub fn load_all(pod: &mut Pod, records: Vec<(String, Value)>) -> CliResult<()> {
+/// Inserts the records `insert` gives, one at a time, and writes them all
+/// in one atomic rewrite (the log is replaced by a complete new one, so a
+/// crash at any point leaves either none of them or all); on any failure,
+/// drops them again, so the store is as it was. Returns what `insert`
+/// returned.
+pub fn load_all<R>(pod: &mut Pod, insert: impl FnOnce(&mut Pod) -> CliResult<R>) -> CliResult<R> {
     pod.hold();
-    let written = records
-        .into_iter()
-        .try_for_each(|(key, value)| pod.insert(&key, value))
-        .and_then(|()| pod.sync_atomic());
-    if let Err(e) = written {
+    let written = insert(pod).and_then(|out| {
+        pod.sync_atomic()?;
+        Ok(out)
+    });
+    if written.is_err() {
         // Nothing of the load reached the log; forget it before the drop could sync it.
         pod.revert()?;
-        return Err(e.into());
     }
-    Ok(())
+    written
 }
 
 pub fn run(command: Command) -> CliResult<ExitCode> {
@@ -185,10 +195,12 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
 
 fn open_tracker(path: &Path, max_tries: u32, read_only: bool) -> CliResult<Tracker> {
     existing(path)?;
-    Ok(TrackerOptions::new()
+    let tracker = TrackerOptions::new()
         .max_tries(max_tries)
         .read_only(read_only)
-        .open(path)?)
+        .open(path)?;
+    note_recovery(tracker.pod().log_path(), tracker.recovery(), !read_only);
+    Ok(tracker)
 }
 
 fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
@@ -308,28 +320,28 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
             std::fs::File::open(file).map_err(|e| Message(format!("cannot open {name}: {e}")))?;
         Box::new(std::io::BufReader::new(f))
     };
-    // Parse everything before touching the store: bad input changes nothing.
-    let mut records = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| Message(format!("cannot read {name}: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
+    let mut pod = opened(Pod::open(path)?)?;
+    // Each record is parsed and inserted as it is read, and nothing reaches
+    // the log until the last one is in: bad input changes nothing.
+    let count = load_all(&mut pod, |pod| {
+        let mut count = 0u64;
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| Message(format!("cannot read {name}: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let rec: DumpLine = serde_json::from_str(&line).map_err(|e| {
+                Message(format!(
+                    "{name}:{}: not a dump line {{\"key\":..,\"value\":..}}: {e}",
+                    n + 1
+                ))
+            })?;
+            pod.insert(&rec.key, rec.value)
+                .map_err(|e| Message(format!("{name}:{}: {}", n + 1, tastypod::error_chain(&e))))?;
+            count += 1;
         }
-        let rec: DumpLine = serde_json::from_str(&line).map_err(|e| {
-            Message(format!(
-                "{name}:{}: not a dump line {{\"key\":..,\"value\":..}}: {e}",
-                n + 1
-            ))
-        })?;
-        records.push(rec);
-    }
-    let mut pod: Pod = Pod::open(path)?;
-    let count = records.len();
-    // One atomic rewrite: either every record is in the store or none is.
-    load_all(
-        &mut pod,
-        records.into_iter().map(|r| (r.key, r.value)).collect(),
-    )?;
+        Ok(count)
+    })?;
     let keys = pod.len();
     pod.close()?;
     if json {
@@ -409,6 +421,7 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let pod: Pod = PodOptions::new().recovery(Recovery::Salvage).open(path)?;
+    note_recovery(pod.log_path(), pod.recovery(), true);
     let rec = pod.recovery().clone();
     let keys = pod.len();
     pod.close()?;

@@ -68,16 +68,12 @@ fn is_tastypy_task(value: &Value) -> bool {
     value.get(DONE).is_some_and(Value::is_boolean) && value.get(TRIES).is_some_and(Value::is_u64)
 }
 
-pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
-    if dest.join(tastypod::LOG_FILE).exists() {
-        return fail(format!(
-            "{} already holds a store; import into a new path",
-            dest.display()
-        ));
-    }
-    let files = numbered_files(dir)?;
-    let mut records: Vec<(String, Value)> = Vec::new();
-    for file in &files {
+/// Calls `f` on every record of the tastypy `files`, in order.
+fn for_each_record(
+    files: &[PathBuf],
+    mut f: impl FnMut(String, Value) -> CliResult<()>,
+) -> CliResult<()> {
+    for file in files {
         let reader = open_part(file)?;
         for (n, line) in reader.split(b'\n').enumerate() {
             let line = line.map_err(|e| Message(format!("cannot read {}: {e}", file.display())))?;
@@ -93,21 +89,41 @@ pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
             };
             let value: Value = serde_json::from_str(value)
                 .map_err(|e| Message(format!("{}: the value is not valid JSON: {e}", at())))?;
-            records.push((key.to_string(), value));
+            f(key.to_string(), value).map_err(|e| Message(format!("{}: {e}", at())))?;
         }
     }
-    let tracker = !records.is_empty() && records.iter().all(|(_, v)| is_tastypy_task(v));
-    if tracker {
-        for (_, value) in &mut records {
-            if let Value::Object(obj) = value {
+    Ok(())
+}
+
+pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
+    if dest.join(tastypod::LOG_FILE).exists() {
+        return fail(format!(
+            "{} already holds a store; import into a new path",
+            dest.display()
+        ));
+    }
+    let files = numbered_files(dir)?;
+    // Two passes over the files: the first decides whether the store is a
+    // tracker, the second inserts, so no record is held in memory.
+    let mut count = 0u64;
+    let mut tracker = true;
+    for_each_record(&files, |_, value| {
+        count += 1;
+        tracker &= is_tastypy_task(&value);
+        Ok(())
+    })?;
+    let tracker = tracker && count > 0;
+    let created = !dest.exists();
+    let mut pod = crate::commands::opened(Pod::open(dest)?)?;
+    let loaded = crate::commands::load_all(&mut pod, |pod| {
+        for_each_record(&files, |key, mut value| {
+            if tracker && let Value::Object(obj) = &mut value {
                 obj.entry(ABORTED).or_insert(Value::Bool(false));
             }
-        }
-    }
-    let count = records.len();
-    let created = !dest.exists();
-    let mut pod: Pod = Pod::open(dest)?;
-    if let Err(e) = crate::commands::load_all(&mut pod, records) {
+            Ok(pod.insert(&key, value)?)
+        })
+    });
+    if let Err(e) = loaded {
         drop(pod);
         if created {
             // Leave nothing behind, so the import can be run again.

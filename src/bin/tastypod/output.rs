@@ -17,6 +17,42 @@ pub fn print_error(error: &dyn std::error::Error) {
     );
 }
 
+/// Prints on stderr, one line each, what opening a store found: a torn
+/// tail dropped (and cut, when `wrote`), a final newline added, a stale
+/// temp file removed, and any warning.
+pub fn note_recovery(log: &std::path::Path, report: &tastypod::RecoveryReport, wrote: bool) {
+    let mut err = std::io::stderr().lock();
+    let log = log.display();
+    if let Some(t) = &report.torn_tail {
+        let what = if wrote { "cut" } else { "ignored (read-only)" };
+        let kept = match &t.copy {
+            Some(copy) => format!("; the cut bytes are kept at {}", copy.display()),
+            None if t.partial_record => "; they were one partial record, as a crash leaves".into(),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            err,
+            "tastypod: {log}: {what} a torn final write of {} lines ({} bytes) from line {} (byte {}): {}{kept}",
+            t.lines, t.bytes, t.first.line, t.first.offset, t.first.reason
+        );
+    }
+    if let Some(line) = report.completed_line {
+        let _ = writeln!(
+            err,
+            "tastypod: {log}: the record on line {line} lacked only its final newline, which was added"
+        );
+    }
+    if report.removed_temp {
+        let _ = writeln!(
+            err,
+            "tastypod: {log}: removed the temp file of an interrupted compaction"
+        );
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(err, "tastypod: warning: {warning}");
+    }
+}
+
 /// Whether stdout is a terminal (and so may get colour).
 pub fn colour() -> bool {
     std::io::stdout().is_terminal()
