@@ -549,3 +549,232 @@ fn tracker_counts_never_underflow_and_reset_needs_a_limit() {
         "at least 1",
     );
 }
+
+/// A log line with a correct checksum over `body` (valid or not).
+fn checksummed(body: &[u8]) -> Vec<u8> {
+    let mut line = format!("{{\"c\":\"{:08x}\",", crc32(body)).into_bytes();
+    line.extend_from_slice(body);
+    line.push(b'\n');
+    line
+}
+
+fn header() -> Vec<u8> {
+    checksummed(b"\"format\":\"tastypod\",\"version\":1}")
+}
+
+#[test]
+fn a_record_whose_newline_is_damaged_is_corruption_and_no_writer_cuts_it() {
+    let s = scratch();
+    let o = with_stdin(
+        &["load", p(&s.path), "-"],
+        "{\"key\":\"a\",\"value\":1}\n{\"key\":\"b\",\"value\":2}\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut bytes = log_bytes(&s.path);
+    let last = bytes.len() - 1;
+    bytes[last] = b'X';
+    std::fs::write(log_of(&s.path), &bytes).unwrap();
+    for args in [
+        vec!["set", p(&s.path), "c", "3"],
+        vec!["rm", p(&s.path), "a"],
+        vec!["compact", p(&s.path)],
+        vec!["get", p(&s.path), "b"],
+    ] {
+        assert_error(&tastypod(&args), "line 3");
+        assert_eq!(log_bytes(&s.path), bytes, "{args:?} changed the log");
+    }
+    let o = with_stdin(&["load", p(&s.path), "-"], "{\"key\":\"c\",\"value\":3}\n");
+    assert_error(&o, "line 3");
+    assert_eq!(log_bytes(&s.path), bytes);
+    // Repair keeps the record: its checksum holds.
+    let o = tastypod(&["repair", p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&tastypod(&["keys", p(&s.path)])), "a\nb\n");
+    assert_eq!(stdout(&tastypod(&["get", p(&s.path), "b"])), "2\n");
+}
+
+#[test]
+fn repair_keeps_records_glued_together_by_a_damaged_newline() {
+    let s = scratch();
+    let o = with_stdin(
+        &["load", p(&s.path), "-"],
+        "{\"key\":\"a\",\"value\":1}\n{\"key\":\"b\",\"value\":2}\n{\"key\":\"c\",\"value\":3}\n",
+    );
+    assert!(o.status.success());
+    let mut bytes = log_bytes(&s.path);
+    let nl = 50 + bytes[50..].iter().position(|&b| b == b'\n').unwrap();
+    bytes[nl] = b'X';
+    std::fs::write(log_of(&s.path), &bytes).unwrap();
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("newline is damaged"), "{}", stdout(&o));
+    let o = tastypod(&["repair", p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&tastypod(&["keys", p(&s.path)])), "a\nb\nc\n");
+    assert!(tastypod(&["verify", p(&s.path)]).status.success());
+}
+
+#[test]
+fn every_cut_of_a_torn_tail_is_reported_and_more_than_a_record_is_kept() {
+    let s = scratch();
+    sample(&s.path);
+    let clean = log_bytes(&s.path);
+    // A crash's leftover: part of a record. Cut, and said so.
+    let partial = b"{\"c\":\"12345678\",\"k\":\"d\",\"v\":[1,";
+    append_garbage(&s.path, partial);
+    let o = tastypod(&["set", p(&s.path), "d", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let expected = format!(
+        "cut a torn final write of 1 lines ({} bytes) from line 5",
+        partial.len()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(err.contains(&format!("(byte {})", clean.len())), "{err}");
+    assert!(err.contains("one partial record"), "{err}");
+    // Far more than a record: cut by compact, and kept beside the log.
+    let garbage: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut tail = garbage.clone();
+    tail.extend_from_slice(b"\nmore\n");
+    append_garbage(&s.path, &tail);
+    let o = tastypod(&["compact", p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cut a torn final write of 2 lines"), "{err}");
+    let copy = err
+        .split("the cut bytes are kept at ")
+        .nth(1)
+        .unwrap()
+        .trim();
+    assert_eq!(std::fs::read(copy).unwrap(), tail);
+    assert!(tastypod(&["verify", p(&s.path)]).status.success());
+    assert_eq!(stdout(&tastypod(&["get", p(&s.path), "d"])), "4\n");
+}
+
+#[test]
+fn a_value_that_is_not_one_json_value_is_never_handed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s4");
+    std::fs::create_dir(&store).unwrap();
+    let mut bytes = header();
+    bytes.extend(checksummed(b"\"k\":\"a\",\"v\":1,\"evil\":2}"));
+    bytes.extend(checksummed(b"\"k\":\"b\",\"v\":1e400}"));
+    std::fs::write(log_of(&store), &bytes).unwrap();
+    for args in [
+        vec!["get", p(&store), "a"],
+        vec!["dump", "--object", p(&store)],
+        vec!["dump", p(&store)],
+        vec!["keys", p(&store)],
+    ] {
+        let o = tastypod(&args);
+        assert_error(&o, "line 2");
+        assert!(!stdout(&o).contains("evil"), "{args:?}: {}", stdout(&o));
+    }
+    let o = tastypod(&["verify", "--json", p(&store)]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["problem_count"], json!(2), "{report}");
+    // The checks verify makes are the ones set makes.
+    for bad in [
+        "1e400",
+        "\"\\ud800\"",
+        &format!("{}{}", "[".repeat(127), "]".repeat(127)),
+    ] {
+        let body = format!("\"k\":\"x\",\"v\":{bad}}}");
+        let mut log = header();
+        log.extend(checksummed(body.as_bytes()));
+        std::fs::write(log_of(&store), &log).unwrap();
+        assert_eq!(
+            tastypod(&["verify", p(&store)]).status.code(),
+            Some(1),
+            "{bad}"
+        );
+        let s = scratch();
+        assert_eq!(
+            tastypod(&["set", p(&s.path), "x", bad]).status.code(),
+            Some(2),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn a_log_that_verifies_clean_survives_dump_and_load() {
+    let s = scratch();
+    let mut log = header();
+    let deep = format!("{}{}", "[".repeat(126), "]".repeat(126));
+    for (n, value) in [
+        "123456789012345678901234567890",
+        "-0.0",
+        "1E5",
+        "\"\\u00e9\\ud83d\\ude00\"",
+        " [ 1 , 2 ] ",
+        "{\"a\":1,\"a\":2}",
+        &deep,
+        "\"caf\u{e9}\"",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let body = format!("\"k\":\"k{n}\",\"v\":{value}}}");
+        log.extend(checksummed(body.as_bytes()));
+    }
+    std::fs::create_dir_all(&s.path).unwrap();
+    std::fs::write(log_of(&s.path), &log).unwrap();
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    let dump = tastypod(&["dump", p(&s.path)]);
+    assert!(dump.status.success(), "{}", stderr(&dump));
+    let copy = s.dir.path().join("copy.pod");
+    let o = with_stdin(&["load", p(&copy), "-"], &stdout(&dump));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (open_ro(&s.path), open_ro(&copy));
+    assert_eq!(contents(&a), contents(&b));
+    let o = tastypod(&["dump", "--object", p(&s.path)]);
+    let object: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(object.as_object().unwrap().len(), 8);
+}
+
+#[test]
+fn a_store_whose_creation_was_interrupted_opens_empty_for_writers_and_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("torn-header", b"{\"c\":\"b8e8".to_vec()),
+        ("blank-lines", b"\n\n\n".to_vec()),
+    ] {
+        let store = dir.path().join(name);
+        std::fs::create_dir(&store).unwrap();
+        std::fs::write(log_of(&store), &bytes).unwrap();
+        let o = tastypod(&["verify", p(&store)]);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let o = tastypod(&["set", p(&store), "k", "1"]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("cut a torn final write"),
+            "{name}: {}",
+            stderr(&o)
+        );
+        assert_eq!(stdout(&tastypod(&["get", p(&store), "k"])), "1\n");
+        std::fs::write(log_of(&store), &bytes).unwrap();
+        let o = tastypod(&["repair", p(&store)]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(tastypod(&["verify", p(&store)]).status.success(), "{name}");
+    }
+}
+
+#[test]
+fn a_store_directory_other_users_may_write_gets_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = scratch();
+    sample(&s.path);
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = tastypod(&["set", p(&s.path), "k", "1"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("warning:") && stderr(&o).contains("writable by every user"));
+    assert!(!open(&s.path).recovery().warnings.is_empty());
+    // The sticky bit (as on /tmp) keeps others from replacing the files.
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(open(&s.path).recovery().warnings.is_empty());
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(stderr(&tastypod(&["get", p(&s.path), "k"])).is_empty());
+}

@@ -177,3 +177,42 @@ fn empty_log_file_opens_as_an_empty_store() {
     pod.close().unwrap();
     assert_eq!(open(&s.path).len(), 1);
 }
+
+#[test]
+fn records_glued_by_damaged_newlines_are_corruption_and_salvage_keeps_them() {
+    let s = scratch();
+    build(&s.path, 6);
+    let starts = line_starts(&s.path);
+    let mut bytes = log_bytes(&s.path);
+    // The newlines ending lines 3 and 5: one replaced, one removed.
+    bytes[starts[3] - 1] = b'#';
+    bytes.remove(starts[5] - 1);
+    std::fs::write(log_of(&s.path), &bytes).unwrap();
+    let err = Pod::<serde_json::Value>::open(&s.path).unwrap_err();
+    assert_eq!(err.line(), Some(3), "{err}");
+    let pod: Pod = PodOptions::new()
+        .recovery(Recovery::Salvage)
+        .open(&s.path)
+        .unwrap();
+    assert_eq!(pod.len(), 6, "every checksummed record is kept");
+    assert_eq!(pod.recovery().skipped_count, 2);
+    assert!(pod.recovery().damaged_copy.is_some());
+}
+
+#[test]
+fn a_line_longer_than_the_maximum_record_size_is_damage() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert("big", json!("x".repeat(500))).unwrap();
+    pod.insert("small", json!(1)).unwrap();
+    pod.close().unwrap();
+    let small = PodOptions::new().max_record_size(200);
+    let err = small.open::<serde_json::Value>(&s.path).unwrap_err();
+    assert_eq!(err.line(), Some(2), "{err}");
+    assert!(
+        err.to_string()
+            .contains("longer than the maximum record size"),
+        "{err}"
+    );
+    assert_eq!(open(&s.path).len(), 2);
+}

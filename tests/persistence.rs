@@ -257,3 +257,38 @@ fn a_sync_of_megabytes_of_inserts_writes_every_chunk_in_order() {
     assert_eq!(pod.get("k00003").unwrap().unwrap()["i"], json!(-3));
     assert_eq!(pod.get("k29999").unwrap().unwrap()["i"], json!(29_999));
 }
+
+#[test]
+fn a_record_longer_than_the_maximum_record_size_is_refused_and_changes_nothing() {
+    let s = scratch();
+    let mut pod: Pod = PodOptions::new()
+        .max_record_size(100)
+        .open(&s.path)
+        .unwrap();
+    pod.insert("a", json!(1)).unwrap();
+    pod.sync().unwrap();
+    let err = pod.insert("b", json!("x".repeat(100))).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            tastypod::ErrorKind::RecordTooLarge { max: 100, .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.key(), Some("b"));
+    assert!(!pod.contains_key("b"));
+    // A change in place that grows too big is refused by the sync.
+    pod.update("a", |v| *v = json!("y".repeat(100))).unwrap();
+    assert!(pod.sync().is_err());
+    pod.revert().unwrap();
+    pod.close().unwrap();
+    assert_eq!(contents(&open(&s.path)), pairs(&[("a", json!(1))]));
+    // Values deeper than JSON readers take are refused too.
+    let mut pod = open(&s.path);
+    let deep: serde_json::Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
+    assert!(matches!(
+        pod.insert("deep", deep).unwrap_err().kind(),
+        tastypod::ErrorKind::Encode { .. }
+    ));
+}

@@ -55,3 +55,28 @@ fn many_readers_and_one_writer_coexist() {
     r2.revert().unwrap();
     assert_eq!(r2.len(), 2);
 }
+
+#[test]
+fn a_read_only_open_neither_completes_nor_cuts_the_last_line() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.close().unwrap();
+    for tail in [&b""[..], b"\0\0\0"] {
+        let mut bytes = log_bytes(&s.path);
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        bytes.truncate(bytes.iter().rposition(|&b| b == b'}').unwrap() + 1);
+        bytes.extend_from_slice(tail);
+        std::fs::write(log_of(&s.path), &bytes).unwrap();
+        let pod = open_ro(&s.path);
+        assert_eq!(pod.get("a").unwrap(), Some(json!(1)));
+        drop(pod);
+        assert_eq!(
+            log_bytes(&s.path),
+            bytes,
+            "a read-only open changed the log"
+        );
+    }
+}

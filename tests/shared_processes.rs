@@ -353,6 +353,19 @@ fn a_torn_tail_left_by_a_dead_writer_is_cut_under_the_lock() {
     // A writer died mid-append.
     append_garbage(&s.path, b"{\"c\":\"1234");
     a.insert("b", json!(2)).unwrap();
+    // The cut is reported, like one at open.
+    let torn = a.recovery().torn_tail.clone().unwrap();
+    assert_eq!((torn.first.line, torn.bytes), (3, 10));
+    assert!(torn.partial_record && torn.copy.is_none());
+    // More than a partial record is cut too, but kept beside the log.
+    append_garbage(&s.path, b"garbage\nand more garbage");
+    a.insert("b2", json!(2)).unwrap();
+    let torn = a.recovery().torn_tail.clone().unwrap();
+    assert_eq!(
+        std::fs::read(torn.copy.unwrap()).unwrap(),
+        b"garbage\nand more garbage"
+    );
+    a.remove("b2").unwrap();
     // And again after a compaction (the reload path).
     let mut c = shared_handle(&s.path);
     c.compact().unwrap();
@@ -360,6 +373,34 @@ fn a_torn_tail_left_by_a_dead_writer_is_cut_under_the_lock() {
     a.insert("c", json!(3)).unwrap();
     a.sync().unwrap();
     drop((a, c));
+    assert!(tastypod::verify(&s.path).unwrap().is_clean());
+    assert_eq!(open(&s.path).keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+}
+
+#[test]
+fn a_catch_up_never_cuts_a_record_whose_newline_is_damaged() {
+    let s = scratch();
+    let mut a = shared_handle(&s.path);
+    let mut b = shared_handle(&s.path);
+    a.insert("a", json!(1)).unwrap();
+    b.insert("b", json!(2)).unwrap();
+    b.sync().unwrap();
+    let mut bytes = log_bytes(&s.path);
+    let last = bytes.len() - 1;
+    bytes[last] = b'X';
+    std::fs::write(log_of(&s.path), &bytes).unwrap();
+    let err = a.insert("c", json!(3)).unwrap_err();
+    assert_eq!(err.line(), Some(3), "{err}");
+    assert_eq!(log_bytes(&s.path), bytes);
+    // Only the newline missing: the record is kept and the newline added.
+    drop((a, b));
+    bytes.pop();
+    std::fs::write(log_of(&s.path), &bytes).unwrap();
+    let mut a = shared_handle(&s.path);
+    assert_eq!(a.recovery().completed_line, Some(3));
+    a.insert("c", json!(3)).unwrap();
+    a.sync().unwrap();
+    drop(a);
     assert!(tastypod::verify(&s.path).unwrap().is_clean());
     assert_eq!(open(&s.path).keys().collect::<Vec<_>>(), ["a", "b", "c"]);
 }

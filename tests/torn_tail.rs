@@ -136,3 +136,55 @@ fn zero_filled_tail_is_a_torn_write() {
     assert_eq!(torn.bytes, 4096);
     assert!(torn.partial_record && torn.copy.is_none());
 }
+
+#[test]
+fn a_record_followed_by_zeros_is_kept_and_the_zeros_are_cut() {
+    let s = scratch();
+    build(&s.path);
+    // ext4 after a crash: the last record's newline and what followed were
+    // never written, and read as zeros.
+    let mut bytes = log_bytes(&s.path);
+    bytes.pop();
+    bytes.extend_from_slice(&[0; 5000]);
+    std::fs::write(log_of(&s.path), &bytes).unwrap();
+    let pod = open(&s.path);
+    assert_eq!(contents(&pod), *states_by_line().last().unwrap());
+    let torn = pod.recovery().torn_tail.clone().unwrap();
+    assert_eq!(torn.bytes, 5000);
+    assert!(torn.partial_record && torn.copy.is_none());
+    assert_eq!(pod.recovery().completed_line, Some(6));
+    drop(pod);
+    assert!(open(&s.path).recovery().is_clean());
+}
+
+#[test]
+fn more_than_a_partial_record_is_kept_beside_the_log_when_cut() {
+    for tail in [
+        &b"not a record at all"[..],
+        b"{\"c\":\"12345678\",\"k\":\"x\"\nsecond line",
+        b"{\"c\":\"12\0\0\0trailing bytes after zeros",
+    ] {
+        let s = scratch();
+        build(&s.path);
+        let clean = log_bytes(&s.path);
+        append_garbage(&s.path, tail);
+        let ro = open_ro(&s.path);
+        let torn = ro.recovery().torn_tail.clone().unwrap();
+        assert!(!torn.partial_record, "{tail:?}");
+        assert!(torn.copy.is_none(), "a read-only open copies nothing");
+        drop(ro);
+        let pod = open(&s.path);
+        let torn = pod.recovery().torn_tail.clone().unwrap();
+        let copy = torn.copy.unwrap();
+        assert!(
+            copy.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("pod.log.torn-")
+        );
+        assert_eq!(std::fs::read(&copy).unwrap(), tail);
+        drop(pod);
+        assert_eq!(log_bytes(&s.path), clean);
+    }
+}

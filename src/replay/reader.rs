@@ -138,13 +138,31 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
+/// How many bytes of `bytes` are not NUL (a word at a time: runs of NUL
+/// bytes can be long).
+pub(crate) fn nonzero(bytes: &[u8]) -> u64 {
+    let words = bytes.chunks_exact(8);
+    let rest = words.remainder();
+    let mut n = rest.iter().filter(|&&b| b != 0).count() as u64;
+    for word in words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if u64::from_ne_bytes(w) != 0 {
+            n += word.iter().filter(|&&b| b != 0).count() as u64;
+        }
+    }
+    n
+}
+
 /// Reads jobs of lines from `R`; see the module docs.
 pub(crate) struct LineReader<'p, R> {
     reader: R,
     path: &'p Path,
     max_record: usize,
-    /// Read but not yet handed out, starting at a line's start.
+    /// `buf[..end]` is read but not yet handed out, and starts at a line's
+    /// start; the rest of `buf` is room for the next reads.
     buf: Vec<u8>,
+    end: usize,
     /// The file offset of `buf[0]`.
     base: u64,
     /// The lines handed out.
@@ -175,6 +193,7 @@ impl<'p, R: Read> LineReader<'p, R> {
             path,
             max_record,
             buf: Vec::new(),
+            end: 0,
             base: offset,
             lines,
             nl_scanned: 0,
@@ -198,21 +217,21 @@ impl<'p, R: Read> LineReader<'p, R> {
         self.base
     }
 
-    /// Reads into `self.buf` up to its capacity; returns the bytes read.
+    /// Reads into the room after `end`; returns the bytes read.
     fn fill(&mut self) -> Result<usize> {
-        let len = self.buf.len();
-        let cap = self.buf.capacity().max(len + 1);
-        self.buf.resize(cap.min(len + READ.min(self.chunk)), 0);
-        let read = loop {
-            match self.reader.read(&mut self.buf[len..]) {
-                Ok(n) => break Ok(n),
+        let room = &mut self.buf[self.end..];
+        let limit = room.len().min(READ.max(self.chunk));
+        let room = &mut room[..limit];
+        loop {
+            match self.reader.read(room) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(Error::io("read", self.path, e)),
+                Err(e) => return Err(Error::io("read", self.path, e)),
             }
-        };
-        let n = *read.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
-        read
+        }
     }
 
     /// The next job of lines, or `None` at the end of the input.
@@ -227,32 +246,31 @@ impl<'p, R: Read> LineReader<'p, R> {
             if self.eof {
                 return Ok(self.take_all());
             }
-            if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(self.chunk);
+            if self.buf.is_empty() {
+                self.buf = vec![0; self.chunk];
             }
-            if self.buf.len() == self.buf.capacity() {
+            if self.end == self.buf.len() {
                 // A line fills the buffer: grow it, or stream past the line.
                 self.note_nuls();
-                let len = self.buf.len();
-                if self.nul_at.is_some() || len > self.max_record {
+                if self.nul_at.is_some() || self.end > self.max_record {
                     self.start_streaming();
                     continue;
                 }
-                let grown = (len * 2).min(self.max_record.saturating_add(1));
-                self.buf.reserve_exact(grown.max(len + 1) - len);
+                let grown = (self.end * 2).min(self.max_record.saturating_add(1));
+                self.buf.resize(grown.max(self.end + 1), 0);
             }
             if self.fill()? == 0 {
                 self.eof = true;
                 continue;
             }
             // Hand out the complete lines once the buffer is full.
-            if self.buf.len() < self.buf.capacity() {
+            if self.end < self.buf.len() {
                 continue;
             }
             let from = self.nl_scanned;
-            match memchr::memrchr(b'\n', &self.buf[from..]) {
+            match memchr::memrchr(b'\n', &self.buf[from..self.end]) {
                 Some(last) => return Ok(Some(self.take(from + last + 1))),
-                None => self.nl_scanned = self.buf.len(),
+                None => self.nl_scanned = self.end,
             }
         }
     }
@@ -260,22 +278,26 @@ impl<'p, R: Read> LineReader<'p, R> {
     /// Hands out `buf[..cut]` (complete lines) as a job; the rest starts a
     /// new buffer.
     fn take(&mut self, cut: usize) -> Job {
-        let mut rest = Vec::with_capacity(self.chunk.max(self.buf.len() - cut));
-        rest.extend_from_slice(&self.buf[cut..]);
+        let kept = self.end - cut;
+        let mut rest = vec![0; self.chunk.max(kept)];
+        rest[..kept].copy_from_slice(&self.buf[cut..self.end]);
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.truncate(cut);
         let job = self.job_of(bytes);
+        self.end = kept;
         // What was kept is the start of a line: it holds no newline.
-        self.nl_scanned = self.buf.len();
+        self.nl_scanned = kept;
         job
     }
 
     /// Hands out everything buffered (at the end of the input).
     fn take_all(&mut self) -> Option<Job> {
-        if self.buf.is_empty() {
+        if self.end == 0 {
             return None;
         }
-        let bytes = std::mem::take(&mut self.buf);
+        let mut bytes = std::mem::take(&mut self.buf);
+        bytes.truncate(self.end);
+        self.end = 0;
         Some(self.job_of(bytes))
     }
 
@@ -299,26 +321,29 @@ impl<'p, R: Read> LineReader<'p, R> {
     /// Notes where the partial line in `buf` has its first NUL byte.
     fn note_nuls(&mut self) {
         if self.nul_at.is_none() {
-            let from = self.nul_scanned.min(self.buf.len());
-            self.nul_at = memchr::memchr(0, &self.buf[from..]).map(|p| from + p);
+            let from = self.nul_scanned.min(self.end);
+            self.nul_at = memchr::memchr(0, &self.buf[from..self.end]).map(|p| from + p);
         }
-        self.nul_scanned = self.buf.len();
+        self.nul_scanned = self.end;
     }
 
     /// Starts streaming past the partial line in `buf`, which has no newline.
     fn start_streaming(&mut self) {
-        let head_len = self.nul_at.unwrap_or(self.buf.len());
-        let head = (head_len <= self.max_record).then(|| self.buf[..head_len].to_vec());
+        let line = &self.buf[..self.end];
+        let head_len = self.nul_at.unwrap_or(line.len());
+        let head = (head_len <= self.max_record).then(|| line[..head_len].to_vec());
         let after = if head.is_some() { head_len } else { 0 };
-        let nonzero_after = self.buf[after..].iter().filter(|&&b| b != 0).count() as u64;
         self.streaming = Some(Streamed {
             head,
             first_nul: self.nul_at.map(|p| p as u64),
-            nonzero_after,
-            len: self.buf.len() as u64,
+            nonzero_after: nonzero(&line[after..]),
+            len: line.len() as u64,
             terminated: false,
         });
-        self.buf = Vec::with_capacity(self.chunk);
+        if self.buf.len() > self.chunk {
+            self.buf = vec![0; self.chunk];
+        }
+        self.end = 0;
         self.nl_scanned = 0;
         self.nul_scanned = 0;
         self.nul_at = None;
@@ -326,14 +351,15 @@ impl<'p, R: Read> LineReader<'p, R> {
 
     /// Reads on past a streamed line; returns its job once it ends.
     fn stream(&mut self) -> Result<Option<Job>> {
-        self.buf.clear();
+        self.end = 0;
         let n = self.fill()?;
         let Some(mut s) = self.streaming.take() else {
             return Ok(None);
         };
-        let nl = memchr::memchr(b'\n', &self.buf);
-        let part = &self.buf[..nl.unwrap_or(n)];
-        s.nonzero_after += part.iter().filter(|&&b| b != 0).count() as u64;
+        let read = &self.buf[..n];
+        let nl = memchr::memchr(b'\n', read);
+        let part = &read[..nl.unwrap_or(n)];
+        s.nonzero_after += nonzero(part);
         if s.first_nul.is_none() {
             s.first_nul = memchr::memchr(0, part).map(|p| s.len + p as u64);
         }
@@ -341,12 +367,12 @@ impl<'p, R: Read> LineReader<'p, R> {
         let ended = match nl {
             Some(nl) => {
                 s.terminated = true;
-                self.buf.drain(..=nl);
-                self.nl_scanned = 0;
+                self.buf.copy_within(nl + 1..n, 0);
+                self.end = n - nl - 1;
                 true
             }
             None => {
-                self.buf.clear();
+                self.end = 0;
                 n == 0
             }
         };
@@ -359,13 +385,13 @@ impl<'p, R: Read> LineReader<'p, R> {
             bytes: Vec::new(),
             offset: self.base,
             first_line: self.lines + 1,
-            streamed: None,
-        };
-        self.base += s.len + u64::from(s.terminated);
-        self.lines += 1;
-        Ok(Some(Job {
             streamed: Some(s),
-            ..job
-        }))
+        };
+        self.base += job
+            .streamed
+            .as_ref()
+            .map_or(0, |s| s.len + u64::from(s.terminated));
+        self.lines += 1;
+        Ok(Some(job))
     }
 }

@@ -160,7 +160,7 @@ pub(crate) fn classify<'a>(line: &Line<'a>, max_record: usize) -> Class<'a> {
             let head_len = first_nul.unwrap_or(bytes.len());
             let head = (head_len <= max_record).then(|| &bytes[..head_len]);
             let after = if head.is_some() { head_len } else { 0 };
-            let nonzero_after = bytes[after..].iter().filter(|&&b| b != 0).count() as u64;
+            let nonzero_after = super::reader::nonzero(&bytes[after..]);
             let nul = first_nul.map(|p| p as u64);
             unheld(
                 head,
@@ -656,12 +656,14 @@ impl Rules {
         let nothing = !self.header && !self.records && self.out.skipped_count == 0;
         if nothing && self.out.torn.is_none() && total_len > 0 {
             // Only blank lines (rule 7): dropped when the store is created.
+            let first = BadLine {
+                line: 1,
+                offset: 0,
+                reason: "the log holds only blank lines".into(),
+            };
+            self.problem(&first);
             self.out.torn = Some(TornTail {
-                first: BadLine {
-                    line: 1,
-                    offset: 0,
-                    reason: "the log holds only blank lines".into(),
-                },
+                first,
                 lines: self.out.valid_lines,
                 bytes: total_len,
                 partial_record: true,

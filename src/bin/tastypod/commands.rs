@@ -36,7 +36,8 @@ fn existing(path: &Path) -> CliResult<()> {
             path.display()
         ));
     }
-    if !path.join(tastypod::LOG_FILE).is_file() {
+    // A log that is there but not a regular file is the library's to name.
+    if !path.join(tastypod::LOG_FILE).exists() {
         return fail(format!(
             "no store at {}: it has no {} file",
             path.display(),

@@ -1,0 +1,224 @@
+//! Invariant: memory is bounded by the data, never by damage. Reading a
+//! log with a huge run of NUL bytes (a crash on ext4 can leave one) takes
+//! a fixed buffer, not the run's size; anything that is not a regular file
+//! is refused at once, never waited on; `load` holds one record at a time
+//! beyond the store itself. Each command runs as a child process whose
+//! peak memory the kernel reports.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MEASURE_ENV: &str = "TASTYPOD_MEASURE_ARGS";
+
+/// Run as a child of this test binary (a small process, so that what it
+/// forks starts small): runs `tastypod` with the arguments in
+/// `MEASURE_ENV`, stdin passed on, and prints `code kib` of it, then its
+/// stderr.
+#[test]
+fn measure_child() {
+    let Ok(args) = std::env::var(MEASURE_ENV) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).unwrap();
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tastypod"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value to be filled in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our unwaited child; both pointers are valid.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    std::mem::forget(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    println!("measured {code} {}", usage.ru_maxrss);
+    print!("{}", std::fs::read_to_string(err.path()).unwrap());
+}
+
+/// Runs `tastypod args` (with `input` on stdin); returns its exit code,
+/// stderr and peak resident memory in KiB.
+fn run_measured(args: &[&str], input: Option<&[u8]>) -> (i32, String, u64) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "measure_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MEASURE_ENV, serde_json::to_string(args).unwrap())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let at = out
+        .find("measured ")
+        .expect("the measuring child reported nothing");
+    let mut rest = out[at + "measured ".len()..].splitn(3, [' ', '\n']);
+    let code: i32 = rest.next().unwrap().parse().unwrap();
+    let kib: u64 = rest.next().unwrap().parse().unwrap();
+    let stderr = rest.next().unwrap_or("").to_string();
+    (code, stderr, kib)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+const MIB: u64 = 1024;
+
+#[test]
+fn a_run_of_nul_bytes_is_read_with_a_fixed_buffer() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.close().unwrap();
+    let log = log_of(&s.path);
+    let len = std::fs::metadata(&log).unwrap().len();
+    // What `truncate -s +256M pod.log` leaves: a sparse run of zeros.
+    let zeros = 256 << 20;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(len + zeros)
+        .unwrap();
+    for args in [vec!["keys", p(&s.path)], vec!["verify", p(&s.path)]] {
+        let (code, err, kib) = run_measured(&args, None);
+        assert!(code == 0 || code == 1, "{args:?}: {err}");
+        assert!(
+            kib < 64 * MIB,
+            "{args:?} peaked at {kib} KiB for {zeros} bytes of zeros"
+        );
+    }
+    // A writer cuts the run (it is what a crash leaves, so nothing is kept aside).
+    let (code, err, kib) = run_measured(&["set", p(&s.path), "b", "2"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(kib < 64 * MIB, "set peaked at {kib} KiB");
+    assert!(err.contains(&format!("({zeros} bytes)")), "{err}");
+    assert!(!err.contains("kept at"), "{err}");
+    assert_eq!(open_ro(&s.path).len(), 2);
+}
+
+#[test]
+fn a_line_longer_than_the_maximum_record_size_is_not_held_whole() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.close().unwrap();
+    // 300 MiB of one line that looks like a record's start: held only up
+    // to the maximum record size (128 MiB), then streamed past.
+    let mut garbage = b"{\"c\":\"00000000\",\"k\":\"x\",\"v\":\"".to_vec();
+    garbage.resize(300 << 20, b'a');
+    append_garbage(&s.path, &garbage);
+    drop(garbage);
+    let (code, err, kib) = run_measured(&["verify", p(&s.path)], None);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        kib < 200 * MIB,
+        "verify peaked at {kib} KiB for a 300 MiB line"
+    );
+}
+
+/// Runs `tastypod args` and fails if it does not finish within 10 s.
+fn finishes(args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tastypod"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("{args:?} did not finish within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_log_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let zero = dir.path().join("zero.pod");
+    std::fs::create_dir(&zero).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", log_of(&zero)).unwrap();
+    let fifo = dir.path().join("fifo.pod");
+    std::fs::create_dir(&fifo).unwrap();
+    let made = Command::new("mkfifo").arg(log_of(&fifo)).status().unwrap();
+    assert!(made.success());
+    let inner = dir.path().join("dir.pod");
+    std::fs::create_dir_all(log_of(&inner)).unwrap();
+    for (store, what) in [
+        (&zero, "a device"),
+        (&fifo, "a FIFO"),
+        (&inner, "a directory"),
+    ] {
+        for cmd in ["verify", "keys", "stat"] {
+            let (code, err) = finishes(&[cmd, p(store)]);
+            assert_eq!(code, 2, "{cmd} {what}: {err}");
+            assert!(
+                err.contains(what) && err.contains("not a regular file"),
+                "{cmd}: {err}"
+            );
+        }
+        let (code, err) = finishes(&["set", p(store), "k", "1"]);
+        assert_eq!(code, 2, "set {what}: {err}");
+    }
+}
+
+#[test]
+fn load_holds_one_record_at_a_time_beyond_the_store() {
+    let s = scratch();
+    let n = 200_000;
+    let mut dump = Vec::new();
+    for i in 0..n {
+        writeln!(
+            dump,
+            "{{\"key\":\"task-{i:08}\",\"value\":{{\"url\":\"https://example.com/page/{i}\",\"_done\":false}}}}"
+        )
+        .unwrap();
+    }
+    let (code, err, kib) = run_measured(&["load", p(&s.path), "-"], Some(&dump));
+    assert_eq!(code, 0, "{err}");
+    let log_kib = std::fs::metadata(log_of(&s.path)).unwrap().len() / 1024;
+    // The store keeps every key and value text (about the log's size) and
+    // a slot per key; a load that held every record decoded took 8 times
+    // the log's size.
+    assert!(
+        kib < 3 * log_kib + 24 * MIB,
+        "load peaked at {kib} KiB for a {log_kib} KiB log"
+    );
+    assert_eq!(open_ro(&s.path).len(), n);
+}
