@@ -123,7 +123,10 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("--w2-child") {
         let (from, to) = (args[3].parse().unwrap(), args[4].parse().unwrap());
-        let mut pod: Pod = PodOptions::new().shared(true).open(&args[2]).unwrap();
+        let mut pod: Pod = PodOptions::new()
+            .multi_process(true)
+            .open(&args[2])
+            .unwrap();
         w2_pass(&mut pod, from, to, args[5] == "batched");
         return;
     }
@@ -198,7 +201,7 @@ fn shared_figures(dir: &std::path::Path) {
             ("shared-batched", true, true),
         ] {
             let path = fresh("w2-run.pod");
-            let mut pod: Pod = PodOptions::new().shared(shared).open(&path).unwrap();
+            let mut pod: Pod = PodOptions::new().multi_process(shared).open(&path).unwrap();
             let t0 = Instant::now();
             w2_pass(&mut pod, 0, N, batched);
             // Closing waits for a background compaction (exclusive mode), as

@@ -45,13 +45,14 @@ pub(crate) struct LogPaths<'a> {
     pub tmp: &'a Path,
 }
 
-/// Writes the live records of `index` (all of which must be on-disk text, or
-/// encodable with `encode`) as a fresh log replacing `paths.log`.
+/// Writes the live records of `index` (their texts, or the values changed
+/// in place, which `encode` appends to a buffer) as a fresh log replacing
+/// `paths.log`.
 pub(crate) fn rewrite<V>(
     storage: &dyn Storage,
     paths: &LogPaths<'_>,
     index: &Index<V>,
-    mut encode: impl FnMut(&str, &V) -> Result<Vec<u8>>,
+    mut encode: impl FnMut(&mut Vec<u8>, &str, &V) -> Result<()>,
 ) -> Result<Rewritten, RewriteError> {
     let early = |error| RewriteError {
         error,
@@ -62,7 +63,10 @@ pub(crate) fn rewrite<V>(
         let key = index.key(i);
         match index.value(i) {
             ValueRef::Text(t) => Ok((key, Cow::Borrowed(t))),
-            ValueRef::Live(v) => encode(key, v).map(|e| (key, Cow::Owned(e))),
+            ValueRef::Live(v) => {
+                let mut text = Vec::new();
+                encode(&mut text, key, v).map(|()| (key, Cow::Owned(text)))
+            }
         }
     });
     let written = write_all(&mut *file, paths.tmp, index.len(), records).and_then(|r| {
@@ -157,13 +161,11 @@ fn write_all<'a>(
     let mut lines = 1u64;
     for entry in records {
         let (key, text) = entry?;
-        let start = record::begin_put(&mut buf, key);
-        let offset = buf.len();
-        buf.extend_from_slice(&text);
-        record::end_put(&mut buf, start);
+        let start = buf.len();
+        let value = record::encode_put(&mut buf, key, &text);
         lines += 1;
         let line = u32::try_from(lines).unwrap_or(u32::MAX);
-        relocation.place(key, chunk, offset, text.len(), line);
+        relocation.place(key, chunk, value, buf.len() - start, line);
         if buf.len() >= WRITE_BUF {
             file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
             len += buf.len() as u64;

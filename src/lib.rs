@@ -63,6 +63,7 @@ mod fsio;
 mod index;
 mod inspect;
 mod json;
+mod log;
 mod options;
 mod pod;
 #[cfg(feature = "progress")]
@@ -91,7 +92,7 @@ pub use shared::{SharedPod, SharedTracker};
 pub use signals::{GRACE, sync_on_signals};
 pub use tracker::{
     ABORTED, Aborted, DEFAULT_LEASE, DONE, LEASE, Lease, TRIES, TaskMut, Tracker, TrackerOptions,
-    TryKeys,
+    TryItems, TryKeys,
 };
 
 /// Formats an error and its chain of sources as one line joined by ": ".

@@ -90,7 +90,7 @@ pub struct PodOptions {
     pub(crate) compaction: Compaction,
     pub(crate) recovery: Recovery,
     pub(crate) wait_for_lock: bool,
-    pub(crate) shared: bool,
+    pub(crate) multi_process: bool,
     pub(crate) max_record: usize,
     pub(crate) storage: Arc<dyn Storage>,
 }
@@ -104,7 +104,7 @@ impl fmt::Debug for PodOptions {
             .field("compaction", &self.compaction)
             .field("recovery", &self.recovery)
             .field("wait_for_lock", &self.wait_for_lock)
-            .field("shared", &self.shared)
+            .field("multi_process", &self.multi_process)
             .field("max_record_size", &self.max_record)
             .finish_non_exhaustive()
     }
@@ -126,7 +126,7 @@ impl PodOptions {
             compaction: Compaction::default(),
             recovery: Recovery::default(),
             wait_for_lock: false,
-            shared: false,
+            multi_process: false,
             max_record: DEFAULT_MAX_RECORD_SIZE,
             storage: Arc::new(StdStorage),
         }
@@ -177,14 +177,16 @@ impl PodOptions {
         self
     }
 
-    /// Open in shared mode, so several processes can write the store at once
-    /// (each call locks the store, first reads what the others appended, then
-    /// appends its own records). Exclusive mode, the default, is faster;
-    /// the two cannot be mixed on one store (the second open fails with
-    /// [`ErrorKind::Locked`]). Default: false.
+    /// Open in the multi-process mode, so several processes can write the
+    /// store at once, with no server: each call locks the store (a lock
+    /// file, `pod.oplock`), first reads what the others appended, then
+    /// appends its own records. Exclusive mode, the default, is faster; the
+    /// two cannot be mixed on one store (the second open fails with
+    /// [`ErrorKind::Locked`]). Not to be confused with [`SharedPod`](crate::SharedPod),
+    /// which threads of one process share. Default: false.
     #[must_use]
-    pub fn shared(mut self, yes: bool) -> Self {
-        self.shared = yes;
+    pub fn multi_process(mut self, yes: bool) -> Self {
+        self.multi_process = yes;
         self
     }
 

@@ -299,32 +299,53 @@ pub(crate) fn encode_header(out: &mut Vec<u8>) {
     finish(out, start);
 }
 
-#[cfg(test)]
-/// Appends a put line for `key` with the JSON text `value` to `out`.
-pub(crate) fn encode_put(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    let start = begin(out);
-    out.extend_from_slice(KEY_HEAD);
-    push_json_string(out, key);
-    out.extend_from_slice(VALUE_HEAD);
-    out.extend_from_slice(value);
-    out.push(b'}');
-    finish(out, start);
+/// Appends a put line for `key` with the JSON text `value` to `out`;
+/// returns where the value text sits in `out`.
+pub(crate) fn encode_put(out: &mut Vec<u8>, key: &str, value: &[u8]) -> std::ops::Range<usize> {
+    let copied = encode_put_with(out, key, |buf| {
+        buf.extend_from_slice(value);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    copied.unwrap_or_else(|never| match never {})
 }
 
-/// Appends the start of a put line for `key` to `out`, up to where the
-/// value goes; returns the line's start for [`end_put`].
-pub(crate) fn begin_put(out: &mut Vec<u8>, key: &str) -> usize {
-    let start = begin(out);
-    out.extend_from_slice(KEY_HEAD);
-    push_json_string(out, key);
-    out.extend_from_slice(VALUE_HEAD);
-    start
+/// Appends a put line for `key` to `out`, its value text written by
+/// `value` (which appends it to the buffer it is given); returns where the
+/// value text sits in `out`. The one encoder of put records: if `value`
+/// fails, or panics, `out` is cut back to where it was, so a half record is
+/// never left behind.
+pub(crate) fn encode_put_with<E>(
+    out: &mut Vec<u8>,
+    key: &str,
+    value: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<std::ops::Range<usize>, E> {
+    let mut guard = CutOnDrop {
+        at: out.len(),
+        buf: out,
+    };
+    let start = begin(guard.buf);
+    guard.buf.extend_from_slice(KEY_HEAD);
+    push_json_string(guard.buf, key);
+    guard.buf.extend_from_slice(VALUE_HEAD);
+    let value_start = guard.buf.len();
+    value(guard.buf)?;
+    let value_end = guard.buf.len();
+    guard.buf.push(b'}');
+    finish(guard.buf, start);
+    guard.at = usize::MAX;
+    Ok(value_start..value_end)
 }
 
-/// Ends the put line begun at `start`, whose value has been appended.
-pub(crate) fn end_put(out: &mut Vec<u8>, start: usize) {
-    out.push(b'}');
-    finish(out, start);
+/// Truncates `buf` back to `at` when dropped, unless `at` is past its end.
+struct CutOnDrop<'a> {
+    buf: &'a mut Vec<u8>,
+    at: usize,
+}
+
+impl Drop for CutOnDrop<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.at);
+    }
 }
 
 /// Appends a removal line for `key` to `out`.
@@ -343,7 +364,6 @@ pub(crate) fn put_len(key: &str, value_len: usize) -> u64 {
 }
 
 /// The exact length in bytes (newline included) of the removal line for `key`.
-#[cfg(test)]
 pub(crate) fn del_len(key: &str) -> u64 {
     (PREFIX_LEN + KEY_HEAD.len() + json_string_len(key) + DEL_TAIL.len() + 1) as u64
 }

@@ -86,7 +86,7 @@ fn close_in_shared_mode_fsyncs_what_each_call_appended() {
     use tastypod::sim::Tail;
     let sim = SimStorage::new();
     let mut pod: tastypod::Pod = PodOptions::new()
-        .shared(true)
+        .multi_process(true)
         .simulated(sim.clone())
         .open(store())
         .unwrap();

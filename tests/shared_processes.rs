@@ -20,7 +20,7 @@ const TASKS: usize = 20_000;
 
 fn shared_pod(path: &str) -> SharedPod {
     PodOptions::new()
-        .shared(true)
+        .multi_process(true)
         .open::<serde_json::Value>(path)
         .unwrap()
         .into()
@@ -28,7 +28,7 @@ fn shared_pod(path: &str) -> SharedPod {
 
 fn shared_tracker(path: &str, lease_ms: u64) -> SharedTracker {
     let opts = TrackerOptions::new()
-        .shared(true)
+        .multi_process(true)
         .max_tries(3)
         .lease(Duration::from_millis(lease_ms));
     SharedTracker::open(opts, path).unwrap()
@@ -133,7 +133,7 @@ fn processes_and_threads_increment_counters_exactly() {
     let s = scratch();
     drop(
         PodOptions::new()
-            .shared(true)
+            .multi_process(true)
             .open::<serde_json::Value>(&s.path)
             .unwrap(),
     );
@@ -220,7 +220,7 @@ fn compaction_by_one_process_while_others_write_loses_nothing() {
     let s = scratch();
     drop(
         PodOptions::new()
-            .shared(true)
+            .multi_process(true)
             .open::<serde_json::Value>(&s.path)
             .unwrap(),
     );
@@ -256,20 +256,20 @@ fn compaction_by_one_process_while_others_write_loses_nothing() {
 fn mixing_shared_and_exclusive_opens_is_refused() {
     let s = scratch();
     let shared = PodOptions::new()
-        .shared(true)
+        .multi_process(true)
         .open::<serde_json::Value>(&s.path)
         .unwrap();
     let err = Pod::<serde_json::Value>::open(&s.path).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Locked { .. }), "{err}");
     // A second shared handle is fine.
     let second = PodOptions::new()
-        .shared(true)
+        .multi_process(true)
         .open::<serde_json::Value>(&s.path)
         .unwrap();
     drop((shared, second));
     let exclusive = open(&s.path);
     let err = PodOptions::new()
-        .shared(true)
+        .multi_process(true)
         .open::<serde_json::Value>(&s.path)
         .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Locked { .. }), "{err}");
@@ -314,7 +314,7 @@ fn read_only_handles_refresh_without_reopening() {
 }
 
 fn shared_handle(path: &std::path::Path) -> Pod {
-    PodOptions::new().shared(true).open(path).unwrap()
+    PodOptions::new().multi_process(true).open(path).unwrap()
 }
 
 #[test]
@@ -450,7 +450,10 @@ fn revert_in_shared_mode_drops_pending_changes_and_sees_others() {
 #[test]
 fn counters_stay_exact_when_another_handle_removes_and_re_adds_a_task() {
     let s = scratch();
-    let mut a = TrackerOptions::new().shared(true).open(&s.path).unwrap();
+    let mut a = TrackerOptions::new()
+        .multi_process(true)
+        .open(&s.path)
+        .unwrap();
     a.add_many(["x", "y"]).unwrap();
     a.mark_done("x").unwrap();
     a.sync().unwrap();

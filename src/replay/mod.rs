@@ -34,8 +34,6 @@ pub(crate) struct Replayed<V> {
     pub valid_len: u64,
     /// The number of lines up to `valid_len`.
     pub valid_lines: u64,
-    /// Bytes of the header and the current record of every live key.
-    pub live_bytes: u64,
     /// Whether a header line was found (false for an empty store, and in
     /// salvage for a log whose header is missing).
     pub has_header: bool,
@@ -153,7 +151,6 @@ impl Batch {
 /// The apply stage's state.
 struct Applier<'p, V> {
     index: Index<V>,
-    live_bytes: u64,
     rules: Rules,
     path: &'p Path,
 }
@@ -201,7 +198,6 @@ pub(crate) fn replay_in_chunks<V>(
     };
     let mut applier = Applier {
         index,
-        live_bytes: 0,
         rules: Rules::new(salvage),
         path,
     };
@@ -217,18 +213,12 @@ pub(crate) fn replay_in_chunks<V>(
         batch
     };
     let total_len = pipeline::run(lines, size_hint, decode, |batch| applier.apply(batch))?;
-    let Applier {
-        index,
-        live_bytes,
-        rules,
-        path,
-    } = applier;
+    let Applier { index, rules, path } = applier;
     let out = rules.finish(total_len).map_err(|f| f.into_error(path))?;
     Ok(Replayed {
         index,
         valid_len: out.valid_len,
         valid_lines: out.valid_lines,
-        live_bytes,
         has_header: out.has_header,
         needs_newline: out.needs_newline,
         torn: out.torn,
@@ -261,9 +251,7 @@ impl<V> Applier<'_, V> {
             Found::Blank => self.rules.blank(span),
             Found::Damaged(damage) => self.rules.damaged(span, &damage)?,
             Found::Header(version) => {
-                if self.rules.valid(span, Some(version))? {
-                    self.live_bytes = record::header_line().len() as u64 + 1;
-                }
+                self.rules.valid(span, Some(version))?;
             }
             Found::Put {
                 hash,
@@ -286,12 +274,8 @@ impl<V> Applier<'_, V> {
                     len: value_len,
                 };
                 // put_len(key, n) == put_len(key, 0) + n
-                let framing = u64::from(framing);
-                let old = self.index.put_loc(hash, key, value, line);
-                if let Some(Some(old)) = old {
-                    self.live_bytes -= framing + old as u64;
-                }
-                self.live_bytes += framing + u64::from(value_len);
+                self.index
+                    .put_loc(hash, key, value, line, u64::from(framing));
             }
             Found::Del { hash, at, key_len } => {
                 if !self.rules.valid(span, None)? {
@@ -302,19 +286,12 @@ impl<V> Applier<'_, V> {
                     offset: at,
                     len: key_len,
                 };
-                let key = key_str(&self.index, key).to_string();
-                if let Some(Some(old)) = self.index.remove_hashed(hash, key.as_bytes()) {
-                    self.live_bytes -= record::put_len(&key, old);
-                }
+                let key = self.index.bytes(key).to_vec();
+                self.index.remove_hashed(hash, &key);
             }
         }
         Ok(())
     }
-}
-
-/// The key at `loc`, which the decode stage copied from a `&str`.
-fn key_str<V>(index: &Index<V>, loc: Loc) -> &str {
-    std::str::from_utf8(index.bytes(loc)).unwrap_or_default()
 }
 
 /// The path of a copy kept beside the log: `<log>.<what>-<unix secs>[-n]`
@@ -340,7 +317,9 @@ mod tests {
         record::encode_header(&mut buf);
         for (k, v) in records {
             match v {
-                Some(v) => record::encode_put(&mut buf, k, v.as_bytes()),
+                Some(v) => {
+                    record::encode_put(&mut buf, k, v.as_bytes());
+                }
                 None => record::encode_del(&mut buf, k),
             }
         }
@@ -394,7 +373,8 @@ mod tests {
         let mut expect = Vec::new();
         record::encode_header(&mut expect);
         record::encode_put(&mut expect, "a", b"22");
-        assert_eq!(r.live_bytes, expect.len() as u64);
+        let header = record::header_line().len() as u64 + 1;
+        assert_eq!(header + r.index.disk_bytes(), expect.len() as u64);
     }
 
     #[test]
@@ -536,7 +516,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(contents(&one), contents(&two));
-        assert_eq!(one.live_bytes, two.live_bytes);
+        assert_eq!(one.index.disk_bytes(), two.index.disk_bytes());
         assert_eq!(one.valid_len, two.valid_len);
         assert_eq!(two.valid_len, bytes.len() as u64);
     }

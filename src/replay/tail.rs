@@ -5,7 +5,7 @@ use super::reader::{CHUNK, LineReader};
 use super::rules::{self, Item, Rules, TornTail};
 use crate::error::Result;
 use crate::index::Index;
-use crate::record::{self, Record};
+use crate::record::Record;
 use std::io::Read;
 use std::path::Path;
 
@@ -27,8 +27,7 @@ pub(crate) struct Tail {
 }
 
 /// Applies the records read from `reader` (the bytes of a log after byte
-/// `start`, which ends line `lines`) to `index`, keeping `live_bytes` up
-/// to date.
+/// `start`, which ends line `lines`) to `index`.
 ///
 /// # Errors
 ///
@@ -39,23 +38,18 @@ pub(crate) fn apply_tail<V>(
     reader: impl Read,
     start: u64,
     lines: u64,
-    live_bytes: &mut u64,
     path: &Path,
     max_record: usize,
 ) -> Result<Tail> {
-    apply_tail_in_chunks(
-        index, reader, start, lines, live_bytes, path, max_record, CHUNK,
-    )
+    apply_tail_in_chunks(index, reader, start, lines, path, max_record, CHUNK)
 }
 
 /// [`apply_tail`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_tail_in_chunks<V>(
     index: &mut Index<V>,
     reader: impl Read,
     start: u64,
     lines: u64,
-    live_bytes: &mut u64,
     path: &Path,
     max_record: usize,
     chunk: usize,
@@ -71,7 +65,7 @@ pub(crate) fn apply_tail_in_chunks<V>(
                     return;
                 }
                 match rules.feed(span, &item) {
-                    Ok(true) => apply(index, item, span.no, live_bytes, &mut tail),
+                    Ok(true) => apply(index, item, span.no, &mut tail),
                     Ok(false) => {}
                     Err(f) => fatal = Some(f),
                 }
@@ -91,26 +85,15 @@ pub(crate) fn apply_tail_in_chunks<V>(
     Ok(tail)
 }
 
-fn apply<V>(
-    index: &mut Index<V>,
-    item: Item<'_>,
-    line: u64,
-    live_bytes: &mut u64,
-    tail: &mut Tail,
-) {
+fn apply<V>(index: &mut Index<V>, item: Item<'_>, line: u64, tail: &mut Tail) {
     let line = u32::try_from(line).unwrap_or(u32::MAX);
     match item {
         Item::Record(Record::Put { key, value }) => {
-            if let Some(Some(old)) = index.put_text(&key, value, line) {
-                *live_bytes = live_bytes.saturating_sub(record::put_len(&key, old));
-            }
-            *live_bytes += record::put_len(&key, value.len());
+            index.put_text(&key, value, line);
             tail.changed.push(key.into_owned());
         }
         Item::Record(Record::Del { key }) => {
-            if let Some(Some(old)) = index.remove(&key) {
-                *live_bytes = live_bytes.saturating_sub(record::put_len(&key, old));
-            }
+            index.remove(&key);
             tail.removed = true;
             tail.changed.push(key.into_owned());
         }

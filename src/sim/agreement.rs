@@ -145,7 +145,6 @@ fn check_catch_up(
             &data[start..],
             start as u64,
             prefix.valid_lines,
-            &mut prefix.live_bytes,
             Path::new("/sim/store.pod/pod.log"),
             max_record,
             4,
@@ -169,7 +168,8 @@ fn check_catch_up(
             );
             assert_eq!(t.needs_newline, w.needs_newline);
             assert_eq!(
-                prefix.live_bytes, w.live_bytes,
+                prefix.index.disk_bytes(),
+                w.index.disk_bytes(),
                 "catch-up from byte {start}: live bytes"
             );
         }

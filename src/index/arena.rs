@@ -1,0 +1,237 @@
+//! Append-only storage for key and value bytes, in blocks that a background
+//! compaction can share while it runs.
+
+use std::sync::Arc;
+
+/// Arena blocks for new keys are this big.
+const BLOCK_SIZE: usize = 64 << 10;
+
+/// Where some bytes sit in the arena.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub block: u32,
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Loc {
+    /// The bytes at `range` of block `block`; `None` if the offsets do not
+    /// fit 32 bits.
+    pub(crate) fn of(block: u32, range: std::ops::Range<usize>) -> Option<Loc> {
+        Some(Loc {
+            block,
+            offset: u32::try_from(range.start).ok()?,
+            len: u32::try_from(range.len()).ok()?,
+        })
+    }
+}
+
+/// An arena block: owned, or shared with a background compaction.
+#[derive(Debug)]
+enum Block {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block::Owned(Vec::new())
+    }
+}
+
+impl Block {
+    fn bytes(&self) -> &Vec<u8> {
+        match self {
+            Block::Owned(v) => v,
+            Block::Shared(a) => a,
+        }
+    }
+
+    /// The block to change: a shared block is taken back, or copied if
+    /// the compaction still holds it.
+    fn to_mut(&mut self) -> &mut Vec<u8> {
+        if let Block::Shared(_) = self {
+            let owned = match std::mem::take(self) {
+                Block::Shared(a) => Arc::try_unwrap(a).unwrap_or_else(|a| {
+                    // Keep the room: a pending chunk must not grow by copying.
+                    let mut v = Vec::with_capacity(a.capacity());
+                    v.extend_from_slice(&a);
+                    v
+                }),
+                Block::Owned(v) => v,
+            };
+            *self = Block::Owned(owned);
+        }
+        match self {
+            Block::Owned(v) => v,
+            Block::Shared(a) => Arc::make_mut(a),
+        }
+    }
+
+    /// A handle on the block for another thread to read.
+    fn share(&mut self) -> Arc<Vec<u8>> {
+        if let Block::Owned(v) = self {
+            *self = Block::Shared(Arc::new(std::mem::take(v)));
+        }
+        match self {
+            Block::Shared(a) => a.clone(),
+            Block::Owned(v) => Arc::new(v.clone()),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(self, Block::Shared(_))
+    }
+}
+
+/// Append-only storage for key and value bytes. Blocks are shared with a
+/// background compaction while it runs; a shared block is never changed in
+/// place (new keys go to a new block; a pending chunk is copied first).
+#[derive(Debug, Default)]
+pub(crate) struct Arena {
+    blocks: Vec<Block>,
+    /// The block new keys are pushed into, if any.
+    open: Option<usize>,
+}
+
+impl Arena {
+    /// Copies `bytes` into the arena.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Loc {
+        let fits =
+            |b: &Block| !b.is_shared() && b.bytes().capacity() - b.bytes().len() >= bytes.len();
+        let n = match self.open {
+            Some(n) if self.blocks.get(n).is_some_and(fits) => n,
+            _ => {
+                self.blocks.push(Block::Owned(Vec::with_capacity(
+                    bytes.len().max(BLOCK_SIZE),
+                )));
+                self.open = Some(self.blocks.len() - 1);
+                self.blocks.len() - 1
+            }
+        };
+        let block = self.block_mut(n as u32);
+        let loc = Loc {
+            block: n as u32,
+            offset: block.len() as u32,
+            len: bytes.len() as u32,
+        };
+        block.extend_from_slice(bytes);
+        loc
+    }
+
+    /// Takes `block` in; returns its number.
+    pub(crate) fn adopt(&mut self, block: Vec<u8>) -> u32 {
+        self.blocks.push(Block::Owned(block));
+        (self.blocks.len() - 1) as u32
+    }
+
+    /// The number of blocks (numbers handed out so far).
+    pub(crate) fn block_count(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub(crate) fn capacity_of(&self, block: u32) -> usize {
+        self.blocks
+            .get(block as usize)
+            .map_or(0, |b| b.bytes().capacity())
+    }
+
+    pub(crate) fn len_of(&self, block: u32) -> usize {
+        self.blocks
+            .get(block as usize)
+            .map_or(0, |b| b.bytes().len())
+    }
+
+    /// Block `n` (which must exist) to change.
+    pub(crate) fn block_mut(&mut self, n: u32) -> &mut Vec<u8> {
+        let n = n as usize;
+        if n >= self.blocks.len() {
+            // Never happens: callers only pass numbers the arena handed out.
+            self.blocks.resize_with(n + 1, Block::default);
+        }
+        self.blocks[n].to_mut()
+    }
+
+    /// Takes the bytes of block `n` out, leaving it empty.
+    pub(crate) fn take(&mut self, n: u32) -> Vec<u8> {
+        std::mem::take(self.block_mut(n))
+    }
+
+    /// Makes `bytes` the contents of block `n` (which must exist).
+    pub(crate) fn set(&mut self, n: u32, bytes: Vec<u8>) {
+        if let Some(block) = self.blocks.get_mut(n as usize) {
+            *block = Block::Owned(bytes);
+        }
+    }
+
+    pub(crate) fn bytes(&self, loc: Loc) -> &[u8] {
+        let start = loc.offset as usize;
+        let end = start + loc.len as usize;
+        self.blocks
+            .get(loc.block as usize)
+            .and_then(|b| b.bytes().get(start..end))
+            .unwrap_or_default()
+    }
+
+    /// Shared handles on every block, for a snapshot.
+    pub(crate) fn share_all(&mut self) -> Vec<Arc<Vec<u8>>> {
+        self.blocks.iter_mut().map(Block::share).collect()
+    }
+
+    /// Appends the blocks of `other` (renumbered from `block_count()`).
+    pub(crate) fn append(&mut self, other: Arena) {
+        self.blocks.extend(other.blocks);
+    }
+
+    /// Frees every block not marked in `used` (nor the open one).
+    pub(crate) fn free_unused(&mut self, mut used: Vec<bool>) {
+        if let Some(n) = self.open
+            && let Some(u) = used.get_mut(n)
+        {
+            *u = true;
+        }
+        for (block, used) in self.blocks.iter_mut().zip(used) {
+            if !used && block.bytes().capacity() > 0 {
+                *block = Block::default();
+            }
+        }
+    }
+}
+
+/// The live keys of a fully synced index and their value texts, sharing
+/// its arena blocks, for a compaction running beside further changes.
+#[derive(Debug)]
+pub(crate) struct Snapshot {
+    pub(super) blocks: Vec<Arc<Vec<u8>>>,
+    /// Live slots in order: slot number, key, value text.
+    pub(super) entries: Vec<(u32, Loc, Loc)>,
+    /// The index's generation when taken.
+    pub(super) generation: u64,
+}
+
+impl Snapshot {
+    /// The number of keys.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn bytes(&self, loc: Loc) -> &[u8] {
+        let start = loc.offset as usize;
+        let end = start + loc.len as usize;
+        self.blocks
+            .get(loc.block as usize)
+            .and_then(|b| b.get(start..end))
+            .unwrap_or_default()
+    }
+
+    /// Every key and value text, in order.
+    pub(crate) fn records(
+        &self,
+    ) -> impl Iterator<Item = crate::error::Result<(&str, std::borrow::Cow<'_, [u8]>)>> {
+        self.entries.iter().map(|&(_, key, value)| {
+            // Keys enter the arena only from `&str`, so this never falls back.
+            let key = std::str::from_utf8(self.bytes(key)).unwrap_or_default();
+            Ok((key, std::borrow::Cow::Borrowed(self.bytes(value))))
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! The open log file of a writable handle: appends, fsyncs and cuts, and
+//! the one poison latch every failed write, fsync or cut goes through.
+//!
+//! After a failed write or fsync the kernel may have dropped the dirty
+//! pages, so a retry that succeeds would prove nothing: the handle refuses
+//! every later write (`Poisoned`) and a reopen replays what is really on
+//! disk.
+
+use crate::error::{Error, ErrorKind, Result, fail};
+use crate::fsio::Appender;
+use crate::options::Durability;
+use std::path::{Path, PathBuf};
+
+/// The log file, its length and line count as this handle knows them.
+#[derive(Debug)]
+pub(crate) struct LogFile {
+    path: PathBuf,
+    /// The store directory (named by `Poisoned`).
+    dir: PathBuf,
+    /// Open for appending; `None` for a read-only handle, while opening, or
+    /// once the file was replaced and not yet reopened.
+    file: Option<Box<dyn Appender>>,
+    len: u64,
+    lines: u64,
+    poisoned: bool,
+    durability: Durability,
+}
+
+impl LogFile {
+    /// The log `path` of the store `dir`, not open yet.
+    pub(crate) fn new(path: PathBuf, dir: PathBuf, durability: Durability) -> Self {
+        LogFile {
+            path,
+            dir,
+            file: None,
+            len: 0,
+            lines: 0,
+            poisoned: false,
+            durability,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The log's length as this handle knows it.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The log's number of lines as this handle knows it.
+    pub(crate) fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Sets what this handle knows of the file (after reading it, or after
+    /// a rewrite).
+    pub(crate) fn set_position(&mut self, len: u64, lines: u64) {
+        self.len = len;
+        self.lines = lines;
+    }
+
+    /// Takes `file`, opened for appending, as the log's handle.
+    pub(crate) fn attach(&mut self, file: Box<dyn Appender>) {
+        self.file = Some(file);
+    }
+
+    /// Drops the handle on a file that was replaced: never append to it.
+    pub(crate) fn detach(&mut self) {
+        self.file = None;
+    }
+
+    /// Whether the log is open for appending.
+    pub(crate) fn is_attached(&self) -> bool {
+        self.file.is_some()
+    }
+
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Latches the poison: every later write fails.
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Fails with `Poisoned` unless writes can go on.
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.poisoned || self.file.is_none() {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the open file; a failure poisons.
+    fn with_file(
+        &mut self,
+        op: &'static str,
+        f: impl FnOnce(&mut dyn Appender) -> std::io::Result<()>,
+    ) -> Result<()> {
+        self.writable()?;
+        let Some(file) = self.file.as_mut() else {
+            return fail(ErrorKind::Poisoned {
+                path: self.dir.clone(),
+            });
+        };
+        if let Err(e) = f(&mut **file) {
+            self.poisoned = true;
+            return Err(Error::io(op, &self.path, e));
+        }
+        Ok(())
+    }
+
+    /// Appends `parts` (holding `lines` lines) with one write call, then
+    /// fsyncs if `fsync` and the durability policy asks for it.
+    pub(crate) fn append(&mut self, parts: &[&[u8]], lines: u64, fsync: bool) -> Result<()> {
+        self.with_file("append to", |f| f.append_parts(parts))?;
+        self.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        self.lines += lines;
+        if fsync {
+            self.fsync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended durable (with [`Durability::Full`]).
+    pub(crate) fn fsync(&mut self) -> Result<()> {
+        if self.durability != Durability::Full {
+            return self.writable();
+        }
+        self.with_file("fsync", |f| f.sync())
+    }
+
+    /// Cuts the file back to `len` bytes (a torn tail), then fsyncs it.
+    pub(crate) fn cut(&mut self, len: u64) -> Result<()> {
+        self.with_file("truncate torn tail of", |f| f.truncate(len))?;
+        self.len = len;
+        self.with_file("fsync", |f| f.sync())
+    }
+
+    /// Adds the newline a complete last record lacks, then fsyncs.
+    pub(crate) fn complete_last_line(&mut self) -> Result<()> {
+        self.with_file("append to", |f| f.append(b"\n"))?;
+        self.len += 1;
+        self.with_file("fsync", |f| f.sync())
+    }
+}

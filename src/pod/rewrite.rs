@@ -1,0 +1,375 @@
+//! Rewriting the log: `compact`, `sync_atomic`, and automatic compaction,
+//! which in exclusive mode runs on another thread beside the handle's work
+//! and is switched in by a later sync. `revert` is here too: it replaces
+//! the in-memory state with the log's.
+
+use super::Pod;
+use crate::compact::{self, LogPaths, Rewritten};
+use crate::error::{Error, Result};
+use crate::fsio::Storage;
+use crate::index::Index;
+use crate::options::Compaction;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A compaction of the log as it was at `snap_len` bytes and `snap_lines`
+/// lines, running on another thread (or, under a simulated file system,
+/// already run) while the handle goes on appending to the old log.
+#[derive(Debug)]
+pub(super) struct Background {
+    /// Taken when the handle switches to the new log or drops it.
+    job: Option<Job>,
+    snap_len: u64,
+    snap_lines: u64,
+    /// The handle's epoch when it started: a reload since voids it.
+    epoch: u64,
+    storage: Arc<dyn Storage>,
+    tmp: PathBuf,
+}
+
+impl Drop for Background {
+    /// Waits for a compaction the handle did not take in (it went away
+    /// mid-panic, say) and removes what it wrote, before the store's lock
+    /// is released.
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            drop(job.join(&self.tmp));
+            let _ = self.storage.remove_file(&self.tmp);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Job {
+    Running(std::thread::JoinHandle<Result<compact::Prepared>>),
+    Done(Result<compact::Prepared>),
+}
+
+impl Job {
+    fn is_finished(&self) -> bool {
+        match self {
+            Job::Running(handle) => handle.is_finished(),
+            Job::Done(_) => true,
+        }
+    }
+
+    fn join(self, tmp: &Path) -> Result<compact::Prepared> {
+        match self {
+            Job::Done(result) => result,
+            Job::Running(handle) => handle.join().unwrap_or_else(|_| {
+                let panicked = std::io::Error::other("the compaction thread panicked");
+                Err(Error::io("compact into", tmp, panicked))
+            }),
+        }
+    }
+}
+
+impl<V> Pod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    /// Atomically replaces the log with the live records of `index` and
+    /// reopens it for appending. On failure `index` stays the in-memory state.
+    pub(super) fn rewrite(&mut self, mut index: Index<V>) -> Result<()> {
+        let storage = self.storage();
+        let tmp = self.tmp_path();
+        let log_path = self.log.path().to_path_buf();
+        let paths = LogPaths {
+            dir: &self.dir,
+            log: &log_path,
+            tmp: &tmp,
+        };
+        let max_record = self.opts.max_record;
+        let result = compact::rewrite(&*storage, &paths, &index, |buf, key, v| {
+            super::write::encode_value(buf, key, v, max_record)
+        });
+        let Rewritten {
+            relocation,
+            len,
+            lines,
+        } = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.index = index;
+                if e.replaced {
+                    self.log.detach();
+                    self.log.poison();
+                }
+                return Err(e.error);
+            }
+        };
+        index.relocate(relocation);
+        // The old handle points at the replaced file.
+        self.log.detach();
+        if let Ok((id, _)) = storage.file_id(&log_path) {
+            self.followed_id = id;
+        }
+        self.index = index;
+        self.epoch += 1;
+        self.log.set_position(len, lines);
+        match storage.open_append(&log_path) {
+            Ok(file) => {
+                self.log.attach(file);
+                Ok(())
+            }
+            Err(e) => {
+                self.log.poison();
+                Err(Error::io("open", &log_path, e))
+            }
+        }
+    }
+
+    pub(super) fn maybe_compact(&mut self) -> Result<()> {
+        let Compaction::Auto {
+            dead_fraction,
+            min_bytes,
+        } = self.opts.compaction
+        else {
+            return Ok(());
+        };
+        let stats = self.stats();
+        let (log, dead) = (stats.log_bytes, stats.dead_bytes);
+        if log < min_bytes || dead as f64 <= dead_fraction * log as f64 {
+            return Ok(());
+        }
+        if self.multi.is_some() {
+            // Other processes read the log: compact under the lock.
+            return self.compact();
+        }
+        self.start_background()
+    }
+
+    /// Starts compacting the log as it is now on another thread, unless a
+    /// compaction is already running; the handle goes on appending to the
+    /// old log, and a later call switches to the new one.
+    fn start_background(&mut self) -> Result<()> {
+        if self.background.is_some() {
+            return Ok(());
+        }
+        let Some(snapshot) = self.index.snapshot() else {
+            return self.compact();
+        };
+        let storage = self.storage();
+        let tmp = self.tmp_path();
+        let job = if storage.allows_threads() {
+            let run = {
+                let (storage, tmp) = (storage.clone(), tmp.clone());
+                move || compact::prepare(&*storage, &tmp, snapshot)
+            };
+            match std::thread::Builder::new()
+                .name("tastypod-compact".into())
+                .spawn(run)
+            {
+                Ok(handle) => Job::Running(handle),
+                // No thread to be had: compact here and now.
+                Err(_) => return self.compact(),
+            }
+        } else {
+            Job::Done(compact::prepare(&*storage, &tmp, snapshot))
+        };
+        self.background = Some(Background {
+            job: Some(job),
+            snap_len: self.log.len(),
+            snap_lines: self.log.lines(),
+            epoch: self.epoch,
+            storage,
+            tmp,
+        });
+        Ok(())
+    }
+
+    /// Switches to the log a background compaction wrote, once it is done
+    /// (waiting for it if `wait`): the records appended to the old log since
+    /// its snapshot are appended to the new one, which is fsynced and
+    /// renamed into place. A compaction made stale by a reload is dropped.
+    ///
+    /// # Errors
+    ///
+    /// What the compaction ran into, or [`ErrorKind::Io`](crate::ErrorKind::Io)
+    /// if the switch fails; before the rename nothing changes (the old log
+    /// stays, the temp file is removed), after it the handle is poisoned.
+    pub(super) fn finish_background(&mut self, wait: bool) -> Result<()> {
+        match &self.background {
+            Some(Background { job: Some(job), .. }) if wait || job.is_finished() => {}
+            _ => return Ok(()),
+        }
+        let Some(mut bg) = self.background.take() else {
+            return Ok(());
+        };
+        let Some(job) = bg.job.take() else {
+            return Ok(());
+        };
+        let storage = self.storage();
+        let tmp = self.tmp_path();
+        let log_path = self.log.path().to_path_buf();
+        let abandon = |storage: &dyn Storage| {
+            // Best effort: a leftover temp file is removed on the next open anyway.
+            let _ = storage.remove_file(&tmp);
+        };
+        let prepared = match job.join(&tmp) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                abandon(&*storage);
+                return Err(e);
+            }
+        };
+        let (log_len, log_lines) = (self.log.len(), self.log.lines());
+        let stale = self.log.writable().is_err()
+            || self.epoch != bg.epoch
+            || !self.index.is_current(&prepared.snapshot)
+            || log_len < bg.snap_len;
+        if stale {
+            drop(prepared);
+            abandon(&*storage);
+            return Ok(());
+        }
+        let compact::Prepared {
+            mut file,
+            rewritten,
+            snapshot,
+        } = prepared;
+        let mut tail = Vec::new();
+        let switched = storage
+            .open_read_at(&log_path, bg.snap_len)
+            .and_then(|(r, _)| r.take(log_len - bg.snap_len).read_to_end(&mut tail))
+            .map_err(|e| Error::io("read", &log_path, e))
+            .and_then(|_| {
+                file.append(&tail)
+                    .and_then(|()| file.sync())
+                    .map_err(|e| Error::io("append to", &tmp, e))
+            })
+            .and_then(|()| {
+                storage
+                    .rename(&tmp, &log_path)
+                    .map_err(|e| Error::io("rename into place", &tmp, e))
+            });
+        if let Err(e) = switched {
+            drop(file);
+            abandon(&*storage);
+            return Err(e);
+        }
+        // The new log is in place; the old handle points at the replaced file.
+        self.log.detach();
+        if let Err(e) = storage.sync_dir(&self.dir) {
+            self.log.poison();
+            return Err(Error::io("fsync directory", &self.dir, e));
+        }
+        self.log.attach(file);
+        let since = log_lines - bg.snap_lines;
+        self.index.adopt_compacted(
+            rewritten.relocation,
+            &snapshot,
+            bg.snap_lines,
+            rewritten.lines,
+        );
+        self.log
+            .set_position(rewritten.len + tail.len() as u64, rewritten.lines + since);
+        Ok(())
+    }
+
+    /// Waits for a background compaction and deletes what it wrote.
+    pub(super) fn abandon_background(&mut self) {
+        // Dropping it waits for the thread and removes the temp file.
+        self.background = None;
+    }
+
+    /// Rewrites the log with one record per key, in order, dropping
+    /// superseded and removal records. Syncs first. A crash at any point
+    /// leaves either the old log or the new one, complete.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Pod::sync). A failure before the new log is renamed into
+    /// place leaves the old log and this handle as they were; a failure
+    /// after it poisons the handle.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// for n in 0..10 {
+    ///     pod.insert("counter", n.into())?;
+    ///     pod.sync()?;
+    /// }
+    /// pod.compact()?;
+    /// assert_eq!(pod.stats().dead_bytes, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn compact(&mut self) -> Result<()> {
+        self.in_op(|pod| {
+            // This sync must not start a compaction of its own.
+            let auto = std::mem::replace(&mut pod.opts.compaction, Compaction::Manual);
+            let synced = pod.sync();
+            pod.opts.compaction = auto;
+            synced?;
+            pod.abandon_background();
+            pod.writable()?;
+            let index = std::mem::take(&mut pod.index);
+            pod.rewrite(index)
+        })
+    }
+
+    /// Writes every pending change as one atomic step: the log is rewritten
+    /// with the whole current contents (like [`compact`](Pod::compact), but
+    /// without syncing first), so after a crash either all of the changes
+    /// are on disk or none is. Costs time proportional to the store. In the
+    /// multi-process mode the rewrite holds the store's operation lock, so
+    /// it holds every other process's records too.
+    ///
+    /// # Errors
+    ///
+    /// As [`compact`](Pod::compact); on an error before the rename, nothing
+    /// was written and the changes are still pending.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// pod.hold();
+    /// pod.insert("from", 100.into())?;
+    /// pod.insert("to", 0.into())?;
+    /// pod.sync_atomic()?; // both or neither
+    /// assert_eq!(pod.dirty_len(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync_atomic(&mut self) -> Result<()> {
+        self.in_op(|pod| {
+            pod.writable()?;
+            pod.abandon_background();
+            let index = std::mem::take(&mut pod.index);
+            pod.rewrite(index)?;
+            if let Some(m) = pod.multi.as_mut() {
+                m.note_fsynced();
+            }
+            Ok(())
+        })
+    }
+
+    /// Discards every unsynced change and reloads the store from the log.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Pod::open) for reading the log.
+    pub fn revert(&mut self) -> Result<()> {
+        self.abandon_background();
+        if self.multi.is_none() {
+            let replayed = self.read_log()?;
+            self.adopt(replayed);
+            return Ok(());
+        }
+        // Multi-process mode: reload under the lock, so no half-appended
+        // record of another process is read, and drop this handle's
+        // pending changes.
+        self.in_discarding_op(|pod| {
+            let replayed = pod.read_log()?;
+            pod.adopt(replayed);
+            pod.note_reloaded();
+            Ok(())
+        })
+    }
+}

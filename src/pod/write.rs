@@ -1,0 +1,319 @@
+//! Changing a store, and the one write path: every change goes into the
+//! pending block ([`crate::index`]); a sync makes it exact, writes it with
+//! one write call and fsyncs.
+
+use super::Pod;
+use crate::error::{Error, ErrorKind, Result, fail};
+use crate::index::ValueRef;
+use crate::json;
+use crate::record;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Encodes a value as compact JSON by the rules of values ([`json`]).
+pub(super) fn encode<V: Serialize>(key: &str, value: &V) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    json::encode(&mut out, value).map_err(|source| ErrorKind::Encode {
+        key: key.to_string(),
+        source,
+    })?;
+    Ok(out)
+}
+
+/// Appends `value`, encoded as [`encode`] does, to `buf`, refusing a value
+/// whose put record for `key` would be longer than `max_record` bytes (the
+/// bytes appended are then cut off again).
+pub(super) fn encode_value<V: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    key: &str,
+    value: &V,
+    max_record: usize,
+) -> Result<()> {
+    let start = buf.len();
+    let encoded = json::encode(buf, value).map_err(|source| {
+        Error::from(ErrorKind::Encode {
+            key: key.to_string(),
+            source,
+        })
+    });
+    // The line without its newline.
+    let len = record::put_len(key, buf.len() - start) - 1;
+    let checked = encoded.and_then(|()| {
+        if len > max_record as u64 {
+            return fail(ErrorKind::RecordTooLarge {
+                key: key.to_string(),
+                len,
+                max: max_record as u64,
+            });
+        }
+        Ok(())
+    });
+    if checked.is_err() {
+        buf.truncate(start);
+    }
+    checked
+}
+
+impl<V> Pod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    /// Syncs if enough keys are dirty and no hold is active.
+    pub(crate) fn after_change(&mut self) -> Result<()> {
+        if self.holds == 0 && self.dirty_len() >= self.opts.sync_at {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Sets `key` to `value`. A new key goes to the end of the order; an
+    /// existing key keeps its place.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::ReadOnly`] or [`ErrorKind::Poisoned`] if the handle
+    /// cannot write; [`ErrorKind::Encode`] if `value` cannot be encoded as
+    /// one valid JSON value (nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH),
+    /// say), or [`ErrorKind::RecordTooLarge`] if its record would be longer
+    /// than the maximum record size (nothing changes either way); any error
+    /// of the automatic sync this change may trigger, as [`sync`](Pod::sync)
+    /// describes (a failed write leaves the change in memory, unsynced; a
+    /// failed compaction after the write does not undo it).
+    pub fn insert(&mut self, key: &str, value: V) -> Result<()> {
+        self.in_op(|pod| pod.insert_now(key, &value))
+    }
+
+    /// [`insert`](Pod::insert) for a value the caller keeps: the value is
+    /// encoded at once, so nothing is cloned.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// let config = serde_json::json!({"depth": 3});
+    /// pod.insert_ref("config", &config)?;
+    /// assert_eq!(pod.get("config")?, Some(config));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_ref(&mut self, key: &str, value: &V) -> Result<()> {
+        self.in_op(|pod| pod.insert_now(key, value))
+    }
+
+    fn insert_now(&mut self, key: &str, value: &V) -> Result<()> {
+        self.writable()?;
+        let hash = self.index.hash(key.as_bytes());
+        let max_record = self.opts.max_record;
+        // Encoded now, into the record the next sync writes.
+        self.index
+            .put_pending(hash, key, |buf| encode_value(buf, key, value, max_record))?;
+        self.after_change()
+    }
+
+    /// Inserts every pair, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert); pairs before the failing one stay inserted.
+    pub fn extend<K: AsRef<str>>(&mut self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        for (k, v) in pairs {
+            self.insert(k.as_ref(), v)?;
+        }
+        Ok(())
+    }
+
+    /// Mutable access to `key`'s value; the key is marked dirty and the
+    /// change is written by the next sync.
+    ///
+    /// A sync that the dirty count calls for happens at the next change,
+    /// since it cannot while the value is borrowed. [`update`](Pod::update)
+    /// applies the threshold at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert), plus [`ErrorKind::Decode`] if the stored
+    /// value does not decode into `V`.
+    pub fn get_mut(&mut self, key: &str) -> Result<Option<&mut V>> {
+        // In the multi-process mode: read what others appended; the change
+        // itself is written by this handle's next operation.
+        self.in_op(|pod| {
+            pod.writable()?;
+            pod.after_change()
+        })?;
+        let Some(i) = self.index.find(key) else {
+            return Ok(None);
+        };
+        match self.index.value(i) {
+            ValueRef::Text(t) => {
+                let value = self.decode_text(i, t)?;
+                self.index.set_live(i, value);
+            }
+            ValueRef::Live(_) => {
+                self.index.mark_dirty(i);
+            }
+        }
+        Ok(self.index.live_value_mut(i))
+    }
+
+    /// Runs `f` on `key`'s value and marks the key dirty; returns what `f`
+    /// returns, or `None` if the key is absent.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_mut`](Pod::get_mut).
+    pub fn update<R>(&mut self, key: &str, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>> {
+        self.in_op(|pod| {
+            let out = pod.get_mut(key)?.map(f);
+            pod.after_change()?;
+            Ok(out)
+        })
+    }
+
+    /// Removes `key`; returns whether it was present. A removal record is
+    /// written by the next sync.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert).
+    pub fn remove(&mut self, key: &str) -> Result<bool> {
+        self.in_op(|pod| {
+            pod.writable()?;
+            if !pod.index.remove_pending(key) {
+                return Ok(false);
+            }
+            pod.after_change()?;
+            Ok(true)
+        })
+    }
+
+    /// Marks `key` dirty so the next sync writes it again (tastypy's
+    /// `update(key)`); returns whether it is present.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Pod::insert).
+    pub fn mark_dirty(&mut self, key: &str) -> Result<bool> {
+        self.in_op(|pod| {
+            pod.writable()?;
+            let Some(i) = pod.index.find(key) else {
+                return Ok(false);
+            };
+            pod.index.mark_dirty(i);
+            pod.after_change()?;
+            Ok(true)
+        })
+    }
+
+    /// Writes every dirty record with one write call, then fsyncs the log
+    /// (with [`Durability::Full`](crate::Durability::Full)). Its cost is
+    /// proportional to the dirty keys, not to the store. Once it returns
+    /// `Ok`, the changes survive a killed process and a power loss.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if a value cannot be encoded (nothing is
+    /// written); [`ErrorKind::Io`] if the write or fsync fails, after which
+    /// the handle is poisoned: later writes return [`ErrorKind::Poisoned`]
+    /// and reopening shows what is really on disk. If an automatic
+    /// compaction fails (it runs in the background and is taken in by a
+    /// later sync), that sync returns its error; the records it wrote are
+    /// durable regardless, and the old log stays in place.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// pod.insert("k", 1.into())?;
+    /// assert_eq!(pod.dirty_len(), 1);
+    /// pod.sync()?;
+    /// assert_eq!(pod.dirty_len(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync(&mut self) -> Result<()> {
+        self.in_op(|pod| pod.sync_now())
+    }
+
+    fn sync_now(&mut self) -> Result<()> {
+        self.writable()?;
+        if self.multi.is_some() {
+            return self.sync_multi();
+        }
+        let wrote = self.index.has_changes();
+        if wrote {
+            self.write_pending(true)?;
+        }
+        // A background compaction that is done switches in now.
+        self.finish_background(false)?;
+        if wrote {
+            self.maybe_compact()?;
+        }
+        Ok(())
+    }
+
+    /// Writes `key`'s pending change (a new value or a removal) now, with
+    /// the changes made before it (so the order on disk stays the order in
+    /// memory), then fsyncs; later changes stay pending. Nothing is written
+    /// if `key` has no pending change.
+    ///
+    /// # Errors
+    ///
+    /// As [`sync`](Pod::sync).
+    pub fn sync_key(&mut self, key: &str) -> Result<()> {
+        self.in_op(|pod| {
+            pod.writable()?;
+            if pod.multi.is_some() {
+                // The multi-process mode appends every change at once.
+                return pod.sync_multi();
+            }
+            let max_record = pod.opts.max_record;
+            pod.index
+                .prepare_write(|buf, key, value| encode_value(buf, key, value, max_record))?;
+            match pod.index.latest_record_of(key) {
+                Some(upto) => pod.write_prepared(Some(upto), true),
+                None => Ok(()),
+            }
+        })
+    }
+    /// The write path: makes the pending block exact (records for changes
+    /// made in place at its end, or rebuilt if a record in it was
+    /// superseded), appends it with one write call and (per the durability
+    /// policy, if `fsync`) one fsync, and points every changed key at its
+    /// record on disk. A failure of the write poisons the handle and keeps
+    /// the changes pending.
+    pub(super) fn write_pending(&mut self, fsync: bool) -> Result<()> {
+        let max_record = self.opts.max_record;
+        self.index
+            .prepare_write(|buf, key, value| encode_value(buf, key, value, max_record))?;
+        self.write_prepared(None, fsync)
+    }
+
+    /// Writes the exact pending block (up to record number `upto`, if
+    /// given) and takes it back.
+    fn write_prepared(&mut self, upto: Option<u32>, fsync: bool) -> Result<()> {
+        let pending = match upto {
+            Some(upto) => self.index.take_write_upto(upto),
+            None => self.index.take_write(),
+        };
+        let first_line = self.log.lines() + 1;
+        let written = self
+            .log
+            .append(&pending.parts(), u64::from(pending.records()), fsync);
+        match written {
+            Ok(()) => {
+                self.index.written(pending, first_line);
+                #[cfg(debug_assertions)]
+                self.index.check();
+                Ok(())
+            }
+            Err(e) => {
+                self.index.unwritten(pending);
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The tracker's counters: how many tasks are done, tried and aborted,
+//! kept in step with every change, and the fractions and percentages of
+//! them.
+
+use super::Tracker;
+use crate::index::TaskState;
+
+/// How many tasks are done, tried (at least once) and aborted. The task
+/// state in each slot is the authority; these follow every change, and
+/// debug builds check them against a recount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub done: usize,
+    pub tried: usize,
+    pub aborted: usize,
+}
+
+impl Counts {
+    /// Counts over every task state.
+    pub(crate) fn of(states: impl Iterator<Item = TaskState>) -> Self {
+        let mut counts = Counts::default();
+        for state in states {
+            counts.step(TaskState::default(), state);
+        }
+        counts
+    }
+
+    /// Follows one task going from `before` to `after`.
+    pub(crate) fn step(&mut self, before: TaskState, after: TaskState) {
+        fn one(n: &mut usize, was: bool, is: bool) {
+            if was && !is {
+                *n = n.saturating_sub(1);
+            } else if is && !was {
+                *n += 1;
+            }
+        }
+        one(&mut self.done, before.done, after.done);
+        one(&mut self.aborted, before.aborted, after.aborted);
+        if before.tries > 0 || after.tries > 0 {
+            self.step_tries(before.tries, after.tries);
+        }
+    }
+
+    fn step_tries(&mut self, before: u32, after: u32) {
+        if before > 0 && after == 0 {
+            self.tried = self.tried.saturating_sub(1);
+        } else if after > 0 && before == 0 {
+            self.tried += 1;
+        }
+    }
+}
+
+impl Tracker {
+    /// How many tasks are done. O(1).
+    pub fn num_done(&self) -> usize {
+        self.counts.done
+    }
+
+    /// How many tasks were tried at least once. O(1).
+    pub fn num_tried(&self) -> usize {
+        self.counts.tried
+    }
+
+    /// How many tasks are aborted. O(1).
+    pub fn num_aborted(&self) -> usize {
+        self.counts.aborted
+    }
+
+    fn fraction(&self, n: usize) -> f64 {
+        if self.is_empty() {
+            0.0
+        } else {
+            n as f64 / self.len() as f64
+        }
+    }
+
+    /// The fraction of tasks done (0.0 when empty).
+    pub fn fraction_done(&self) -> f64 {
+        self.fraction(self.counts.done)
+    }
+
+    /// The fraction of tasks tried at least once (0.0 when empty).
+    pub fn fraction_tried(&self) -> f64 {
+        self.fraction(self.counts.tried)
+    }
+
+    /// The fraction of tasks aborted (0.0 when empty).
+    pub fn fraction_aborted(&self) -> f64 {
+        self.fraction(self.counts.aborted)
+    }
+
+    fn percent(&self, n: usize, decimals: usize) -> String {
+        format!("{:.*} %", decimals, 100.0 * self.fraction(n))
+    }
+
+    /// The percentage of tasks done, like `"34.70 %"` for 2 decimals.
+    pub fn percent_done(&self, decimals: usize) -> String {
+        self.percent(self.counts.done, decimals)
+    }
+
+    /// The percentage of tasks not done (`"0.00 %"` when empty).
+    pub fn percent_not_done(&self, decimals: usize) -> String {
+        self.percent(self.len() - self.counts.done, decimals)
+    }
+
+    /// The percentage of tasks tried at least once.
+    pub fn percent_tried(&self, decimals: usize) -> String {
+        self.percent(self.counts.tried, decimals)
+    }
+
+    /// The percentage of tasks never tried.
+    pub fn percent_not_tried(&self, decimals: usize) -> String {
+        self.percent(self.len() - self.counts.tried, decimals)
+    }
+
+    /// The percentage of tasks aborted.
+    pub fn percent_aborted(&self, decimals: usize) -> String {
+        self.percent(self.counts.aborted, decimals)
+    }
+
+    /// The percentage of tasks not aborted.
+    pub fn percent_not_aborted(&self, decimals: usize) -> String {
+        self.percent(self.len() - self.counts.aborted, decimals)
+    }
+
+    /// A one-line summary: `done 120/300 (40.00 %), tried 150, aborted 3`.
+    pub fn summary(&self) -> String {
+        format!(
+            "done {}/{} ({}), tried {}, aborted {}",
+            self.counts.done,
+            self.len(),
+            self.percent_done(2),
+            self.counts.tried,
+            self.counts.aborted
+        )
+    }
+}
