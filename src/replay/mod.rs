@@ -16,7 +16,7 @@ mod tail;
 use crate::error::Result;
 use crate::index::{Index, KeyHasher, Loc};
 use crate::record::{self, Record};
-use reader::{Job, Line, LineReader};
+use reader::{Held, Job, Line, LineReader};
 use rules::{Damage, Fatal, Item, Rules, Span};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -74,8 +74,9 @@ struct Event {
     found: Found,
 }
 
-/// How many records ahead the apply stage touches the table.
-const LOOKAHEAD: usize = 12;
+/// The apply stage touches the table for this many records at a time
+/// before applying them.
+const LOOKAHEAD: usize = 16;
 
 impl Event {
     /// The key's hash, if the event has a key.
@@ -103,6 +104,17 @@ struct Decoder {
 
 impl Decoder {
     fn decode(&self, batch: &mut Batch, line: &Line<'_>) {
+        // Most lines are valid records: decoded here, they skip the rules'
+        // classification of damage (which would decode them the same way).
+        if let Held::Whole(bytes) = line.held
+            && !bytes.is_empty()
+            && bytes.len() <= self.max_record
+            && let Ok(rec) = record::decode(bytes)
+        {
+            let found = self.record(batch, rec);
+            batch.push(Span::of(line), found);
+            return;
+        }
         rules::items(line, self.max_record, self.salvage, |span, item| {
             let found = match item {
                 Item::Blank => Found::Blank,
@@ -233,10 +245,16 @@ impl<V> Applier<'_, V> {
         let block_no = self.index.adopt_block(block);
         // Probing the table for a key a few records ahead overlaps its
         // cache misses with the work on this one.
+        // Touching the table for a group of keys first lets their cache
+        // misses overlap (the lookups are independent); applying them then
+        // finds the memory in the cache.
         let hashes: Vec<u64> = events.iter().map(Event::hash).collect();
         for (n, ev) in events.into_iter().enumerate() {
-            if let Some(&ahead) = hashes.get(n + LOOKAHEAD) {
-                self.index.touch(ahead);
+            if n % LOOKAHEAD == 0 {
+                let group = hashes.get(n + LOOKAHEAD..n + 2 * LOOKAHEAD);
+                for &hash in group.unwrap_or_default() {
+                    self.index.touch(hash);
+                }
             }
             self.apply_event(ev, block_no)
                 .map_err(|f| f.into_error(self.path))?;

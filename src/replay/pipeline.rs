@@ -35,17 +35,23 @@ where
         }
         return Ok(lines.position());
     }
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    lines.recycle_from(recycle_rx);
     std::thread::scope(|scope| {
         let (done_tx, done_rx) = mpsc::sync_channel::<(usize, T)>(QUEUED);
         let mut workers = Vec::new();
         for _ in 0..WORKERS {
             let (tx, rx) = mpsc::sync_channel::<(usize, Job)>(QUEUED);
             let done_tx = done_tx.clone();
+            let recycle = recycle_tx.clone();
             let work = &work;
             let worker = move || {
                 for (n, job) in rx {
+                    let result = work(&job);
+                    // The reader may be done: then the buffer is just dropped.
+                    let _ = recycle.send(job.into_buffer());
                     // The caller stopped (an error): stop too.
-                    if done_tx.send((n, work(&job))).is_err() {
+                    if done_tx.send((n, result)).is_err() {
                         break;
                     }
                 }
@@ -57,6 +63,7 @@ where
             workers.push(tx);
         }
         drop(done_tx);
+        drop(recycle_tx);
         let read = move || -> Result<u64> {
             let mut sent = 0usize;
             while let Some(job) = lines.next_job()? {

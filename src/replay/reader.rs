@@ -176,6 +176,16 @@ pub(crate) struct LineReader<'p, R> {
     eof: bool,
     /// The size of a job's buffer.
     chunk: usize,
+    /// Buffers of jobs done with, to read into again (no zeroing, no page
+    /// faults).
+    recycled: Option<std::sync::mpsc::Receiver<Vec<u8>>>,
+}
+
+impl Job {
+    /// The job's buffer, to be read into again.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 impl<'p, R: Read> LineReader<'p, R> {
@@ -202,6 +212,26 @@ impl<'p, R: Read> LineReader<'p, R> {
             streaming: None,
             eof: false,
             chunk: CHUNK,
+            recycled: None,
+        }
+    }
+
+    /// Reads into the buffers sent back on `recycled` when there are some.
+    pub(crate) fn recycle_from(&mut self, recycled: std::sync::mpsc::Receiver<Vec<u8>>) {
+        self.recycled = Some(recycled);
+    }
+
+    /// A buffer of at least `len` bytes: a recycled one if there is one.
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        match self.recycled.as_ref().and_then(|r| r.try_recv().ok()) {
+            Some(mut buf) => {
+                let cap = buf.capacity();
+                // Keep what is initialised; grow only if too small.
+                buf.resize(cap.max(len), 0);
+                buf.truncate(cap.max(len));
+                buf
+            }
+            None => vec![0; len],
         }
     }
 
@@ -279,7 +309,7 @@ impl<'p, R: Read> LineReader<'p, R> {
     /// new buffer.
     fn take(&mut self, cut: usize) -> Job {
         let kept = self.end - cut;
-        let mut rest = vec![0; self.chunk.max(kept)];
+        let mut rest = self.buffer(self.chunk.max(kept));
         rest[..kept].copy_from_slice(&self.buf[cut..self.end]);
         let mut bytes = std::mem::replace(&mut self.buf, rest);
         bytes.truncate(cut);
