@@ -252,24 +252,100 @@ fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
     out
 }
 
-/// Whether a writer holds the store's lock right now.
+/// Who writes a store right now, as its lock file tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Writers {
+    /// No handle holds the store for writing.
+    None,
+    /// One exclusive writer (the default mode).
+    Exclusive,
+    /// Handles of the multi-process mode, with their process ids when the
+    /// system lists them (`/proc/locks`; one id per handle).
+    MultiProcess {
+        /// The process id of each handle, if known.
+        pids: Option<Vec<u32>>,
+    },
+}
+
+/// Who holds the store's writer lock right now: nobody, one exclusive
+/// writer, or handles of the multi-process mode.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the lock file exists but
 /// cannot be opened or tested.
-pub fn is_locked(path: impl AsRef<Path>) -> Result<bool> {
+pub fn writers(path: impl AsRef<Path>) -> Result<Writers> {
+    use std::os::unix::fs::MetadataExt;
     let lock = path.as_ref().join(LOCK_FILE);
     let file = match File::open(&lock) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Writers::None),
         Err(e) => return Err(Error::io("open", &lock, e)),
     };
     match file.try_lock_shared() {
-        Ok(()) => Ok(false),
-        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Ok(Writers::Exclusive),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io("test the lock on", &lock, e));
+        }
+    }
+    // Ours is not theirs: let go before looking.
+    let _ = file.unlock();
+    let inode = file
+        .metadata()
+        .map_err(|e| Error::io("stat", &lock, e))?
+        .ino();
+    if let Some(pids) = shared_lock_holders(inode) {
+        return Ok(if pids.is_empty() {
+            Writers::None
+        } else {
+            Writers::MultiProcess { pids: Some(pids) }
+        });
+    }
+    // No lock list: a brief exclusive attempt tells whether anyone holds it.
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Ok(Writers::None)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Writers::MultiProcess { pids: None }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("test the lock on", &lock, e)),
     }
+}
+
+/// The process ids holding shared `flock`s on the file with inode `inode`,
+/// from `/proc/locks`; `None` if that list cannot be read.
+fn shared_lock_holders(inode: u64) -> Option<Vec<u32>> {
+    let list = std::fs::read_to_string("/proc/locks").ok()?;
+    let mut pids = Vec::new();
+    for line in list.lines() {
+        // `1: FLOCK  ADVISORY  READ 31496 fe:00:10043395 0 EOF`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(&"FLOCK"), Some(&"READ"), Some(pid), Some(dev_inode)) =
+            (fields.get(1), fields.get(3), fields.get(4), fields.get(5))
+        else {
+            continue;
+        };
+        let same = dev_inode
+            .rsplit(':')
+            .next()
+            .and_then(|i| i.parse::<u64>().ok())
+            == Some(inode);
+        if same && let Ok(pid) = pid.parse() {
+            pids.push(pid);
+        }
+    }
+    Some(pids)
+}
+
+/// Whether a writer holds the store's lock right now, in either mode.
+///
+/// # Errors
+///
+/// As [`writers`].
+pub fn is_locked(path: impl AsRef<Path>) -> Result<bool> {
+    Ok(writers(path)? != Writers::None)
 }
 
 #[cfg(test)]

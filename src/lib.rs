@@ -78,7 +78,9 @@ pub mod sim;
 mod tracker;
 
 pub use error::{Error, ErrorKind, Result};
-pub use inspect::{Problem, Verdict, VerifyReport, is_locked, log_path, verify, verify_with};
+pub use inspect::{
+    Problem, Verdict, VerifyReport, Writers, is_locked, log_path, verify, verify_with, writers,
+};
 pub use json::MAX_DEPTH;
 pub use options::{
     Compaction, DEFAULT_MAX_RECORD_SIZE, Durability, MAX_RECORD_SIZE_LIMIT, PodOptions, Recovery,

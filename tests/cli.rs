@@ -310,9 +310,32 @@ fn writers_report_a_held_lock_and_stat_sees_it() {
     let o = tastypod(&["stat", "--json", p(&s.path)]);
     let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(st["writer_holds_lock"], json!(true));
+    assert_eq!(st["writer"], json!("exclusive"));
     // Readers still work.
     assert!(tastypod(&["get", p(&s.path), "a"]).status.success());
     drop(holder);
+    let st: Value =
+        serde_json::from_str(&stdout(&tastypod(&["stat", "--json", p(&s.path)]))).unwrap();
+    assert_eq!(st["writer"], json!("none"));
+    // Handles of the multi-process mode are writers too, one per handle.
+    let multi = || {
+        PodOptions::new()
+            .multi_process(true)
+            .open::<Value>(&s.path)
+            .unwrap()
+    };
+    let (a, b) = (multi(), multi());
+    let o = tastypod(&["stat", "--json", p(&s.path)]);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["writer"], json!("multi-process"), "{st}");
+    let me = std::process::id();
+    assert_eq!(st["writer_pids"], json!([me, me]), "{st}");
+    let text = stdout(&tastypod(&["stat", p(&s.path)]));
+    assert!(
+        text.contains("2 handles of the multi-process mode"),
+        "{text}"
+    );
+    drop((a, b));
 }
 
 #[test]

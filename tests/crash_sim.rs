@@ -97,3 +97,41 @@ fn compaction_is_safe_at_every_step() {
         drop(pod);
     }
 }
+
+/// The same for two writers of the multi-process mode interleaving their
+/// operations on one store: a crash after every storage operation of
+/// either leaves a store holding everything either acknowledged.
+#[test]
+fn two_writers_crashing_after_every_operation_of_either_keep_what_was_acknowledged() {
+    use tastypod::sim::two_writers::{run_two, script_two};
+    let mut images = 0;
+    for seed in 1..=40u64 {
+        let script = script_two(seed, 50);
+        let total = {
+            let sim = SimStorage::new();
+            let trace = run_two(&sim, &script);
+            assert!(!trace.failed, "seed {seed} failed without injected faults");
+            sim.ops()
+        };
+        for crash_at in 1..=total {
+            let sim = SimStorage::new();
+            sim.fail_at(Some((crash_at, FailMode::FromThenOn)));
+            let trace = run_two(&sim, &script);
+            for tail in tails(&sim) {
+                let image = sim.crash_image(Some(&log()), tail);
+                let what = format!(
+                    "two writers, seed {seed}, crash after op {}, tail {tail:?}",
+                    crash_at - 1
+                );
+                let pod = match open_sim(&image) {
+                    Ok(p) => p,
+                    Err(e) => panic!("{what}: open failed: {e}"),
+                };
+                check(&contents(&pod), &trace, &what);
+                images += 1;
+            }
+        }
+    }
+    eprintln!("checked {images} two-writer crash images");
+    assert!(images >= 5_000, "only {images} crash images");
+}

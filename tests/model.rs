@@ -138,3 +138,141 @@ proptest! {
         }
     }
 }
+
+/// One step of the multi-process model: which handle does what. `Held`
+/// runs its inserts under one hold (which keeps the store's lock in the
+/// multi-process mode, so no other handle may act in between), `Atomic`
+/// the same ending with `sync_atomic`.
+#[derive(Debug, Clone)]
+enum Step {
+    Op(usize, Op),
+    Held(usize, Vec<(u8, u16)>),
+    Atomic(usize, Vec<(u8, u16)>),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let plain = prop_oneof![
+        6 => (0u8..10, any::<u16>()).prop_map(|(k, v)| Op::Insert(k, v)),
+        3 => (0u8..10).prop_map(Op::Update),
+        3 => (0u8..10).prop_map(Op::Remove),
+        1 => (0u8..10).prop_map(Op::MarkDirty),
+        1 => (0u8..10).prop_map(Op::SyncKey),
+        2 => Just(Op::Sync),
+        1 => Just(Op::Compact),
+        1 => Just(Op::Revert),
+        1 => Just(Op::Reopen),
+    ];
+    let batch = proptest::collection::vec((0u8..10, any::<u16>()), 1..5);
+    prop_oneof![
+        8 => (0usize..3, plain).prop_map(|(h, op)| Step::Op(h, op)),
+        1 => (0usize..3, batch.clone()).prop_map(|(h, b)| Step::Held(h, b)),
+        1 => (0usize..3, batch).prop_map(|(h, b)| Step::Atomic(h, b)),
+    ]
+}
+
+fn open_multi(path: &std::path::Path) -> Pod {
+    PodOptions::new()
+        .multi_process(true)
+        .sync_at(4)
+        .compaction(Compaction::Auto {
+            dead_fraction: 0.5,
+            min_bytes: 256,
+        })
+        .open(path)
+        .unwrap()
+}
+
+fn model_insert(model: &mut Model, key: String, value: Value) {
+    match model.iter_mut().find(|(x, _)| *x == key) {
+        Some((_, val)) => *val = value,
+        None => model.push((key, value)),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// Three handles of the multi-process mode in one process, their
+    /// operations interleaved, behave as one ordered map: after every step
+    /// each handle (once it has caught up) holds the model, and so does
+    /// the log.
+    #[test]
+    fn multi_process_handles_match_one_ordered_map(steps in proptest::collection::vec(step(), 1..40)) {
+        let s = scratch();
+        let mut pods: Vec<Pod> = (0..3).map(|_| open_multi(&s.path)).collect();
+        let mut model: Model = Vec::new();
+        let key = |k: u8| format!("k{k}");
+        for step in steps {
+            match step {
+                Step::Op(h, op) => {
+                    let pod = &mut pods[h];
+                    match op {
+                        Op::Insert(k, v) => {
+                            pod.insert(&key(k), json!({"v": v, "h": h})).unwrap();
+                            model_insert(&mut model, key(k), json!({"v": v, "h": h}));
+                        }
+                        Op::Update(k) => {
+                            let got = pod.update(&key(k), |v| v["u"] = json!(h)).unwrap();
+                            let entry = model.iter_mut().find(|(x, _)| *x == key(k));
+                            prop_assert_eq!(got.is_some(), entry.is_some());
+                            if let Some((_, val)) = entry {
+                                val["u"] = json!(h);
+                            }
+                        }
+                        Op::Remove(k) => {
+                            let was = pod.remove(&key(k)).unwrap();
+                            let before = model.len();
+                            model.retain(|(x, _)| *x != key(k));
+                            prop_assert_eq!(was, model.len() < before);
+                        }
+                        Op::MarkDirty(k) => {
+                            let was = pod.mark_dirty(&key(k)).unwrap();
+                            prop_assert_eq!(was, model.iter().any(|(x, _)| *x == key(k)));
+                        }
+                        Op::SyncKey(k) => pod.sync_key(&key(k)).unwrap(),
+                        Op::Sync => pod.sync().unwrap(),
+                        Op::Compact => pod.compact().unwrap(),
+                        // Every change was appended: nothing to drop.
+                        Op::Revert => pod.revert().unwrap(),
+                        Op::Reopen => {
+                            let fresh = open_multi(&s.path);
+                            std::mem::replace(pod, fresh).close().unwrap();
+                        }
+                        Op::Hold | Op::Unhold => {}
+                    }
+                }
+                Step::Held(h, batch) => {
+                    let pod = &mut pods[h];
+                    let mut held = pod.held();
+                    for (k, v) in batch {
+                        held.insert(&key(k), json!({"v": v, "h": h})).unwrap();
+                        model_insert(&mut model, key(k), json!({"v": v, "h": h}));
+                    }
+                    // Nothing reached the log while held.
+                    prop_assert!(held.dirty_len() > 0);
+                    held.release().unwrap();
+                    prop_assert_eq!(pods[h].dirty_len(), 0);
+                }
+                Step::Atomic(h, batch) => {
+                    let pod = &mut pods[h];
+                    pod.hold();
+                    for (k, v) in batch {
+                        pod.insert(&key(k), json!({"v": v, "h": h})).unwrap();
+                        model_insert(&mut model, key(k), json!({"v": v, "h": h}));
+                    }
+                    let before = log_bytes(&s.path);
+                    prop_assert!(pod.dirty_len() > 0);
+                    // Both or neither: the log is replaced whole.
+                    pod.sync_atomic().unwrap();
+                    prop_assert_ne!(log_bytes(&s.path), before);
+                    pod.unhold().unwrap();
+                }
+            }
+            for (n, pod) in pods.iter_mut().enumerate() {
+                pod.refresh().unwrap();
+                prop_assert_eq!(contents(pod), model.clone(), "handle {}", n);
+            }
+        }
+        drop(pods);
+        prop_assert_eq!(contents(&open_ro(&s.path)), model);
+    }
+}

@@ -468,3 +468,56 @@ fn counters_stay_exact_when_another_handle_removes_and_re_adds_a_task() {
     assert!(!a.done("x"));
     assert_eq!(a.keys().collect::<Vec<_>>(), ["y", "x"]);
 }
+
+#[test]
+fn a_hold_in_the_multi_process_mode_keeps_the_others_out_until_unhold() {
+    let s = scratch();
+    let mut a = shared_handle(&s.path);
+    let mut b = shared_handle(&s.path);
+    a.insert("first", json!(0)).unwrap();
+    a.hold();
+    a.insert("held-1", json!(1)).unwrap();
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    let other = std::thread::spawn(move || {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Waits for the hold to end: the store's lock is held meanwhile.
+        b.insert("other", json!(2)).unwrap();
+        b
+    });
+    while !started.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    a.insert("held-2", json!(3)).unwrap();
+    assert_eq!(a.dirty_len(), 2, "nothing is appended while held");
+    a.unhold().unwrap();
+    let b = other.join().unwrap();
+    drop((a, b));
+    // The held changes reached the log together, before the other's.
+    assert_eq!(
+        open(&s.path).keys().collect::<Vec<_>>(),
+        ["first", "held-1", "held-2", "other"]
+    );
+}
+
+#[test]
+fn sync_atomic_in_the_multi_process_mode_writes_both_or_neither() {
+    let s = scratch();
+    let mut a = shared_handle(&s.path);
+    let mut b = shared_handle(&s.path);
+    b.insert("theirs", json!(0)).unwrap();
+    a.hold();
+    a.insert("from", json!(100)).unwrap();
+    a.insert("to", json!(0)).unwrap();
+    let before = log_bytes(&s.path);
+    assert!(!String::from_utf8_lossy(&before).contains("\"from\""));
+    a.sync_atomic().unwrap();
+    a.unhold().unwrap();
+    // The log was replaced whole, the other handle's record kept.
+    let after = open_ro(&s.path);
+    assert_eq!(after.keys().collect::<Vec<_>>(), ["theirs", "from", "to"]);
+    assert_eq!(after.stats().dead_bytes, 0);
+    b.refresh().unwrap();
+    assert_eq!(b.get("to").unwrap(), Some(json!(0)));
+}

@@ -283,13 +283,9 @@ fn replay_and_compact(data: &[u8]) {
     assert!(reopened.recovery().is_clean());
 }
 
-/// Fuzz target `ops`: bytes become a workload and a crash point; the crash
-/// image must hold everything acknowledged. Panics on a violation.
-pub fn fuzz_ops(data: &[u8]) {
-    let Some((&crash, rest)) = data.split_first() else {
-        return;
-    };
-    let script: Vec<Op> = rest
+/// Reads a workload from bytes, two bytes a step.
+fn ops_of(bytes: &[u8]) -> Vec<Op> {
+    bytes
         .chunks(2)
         .take(200)
         .map(|c| {
@@ -308,7 +304,28 @@ pub fn fuzz_ops(data: &[u8]) {
                 _ => Op::Reopen,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Fuzz target `ops`: bytes become a workload and a crash point; the crash
+/// image must hold everything acknowledged. Panics on a violation.
+///
+/// The first byte is the crash point; if the second byte is odd, the
+/// workload runs on two writers of the multi-process mode: the first third
+/// of the bytes after it pick the writer of each step, the rest are the
+/// steps ([`super::two_writers::fuzz_two`]).
+pub fn fuzz_ops(data: &[u8]) {
+    let Some((&crash, rest)) = data.split_first() else {
+        return;
+    };
+    if let Some((&mode, rest)) = rest.split_first()
+        && mode & 1 == 1
+    {
+        let (writers, ops) = rest.split_at(rest.len() / 3);
+        super::two_writers::fuzz_two(crash, ops_of(ops), writers);
+        return;
+    }
+    let script = ops_of(rest);
     let sim = SimStorage::new();
     sim.fail_at(Some((u64::from(crash) + 1, super::FailMode::FromThenOn)));
     let trace = run(&sim, &script);

@@ -209,7 +209,13 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
     let st = pod.stats();
     let version = tastypod::FORMAT_VERSION;
     let torn = pod.recovery().torn_tail.clone();
-    let locked = tastypod::is_locked(path)?;
+    let writers = tastypod::writers(path)?;
+    let locked = writers != tastypod::Writers::None;
+    let (writer_kind, writer_pids) = match &writers {
+        tastypod::Writers::Exclusive => ("exclusive", None),
+        tastypod::Writers::MultiProcess { pids } => ("multi-process", pids.clone()),
+        _ => ("none", None),
+    };
     let tracker = match TrackerOptions::new().read_only(true).open(path) {
         Ok(t) => Some(t),
         Err(e) if matches!(e.kind(), ErrorKind::NotATask { .. }) => None,
@@ -235,6 +241,8 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
             "dead_bytes": st.dead_bytes,
             "torn_tail": torn.as_ref().map(|t| json!({"line": t.first.line, "offset": t.first.offset, "bytes": t.bytes})),
             "writer_holds_lock": locked,
+            "writer": writer_kind,
+            "writer_pids": writer_pids,
             "tracker": tracker_json,
         }))?;
         return Ok(ExitCode::SUCCESS);
@@ -257,14 +265,22 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
         ),
         None => outln!("torn tail:      {}", good("no")),
     }
-    outln!(
-        "writer:         {}",
-        if locked {
-            "a writer holds the lock"
-        } else {
-            "none"
+    let writer = match &writers {
+        tastypod::Writers::Exclusive => "an exclusive writer holds the lock".to_string(),
+        tastypod::Writers::MultiProcess { pids: Some(pids) } => {
+            let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+            format!(
+                "{} handles of the multi-process mode (pids {})",
+                pids.len(),
+                pids.join(", ")
+            )
         }
-    );
+        tastypod::Writers::MultiProcess { pids: None } => {
+            "handles of the multi-process mode".to_string()
+        }
+        _ => "none".to_string(),
+    };
+    outln!("writer:         {writer}");
     if let Some(t) = &tracker {
         outln!(
             "tracker:        {} total, {} done, {} tried, {} aborted, {} todo ({} done)",

@@ -1,0 +1,177 @@
+//! Two writers of the multi-process mode on one simulated file system,
+//! interleaving their operations: the workload behind the two-writer crash
+//! test and the `ops` fuzz target's multi-process half.
+
+use super::SimStorage;
+use super::workload::{Op, State, Trace, check, contents, open_sim, store};
+use crate::{Compaction, Pod, PodOptions};
+use serde_json::{Value, json};
+
+/// One step: which writer (0 or 1) does what.
+pub type Step = (usize, Op);
+
+fn opts(sim: &SimStorage) -> PodOptions {
+    PodOptions::new()
+        .multi_process(true)
+        .sync_at(3)
+        .compaction(Compaction::Auto {
+            dead_fraction: 0.5,
+            min_bytes: 600,
+        })
+        .simulated(sim.clone())
+}
+
+/// Opens a writer of the multi-process mode.
+pub fn open_writer(sim: &SimStorage) -> crate::Result<Pod> {
+    opts(sim).open(store())
+}
+
+/// A deterministic script of `len` steps (xorshift, as [`super::workload::script`]).
+pub fn script_two(seed: u64, len: usize) -> Vec<Step> {
+    let ops = super::workload::script(seed, len);
+    let mut x = seed.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1;
+    ops.into_iter()
+        .map(|op| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x % 2) as usize, op)
+        })
+        .collect()
+}
+
+fn set(model: &mut State, key: &str, value: Value) {
+    match model.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => model.push((key.to_string(), value)),
+    }
+}
+
+/// Runs `script` on two writers until the first failure; returns what was
+/// acknowledged: the contents at the last moment both writers had synced
+/// what they wrote (a `sync` promises what its own handle wrote; a
+/// compaction rewrites the whole log durably).
+pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
+    let mut trace = Trace::default();
+    let mut model: State = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..2 {
+        match open_writer(sim) {
+            Ok(w) => writers.push(w),
+            Err(_) => {
+                trace.failed = true;
+                return trace;
+            }
+        }
+    }
+    // Which writer wrote since its last sync.
+    let mut unsynced = [false; 2];
+    for (n, op) in script {
+        let Some(pod) = writers.get_mut(*n) else {
+            continue;
+        };
+        let key = |k: &u8| format!("key-{k}");
+        let note = |trace: &mut Trace, k: &str, v: Option<&Value>| {
+            trace
+                .later
+                .entry(k.to_string())
+                .or_default()
+                .insert(v.map(Value::to_string));
+        };
+        let mut synced = false;
+        let result = match op {
+            Op::Insert(k, v) => {
+                let v = json!({"n": v, "by": n, "pad": "x".repeat((*v as usize * 7) % 40)});
+                note(&mut trace, &key(k), Some(&v));
+                set(&mut model, &key(k), v.clone());
+                pod.insert(&key(k), v)
+            }
+            Op::Remove(k) => {
+                note(&mut trace, &key(k), None);
+                model.retain(|(x, _)| *x != key(k));
+                pod.remove(&key(k)).map(|_| ())
+            }
+            Op::Mutate(k) => {
+                if let Some((_, v)) = model.iter_mut().find(|(x, _)| *x == key(k)) {
+                    v["m"] = json!(n);
+                    let v = v.clone();
+                    note(&mut trace, &key(k), Some(&v));
+                }
+                pod.update(&key(k), |v| v["m"] = json!(n)).map(|_| ())
+            }
+            Op::Sync | Op::SyncKey(_) => {
+                synced = true;
+                pod.sync()
+            }
+            Op::Compact => {
+                unsynced = [false; 2];
+                pod.compact()
+            }
+            Op::Reopen => {
+                synced = true;
+                // The new handle opens beside the old one, then it closes.
+                open_writer(sim).and_then(|new| std::mem::replace(pod, new).close())
+            }
+        };
+        if result.is_err() {
+            trace.failed = true;
+            for w in writers {
+                let _ = w.close();
+            }
+            return trace;
+        }
+        match op {
+            Op::Insert(..) | Op::Remove(_) | Op::Mutate(_) => unsynced[*n % 2] = true,
+            _ if synced => unsynced[*n % 2] = false,
+            _ => {}
+        }
+        if unsynced == [false; 2] {
+            trace.acked = model.clone();
+            trace.later.clear();
+        }
+    }
+    let mut closed = Ok(());
+    for w in writers {
+        closed = closed.and(w.close());
+    }
+    match closed {
+        Ok(()) => {
+            trace.acked = model;
+            trace.later.clear();
+        }
+        Err(_) => trace.failed = true,
+    }
+    trace
+}
+
+/// Fuzz target `ops`, multi-process half: bytes become a two-writer
+/// workload and a crash point; the crash image must hold everything
+/// acknowledged. Panics on a violation.
+pub fn fuzz_two(crash: u8, script: Vec<Op>, writers: &[u8]) {
+    let steps: Vec<Step> = script
+        .into_iter()
+        .zip(writers.iter().chain(std::iter::repeat(&0)))
+        .map(|(op, &w)| (usize::from(w & 1), op))
+        .collect();
+    let sim = SimStorage::new();
+    sim.fail_at(Some((u64::from(crash) + 1, super::FailMode::FromThenOn)));
+    let trace = run_two(&sim, &steps);
+    let log = super::workload::log();
+    let unsynced = sim.unsynced_len(&log);
+    for tail in [
+        super::Tail::Dropped,
+        super::Tail::Kept(unsynced),
+        super::Tail::Kept(unsynced / 3),
+        super::Tail::Zeroed(unsynced),
+    ] {
+        let image = sim.crash_image(Some(&log), tail);
+        match open_sim(&image) {
+            Ok(pod) => check(
+                &contents(&pod),
+                &trace,
+                &format!("two writers, crash at {crash}, {tail:?}"),
+            ),
+            Err(e) => unreachable!("crash image does not open: {e}"),
+        }
+    }
+}
