@@ -589,6 +589,20 @@ mod tests {
     }
 
     #[test]
+    fn a_key_removed_and_inserted_again_counts_once_as_dirty() {
+        let mut index = Index::default();
+        put(&mut index, "k", "1");
+        write(&mut index, 2);
+        assert!(index.remove_pending("k"));
+        assert_eq!(index.dirty_len(), 1);
+        assert_eq!(index.removed_keys().collect::<Vec<_>>(), ["k"]);
+        put(&mut index, "k", "2");
+        assert_eq!(index.dirty_len(), 1);
+        assert_eq!(index.removed_keys().count(), 0);
+        assert_eq!(index.dirty_slots().len(), 1);
+    }
+
+    #[test]
     fn an_exact_pending_block_is_written_as_it_is() {
         let mut index = Index::default();
         put(&mut index, "a", "1");

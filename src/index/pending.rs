@@ -76,6 +76,12 @@ pub(crate) struct PendingWrite {
 }
 
 impl Pending {
+    /// Takes a superseded latest record's bytes off `latest_bytes`.
+    fn forget_latest(&mut self, len: u64) {
+        debug_assert!(self.latest_bytes >= len, "latest bytes would go below zero");
+        self.latest_bytes = self.latest_bytes.saturating_sub(len);
+    }
+
     /// The blocks holding the pending chunks.
     pub(super) fn chunks(&self) -> &[u32] {
         &self.chunks
@@ -146,7 +152,7 @@ impl<V> Index<V> {
                     // Same key, so the same framing: its old record's length.
                     let old = record_len - u64::from(value.len) + u64::from(slot.value.len);
                     self.pending.superseded += old;
-                    self.pending.latest_bytes -= old;
+                    self.pending.forget_latest(old);
                 }
                 self.mark_dirty(i);
                 if let Some(slot) = self.slots.get_mut(i) {
@@ -170,7 +176,7 @@ impl<V> Index<V> {
         if pending {
             let len = self.latest_len(i);
             self.pending.superseded += len;
-            self.pending.latest_bytes -= len;
+            self.pending.forget_latest(len);
         }
         self.remove(key);
         if on_disk || pending {
