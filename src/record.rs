@@ -108,6 +108,9 @@ impl fmt::Display for LineError {
     }
 }
 
+/// The length of a header line, its newline included.
+pub(crate) const HEADER_LEN: u64 = (PREFIX_LEN + HEADER_HEAD.len() + 2 + 1) as u64;
+
 /// The header line this build writes, without its newline.
 pub(crate) fn header_line() -> Vec<u8> {
     let mut buf = Vec::new();
@@ -457,6 +460,11 @@ mod tests {
         assert_eq!(text, format!("{{\"c\":\"{crc:08x}\",{body}\n"));
         let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed["k"], "task-1");
+    }
+
+    #[test]
+    fn the_header_length_is_what_is_written() {
+        assert_eq!(HEADER_LEN, header_line().len() as u64 + 1);
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub(crate) struct Index<V> {
     generation: u64,
     pending: pending::Pending,
     /// Invariant 5.
-    disk_bytes: u64,
+    pub(super) disk_bytes: u64,
     /// The slot [`find`](Self::find) found last, and whether it was the one
     /// after the slot found before it: while keys are looked up in
     /// insertion order (a tracker loop), the next slot is tried first.
@@ -216,6 +216,17 @@ impl<V> Index<V> {
         }
     }
 
+    /// [`uncount`](Self::uncount) knowing the record's framing (the bytes
+    /// of its record but the value), which only depends on the key.
+    fn uncount_with(&mut self, i: usize, framing: u64) {
+        if let Some(old) = self.slots.get(i).and_then(Slot::disk_value_len) {
+            let len = framing + old as u64;
+            debug_assert_eq!(Some(len), self.counted_len(i));
+            debug_assert!(self.disk_bytes >= len, "disk bytes would go below zero");
+            self.disk_bytes = self.disk_bytes.saturating_sub(len);
+        }
+    }
+
     fn uncount(&mut self, i: usize) {
         if let Some(len) = self.counted_len(i) {
             debug_assert!(self.disk_bytes >= len, "disk bytes would go below zero");
@@ -280,7 +291,7 @@ impl<V> Index<V> {
     }
 
     /// Notes that slot `i` is no longer dirty (before it is changed).
-    fn clean(&mut self, i: usize) {
+    pub(super) fn clean(&mut self, i: usize) {
         if self.slots.get(i).is_some_and(Slot::is_dirty) {
             self.dirty_count -= 1;
         }

@@ -145,7 +145,7 @@ impl<V> Index<V> {
                 self.insert_slot(hash, key, value, ordinal, flags);
             }
             Some(i) => {
-                self.uncount(i);
+                self.uncount_with(i, record_len - u64::from(value.len));
                 if let Some(slot) = self.slots.get(i)
                     && slot.is_pending()
                 {
@@ -231,33 +231,44 @@ impl<V> Index<V> {
         }
         // Records for the changes made in place, encoded before anything
         // changes (encoding runs the caller's code, which may fail or panic).
-        let slots: Vec<usize> = self
-            .dirty_slots()
-            .into_iter()
-            .filter(|&i| self.slots.get(i).is_some_and(|s| !s.is_pending()))
-            .collect();
-        if slots.is_empty() {
+        let in_place = |i: &u32| {
+            self.slots
+                .get(*i as usize)
+                .is_some_and(|s| s.is_dirty() && !s.is_pending())
+        };
+        if !self.dirty.iter().any(in_place) {
             return Ok(());
         }
+        let mut slots: Vec<usize> = self
+            .dirty
+            .iter()
+            .filter(|i| in_place(i))
+            .map(|&i| i as usize)
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
         let mut extra = Vec::with_capacity(slots.len() * 128);
         let mut placed = Vec::with_capacity(slots.len());
         for &i in &slots {
+            let start = extra.len();
             let range = self.encode_current(&mut extra, i, &mut encode)?;
-            placed.push((i, range));
+            placed.push((i, range, (extra.len() - start) as u64));
         }
         let (block, chunk) = self.chunk_for(extra.len());
         let base = chunk.len();
         chunk.extend_from_slice(&extra);
         let mut latest = 0;
-        for (i, range) in placed {
+        for (i, range, record_len) in placed {
             let value = Loc::of(block, base + range.start..base + range.end).unwrap_or_default();
             self.pending.records = self.pending.records.saturating_add(1);
             let ordinal = self.pending.records;
-            self.uncount(i);
+            // The same key, so the same framing as its record on disk.
+            let framing = record_len - range.len() as u64;
+            self.uncount_with(i, framing);
             if let Some(slot) = self.slots.get_mut(i) {
                 slot.set_pending(value, ordinal);
             }
-            latest += self.latest_len(i);
+            latest += record_len;
         }
         self.pending.latest_bytes += latest;
         Ok(())
@@ -436,7 +447,17 @@ impl<V> Index<V> {
             }
         }
         let mut latest = 0u64;
-        for i in self.dirty_slots() {
+        // A full write adds every pending slot's latest record, whose
+        // lengths are summed already; a prefix counts slot by slot.
+        let full = last >= self.pending.records;
+        // In any order: each slot is cleaned once (a duplicate in the list
+        // is no longer dirty when met again).
+        let dirty = std::mem::take(&mut self.dirty);
+        for &i in &dirty {
+            let i = i as usize;
+            if !self.is_dirty(i) {
+                continue;
+            }
             let Some((value, ordinal)) = self
                 .slots
                 .get(i)
@@ -457,7 +478,19 @@ impl<V> Index<V> {
                 None => value,
             };
             let line = first_line + u64::from(ordinal - write.first);
-            self.set_text(i, value, u32::try_from(line).unwrap_or(u32::MAX));
+            let line = u32::try_from(line).unwrap_or(u32::MAX);
+            if full {
+                // Pending, so not counted: no uncounting to do.
+                self.clean(i);
+                if let Some(slot) = self.slots.get_mut(i) {
+                    slot.set_on_disk(value, line);
+                }
+            } else {
+                self.set_text(i, value, line);
+            }
+        }
+        if full {
+            self.disk_bytes += self.pending.latest_bytes;
         }
         self.pending
             .removals
@@ -479,6 +512,7 @@ impl<V> Index<V> {
             self.pending.superseded = 0;
         }
         self.pending.latest_bytes = latest;
+        self.dirty = dirty;
         self.prune_dirty();
     }
 

@@ -269,7 +269,7 @@ where
     /// The bytes of the header and of the record on disk of every key
     /// whose current value it is.
     fn live_bytes(&self) -> u64 {
-        record::header_line().len() as u64 + 1 + self.index.disk_bytes()
+        record::HEADER_LEN + self.index.disk_bytes()
     }
 
     /// Sizes of the log and of its live and dead parts.

@@ -229,7 +229,7 @@ where
     /// [`catch_up`](Self::catch_up), then puts this handle's pending changes
     /// back on top, so they are written after the others' records.
     fn catch_up_keeping_changes(&mut self) -> Result<()> {
-        if !self.index.has_changes() {
+        if !self.index.has_changes() || !self.log_changed()? {
             return self.catch_up();
         }
         let changes = self.index.take_changes();
@@ -240,6 +240,17 @@ where
             super::write::encode_value(buf, key, value, max_record)
         });
         caught_up.and(restored)
+    }
+
+    /// Whether the log is not as this handle last left it (another process
+    /// appended, or replaced it).
+    fn log_changed(&self) -> Result<bool> {
+        let path = self.log.path();
+        let (id, len) = self
+            .storage()
+            .file_id(path)
+            .map_err(|e| Error::io("stat", path, e))?;
+        Ok(id != self.followed_id || len != self.log.len())
     }
 
     /// Applies what other processes appended since this handle last looked;

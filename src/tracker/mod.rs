@@ -24,6 +24,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+/// Whether a record's JSON text has a `"_lease"` anywhere.
+fn mentions_a_lease(text: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"_lease\""));
+    FINDER.find(text).is_some()
+}
+
 /// Whether a gate or iterator considers aborted tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Aborted {
@@ -149,12 +156,10 @@ impl Tracker {
         let read = match self.pod.value_at(i) {
             // The quick parse does not look for a lease: only records with
             // none anywhere may take it.
-            ValueRef::Text(t) if memchr::memmem::find(t, b"\"_lease\"").is_none() => {
-                match parse_meta_fast(t) {
-                    Some(meta) => Ok((meta, None)),
-                    None => parse_meta(t).map(|m| (m, None)),
-                }
-            }
+            ValueRef::Text(t) if !mentions_a_lease(t) => match parse_meta_fast(t) {
+                Some(meta) => Ok((meta, None)),
+                None => parse_meta(t).map(|m| (m, None)),
+            },
             ValueRef::Text(t) => serde_json::from_slice::<Value>(t)
                 .map_err(|e| format!("not JSON: {e}"))
                 .and_then(|v| meta_of(&v).map(|m| (m, lease_of(&v)))),
