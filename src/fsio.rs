@@ -144,6 +144,31 @@ impl OpLock for StdOpLock {
     }
 }
 
+/// How long a lock that is taken is tried again before the store is
+/// reported locked: a child process that another thread forks holds a copy
+/// of every descriptor (and so of the lock) until its `exec` closes it.
+pub(crate) const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `attempt` until it takes the lock, for up to [`LOCK_RETRY`];
+/// returns whether it did.
+fn try_briefly(attempt: impl Fn() -> Result<(), fs::TryLockError>) -> io::Result<bool> {
+    let deadline = std::time::Instant::now() + LOCK_RETRY;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() >= deadline => {
+                return Ok(false);
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(32));
+            }
+        }
+    }
+}
+
 fn open_lock_file(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
@@ -188,23 +213,18 @@ impl Storage for StdStorage {
         let file = open_lock_file(path)?;
         if wait {
             file.lock()?;
-        } else {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => return Ok(None),
-                Err(fs::TryLockError::Error(e)) => return Err(e),
-            }
+        } else if !try_briefly(|| file.try_lock())? {
+            return Ok(None);
         }
         Ok(Some(Box::new(StdLock(file))))
     }
 
     fn lock_shared(&self, path: &Path) -> io::Result<Option<Box<dyn LockGuard>>> {
         let file = open_lock_file(path)?;
-        match file.try_lock_shared() {
-            Ok(()) => Ok(Some(Box::new(StdLock(file)))),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e),
+        if !try_briefly(|| file.try_lock_shared())? {
+            return Ok(None);
         }
+        Ok(Some(Box::new(StdLock(file))))
     }
 
     fn open_oplock(&self, path: &Path) -> io::Result<Box<dyn OpLock>> {

@@ -69,6 +69,22 @@ fn fill(dir: &Path, leave: u64) -> std::path::PathBuf {
     filler
 }
 
+/// Removes the filler and waits until its space is free: a child process
+/// forked by another test thread holds the file open until its `exec`.
+fn free(filler: &Path) {
+    let dir = filler.parent().unwrap();
+    let size = std::fs::metadata(filler).unwrap().len();
+    let before = fs_free(dir);
+    std::fs::remove_file(filler).unwrap();
+    for _ in 0..500 {
+        if fs_free(dir) >= before + size / 2 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the filler's space was not freed");
+}
+
 fn fs_free(dir: &Path) -> u64 {
     let out = Command::new("df")
         .args(["-B1", "--output=avail"])
@@ -117,7 +133,7 @@ fn sync_on_a_full_disk_fails_cleanly_and_loses_nothing_acknowledged() {
     ));
     drop(pod);
     // Free the space; a reopen recovers the torn tail, with every acknowledged key.
-    std::fs::remove_file(&filler).unwrap();
+    free(&filler);
     let mut pod: Pod = Pod::open(&store).unwrap();
     for i in 0..50 {
         assert_eq!(pod.get(&format!("acked-{i}")).unwrap(), Some(json!(i)));
@@ -159,7 +175,7 @@ fn compaction_on_a_full_disk_keeps_the_old_log_and_can_be_retried() {
         before
     );
     assert!(!store.join(tastypod::TMP_FILE).exists());
-    std::fs::remove_file(&filler).unwrap();
+    free(&filler);
     pod.compact().unwrap();
     assert_eq!(pod.len(), 200);
     pod.close().unwrap();
@@ -195,7 +211,7 @@ fn cli_load_on_a_full_disk_changes_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"));
-    std::fs::remove_file(&filler).unwrap();
+    free(&filler);
     assert_eq!(
         std::fs::read(store.join(tastypod::LOG_FILE)).unwrap(),
         before
@@ -245,7 +261,7 @@ fn a_background_compaction_on_a_full_disk_reports_and_keeps_the_old_log() {
     assert_eq!(ro.len(), 200);
     assert_eq!(ro.get("k199").unwrap(), Some(json!("z".repeat(200))));
     drop(ro);
-    std::fs::remove_file(&filler).unwrap();
+    free(&filler);
     pod.insert("after", json!(true)).unwrap();
     pod.compact().unwrap();
     pod.close().unwrap();
