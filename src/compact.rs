@@ -38,11 +38,13 @@ pub(crate) struct RewriteError {
     pub replaced: bool,
 }
 
-/// The files a rewrite touches.
+/// The files a rewrite touches, and the header's settings.
 pub(crate) struct LogPaths<'a> {
     pub dir: &'a Path,
     pub log: &'a Path,
     pub tmp: &'a Path,
+    /// The settings the new header holds (a JSON object's text).
+    pub settings: Option<&'a [u8]>,
 }
 
 /// Writes the live records of `index` (their texts, or the values changed
@@ -69,7 +71,7 @@ pub(crate) fn rewrite<V>(
             }
         }
     });
-    let written = write_all(&mut *file, paths.tmp, index.len(), records).and_then(|r| {
+    let written = write_all(&mut *file, paths, index.len(), records).and_then(|r| {
         file.sync()
             .map_err(|e| Error::io("fsync", paths.tmp, e))
             .map(|()| r)
@@ -104,12 +106,17 @@ pub(crate) struct Prepared {
     pub snapshot: Snapshot,
 }
 
-/// Writes the live records of `snapshot` to `tmp` and fsyncs it (the body
-/// of a background compaction; it touches nothing but `tmp`). On failure
-/// the temp file is removed.
-pub(crate) fn prepare(storage: &dyn Storage, tmp: &Path, snapshot: Snapshot) -> Result<Prepared> {
+/// Writes the live records of `snapshot` to `paths.tmp` and fsyncs it (the
+/// body of a background compaction; it touches nothing but the temp file).
+/// On failure the temp file is removed.
+pub(crate) fn prepare(
+    storage: &dyn Storage,
+    paths: &LogPaths<'_>,
+    snapshot: Snapshot,
+) -> Result<Prepared> {
+    let tmp = paths.tmp;
     let written = create_tmp(storage, tmp).and_then(|mut file| {
-        let rewritten = write_all(&mut *file, tmp, snapshot.len(), snapshot.records())?;
+        let rewritten = write_all(&mut *file, paths, snapshot.len(), snapshot.records())?;
         file.sync().map_err(|e| Error::io("fsync", tmp, e))?;
         Ok((file, rewritten))
     });
@@ -145,10 +152,10 @@ fn create_tmp(storage: &dyn Storage, tmp: &Path) -> Result<Box<dyn Appender>> {
 }
 
 /// Writes a header and a put record for each of `records` (there are `n`),
-/// in order, to `file`.
+/// in order, to `file` (the temp file of `paths`).
 fn write_all<'a>(
     file: &mut dyn Appender,
-    tmp: &Path,
+    paths: &LogPaths<'_>,
     n: usize,
     records: impl Iterator<Item = Result<(&'a str, Cow<'a, [u8]>)>>,
 ) -> Result<Rewritten> {
@@ -156,7 +163,8 @@ fn write_all<'a>(
     // The block of the new arena the chunk being filled will become.
     let mut chunk = relocation.reserve_block();
     let mut buf = Vec::with_capacity(WRITE_BUF + 4096);
-    record::encode_header(&mut buf);
+    record::encode_header(&mut buf, paths.settings);
+    let tmp = paths.tmp;
     let mut len = 0u64;
     let mut lines = 1u64;
     for entry in records {

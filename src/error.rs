@@ -144,6 +144,14 @@ pub enum ErrorKind {
         /// What is missing or wrong.
         why: String,
     },
+    /// The settings stored in the log's header (line 1) cannot be read.
+    #[error("the settings in the header (line 1) of {} cannot be read: {reason}", path.display())]
+    BadSettings {
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -168,7 +176,8 @@ impl Error {
             | ErrorKind::Poisoned { path }
             | ErrorKind::ReadOnly { path }
             | ErrorKind::Decode { path, .. }
-            | ErrorKind::NotATask { path, .. } => Some(path),
+            | ErrorKind::NotATask { path, .. }
+            | ErrorKind::BadSettings { path, .. } => Some(path),
             _ => None,
         }
     }

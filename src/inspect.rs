@@ -242,7 +242,7 @@ fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
         rules::items(&line, max_record, false, |at, item| {
             let found = match item {
                 Item::Blank => Found::Blank,
-                Item::Record(Record::Header { version }) => Found::Header(version),
+                Item::Record(Record::Header { version, .. }) => Found::Header(version),
                 Item::Record(_) => Found::Record,
                 Item::Damaged(damage) => Found::Damaged(Box::new(damage)),
             };
@@ -356,7 +356,7 @@ mod tests {
     /// A log of `n` records, larger than several chunks.
     fn big_log(n: usize) -> Vec<u8> {
         let mut buf = Vec::new();
-        record::encode_header(&mut buf);
+        record::encode_header(&mut buf, None);
         let pad = "p".repeat(100);
         for i in 0..n {
             record::encode_put(

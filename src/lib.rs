@@ -26,10 +26,12 @@
 //!   with gates ([`Tracker::should_try`]), counters and resumable loops
 //!   ([`Tracker::try_keys`]); [`TrackerOptions`].
 //! - [`SharedPod`] and [`SharedTracker`]: handles that threads share, with
-//!   [`SharedTracker::claim_next`] for worker pools; [`PodOptions::shared`]
-//!   lets several processes write one store.
+//!   [`SharedTracker::claim_next_wait`] for worker pools ([`Claim`],
+//!   [`RetryDelay`]); [`PodOptions::multi_process`] lets several processes
+//!   write one store.
 //! - [`sync_on_signals`]: make Ctrl-C, SIGTERM and SIGHUP sync every open
-//!   store before the process exits (never installed unasked).
+//!   store before the process exits; [`stop_on_signals`]: sync, then let
+//!   the program stop by itself ([`stop_requested`]). Never installed unasked.
 //! - [`verify`] and [`is_locked`]: read-only inspection, as the `tastypod`
 //!   command-line tool uses them.
 //!
@@ -91,10 +93,10 @@ pub use progress::Progress;
 pub use record::FORMAT_VERSION;
 pub use replay::{BadLine, TornTail};
 pub use shared::{SharedPod, SharedTracker};
-pub use signals::{GRACE, sync_on_signals};
+pub use signals::{GRACE, stop_on_signals, stop_requested, sync_on_signals};
 pub use tracker::{
-    ABORTED, Aborted, DEFAULT_LEASE, DONE, LEASE, Lease, TRIES, TaskMut, Tracker, TrackerOptions,
-    TryItems, TryKeys,
+    ABORTED, Aborted, Claim, DEFAULT_LEASE, DONE, LEASE, Lease, NOT_BEFORE, RetryDelay, TRIES,
+    TaskMut, Tracker, TrackerOptions, TryItems, TryKeys,
 };
 
 /// Formats an error and its chain of sources as one line joined by ": ".

@@ -5,12 +5,16 @@
 //! prefix      = '{"c":"' crc '",'          ; always 16 bytes
 //! crc         = 8 lowercase hex digits      ; CRC-32 (IEEE, zlib's) of the bytes of `body`
 //! body        = header / put / del
-//! header      = '"format":"tastypod","version":' 1*DIGIT '}'
+//! header      = '"format":"tastypod","version":' 1*DIGIT [',"settings":' object] '}'
 //! put         = '"k":' key ',"v":' value '}'
 //! del         = '"k":' key ',"del":true}'
 //! key         = a JSON string (RFC 8259), as serde_json writes it
 //! value       = compact JSON text, as serde_json writes it (never a raw newline)
+//! object      = a value that is a JSON object
 //! ```
+//!
+//! A header with settings is version 2; one without is version 1, which
+//! builds that predate settings read too.
 //!
 //! The checksum comes first and the value last, so a reader can check a line
 //! and find the value's bytes without parsing the value.
@@ -19,8 +23,14 @@ use crate::json;
 use std::borrow::Cow;
 use std::fmt;
 
-/// The log format version this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The newest log format version, which this build writes for a store with
+/// settings (a tracker's stored options). It reads every version from 1 up;
+/// a store without settings is written as version 1, which builds from
+/// before settings existed read too.
+pub const FORMAT_VERSION: u64 = 2;
+
+/// The version of a log whose header holds no settings.
+pub(crate) const PLAIN_VERSION: u64 = 1;
 
 /// Length of `{"c":"xxxxxxxx",`.
 const PREFIX_LEN: usize = 16;
@@ -29,12 +39,17 @@ const KEY_HEAD: &[u8] = b"\"k\":";
 const VALUE_HEAD: &[u8] = b",\"v\":";
 const DEL_TAIL: &[u8] = b",\"del\":true}";
 const HEADER_HEAD: &[u8] = b"\"format\":\"tastypod\",\"version\":";
+const SETTINGS_HEAD: &[u8] = b",\"settings\":";
 
 /// One decoded line.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Record<'a> {
-    /// The first line of every log.
-    Header { version: u64 },
+    /// The first line of every log, with the store's settings (a JSON
+    /// object's text) in version 2.
+    Header {
+        version: u64,
+        settings: Option<&'a [u8]>,
+    },
     /// `key` now maps to the JSON text `value`.
     Put { key: Cow<'a, str>, value: &'a [u8] },
     /// `key` is removed.
@@ -108,15 +123,32 @@ impl fmt::Display for LineError {
     }
 }
 
-/// The length of a header line, its newline included.
-pub(crate) const HEADER_LEN: u64 = (PREFIX_LEN + HEADER_HEAD.len() + 2 + 1) as u64;
+/// The length of the header line written for `settings`, its newline included.
+pub(crate) fn header_len(settings: Option<&[u8]>) -> u64 {
+    let settings = settings.map_or(0, |s| SETTINGS_HEAD.len() + s.len());
+    (PREFIX_LEN + HEADER_HEAD.len() + 1 + settings + 1 + 1) as u64
+}
 
-/// The header line this build writes, without its newline.
+/// The header line written for a store without settings, without its newline.
+#[cfg(test)]
 pub(crate) fn header_line() -> Vec<u8> {
     let mut buf = Vec::new();
-    encode_header(&mut buf);
+    encode_header(&mut buf, None);
     buf.pop();
     buf
+}
+
+/// Whether `bytes` could be what a crash left of a header line: a prefix
+/// of `{"c":"<8 hex digits>","format":"tastypod","version":`, or that
+/// whole and more.
+pub(crate) fn could_start_a_header(bytes: &[u8]) -> bool {
+    let fixed_len = PREFIX_LEN + HEADER_HEAD.len();
+    let head = bytes.get(..fixed_len).unwrap_or(bytes);
+    !head.is_empty()
+        && could_start_a_record(head)
+        && head
+            .get(PREFIX_LEN..)
+            .is_none_or(|body| HEADER_HEAD.starts_with(body))
 }
 
 /// Decodes one line (without its newline): the checksum, the grammar, and
@@ -245,17 +277,45 @@ fn decode_body(body: &[u8]) -> Result<Record<'_>, LineError> {
         return Ok(Record::Put { key, value });
     }
     if let Some(rest) = body.strip_prefix(HEADER_HEAD) {
-        let digits = rest
-            .strip_suffix(b"}")
-            .ok_or(LineError::Malformed("header does not end with }"))?;
-        let version = std::str::from_utf8(digits)
-            .ok()
-            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse::<u64>().ok())
-            .ok_or(LineError::Malformed("header version is not a number"))?;
-        return Ok(Record::Header { version });
+        return decode_header(rest);
     }
     Err(LineError::Malformed("expected a \"k\" or \"format\" field"))
+}
+
+/// The header after `"version":`: the version, then the settings or `}`.
+fn decode_header(rest: &[u8]) -> Result<Record<'_>, LineError> {
+    let rest = rest
+        .strip_suffix(b"}")
+        .ok_or(LineError::Malformed("header does not end with }"))?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (number, rest) = rest.split_at(digits);
+    let version = std::str::from_utf8(number)
+        .ok()
+        .filter(|d| !d.is_empty() && (d.len() == 1 || !d.starts_with('0')))
+        .and_then(|d| d.parse::<u64>().ok())
+        .ok_or(LineError::Malformed("header version is not a number"))?;
+    if rest.is_empty() {
+        return Ok(Record::Header {
+            version,
+            settings: None,
+        });
+    }
+    let settings = rest
+        .strip_prefix(SETTINGS_HEAD)
+        .ok_or(LineError::Malformed(
+            "expected \"settings\" after the version",
+        ))?;
+    if version == PLAIN_VERSION {
+        return Err(LineError::Malformed("a version-1 header holds no settings"));
+    }
+    if settings.first() != Some(&b'{') {
+        return Err(LineError::Malformed("the settings are not a JSON object"));
+    }
+    json::check(settings).map_err(|e| LineError::BadValue(e.to_string()))?;
+    Ok(Record::Header {
+        version,
+        settings: Some(settings),
+    })
 }
 
 /// Reads the JSON string at the start of `bytes`; returns it decoded and the rest.
@@ -293,11 +353,19 @@ fn split_key(bytes: &[u8]) -> Result<(Cow<'_, str>, &[u8]), LineError> {
     Ok((key, rest))
 }
 
-/// Appends a header line to `out`.
-pub(crate) fn encode_header(out: &mut Vec<u8>) {
+/// Appends a header line to `out`: version 1, or version 2 holding
+/// `settings` (the text of a JSON object, as serde_json writes it).
+pub(crate) fn encode_header(out: &mut Vec<u8>, settings: Option<&[u8]>) {
     let start = begin(out);
     out.extend_from_slice(HEADER_HEAD);
-    out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+    match settings {
+        None => out.extend_from_slice(PLAIN_VERSION.to_string().as_bytes()),
+        Some(settings) => {
+            out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+            out.extend_from_slice(SETTINGS_HEAD);
+            out.extend_from_slice(settings);
+        }
+    }
     out.push(b'}');
     finish(out, start);
 }
@@ -464,19 +532,71 @@ mod tests {
 
     #[test]
     fn the_header_length_is_what_is_written() {
-        assert_eq!(HEADER_LEN, header_line().len() as u64 + 1);
+        assert_eq!(header_len(None), header_line().len() as u64 + 1);
+        let mut buf = Vec::new();
+        encode_header(&mut buf, Some(br#"{"tracker":{"max_tries":3}}"#));
+        assert_eq!(
+            header_len(Some(br#"{"tracker":{"max_tries":3}}"#)),
+            buf.len() as u64
+        );
     }
 
     #[test]
     fn header_round_trips() {
         let mut buf = Vec::new();
-        encode_header(&mut buf);
+        encode_header(&mut buf, None);
         assert_eq!(
             decode(line(&buf)).unwrap(),
             Record::Header {
-                version: FORMAT_VERSION
+                version: PLAIN_VERSION,
+                settings: None,
             }
         );
+        let mut buf = Vec::new();
+        encode_header(&mut buf, Some(br#"{"a":[1,2]}"#));
+        assert_eq!(
+            decode(line(&buf)).unwrap(),
+            Record::Header {
+                version: FORMAT_VERSION,
+                settings: Some(br#"{"a":[1,2]}"#),
+            }
+        );
+    }
+
+    #[test]
+    fn bad_headers_are_refused() {
+        let with = |body: &str| {
+            let mut out = Vec::new();
+            let start = begin(&mut out);
+            out.extend_from_slice(body.as_bytes());
+            finish(&mut out, start);
+            out.pop();
+            out
+        };
+        for body in [
+            r#""format":"tastypod","version":1,"settings":{}}"#,
+            r#""format":"tastypod","version":2,"settings":[1]}"#,
+            r#""format":"tastypod","version":2,"settings":{"a":1}x}"#,
+            r#""format":"tastypod","version":2,"settings":{"a":1e999}}"#,
+            r#""format":"tastypod","version":02}"#,
+            r#""format":"tastypod","version":2,}"#,
+            r#""format":"tastypod","version":}"#,
+        ] {
+            assert!(decode(&with(body)).is_err(), "{body}");
+        }
+        assert!(decode(&with(r#""format":"tastypod","version":2}"#)).is_ok());
+    }
+
+    #[test]
+    fn what_a_crash_leaves_of_a_header_is_known() {
+        let mut buf = Vec::new();
+        encode_header(&mut buf, Some(br#"{"tracker":{"max_tries":3}}"#));
+        for n in 1..buf.len() {
+            assert!(could_start_a_header(&buf[..n]), "{n}");
+        }
+        assert!(!could_start_a_header(b""));
+        assert!(!could_start_a_header(br#"{"c":"0000000g"#));
+        assert!(!could_start_a_header(br#"{"c":"00000000","k":"a""#));
     }
 
     #[test]

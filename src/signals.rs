@@ -1,33 +1,42 @@
-//! Sync on Ctrl-C, SIGTERM and SIGHUP, installed only when the program asks
-//! ([`sync_on_signals`]).
+//! Sync on Ctrl-C, SIGTERM and SIGHUP, installed only when the program asks:
+//! [`sync_on_signals`] (sync, then exit) or [`stop_on_signals`] (sync, then
+//! let the program stop by itself).
 //!
 //! Every writable store registers an entry here when it opens. On the first
-//! signal, a handler thread syncs every store it can reach and then exits
-//! the process with 128 + the signal number (130 for SIGINT, 143 for
-//! SIGTERM, 129 for SIGHUP):
+//! signal, a handler thread syncs every store it can reach; then
+//! `sync_on_signals` exits the process with 128 + the signal number (130 for
+//! SIGINT, 143 for SIGTERM, 129 for SIGHUP), while `stop_on_signals` sets
+//! the flag [`stop_requested`] returns and lets the program run on:
 //!
 //! - a [`SharedPod`](crate::SharedPod) or [`SharedTracker`](crate::SharedTracker)
 //!   is synced by the handler thread itself, as soon as its lock is free;
 //! - a plain [`Pod`](crate::Pod) or [`Tracker`](crate::Tracker) is synced by
-//!   the thread that owns it, at its next writing call; that call then waits
-//!   for the exit, so nothing changes after the sync.
+//!   the thread that owns it, at its next writing call; with
+//!   `sync_on_signals` that call then waits for the exit, so nothing changes
+//!   after the sync.
 //!
-//! The handler waits up to [`GRACE`] for every store, then exits anyway; a
-//! plain store whose thread makes no writing call in that time keeps only
-//! what it had synced (as after `kill -9`). A second signal exits at once;
-//! the append-only log makes that safe (a torn tail is dropped on open).
+//! The handler waits up to [`GRACE`] (5 s) for every store, then exits
+//! anyway (`sync_on_signals`); a plain store whose thread makes no writing
+//! call in that time keeps only what it had synced (as after `kill -9`).
+//! With either, a second signal exits at once with 128 + its number; the
+//! append-only log makes that safe (a torn tail is dropped on open).
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-/// How long the handler waits for stores to sync before it exits anyway.
+/// How long the handler of [`sync_on_signals`] waits for stores to sync
+/// before it exits anyway: 5 seconds.
 pub const GRACE: Duration = Duration::from_secs(5);
 
 /// The signal being handled, or 0.
 static SHUTDOWN: AtomicI32 = AtomicI32::new(0);
 static INSTALLED: OnceLock<()> = OnceLock::new();
+/// What the first signal does: exit after syncing (false) or stop (true).
+static STOP_MODE: AtomicBool = AtomicBool::new(false);
+/// A signal asked the program to stop ([`stop_on_signals`]).
+static STOP: AtomicBool = AtomicBool::new(false);
 static REGISTRY: Mutex<Vec<Weak<Entry>>> = Mutex::new(Vec::new());
 
 /// A closure that syncs a shared store if its lock is free: `Some(true)`
@@ -88,6 +97,21 @@ pub(crate) fn in_handler() -> bool {
     IN_HANDLER.with(std::cell::Cell::get)
 }
 
+/// Whether the first signal exits the process (rather than asking the
+/// program to stop).
+pub(crate) fn exits() -> bool {
+    !STOP_MODE.load(Ordering::SeqCst)
+}
+
+/// Whether a signal asked the program to stop (after [`stop_on_signals`]):
+/// a loop polls this and ends, so the program can finish its work (print a
+/// summary, close its stores) and exit by itself.
+/// [`Tracker::claim_next_wait`](crate::Tracker::claim_next_wait) returns
+/// early when it is set.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Waits for the handler thread to end the process.
 pub(crate) fn wait_for_exit() -> ! {
     loop {
@@ -112,6 +136,46 @@ pub(crate) fn wait_for_exit() -> ! {
 /// # Ok::<(), tastypod::Error>(())
 /// ```
 pub fn sync_on_signals() -> Result<()> {
+    STOP_MODE.store(false, Ordering::SeqCst);
+    install()
+}
+
+/// Installs handlers for SIGINT, SIGTERM and SIGHUP that sync every open
+/// writable store and set the flag [`stop_requested`] returns, so the
+/// program stops by itself (its loop polls the flag); a second signal exits
+/// at once with 128 + the signal number. Call it once, early; it replaces
+/// [`sync_on_signals`] if that was called. A library never installs
+/// handlers by itself.
+///
+/// # Errors
+///
+/// [`ErrorKind::Io`](crate::ErrorKind::Io) if the handlers cannot be installed.
+///
+/// # Examples
+///
+/// ```no_run
+/// tastypod::stop_on_signals()?;
+/// let mut tracker = tastypod::Tracker::open("jobs.tracker")?;
+/// let mut worked = 0;
+/// while !tastypod::stop_requested() {
+///     match tracker.claim_next("me")? {
+///         tastypod::Claim::Task(key) => {
+///             // ... the work ...
+///             tracker.mark_done(&key)?;
+///             worked += 1;
+///         }
+///         _ => break,
+///     }
+/// }
+/// println!("{worked} tasks done this run; {}", tracker.summary());
+/// # Ok::<(), tastypod::Error>(())
+/// ```
+pub fn stop_on_signals() -> Result<()> {
+    STOP_MODE.store(true, Ordering::SeqCst);
+    install()
+}
+
+fn install() -> Result<()> {
     if INSTALLED.get().is_some() {
         return Ok(());
     }
@@ -143,10 +207,14 @@ pub fn sync_on_signals() -> Result<()> {
     Ok(())
 }
 
-/// Syncs what can be synced, then exits with 128 + `sig`.
-fn shut_down(sig: i32) -> ! {
+/// Syncs what can be synced, then exits with 128 + `sig`, or (stop mode)
+/// sets the stop flag.
+fn shut_down(sig: i32) {
     IN_HANDLER.with(|h| h.set(true));
     SHUTDOWN.store(sig, Ordering::SeqCst);
+    if !exits() {
+        STOP.store(true, Ordering::SeqCst);
+    }
     let deadline = Instant::now() + GRACE;
     loop {
         let entries: Vec<Arc<Entry>> = REGISTRY
@@ -170,12 +238,22 @@ fn shut_down(sig: i32) -> ! {
             break;
         }
         if Instant::now() >= deadline {
+            if !exits() {
+                // The program syncs them as it stops (or on drop).
+                return;
+            }
             eprintln!(
                 "tastypod: signal {sig}: {waiting} stores did not sync within {GRACE:?}; exiting anyway"
             );
             std::process::exit(128 + sig);
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+    if !exits() {
+        eprintln!(
+            "tastypod: signal {sig}: stores synced, stopping (a second signal exits at once)"
+        );
+        return;
     }
     eprintln!("tastypod: signal {sig}: stores synced, exiting");
     std::process::exit(128 + sig);

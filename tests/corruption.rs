@@ -159,7 +159,7 @@ fn newer_format_version_gets_its_own_error() {
         err.kind(),
         ErrorKind::UnsupportedVersion {
             found: 9,
-            supported: 1,
+            supported: 2,
             ..
         }
     ));

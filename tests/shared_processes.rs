@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tastypod::{ErrorKind, Pod, PodOptions, SharedPod, SharedTracker, Tracker, TrackerOptions};
+use tastypod::{
+    Claim, ErrorKind, Pod, PodOptions, SharedPod, SharedTracker, Tracker, TrackerOptions,
+};
 
 const ENV_ROLE: &str = "TASTYPOD_SHARED_ROLE";
 const ENV_PATH: &str = "TASTYPOD_SHARED_PATH";
@@ -62,16 +64,22 @@ fn shared_child() {
         }
         "worker" => {
             let tracker = shared_tracker(&path, 60_000);
-            while let Some(key) = tracker.claim_next().unwrap() {
-                println!("claim {key}");
-                tracker.mark_done(&key).unwrap();
+            loop {
+                match tracker.claim_next_wait(Duration::from_secs(30)).unwrap() {
+                    Claim::Task(key) => {
+                        println!("claim {key}");
+                        tracker.mark_done(&key).unwrap();
+                    }
+                    Claim::Wait(_) => continue,
+                    Claim::Finished => break,
+                }
             }
             tracker.sync().unwrap();
         }
         "hoarder" => {
             let tracker = shared_tracker(&path, 1_000);
             for _ in 0..5 {
-                let key = tracker.claim_next().unwrap().unwrap();
+                let key = tracker.claim_next().unwrap().task().unwrap();
                 println!("claim {key}");
             }
             tracker.sync().unwrap();
@@ -108,6 +116,16 @@ fn spawn(role: &str, path: &std::path::Path) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
+}
+
+/// Waits for every child, reading their outputs at the same time (a child
+/// whose pipe is full would block while it holds claims).
+fn finish_all(children: Vec<Child>) -> Vec<Vec<String>> {
+    let readers: Vec<_> = children
+        .into_iter()
+        .map(|child| std::thread::spawn(move || finish(child)))
+        .collect();
+    readers.into_iter().map(|r| r.join().unwrap()).collect()
 }
 
 fn finish(child: Child) -> Vec<String> {
@@ -164,15 +182,16 @@ fn worker_processes_drain_a_tracker_claiming_each_task_once() {
     let children: Vec<Child> = (0..4).map(|_| spawn("worker", &s.path)).collect();
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_worker = Vec::new();
-    for child in children {
-        let got = claims(&finish(child));
+    for lines in finish_all(children) {
+        let got = claims(&lines);
         per_worker.push(got.len());
         for key in got {
             *count.entry(key).or_default() += 1;
         }
     }
     assert_eq!(count.len(), TASKS);
-    assert!(count.values().all(|&n| n == 1), "a task was claimed twice");
+    let twice: Vec<_> = count.iter().filter(|&(_, &n)| n != 1).collect();
+    assert!(twice.is_empty(), "tasks claimed twice: {twice:?}");
     assert!(
         per_worker.iter().filter(|&&n| n > 0).count() >= 2,
         "one worker did everything: {per_worker:?}"

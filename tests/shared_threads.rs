@@ -8,8 +8,8 @@ use common::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::time::Duration;
-use tastypod::{SharedPod, SharedTracker, Tracker, TrackerOptions};
+use std::time::{Duration, UNIX_EPOCH};
+use tastypod::{Claim, SharedPod, SharedTracker, Tracker, TrackerOptions};
 
 fn assert_send_sync<T: Send + Sync + Clone>() {}
 
@@ -66,7 +66,12 @@ fn workers_drain_a_tracker_claiming_each_task_once() {
             let tracker = tracker.with_owner(&format!("worker-{w}"));
             let claims = &claims;
             scope.spawn(move || {
-                while let Some(key) = tracker.claim_next().unwrap() {
+                loop {
+                    let key = match tracker.claim_next_wait(Duration::from_secs(30)).unwrap() {
+                        Claim::Task(key) => key,
+                        Claim::Wait(_) => continue,
+                        Claim::Finished => break,
+                    };
                     *claims.lock().unwrap().entry(key.clone()).or_default() += 1;
                     assert!(tracker.locked(|t| Ok(t.lease(&key).is_some())).unwrap());
                     tracker.mark_done(&key).unwrap();
@@ -98,18 +103,22 @@ fn expired_lease_makes_a_task_claimable_again() {
     tracker.locked(|t| t.add("only")).unwrap();
     let a = tracker.with_owner("a");
     let b = tracker.with_owner("b");
-    assert_eq!(a.claim_next().unwrap().as_deref(), Some("only"));
+    assert_eq!(a.claim_next().unwrap(), Claim::Task("only".into()));
     // The lease is in the record, for everyone (and jq) to see.
     let record = tracker.locked(|t| t.get("only")).unwrap().unwrap();
     assert_eq!(record["_lease"]["owner"], json!("a"));
-    assert_eq!(b.claim_next().unwrap(), None);
+    let Claim::Wait(until) = b.claim_next().unwrap() else {
+        panic!("the only task is claimed: wait")
+    };
+    let lease_end = record["_lease"]["until"].as_u64().unwrap();
+    assert_eq!(until, UNIX_EPOCH + Duration::from_millis(lease_end));
     std::thread::sleep(Duration::from_millis(250));
-    assert_eq!(b.claim_next().unwrap().as_deref(), Some("only"));
+    assert_eq!(b.claim_next().unwrap(), Claim::Task("only".into()));
     assert_eq!(tracker.locked(|t| Ok(t.tries("only"))).unwrap(), 2);
     b.release("only").unwrap();
-    assert_eq!(a.claim_next().unwrap().as_deref(), Some("only"));
+    assert_eq!(a.claim_next().unwrap(), Claim::Task("only".into()));
     a.abort("only").unwrap();
-    assert_eq!(b.claim_next().unwrap(), None);
+    assert_eq!(b.claim_next().unwrap(), Claim::Finished);
     tracker.sync().unwrap();
     drop((a, b, tracker));
     let t = Tracker::open(&s.path).unwrap();
@@ -118,17 +127,18 @@ fn expired_lease_makes_a_task_claimable_again() {
 }
 
 #[test]
-fn leases_survive_reopen() {
+fn leases_survive_a_multi_process_reopen_until_they_expire() {
     let s = scratch();
-    let mut t = TrackerOptions::new()
-        .lease(Duration::from_secs(3600))
-        .open(&s.path)
-        .unwrap();
+    let opts = TrackerOptions::new()
+        .multi_process(true)
+        .lease(Duration::from_secs(3600));
+    let mut t = opts.open(&s.path).unwrap();
     t.add_many(["x", "y"]).unwrap();
-    assert_eq!(t.claim_next("me").unwrap().as_deref(), Some("x"));
+    assert_eq!(t.claim_next("me").unwrap(), Claim::Task("x".into()));
     t.close().unwrap();
-    let mut t = Tracker::open(&s.path).unwrap();
+    // Another process may still hold x: its lease stands.
+    let mut t = opts.open(&s.path).unwrap();
     assert_eq!(t.lease("x").map(|l| l.owner.as_str()), Some("me"));
-    assert_eq!(t.claim_next("other").unwrap().as_deref(), Some("y"));
-    assert_eq!(t.claim_next("other").unwrap(), None);
+    assert_eq!(t.claim_next("other").unwrap(), Claim::Task("y".into()));
+    assert!(matches!(t.claim_next("other").unwrap(), Claim::Wait(_)));
 }

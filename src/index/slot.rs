@@ -38,15 +38,21 @@ pub(crate) struct TaskState {
     pub tries: u32,
     pub done: bool,
     pub aborted: bool,
+    /// The record holds a lease (`_lease`), expired or not.
+    pub claimed: bool,
+    /// The record holds a retry time (`_not_before`), past or not.
+    pub delayed: bool,
 }
 
-/// The done and aborted bits of a [`TaskState`] as a slot keeps them.
+/// The done, aborted and claimed bits of a [`TaskState`] as a slot keeps them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct TaskBits(u8);
 
 impl TaskBits {
     const DONE: u8 = 1;
     const ABORTED: u8 = 2;
+    const CLAIMED: u8 = 4;
+    const DELAYED: u8 = 8;
 }
 
 /// One key.
@@ -149,6 +155,8 @@ impl<V> Slot<V> {
             tries: self.tries,
             done: self.task.0 & TaskBits::DONE != 0,
             aborted: self.task.0 & TaskBits::ABORTED != 0,
+            claimed: self.task.0 & TaskBits::CLAIMED != 0,
+            delayed: self.task.0 & TaskBits::DELAYED != 0,
         }
     }
 
@@ -160,6 +168,12 @@ impl<V> Slot<V> {
         }
         if state.aborted {
             bits |= TaskBits::ABORTED;
+        }
+        if state.claimed {
+            bits |= TaskBits::CLAIMED;
+        }
+        if state.delayed {
+            bits |= TaskBits::DELAYED;
         }
         self.task = TaskBits(bits);
     }
@@ -178,12 +192,17 @@ mod tests {
     #[test]
     fn task_state_round_trips() {
         let mut slot: Slot<()> = Slot::new(0, Loc::default(), Loc::default(), 0, Flags::DIRTY);
-        for (tries, done, aborted) in [(0, false, false), (7, true, false), (u32::MAX, true, true)]
-        {
+        for (tries, done, aborted, claimed, delayed) in [
+            (0, false, false, true, false),
+            (7, true, false, false, true),
+            (u32::MAX, true, true, true, true),
+        ] {
             let state = TaskState {
                 tries,
                 done,
                 aborted,
+                claimed,
+                delayed,
             };
             slot.set_task(state);
             assert_eq!(slot.task(), state);

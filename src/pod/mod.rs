@@ -166,6 +166,11 @@ where
     followed_id: u64,
     /// What other processes changed since the tracker last looked.
     external: multi::External,
+    /// The log's format version, as its header says.
+    format: u64,
+    /// The settings the log's header holds (a JSON object's text): a
+    /// tracker's stored options.
+    settings: Option<Vec<u8>>,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -224,6 +229,8 @@ where
             multi: None,
             followed_id: 0,
             external: multi::External::default(),
+            format: record::PLAIN_VERSION,
+            settings: None,
             opts,
         };
         if pod.opts.read_only {
@@ -255,6 +262,18 @@ where
         self.log.is_poisoned()
     }
 
+    /// The log's format version (see [`FORMAT_VERSION`](crate::FORMAT_VERSION)):
+    /// 1 for a store without settings, 2 for one whose header holds them
+    /// (a tracker's stored options).
+    pub fn format_version(&self) -> u64 {
+        self.format
+    }
+
+    /// The settings the log's header holds (a JSON object's text).
+    pub(crate) fn settings(&self) -> Option<&[u8]> {
+        self.settings.as_deref()
+    }
+
     /// Whether the handle was opened read-only.
     pub fn is_read_only(&self) -> bool {
         self.opts.read_only
@@ -269,7 +288,7 @@ where
     /// The bytes of the header and of the record on disk of every key
     /// whose current value it is.
     fn live_bytes(&self) -> u64 {
-        record::HEADER_LEN + self.index.disk_bytes()
+        record::header_len(self.settings.as_deref()) + self.index.disk_bytes()
     }
 
     /// Sizes of the log and of its live and dead parts.
@@ -428,9 +447,12 @@ where
     /// signal-driven shutdown if one is under way.
     fn writable(&mut self) -> Result<()> {
         if signals::shutting_down().is_some() && !self.in_shutdown_sync && !signals::in_handler() {
-            // Sync (unless the handler already did), then change nothing more.
+            // Sync (unless the handler already did); then, unless the
+            // program is to stop by itself, change nothing more.
             self.sync_for_shutdown();
-            signals::wait_for_exit();
+            if signals::exits() {
+                signals::wait_for_exit();
+            }
         }
         self.check_writable()
     }

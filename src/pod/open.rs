@@ -163,6 +163,8 @@ where
     pub(super) fn adopt(&mut self, replayed: Replayed<V>) {
         self.epoch += 1;
         self.index = replayed.index;
+        self.format = replayed.version;
+        self.settings = replayed.settings;
         self.log
             .set_position(replayed.valid_len, replayed.valid_lines);
         #[cfg(debug_assertions)]

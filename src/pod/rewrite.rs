@@ -81,6 +81,7 @@ where
             dir: &self.dir,
             log: &log_path,
             tmp: &tmp,
+            settings: self.settings.as_deref(),
         };
         let max_record = self.opts.max_record;
         let result = compact::rewrite(&*storage, &paths, &index, |buf, key, v| {
@@ -109,6 +110,11 @@ where
         }
         self.index = index;
         self.epoch += 1;
+        self.format = if self.settings.is_some() {
+            crate::record::FORMAT_VERSION
+        } else {
+            crate::record::PLAIN_VERSION
+        };
         self.log.set_position(len, lines);
         match storage.open_append(&log_path) {
             Ok(file) => {
@@ -156,8 +162,17 @@ where
         let tmp = self.tmp_path();
         let job = if storage.allows_threads() {
             let run = {
-                let (storage, tmp) = (storage.clone(), tmp.clone());
-                move || compact::prepare(&*storage, &tmp, snapshot)
+                let (storage, dir, tmp) = (storage.clone(), self.dir.clone(), tmp.clone());
+                let (log, settings) = (self.log.path().to_path_buf(), self.settings.clone());
+                move || {
+                    let paths = LogPaths {
+                        dir: &dir,
+                        log: &log,
+                        tmp: &tmp,
+                        settings: settings.as_deref(),
+                    };
+                    compact::prepare(&*storage, &paths, snapshot)
+                }
             };
             match std::thread::Builder::new()
                 .name("tastypod-compact".into())
@@ -168,7 +183,14 @@ where
                 Err(_) => return self.compact(),
             }
         } else {
-            Job::Done(compact::prepare(&*storage, &tmp, snapshot))
+            let log = self.log.path().to_path_buf();
+            let paths = LogPaths {
+                dir: &self.dir,
+                log: &log,
+                tmp: &tmp,
+                settings: self.settings.as_deref(),
+            };
+            Job::Done(compact::prepare(&*storage, &paths, snapshot))
         };
         self.background = Some(Background {
             job: Some(job),
@@ -347,6 +369,26 @@ where
                 m.note_fsynced();
             }
             Ok(())
+        })
+    }
+
+    /// Replaces the settings the log's header holds (the text of a JSON
+    /// object, or none) by rewriting the log with every pending change, like
+    /// [`compact`](Pod::compact). A log with settings is format version 2.
+    /// Nothing happens if the settings are already these.
+    pub(crate) fn set_settings(&mut self, settings: Option<Vec<u8>>) -> Result<()> {
+        self.in_op(|pod| {
+            if pod.settings == settings {
+                return Ok(());
+            }
+            pod.writable()?;
+            let old = std::mem::replace(&mut pod.settings, settings);
+            let rewritten = pod.compact();
+            if rewritten.is_err() && !pod.is_poisoned() {
+                // The old log, and so its header, is still in place.
+                pod.settings = old;
+            }
+            rewritten
         })
     }
 

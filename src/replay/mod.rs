@@ -37,6 +37,10 @@ pub(crate) struct Replayed<V> {
     /// Whether a header line was found (false for an empty store, and in
     /// salvage for a log whose header is missing).
     pub has_header: bool,
+    /// The header's format version (1 when there is no header).
+    pub version: u64,
+    /// The settings the header holds (a JSON object's text).
+    pub settings: Option<Vec<u8>>,
     /// The last valid record has no newline (a writable open adds it).
     pub needs_newline: bool,
     pub torn: Option<TornTail>,
@@ -50,7 +54,7 @@ pub(crate) struct Replayed<V> {
 #[derive(Debug)]
 enum Found {
     Blank,
-    Header(u64),
+    Header(u64, Option<Box<[u8]>>),
     /// Key and value bytes at `at` in the batch's block.
     Put {
         hash: u64,
@@ -128,7 +132,7 @@ impl Decoder {
     /// Copies a valid record's key and value into the batch's block.
     fn record(&self, batch: &mut Batch, rec: Record<'_>) -> Found {
         match rec {
-            Record::Header { version } => Found::Header(version),
+            Record::Header { version, settings } => Found::Header(version, settings.map(Box::from)),
             Record::Put { key, value } => {
                 let at = batch.block.len() as u32;
                 batch.block.extend_from_slice(key.as_bytes());
@@ -165,6 +169,8 @@ struct Applier<'p, V> {
     index: Index<V>,
     rules: Rules,
     path: &'p Path,
+    /// The log's header: its version and settings.
+    header: (u64, Option<Box<[u8]>>),
 }
 
 /// Replays a whole log held in memory.
@@ -212,6 +218,7 @@ pub(crate) fn replay_in_chunks<V>(
         index,
         rules: Rules::new(salvage),
         path,
+        header: (record::PLAIN_VERSION, None),
     };
     let lines = LineReader::new(reader, path, max_record, 0, 0).chunk(chunk);
     let decode = |job: &Job| {
@@ -225,13 +232,20 @@ pub(crate) fn replay_in_chunks<V>(
         batch
     };
     let total_len = pipeline::run(lines, size_hint, decode, |batch| applier.apply(batch))?;
-    let Applier { index, rules, path } = applier;
+    let Applier {
+        index,
+        rules,
+        path,
+        header: (version, settings),
+    } = applier;
     let out = rules.finish(total_len).map_err(|f| f.into_error(path))?;
     Ok(Replayed {
         index,
         valid_len: out.valid_len,
         valid_lines: out.valid_lines,
         has_header: out.has_header,
+        version,
+        settings: settings.map(Vec::from),
         needs_newline: out.needs_newline,
         torn: out.torn,
         skipped: out.skipped,
@@ -268,8 +282,10 @@ impl<V> Applier<'_, V> {
         match ev.found {
             Found::Blank => self.rules.blank(span),
             Found::Damaged(damage) => self.rules.damaged(span, &damage)?,
-            Found::Header(version) => {
-                self.rules.valid(span, Some(version))?;
+            Found::Header(version, settings) => {
+                if self.rules.valid(span, Some(version))? {
+                    self.header = (version, settings);
+                }
             }
             Found::Put {
                 hash,
@@ -332,7 +348,7 @@ mod tests {
 
     fn log(records: &[(&str, Option<&str>)]) -> Vec<u8> {
         let mut buf = Vec::new();
-        record::encode_header(&mut buf);
+        record::encode_header(&mut buf, None);
         for (k, v) in records {
             match v {
                 Some(v) => {
@@ -389,7 +405,7 @@ mod tests {
         ]);
         let r = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap();
         let mut expect = Vec::new();
-        record::encode_header(&mut expect);
+        record::encode_header(&mut expect, None);
         record::encode_put(&mut expect, "a", b"22");
         let header = record::header_line().len() as u64 + 1;
         assert_eq!(header + r.index.disk_bytes(), expect.len() as u64);
@@ -474,14 +490,14 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_by_name() {
-        let body = b"\"format\":\"tastypod\",\"version\":2}";
+        let body = b"\"format\":\"tastypod\",\"version\":3}";
         let mut bytes = format!("{{\"c\":\"{:08x}\",", crc32fast::hash(body)).into_bytes();
         bytes.extend_from_slice(body);
         bytes.push(b'\n');
         let err = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap_err();
         assert!(matches!(
             err.kind(),
-            ErrorKind::UnsupportedVersion { found: 2, .. }
+            ErrorKind::UnsupportedVersion { found: 3, .. }
         ));
     }
 
@@ -502,7 +518,7 @@ mod tests {
 
     fn big_log(n: usize) -> Vec<u8> {
         let mut buf = Vec::new();
-        record::encode_header(&mut buf);
+        record::encode_header(&mut buf, None);
         for i in 0..n {
             let v = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "p".repeat(60));
             record::encode_put(&mut buf, &format!("k{}", i % (n / 2)), v.as_bytes());

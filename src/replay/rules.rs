@@ -220,7 +220,7 @@ fn damage(reason: LineError, bytes: &[u8], partial: bool, checksum_holds: bool) 
     let hard = checksum_holds || holds_records;
     let head = &bytes[..memchr::memchr(0, bytes).unwrap_or(bytes.len())];
     let partial = partial && !hard && record::could_start_a_record(head);
-    let header_prefix = partial && !head.is_empty() && record::header_line().starts_with(head);
+    let header_prefix = partial && record::could_start_a_header(head);
     Damage {
         reason,
         hard,
@@ -243,7 +243,7 @@ impl Item<'_> {
     pub(crate) fn seen(&self) -> Seen<'_> {
         match self {
             Item::Blank => Seen::Blank,
-            Item::Record(Record::Header { version }) => Seen::Header(*version),
+            Item::Record(Record::Header { version, .. }) => Seen::Header(*version),
             Item::Record(_) => Seen::Record,
             Item::Damaged(damage) => Seen::Damaged(damage),
         }
@@ -513,12 +513,12 @@ impl Rules {
                 self.damaged(at, &late)?;
                 return Ok(false);
             }
-            if version != FORMAT_VERSION {
+            if !(1..=FORMAT_VERSION).contains(&version) {
                 self.problem(&BadLine {
                     line: at.no,
                     offset: at.offset,
                     reason: format!(
-                        "format version {version}; this build reads version {FORMAT_VERSION}"
+                        "format version {version}; this build reads versions 1 to {FORMAT_VERSION}"
                     ),
                 });
                 self.stop(Fatal::Unsupported(version))?;

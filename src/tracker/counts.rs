@@ -5,20 +5,35 @@
 use super::Tracker;
 use crate::index::TaskState;
 
-/// How many tasks are done, tried (at least once) and aborted. The task
-/// state in each slot is the authority; these follow every change, and
-/// debug builds check them against a recount.
+/// How many tasks are done, tried (at least once), aborted, claimed and
+/// settled (no longer to do). The task state in each slot is the authority;
+/// these follow every change, and debug builds check them against a
+/// recount. A new task's state counts nowhere, so adding one needs no step.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counts {
     pub done: usize,
     pub tried: usize,
     pub aborted: usize,
+    pub claimed: usize,
+    /// Tasks not to do (see [`is_todo`]).
+    pub settled: usize,
+    /// The try limit `todo` is counted with (0: none).
+    pub max_tries: u32,
+}
+
+/// Whether a task is still to do: not done, not aborted, and under the try
+/// limit or claimed (a claim on the last try is still running).
+pub(crate) fn is_todo(state: TaskState, max_tries: u32) -> bool {
+    !state.done && !state.aborted && (max_tries == 0 || state.tries < max_tries || state.claimed)
 }
 
 impl Counts {
     /// Counts over every task state.
-    pub(crate) fn of(states: impl Iterator<Item = TaskState>) -> Self {
-        let mut counts = Counts::default();
+    pub(crate) fn of(states: impl Iterator<Item = TaskState>, max_tries: u32) -> Self {
+        let mut counts = Counts {
+            max_tries,
+            ..Counts::default()
+        };
         for state in states {
             counts.step(TaskState::default(), state);
         }
@@ -36,6 +51,12 @@ impl Counts {
         }
         one(&mut self.done, before.done, after.done);
         one(&mut self.aborted, before.aborted, after.aborted);
+        one(&mut self.claimed, before.claimed, after.claimed);
+        one(
+            &mut self.settled,
+            !is_todo(before, self.max_tries),
+            !is_todo(after, self.max_tries),
+        );
         if before.tries > 0 || after.tries > 0 {
             self.step_tries(before.tries, after.tries);
         }
@@ -64,6 +85,19 @@ impl Tracker {
     /// How many tasks are aborted. O(1).
     pub fn num_aborted(&self) -> usize {
         self.counts.aborted
+    }
+
+    /// How many tasks are still to do: not done, not aborted, and under the
+    /// try limit or claimed by a worker (what
+    /// [`todo_keys`](Tracker::todo_keys)`(Aborted::Skip)` yields). O(1).
+    pub fn num_todo(&self) -> usize {
+        self.len().saturating_sub(self.counts.settled)
+    }
+
+    /// How many tasks are claimed by a worker (their leases may have
+    /// expired). O(1).
+    pub fn num_claimed(&self) -> usize {
+        self.counts.claimed
     }
 
     fn fraction(&self, n: usize) -> f64 {

@@ -1,7 +1,7 @@
 //! Iterating a tracker: [`TryKeys`] and [`TryItems`], which count a try
 //! for each task they yield, and [`TaskMut`], mutable access to a record.
 
-use super::schema::{ABORTED, DONE, TRIES, lease_of, write_meta};
+use super::schema::{ABORTED, DONE, TRIES, lease_of, not_before_of, write_meta};
 use super::{Aborted, Tracker};
 use crate::error::Result;
 use crate::index::TaskState;
@@ -48,10 +48,7 @@ impl Drop for TaskMut<'_> {
         }
         let mut record = self.record.take();
         write_meta(&mut record, after);
-        match lease_of(&record) {
-            Some(lease) => self.tracker.leases.insert(self.key.clone(), lease),
-            None => self.tracker.leases.remove(&self.key),
-        };
+        let (lease, retry) = (lease_of(&record), not_before_of(&record));
         let pod = &mut self.tracker.pod;
         // Nothing can renumber slots while this borrow lives, but find the
         // slot by key anyway: a wrong slot would lose a record.
@@ -59,12 +56,7 @@ impl Drop for TaskMut<'_> {
             return;
         };
         pod.set_record_at(slot, record);
-        pod.set_task_at(slot, after);
-        self.tracker.counts.step(self.before, after);
-        if !after.done && !after.aborted {
-            // The task may be claimable again.
-            self.tracker.claim_from.0 = self.tracker.claim_from.0.min(slot);
-        }
+        self.tracker.follow(slot, after, lease, retry);
     }
 }
 

@@ -8,28 +8,42 @@ mod claims;
 mod counts;
 mod iter;
 mod options;
+mod schedule;
 mod schema;
+mod settings;
 
+pub use claims::Claim;
+pub(crate) use claims::pause_before;
 pub use iter::{TaskMut, TryItems, TryKeys};
 pub use options::TrackerOptions;
-pub use schema::{ABORTED, DEFAULT_LEASE, DONE, LEASE, Lease, TRIES};
+pub use schema::{ABORTED, DEFAULT_LEASE, DONE, LEASE, Lease, NOT_BEFORE, TRIES};
+pub use settings::RetryDelay;
 
 use crate::error::{ErrorKind, Result, fail};
 use crate::index::{TaskState, ValueRef};
 use crate::pod::{Pod, PodStats, RecoveryReport};
 use counts::Counts;
-use schema::{lease_of, meta_of, new_record, parse_meta, parse_meta_fast, write_meta};
+use schedule::Schedule;
+use schema::{
+    lease_of, meta_of, new_record, not_before_of, parse_meta, parse_meta_fast, write_meta,
+};
 use serde_json::{Map, Value};
+use settings::{Given, Settings};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
-/// Whether a record's JSON text has a `"_lease"` anywhere.
-fn mentions_a_lease(text: &[u8]) -> bool {
-    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"_lease\""));
-    FINDER.find(text).is_some()
+/// Whether a record's JSON text has a `"_lease"` or `"_not_before"` anywhere.
+fn mentions_a_claim(text: &[u8]) -> bool {
+    use memchr::memmem::Finder;
+    static LEASE: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"_lease\""));
+    static NOT_BEFORE: std::sync::LazyLock<Finder<'static>> =
+        std::sync::LazyLock::new(|| Finder::new(b"\"_not_before\""));
+    LEASE.find(text).is_some() || NOT_BEFORE.find(text).is_some()
 }
+
+/// What a record's reserved fields say.
+type Meta = (TaskState, Option<Lease>, Option<u64>);
 
 /// Whether a gate or iterator considers aborted tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,13 +82,16 @@ pub enum Aborted {
 #[derive(Debug)]
 pub struct Tracker {
     pod: Pod<Value>,
-    max_tries: u32,
+    /// The settings in force: those given to the open over the stored ones.
+    settings: Settings,
+    /// The settings given to the open (they win over stored ones on a reload).
+    given: Given,
     counts: Counts,
-    /// Claims found in the records, by key.
+    /// Claims found in the records (`_lease`), by key.
     leases: HashMap<String, Lease>,
-    lease: Duration,
-    /// Slots before this one cannot be claimed, valid for one pod epoch.
-    claim_from: (usize, (u64, u64)),
+    /// Retry times found in the records (`_not_before`), by key.
+    not_before: HashMap<String, u64>,
+    schedule: Schedule,
 }
 
 impl Tracker {
@@ -88,17 +105,41 @@ impl Tracker {
         TrackerOptions::new().open(path)
     }
 
-    fn from_pod(pod: Pod<Value>, max_tries: u32) -> Result<Self> {
+    /// Makes a tracker of an opened pod: reads its stored settings (and
+    /// stores the given ones if they differ, unless read-only), reads every
+    /// record's state, and frees the claims no worker can hold any more.
+    fn from_pod(pod: Pod<Value>, given: Given) -> Result<Self> {
         let mut tracker = Tracker {
             pod,
-            max_tries,
+            settings: Settings::default(),
+            given,
             counts: Counts::default(),
             leases: HashMap::new(),
-            lease: DEFAULT_LEASE,
-            claim_from: (0, (u64::MAX, 0)),
+            not_before: HashMap::new(),
+            schedule: Schedule::default(),
         };
-        tracker.load_meta()?;
+        tracker.op(|t| {
+            let stored = t.stored_settings()?;
+            t.settings = given.over(stored.unwrap_or_default());
+            if !t.pod.is_read_only() && !given.is_empty() && stored != Some(t.settings) {
+                let header = t.settings.into_header(t.pod.settings());
+                t.pod.set_settings(Some(header))?;
+            }
+            t.load_meta()?;
+            t.free_stale_claims()
+        })?;
         Ok(tracker)
+    }
+
+    /// The settings the log's header holds, if any.
+    fn stored_settings(&self) -> Result<Option<Settings>> {
+        Settings::from_header(self.pod.settings()).map_err(|reason| {
+            ErrorKind::BadSettings {
+                path: self.pod.log_path().to_path_buf(),
+                reason,
+            }
+            .into()
+        })
     }
 
     /// Converts a plain pod into a tracker, adding the reserved fields to
@@ -151,19 +192,20 @@ impl Tracker {
         Ok(converted)
     }
 
-    /// The state (and lease) recorded in slot `i`'s value.
-    fn read_meta(&self, i: usize) -> Result<(TaskState, Option<Lease>)> {
+    /// The state, lease and retry time recorded in slot `i`'s value.
+    fn read_meta(&self, i: usize) -> Result<Meta> {
+        let full = |v: &Value| meta_of(v).map(|m| (m, lease_of(v), not_before_of(v)));
         let read = match self.pod.value_at(i) {
-            // The quick parse does not look for a lease: only records with
-            // none anywhere may take it.
-            ValueRef::Text(t) if !mentions_a_lease(t) => match parse_meta_fast(t) {
-                Some(meta) => Ok((meta, None)),
-                None => parse_meta(t).map(|m| (m, None)),
+            // The quick parse does not look for a lease or a retry time:
+            // only records with neither anywhere may take it.
+            ValueRef::Text(t) if !mentions_a_claim(t) => match parse_meta_fast(t) {
+                Some(meta) => Ok((meta, None, None)),
+                None => parse_meta(t).map(|m| (m, None, None)),
             },
             ValueRef::Text(t) => serde_json::from_slice::<Value>(t)
                 .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| meta_of(&v).map(|m| (m, lease_of(&v)))),
-            ValueRef::Live(v) => meta_of(v).map(|m| (m, lease_of(v))),
+                .and_then(|v| full(&v)),
+            ValueRef::Live(v) => full(v),
         };
         read.map_err(|why| {
             ErrorKind::NotATask {
@@ -179,23 +221,94 @@ impl Tracker {
     /// Reads every record's state into the slots and recounts.
     pub(crate) fn load_meta(&mut self) -> Result<()> {
         let mut leases = HashMap::new();
+        let mut not_before = HashMap::new();
         let slots: Vec<usize> = self.pod.slots().collect();
         for i in slots {
-            let (meta, lease) = self.read_meta(i)?;
+            let (mut meta, lease, retry) = self.read_meta(i)?;
+            meta.claimed = lease.is_some();
+            meta.delayed = retry.is_some();
             if let Some(lease) = lease {
                 leases.insert(self.pod.key_at(i).to_string(), lease);
+            }
+            if let Some(t) = retry {
+                not_before.insert(self.pod.key_at(i).to_string(), t);
             }
             self.pod.set_task_at(i, meta);
         }
         self.counts = self.recount();
         self.leases = leases;
-        self.claim_from = (0, self.pod.epoch());
+        self.not_before = not_before;
+        self.schedule = Schedule::default();
         Ok(())
     }
 
     /// The counters, counted anew from the task states.
     fn recount(&self) -> Counts {
-        Counts::of(self.pod.slots().map(|i| self.pod.task_at(i)))
+        Counts::of(
+            self.pod.slots().map(|i| self.pod.task_at(i)),
+            self.settings.max_tries,
+        )
+    }
+
+    /// Makes slot `i`'s mirrored state, the counters, the claims, the retry
+    /// times and the claim schedule follow what its record now says.
+    fn follow(&mut self, i: usize, state: TaskState, lease: Option<Lease>, retry: Option<u64>) {
+        let before = self.pod.task_at(i);
+        let after = TaskState {
+            claimed: lease.is_some(),
+            delayed: retry.is_some(),
+            ..state
+        };
+        self.pod.set_task_at(i, after);
+        self.counts.step(before, after);
+        let key = self.pod.key_at(i);
+        match lease {
+            Some(lease) => drop(self.leases.insert(key.to_string(), lease)),
+            None if before.claimed => drop(self.leases.remove(key)),
+            None => {}
+        }
+        match retry {
+            Some(t) => drop(self.not_before.insert(key.to_string(), t)),
+            None if before.delayed => drop(self.not_before.remove(key)),
+            None => {}
+        }
+        let ready = self.ready_at(i);
+        self.schedule.note(self.pod.epoch(), i, ready);
+    }
+
+    /// [`follow`](Self::follow) a change of state alone (the lease and the
+    /// retry time stay).
+    fn follow_state(&mut self, i: usize, state: TaskState) {
+        let before = self.pod.task_at(i);
+        let key = self.pod.key_at(i);
+        let lease = before
+            .claimed
+            .then(|| self.leases.get(key).cloned())
+            .flatten();
+        let retry = before
+            .delayed
+            .then(|| self.not_before.get(key).copied())
+            .flatten();
+        self.follow(i, state, lease, retry);
+    }
+
+    /// When slot `i`'s task can be claimed (unix ms; 0: now), or `None` if
+    /// it is not to do.
+    fn ready_at(&self, i: usize) -> Option<u64> {
+        let state = self.pod.task_at(i);
+        if !counts::is_todo(state, self.settings.max_tries) {
+            return None;
+        }
+        let key = || self.pod.key_at(i);
+        let lease = match state.claimed {
+            true => self.leases.get(key()).map_or(0, |l| l.until_ms),
+            false => 0,
+        };
+        let retry = match state.delayed {
+            true => self.not_before.get(key()).copied().unwrap_or(0),
+            false => 0,
+        };
+        Some(lease.max(retry))
     }
 
     /// Debug builds: the counters agree with the task states.
@@ -221,7 +334,9 @@ impl Tracker {
         self.pod.op_begin()?;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let out = self.absorb().and_then(|()| f(self));
-            self.check_counts();
+            if out.is_ok() {
+                self.check_counts();
+            }
             out
         }));
         let ended = self.pod.op_end();
@@ -238,6 +353,9 @@ impl Tracker {
     fn absorb(&mut self) -> Result<()> {
         let external = self.pod.take_external();
         if external.reloaded {
+            // A rewrite may have changed the stored settings too.
+            let stored = self.stored_settings()?;
+            self.settings = self.given.over(stored.unwrap_or_default());
             return self.load_meta();
         }
         for key in external.changed {
@@ -245,15 +363,8 @@ impl Tracker {
                 // Trackers do not remove keys; if someone did, recount.
                 return self.load_meta();
             };
-            let before = self.pod.task_at(i);
-            let (after, lease) = self.read_meta(i)?;
-            self.pod.set_task_at(i, after);
-            self.counts.step(before, after);
-            match lease {
-                Some(lease) => self.leases.insert(key, lease),
-                None => self.leases.remove(&key),
-            };
-            self.claim_from.0 = self.claim_from.0.min(i);
+            let (state, lease, retry) = self.read_meta(i)?;
+            self.follow(i, state, lease, retry);
         }
         Ok(())
     }
@@ -277,9 +388,16 @@ impl Tracker {
         &self.pod
     }
 
-    /// The try limit (0: none).
+    /// The try limit (0: none): given to the open, else stored with the
+    /// tracker, else 0.
     pub fn max_tries(&self) -> u32 {
-        self.max_tries
+        self.settings.max_tries
+    }
+
+    /// How long a released task waits before it is claimed again: given to
+    /// the open, else stored with the tracker, else [`RetryDelay::None`].
+    pub fn retry_delay(&self) -> RetryDelay {
+        self.settings.retry
     }
 
     /// The tracker's directory.
@@ -582,13 +700,22 @@ impl Tracker {
             Some(record) => write_meta(record, after),
             None => return fail(ErrorKind::MissingKey { key: key.into() }),
         }
-        self.pod.set_task_at(i, after);
-        self.counts.step(before, after);
-        if !after.done && !after.aborted {
-            // The task may be claimable again.
-            self.claim_from.0 = self.claim_from.0.min(i);
-        }
+        self.follow_state(i, after);
         self.pod.after_change()
+    }
+
+    /// Edits the reserved fields of `key`'s record with `f` (the tracker's
+    /// state follows); fails with [`ErrorKind::MissingKey`] if absent.
+    fn edit_now(&mut self, key: &str, f: impl FnOnce(&mut Map<String, Value>)) -> Result<()> {
+        let edited = self.update_task_now(key, |record| {
+            if let Value::Object(obj) = record {
+                f(obj);
+            }
+        })?;
+        match edited {
+            Some(()) => Ok(()),
+            None => fail(ErrorKind::MissingKey { key: key.into() }),
+        }
     }
 
     /// Whether `key` is done (false for an unknown key).
@@ -606,14 +733,29 @@ impl Tracker {
         self.meta(key).is_some_and(|m| m.aborted)
     }
 
-    /// Marks `key` done.
+    /// Marks `key` done. This ends a claim on it ([`claim_next`](Tracker::claim_next))
+    /// and clears a retry time: the lease and the `_not_before` field are
+    /// removed from the record.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::MissingKey`] if absent; also as [`Pod::insert`].
     pub fn mark_done(&mut self, key: &str) -> Result<()> {
-        self.change(key, |m| m.done = true)?;
-        self.release(key)
+        self.op(|t| t.finish_now(key, DONE))
+    }
+
+    /// Sets the reserved flag `field` (done or aborted) of `key`, ending
+    /// its claim and clearing its retry time.
+    fn finish_now(&mut self, key: &str, field: &'static str) -> Result<()> {
+        match self.meta(key) {
+            Some(m) if m.claimed || m.delayed => self.edit_now(key, |obj| {
+                obj.insert(field.into(), true.into());
+                obj.remove(LEASE);
+                obj.remove(NOT_BEFORE);
+            }),
+            _ if field == DONE => self.change_now(key, |m| m.done = true),
+            _ => self.change_now(key, |m| m.aborted = true),
+        }
     }
 
     /// Marks `key` not done.
@@ -652,14 +794,16 @@ impl Tracker {
         self.change(key, |m| m.tries = 0)
     }
 
-    /// Marks `key` aborted: the gates skip it unless told otherwise.
+    /// Marks `key` aborted (given up): the gates and
+    /// [`claim_next`](Tracker::claim_next) skip it unless told otherwise.
+    /// This ends a claim on it and clears a retry time, like
+    /// [`mark_done`](Tracker::mark_done).
     ///
     /// # Errors
     ///
     /// As [`mark_done`](Tracker::mark_done).
     pub fn abort(&mut self, key: &str) -> Result<()> {
-        self.change(key, |m| m.aborted = true)?;
-        self.release(key)
+        self.op(|t| t.finish_now(key, ABORTED))
     }
 
     /// Clears the aborted mark of `key`.
@@ -674,9 +818,14 @@ impl Tracker {
     // ---- gates ----
 
     fn is_todo(&self, meta: TaskState, aborted: Aborted) -> bool {
-        !meta.done
-            && (aborted == Aborted::Allow || !meta.aborted)
-            && (self.max_tries == 0 || meta.tries < self.max_tries)
+        let meta = match aborted {
+            Aborted::Allow => TaskState {
+                aborted: false,
+                ..meta
+            },
+            Aborted::Skip => meta,
+        };
+        counts::is_todo(meta, self.settings.max_tries)
     }
 
     /// Whether `key` is to be done: present, not done, and not aborted

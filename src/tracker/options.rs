@@ -1,13 +1,22 @@
-//! [`TrackerOptions`]: `max_tries`, the lease length, and every
+//! [`TrackerOptions`]: the tracker's settings (`max_tries`, the lease
+//! length, the retry delay), stored with the tracker, and every
 //! [`PodOptions`] setting.
 
-use super::{DEFAULT_LEASE, Tracker};
+use super::settings::Given;
+use super::{RetryDelay, Tracker};
 use crate::error::Result;
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
 use std::path::Path;
 use std::time::Duration;
 
-/// Options for opening a [`Tracker`]: `max_tries` plus every [`PodOptions`] setting.
+/// Options for opening a [`Tracker`]: its settings plus every [`PodOptions`] setting.
+///
+/// The tracker's settings ([`max_tries`](TrackerOptions::max_tries),
+/// [`lease`](TrackerOptions::lease), [`retry_delay`](TrackerOptions::retry_delay))
+/// are stored with the tracker (in its log's header) by a writable open
+/// that gives any of them, and used by every later open that does not
+/// give them, and by the `tastypod` command-line tool. A setting given to
+/// an open wins over the stored one; a read-only open stores nothing.
 ///
 /// # Examples
 ///
@@ -19,13 +28,17 @@ use std::time::Duration;
 ///     .sync_at(500)
 ///     .open(dir.path().join("jobs.tracker"))?;
 /// assert_eq!(tracker.max_tries(), 3);
+/// drop(tracker);
+///
+/// // Stored: a later open that does not say uses 3 as well.
+/// let tracker = tastypod::Tracker::open(dir.path().join("jobs.tracker"))?;
+/// assert_eq!(tracker.max_tries(), 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct TrackerOptions {
     pub(super) pod: PodOptions,
-    pub(super) max_tries: u32,
-    pub(super) lease: Duration,
+    pub(super) given: Given,
 }
 
 impl Default for TrackerOptions {
@@ -38,8 +51,7 @@ impl From<PodOptions> for TrackerOptions {
     fn from(pod: PodOptions) -> Self {
         TrackerOptions {
             pod,
-            max_tries: 0,
-            lease: DEFAULT_LEASE,
+            given: Given::default(),
         }
     }
 }
@@ -51,18 +63,29 @@ impl TrackerOptions {
     }
 
     /// How long a claim made by [`Tracker::claim_next`] lasts before another
-    /// worker may claim the task again. Default: [`DEFAULT_LEASE`] (60 s).
+    /// worker may claim the task again. Stored with the tracker. Default:
+    /// the stored length, else [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (60 s).
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
+        self.given.lease = Some(lease);
         self
     }
 
-    /// How many tries a task gets before the gates skip it; 0 means no
-    /// limit. Default: 0.
+    /// How many tries a task gets: the gates skip a task out of tries, and
+    /// [`Tracker::release`] after the last try aborts it. 0 means no limit.
+    /// Stored with the tracker. Default: the stored limit, else 0.
     #[must_use]
     pub fn max_tries(mut self, max_tries: u32) -> Self {
-        self.max_tries = max_tries;
+        self.given.max_tries = Some(max_tries);
+        self
+    }
+
+    /// How long a task released by [`Tracker::release`] waits before
+    /// [`Tracker::claim_next`] hands it out again. Stored with the tracker.
+    /// Default: the stored delay, else [`RetryDelay::None`].
+    #[must_use]
+    pub fn retry_delay(mut self, delay: RetryDelay) -> Self {
+        self.given.retry = Some(delay);
         self
     }
 
@@ -122,11 +145,10 @@ impl TrackerOptions {
     /// # Errors
     ///
     /// As [`Pod::open`], plus [`ErrorKind::NotATask`] naming the key and
-    /// line of a value that is not a task record.
+    /// line of a value that is not a task record, and
+    /// [`ErrorKind::BadSettings`] if the stored settings cannot be read.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Tracker> {
         let pod = self.pod.open(path)?;
-        let mut tracker = Tracker::from_pod(pod, self.max_tries)?;
-        tracker.lease = self.lease;
-        Ok(tracker)
+        Tracker::from_pod(pod, self.given)
     }
 }

@@ -1,6 +1,7 @@
 //! The task-record schema: every value of a tracker is a JSON object with
 //! `_done` (bool), `_tries` (non-negative integer) and `_aborted` (bool)
-//! beside the user's own fields, and `_lease` while a worker holds it.
+//! beside the user's own fields, `_lease` while a worker holds it, and
+//! `_not_before` while a released task waits for its retry.
 
 use crate::index::TaskState;
 use serde_json::{Map, Value};
@@ -14,6 +15,9 @@ pub const TRIES: &str = "_tries";
 pub const ABORTED: &str = "_aborted";
 /// The reserved field of a claimed task: `{"owner": "...", "until": <unix ms>}`.
 pub const LEASE: &str = "_lease";
+/// The reserved field of a released task waiting for its retry: the time
+/// (milliseconds since the Unix epoch) before which it is not claimed.
+pub const NOT_BEFORE: &str = "_not_before";
 
 /// How long a claim lasts unless [`TrackerOptions::lease`](crate::TrackerOptions::lease)
 /// says otherwise: 60 seconds.
@@ -33,6 +37,11 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The `_not_before` time of a record, if it has one.
+pub(crate) fn not_before_of(value: &Value) -> Option<u64> {
+    value.get(NOT_BEFORE)?.as_u64()
 }
 
 pub(crate) fn lease_of(value: &Value) -> Option<Lease> {
@@ -75,6 +84,8 @@ pub(crate) fn parse_meta_fast(text: &[u8]) -> Option<TaskState> {
         tries,
         done,
         aborted,
+        claimed: false,
+        delayed: false,
     })
 }
 
@@ -96,6 +107,8 @@ pub(crate) fn meta_of(value: &Value) -> std::result::Result<TaskState, String> {
         tries: u32::try_from(tries).unwrap_or(u32::MAX),
         done: flag(DONE)?,
         aborted: flag(ABORTED)?,
+        claimed: false,
+        delayed: false,
     })
 }
 

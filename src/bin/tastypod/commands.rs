@@ -178,13 +178,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
                     json,
                 }),
                 _,
-            ) => reset(
-                &path,
-                &keys,
-                aborted,
-                exhausted.then_some(max_tries.unwrap_or(0)),
-                json,
-            ),
+            ) => reset(&path, &keys, aborted, exhausted, max_tries, json),
             (None, Some(path)) => tracker_summary(&path, max_tries, json),
             (None, None) => {
                 fail("tracker needs a PATH or a subcommand (see tastypod tracker --help)")
@@ -194,12 +188,15 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
     }
 }
 
-fn open_tracker(path: &Path, max_tries: u32, read_only: bool) -> CliResult<Tracker> {
+/// Opens the tracker at `path`; `max_tries` overrides the stored try limit
+/// for this handle (a read-only open stores nothing).
+fn open_tracker(path: &Path, max_tries: Option<u32>, read_only: bool) -> CliResult<Tracker> {
     existing(path)?;
-    let tracker = TrackerOptions::new()
-        .max_tries(max_tries)
-        .read_only(read_only)
-        .open(path)?;
+    let mut options = TrackerOptions::new().read_only(read_only);
+    if let Some(max) = max_tries {
+        options = options.max_tries(max);
+    }
+    let tracker = options.open(path)?;
     note_recovery(tracker.pod().log_path(), tracker.recovery(), !read_only);
     Ok(tracker)
 }
@@ -207,7 +204,7 @@ fn open_tracker(path: &Path, max_tries: u32, read_only: bool) -> CliResult<Track
 fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
     let pod = read_only(path)?;
     let st = pod.stats();
-    let version = tastypod::FORMAT_VERSION;
+    let version = pod.format_version();
     let torn = pod.recovery().torn_tail.clone();
     let writers = tastypod::writers(path)?;
     let locked = writers != tastypod::Writers::None;
@@ -227,7 +224,9 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
             "done": t.num_done(),
             "tried": t.num_tried(),
             "aborted": t.num_aborted(),
-            "todo": t.todo_keys(Aborted::Skip).count(),
+            "todo": t.num_todo(),
+            "claimed": t.num_claimed(),
+            "max_tries": t.max_tries(),
             "percent_done": t.percent_done(2),
         })
     });
@@ -463,39 +462,49 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn tracker_summary(path: &Path, max_tries: u32, json: bool) -> CliResult<ExitCode> {
+/// How many tasks are out of tries: not done, not aborted, not claimed.
+fn exhausted(t: &Tracker) -> usize {
+    // Every task not to do is done, aborted or exhausted.
+    let done_or_aborted = t.keys().filter(|k| t.done(k) || t.aborted(k)).count();
+    (t.len() - t.num_todo()).saturating_sub(done_or_aborted)
+}
+
+fn tracker_summary(path: &Path, max_tries: Option<u32>, json: bool) -> CliResult<ExitCode> {
     let t = open_tracker(path, max_tries, true)?;
-    let todo = t.todo_keys(Aborted::Skip).count();
-    let exhausted = t
-        .keys()
-        .filter(|k| !t.done(k) && !t.aborted(k) && max_tries > 0 && t.tries(k) >= max_tries)
-        .count();
+    let exhausted = exhausted(&t);
     if json {
         print_json(&json!({
             "total": t.len(),
             "done": t.num_done(),
             "tried": t.num_tried(),
             "aborted": t.num_aborted(),
-            "todo": todo,
+            "todo": t.num_todo(),
+            "claimed": t.num_claimed(),
             "exhausted": exhausted,
             "fraction_done": t.fraction_done(),
+            "max_tries": t.max_tries(),
         }))?;
     } else {
         outln!("{} {}", bar(t.fraction_done(), 40), t.percent_done(2));
         outln!(
-            "done {} / {}, tried {}, aborted {}, todo {}, exhausted {}",
+            "done {} / {}, tried {}, aborted {}, todo {} ({} claimed), exhausted {}",
             t.num_done(),
             t.len(),
             t.num_tried(),
             t.num_aborted(),
-            todo,
+            t.num_todo(),
+            t.num_claimed(),
             exhausted
         );
+        match t.max_tries() {
+            0 => outln!("no try limit"),
+            n => outln!("try limit {n}"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn todo(path: &Path, max_tries: u32, aborted: bool, json: bool) -> CliResult<ExitCode> {
+fn todo(path: &Path, max_tries: Option<u32>, aborted: bool, json: bool) -> CliResult<ExitCode> {
     let t = open_tracker(path, max_tries, true)?;
     let which = if aborted {
         Aborted::Allow
@@ -518,16 +527,27 @@ fn reset(
     path: &Path,
     keys: &[String],
     aborted: bool,
-    exhausted: Option<u32>,
+    exhausted: bool,
+    max_tries: Option<u32>,
     json: bool,
 ) -> CliResult<ExitCode> {
-    if keys.is_empty() && !aborted && exhausted.is_none() {
+    if keys.is_empty() && !aborted && !exhausted {
         return fail("tracker reset needs KEYs, --aborted or --exhausted");
     }
-    if exhausted == Some(0) {
-        return fail("--exhausted needs the job's --max-tries (at least 1; 0 means no limit)");
-    }
-    let mut t = open_tracker(path, 0, false)?;
+    // Opened with the stored settings: an override is not stored.
+    let mut t = open_tracker(path, None, false)?;
+    let exhausted = match (exhausted, max_tries, t.max_tries()) {
+        (false, ..) => None,
+        (true, Some(0), _) => {
+            return fail("--max-tries for --exhausted must be at least 1 (0 means no limit)");
+        }
+        (true, None, 0) => {
+            return fail(
+                "--exhausted needs a try limit: the tracker stores none, so give --max-tries N (at least 1)",
+            );
+        }
+        (true, given, stored) => Some(given.unwrap_or(stored)),
+    };
     let mut chosen: Vec<String> = Vec::new();
     for key in keys {
         if !t.contains_key(key) {
@@ -541,7 +561,7 @@ fn reset(
     if let Some(max) = exhausted {
         let worn: Vec<String> = t
             .keys()
-            .filter(|k| !t.done(k) && t.tries(k) >= max)
+            .filter(|k| !t.done(k) && t.tries(k) >= max && t.lease(k).is_none())
             .map(String::from)
             .collect();
         chosen.extend(worn);

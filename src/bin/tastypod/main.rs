@@ -130,7 +130,7 @@ enum Command {
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
-        after_help = "Examples:\n  tastypod tracker crawl.tracker\n  tastypod tracker todo --max-tries 3 crawl.tracker\n  tastypod tracker reset crawl.tracker --aborted"
+        after_help = "Examples:\n  tastypod tracker crawl.tracker\n  tastypod tracker todo crawl.tracker\n  tastypod tracker reset crawl.tracker --aborted"
     )]
     Tracker {
         #[command(subcommand)]
@@ -138,9 +138,10 @@ enum Command {
         /// The tracker directory.
         #[arg(required = true)]
         path: Option<PathBuf>,
-        /// The try limit the job uses, to count exhausted tasks (0: none).
-        #[arg(long, default_value_t = 0)]
-        max_tries: u32,
+        /// The try limit to count exhausted tasks with (0: none), instead of
+        /// the one stored with the tracker.
+        #[arg(long)]
+        max_tries: Option<u32>,
         /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
@@ -164,13 +165,13 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum TrackerAction {
     /// List the keys still to do, in order.
-    #[command(after_help = "Example:\n  tastypod tracker todo --max-tries 3 crawl.tracker")]
+    #[command(after_help = "Example:\n  tastypod tracker todo crawl.tracker")]
     Todo {
         /// The tracker directory.
         path: PathBuf,
-        /// The try limit the job uses (0: none).
-        #[arg(long, default_value_t = 0)]
-        max_tries: u32,
+        /// The try limit (0: none), instead of the one stored with the tracker.
+        #[arg(long)]
+        max_tries: Option<u32>,
         /// Include aborted tasks.
         #[arg(long)]
         aborted: bool,
@@ -180,7 +181,7 @@ enum TrackerAction {
     },
     /// Reset tries and unabort the given tasks, so a job retries them.
     #[command(
-        after_help = "Examples:\n  tastypod tracker reset crawl.tracker task-7 task-9\n  tastypod tracker reset crawl.tracker --exhausted --max-tries 3"
+        after_help = "Examples:\n  tastypod tracker reset crawl.tracker task-7 task-9\n  tastypod tracker reset crawl.tracker --exhausted"
     )]
     Reset {
         /// The tracker directory.
@@ -191,10 +192,11 @@ enum TrackerAction {
         #[arg(long)]
         aborted: bool,
         /// Reset every task that is not done and used up its tries.
-        #[arg(long, requires = "max_tries")]
-        exhausted: bool,
-        /// The try limit, for --exhausted.
         #[arg(long)]
+        exhausted: bool,
+        /// The try limit for --exhausted, instead of the one stored with the
+        /// tracker (it is not stored).
+        #[arg(long, requires = "exhausted")]
         max_tries: Option<u32>,
         /// Print the count as JSON.
         #[arg(long)]

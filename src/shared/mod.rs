@@ -1,26 +1,29 @@
-//! Handles that many threads can share: `SharedPod` and `SharedTracker`.
-//! Each is an `Arc<Mutex<_>>`: every call is atomic, and `locked` runs a
-//! closure under the lock for read-modify-write across several calls.
+//! Handles that many threads can share: `SharedPod` and `SharedTracker`
+//! ([`tracker`]). Each is an `Arc<Mutex<_>>`: every call is atomic, and
+//! `locked` runs a closure under the lock for read-modify-write across
+//! several calls.
+
+mod tracker;
+
+pub use tracker::SharedTracker;
 
 use crate::error::Result;
 use crate::pod::Pod;
-use crate::tracker::{Tracker, TrackerOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Locks `m`, recovering from a panic in another thread: the store's own
 /// invariants hold between calls, so its state is still usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Lets the `sync_on_signals` handler sync the store behind `inner` itself
 /// (as soon as its mutex is free), even while no thread calls it.
-fn let_handler_sync<T: Send + 'static>(
+pub(crate) fn let_handler_sync<T: Send + 'static>(
     entry: Option<Arc<crate::signals::Entry>>,
     inner: &Arc<Mutex<T>>,
     sync: fn(&mut T),
@@ -236,138 +239,5 @@ where
     /// As [`Pod::compact`].
     pub fn compact(&self) -> Result<()> {
         lock(&self.inner).compact()
-    }
-}
-
-/// A [`Tracker`] that threads share, with atomic claims for worker pools.
-///
-/// # Examples
-///
-/// ```
-/// use tastypod::{SharedTracker, TrackerOptions};
-/// # let dir = tempfile::tempdir()?;
-/// let tracker = SharedTracker::open(TrackerOptions::new().max_tries(3), dir.path().join("jobs"))?;
-/// tracker.locked(|t| t.add_many(["a", "b", "c"]))?;
-/// std::thread::scope(|s| {
-///     for _ in 0..2 {
-///         let tracker = tracker.clone();
-///         s.spawn(move || {
-///             while let Some(key) = tracker.claim_next()? {
-///                 // ... do the work for `key` ...
-///                 tracker.mark_done(&key)?;
-///             }
-///             Ok::<(), tastypod::Error>(())
-///         });
-///     }
-/// });
-/// assert_eq!(tracker.locked(|t| Ok(t.num_done()))?, 3);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Debug)]
-pub struct SharedTracker {
-    inner: Arc<Mutex<Tracker>>,
-    owner: Arc<str>,
-}
-
-/// A name for this process's claims: `pid-<pid>-<n>`.
-fn default_owner() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "pid-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-impl From<Tracker> for SharedTracker {
-    fn from(tracker: Tracker) -> Self {
-        let entry = tracker.pod().signal_entry();
-        let inner = Arc::new(Mutex::new(tracker));
-        let_handler_sync(entry, &inner, Tracker::sync_for_shutdown);
-        SharedTracker {
-            inner,
-            owner: default_owner().into(),
-        }
-    }
-}
-
-impl SharedTracker {
-    /// Opens the tracker at `path` with `options` for sharing.
-    ///
-    /// # Errors
-    ///
-    /// As [`TrackerOptions::open`].
-    pub fn open(options: TrackerOptions, path: impl AsRef<Path>) -> Result<Self> {
-        Ok(options.open(path)?.into())
-    }
-
-    /// The same tracker, claiming under the name `owner` (written into
-    /// each lease, so `jq` shows who holds a task).
-    #[must_use]
-    pub fn with_owner(&self, owner: &str) -> Self {
-        SharedTracker {
-            inner: Arc::clone(&self.inner),
-            owner: owner.into(),
-        }
-    }
-
-    /// The name claims are made under.
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
-    /// Runs `f` with the tracker locked: no other thread's call
-    /// interleaves, and in shared mode no other process's either.
-    ///
-    /// # Errors
-    ///
-    /// What `f` returns, or an error taking the store's lock.
-    pub fn locked<R>(&self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
-        lock(&self.inner).atomically(f)
-    }
-
-    /// See [`Tracker::claim_next`]; claims under [`owner`](SharedTracker::owner).
-    ///
-    /// # Errors
-    ///
-    /// As [`Tracker::claim_next`].
-    pub fn claim_next(&self) -> Result<Option<String>> {
-        lock(&self.inner).claim_next(&self.owner)
-    }
-
-    /// See [`Tracker::mark_done`] (ends the claim).
-    ///
-    /// # Errors
-    ///
-    /// As [`Tracker::mark_done`].
-    pub fn mark_done(&self, key: &str) -> Result<()> {
-        lock(&self.inner).mark_done(key)
-    }
-
-    /// See [`Tracker::abort`] (ends the claim).
-    ///
-    /// # Errors
-    ///
-    /// As [`Tracker::abort`].
-    pub fn abort(&self, key: &str) -> Result<()> {
-        lock(&self.inner).abort(key)
-    }
-
-    /// See [`Tracker::release`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Tracker::release`].
-    pub fn release(&self, key: &str) -> Result<()> {
-        lock(&self.inner).release(key)
-    }
-
-    /// See [`Tracker::sync`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Tracker::sync`].
-    pub fn sync(&self) -> Result<()> {
-        lock(&self.inner).sync()
     }
 }
