@@ -2,7 +2,9 @@
 //! in `tests/fixtures/` are logs of format version 1 as tastypod writes
 //! them (every record kind: header, puts, removals, tracker records with a
 //! lease, blank lines, and a torn tail); each opens to the contents written
-//! out below, byte for byte in its value texts, read-only and writable.
+//! out below, byte for byte in its value texts, read-only and writable. A
+//! version-1 tracker given settings is rewritten as version 2 with every
+//! record kept.
 
 mod common;
 use common::*;
@@ -112,6 +114,14 @@ fn the_version_1_tracker_fixture_opens_to_the_same_task_states() {
     let t = TrackerOptions::new().open(&s.path).unwrap();
     assert_eq!((t.num_done(), t.num_tried(), t.num_aborted()), (1, 3, 1));
     assert_eq!(t.tries("https://c"), 3);
+    // The exclusive writable open freed b's claim (the try stays counted).
+    assert!(t.lease("https://b").is_none());
+    assert_eq!(t.tries("https://b"), 2);
+    assert_eq!(
+        t.pod().format_version(),
+        1,
+        "no settings given: still version 1"
+    );
     drop(t);
     let pod = PodOptions::new()
         .read_only(true)
@@ -119,4 +129,29 @@ fn the_version_1_tracker_fixture_opens_to_the_same_task_states() {
         .unwrap();
     assert!(pod.recovery().is_clean());
     assert_eq!(pod.len(), 4);
+}
+
+#[test]
+fn a_version_1_tracker_given_settings_becomes_version_2_with_every_record() {
+    let s = store_of("v1-tracker.log");
+    let t = TrackerOptions::new().max_tries(4).open(&s.path).unwrap();
+    assert_eq!(t.pod().format_version(), 2);
+    drop(t);
+    let log = String::from_utf8(log_bytes(&s.path)).unwrap();
+    assert!(log.starts_with(r#"{"c":""#));
+    assert!(
+        log.lines()
+            .next()
+            .unwrap()
+            .contains(r#""version":2,"settings":{"tracker":"#)
+    );
+    let t = TrackerOptions::new().read_only(true).open(&s.path).unwrap();
+    assert_eq!(t.max_tries(), 4);
+    let state = |k: &str| (t.done(k), t.tries(k), t.aborted(k));
+    assert_eq!(state("https://a"), (true, 2, false));
+    assert_eq!(state("https://b"), (false, 2, false));
+    assert_eq!(state("https://c"), (false, 3, true));
+    assert_eq!(state("https://d"), (false, 0, false));
+    assert_eq!(t.get("https://a").unwrap().unwrap()["status"], json!(301));
+    assert!(tastypod::verify(&s.path).unwrap().is_clean());
 }

@@ -5,100 +5,9 @@
 //! elsewhere, required when CI=true).
 
 mod common;
+use common::tmpfs::*;
 use serde_json::json;
-use std::path::Path;
-use std::process::Command;
 use tastypod::{Compaction, ErrorKind, Pod, PodOptions};
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n")
-}
-
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        if !is_root() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs as root and must run this test"
-            );
-            eprintln!("skipped: the disk-full test needs root (it mounts a tmpfs)");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "mount tmpfs failed");
-        Some(Tmpfs(dir))
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
-/// Fills the file system with a file, leaving about `leave` bytes free.
-fn fill(dir: &Path, leave: u64) -> std::path::PathBuf {
-    let filler = dir.join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![7u8; 4096];
-    use std::io::Write;
-    loop {
-        let free = fs_free(dir);
-        if free <= leave + 4096 {
-            break;
-        }
-        if f.write_all(&chunk).is_err() {
-            break;
-        }
-    }
-    f.sync_all().ok();
-    filler
-}
-
-/// Removes the filler and waits until its space is free: a child process
-/// forked by another test thread holds the file open until its `exec`.
-fn free(filler: &Path) {
-    let dir = filler.parent().unwrap();
-    let size = std::fs::metadata(filler).unwrap().len();
-    let before = fs_free(dir);
-    std::fs::remove_file(filler).unwrap();
-    for _ in 0..500 {
-        if fs_free(dir) >= before + size / 2 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("the filler's space was not freed");
-}
-
-fn fs_free(dir: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn sync_on_a_full_disk_fails_cleanly_and_loses_nothing_acknowledged() {
@@ -179,43 +88,6 @@ fn compaction_on_a_full_disk_keeps_the_old_log_and_can_be_retried() {
     pod.compact().unwrap();
     assert_eq!(pod.len(), 200);
     pod.close().unwrap();
-    assert_eq!(Pod::<serde_json::Value>::open(&store).unwrap().len(), 200);
-}
-
-#[test]
-fn cli_load_on_a_full_disk_changes_nothing() {
-    let Some(fs) = Tmpfs::mount("2m") else { return };
-    let store = fs.path().join("s.pod");
-    let mut pod: Pod = Pod::open(&store).unwrap();
-    for i in 0..200 {
-        pod.insert(&format!("k{i}"), json!("v".repeat(200)))
-            .unwrap();
-    }
-    pod.close().unwrap();
-    let before = std::fs::read(store.join(tastypod::LOG_FILE)).unwrap();
-    let dump: String = (0..2000)
-        .map(|i| format!("{{\"key\":\"new{i}\",\"value\":\"{}\"}}\n", "w".repeat(400)))
-        .collect();
-    let input = std::env::temp_dir().join(format!("tastypod-load-{}.jsonl", std::process::id()));
-    std::fs::write(&input, dump).unwrap();
-    let filler = fill(fs.path(), 64 * 1024);
-    let out = Command::new(env!("CARGO_BIN_EXE_tastypod"))
-        .args(["load", store.to_str().unwrap(), input.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&input);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No space left on device"));
-    free(&filler);
-    assert_eq!(
-        std::fs::read(store.join(tastypod::LOG_FILE)).unwrap(),
-        before
-    );
     assert_eq!(Pod::<serde_json::Value>::open(&store).unwrap().len(), 200);
 }
 

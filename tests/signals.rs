@@ -1,7 +1,10 @@
 //! Invariant: after `sync_on_signals()`, SIGINT, SIGTERM and SIGHUP sync
 //! every open writable store (a plain one at its next call, a shared one by
 //! the handler even while idle) and exit with 128 + the signal; a second
-//! signal exits at once without corrupting anything.
+//! signal exits at once without corrupting anything. After
+//! `stop_on_signals()`, the first signal syncs the same way and sets the
+//! stop flag instead: the program's loop ends, it finishes by itself (its
+//! summary printed, exit 0), and a second signal exits at once with 130.
 
 mod common;
 use common::*;
@@ -22,9 +25,33 @@ fn signal_child() {
     let (Ok(path), Ok(mode)) = (std::env::var(ENV_PATH), std::env::var(ENV_MODE)) else {
         return;
     };
-    tastypod::sync_on_signals().unwrap();
+    if mode.starts_with("stop") {
+        tastypod::stop_on_signals().unwrap();
+    } else {
+        tastypod::sync_on_signals().unwrap();
+    }
     let opts = PodOptions::new().sync_at(1_000_000);
     match mode.as_str() {
+        "stop" | "stop-linger" => {
+            let mut pod: Pod = opts.open(&path).unwrap();
+            for i in 0..KEYS {
+                pod.insert(&format!("k{i}"), json!(i)).unwrap();
+            }
+            println!("ready");
+            let mut ticks = 0u64;
+            while !tastypod::stop_requested() {
+                ticks += 1;
+                pod.insert("tick", json!(ticks)).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The store still takes writes after the stop.
+            pod.insert("after-stop", json!(ticks)).unwrap();
+            println!("summary: {ticks} ticks");
+            if mode == "stop-linger" {
+                std::thread::sleep(Duration::from_secs(30));
+            }
+            pod.close().unwrap();
+        }
         "busy" => {
             let mut pod: Pod = opts.open(&path).unwrap();
             for i in 0..KEYS {
@@ -52,6 +79,71 @@ fn signal_child() {
             std::thread::sleep(Duration::from_secs(60));
         }
     }
+}
+
+/// Like [`spawn`], also returning the rest of the child's output.
+fn spawn_reading(path: &std::path::Path, mode: &str) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["signal_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ENV_PATH, path)
+        .env(ENV_MODE, mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.trim_end().ends_with("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before it was ready"
+        );
+    }
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        rest
+    });
+    (child, rest)
+}
+
+#[test]
+fn after_stop_on_signals_a_signal_syncs_and_lets_the_program_finish() {
+    let s = scratch();
+    let (mut child, rest) = spawn_reading(&s.path, "stop");
+    std::thread::sleep(Duration::from_millis(50));
+    send(&child, "-INT");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(0),
+        "it finished by itself"
+    );
+    let rest = rest.join().unwrap();
+    assert!(
+        rest.contains("summary: "),
+        "the summary was printed: {rest:?}"
+    );
+    all_keys_synced(&s.path);
+    let pod = open_ro(&s.path);
+    assert!(pod.get("after-stop").unwrap().is_some());
+}
+
+#[test]
+fn after_stop_on_signals_a_second_signal_exits_at_once() {
+    let s = scratch();
+    let (mut child, rest) = spawn_reading(&s.path, "stop-linger");
+    send(&child, "-INT");
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    send(&child, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(rest.join().unwrap().contains("summary: "));
+    // What the first signal synced is there; nothing is damaged.
+    all_keys_synced(&s.path);
+    let pod = open(&s.path);
+    assert!(pod.recovery().torn_tail.is_none());
 }
 
 fn spawn(path: &std::path::Path, mode: &str) -> Child {

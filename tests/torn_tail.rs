@@ -110,6 +110,31 @@ fn a_cut_inside_the_header_is_a_store_whose_creation_was_interrupted() {
 }
 
 #[test]
+fn a_cut_inside_a_version_2_header_is_a_store_whose_creation_was_interrupted() {
+    let s = scratch();
+    drop(
+        tastypod::TrackerOptions::new()
+            .max_tries(3)
+            .open(&s.path)
+            .unwrap(),
+    );
+    let bytes = log_bytes(&s.path);
+    assert!(
+        bytes.ends_with(b"}}}\n") && bytes.len() > 100,
+        "one v2 header line"
+    );
+    for cut in 1..bytes.len() - 1 {
+        std::fs::write(log_of(&s.path), &bytes[..cut]).unwrap();
+        let mut t = tastypod::Tracker::open(&s.path).unwrap();
+        assert!(t.is_empty(), "cut {cut}");
+        assert!(t.recovery().torn_tail.is_some(), "cut {cut}");
+        assert_eq!(t.max_tries(), 0, "cut {cut}: the settings were not written");
+        t.add("a").unwrap();
+        t.close().unwrap();
+    }
+}
+
+#[test]
 fn appends_after_recovery_are_clean() {
     let s = scratch();
     build(&s.path);

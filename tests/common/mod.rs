@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod tmpfs;
+
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};

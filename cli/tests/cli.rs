@@ -2,6 +2,7 @@
 //! errors as one `tastypod: ...` line with a non-zero status, never panics,
 //! never colours a pipe, and never changes a store on bad input.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
 use serde_json::{Value, json};
@@ -336,6 +337,47 @@ fn writers_report_a_held_lock_and_stat_sees_it() {
         "{text}"
     );
     drop((a, b));
+}
+
+#[test]
+fn tracker_commands_use_the_stored_try_limit_unless_overridden() {
+    let s = scratch();
+    let mut t = TrackerOptions::new().max_tries(2).open(&s.path).unwrap();
+    t.add_many(["a", "b", "c"]).unwrap();
+    t.increment_tries("a").unwrap();
+    t.increment_tries("a").unwrap();
+    t.increment_tries("b").unwrap();
+    t.close().unwrap();
+    let st: Value =
+        serde_json::from_str(&stdout(&tastypod(&["tracker", "--json", p(&s.path)]))).unwrap();
+    assert_eq!(st["max_tries"], json!(2), "stored with the tracker");
+    assert_eq!(st["exhausted"], json!(1));
+    assert_eq!(st["todo"], json!(2));
+    assert_eq!(
+        stdout(&tastypod(&["tracker", "todo", p(&s.path)])),
+        "b\nc\n"
+    );
+    // An override counts with its own limit and is not stored.
+    let st: Value = serde_json::from_str(&stdout(&tastypod(&[
+        "tracker",
+        "--json",
+        "--max-tries",
+        "1",
+        p(&s.path),
+    ])))
+    .unwrap();
+    assert_eq!(st["exhausted"], json!(2));
+    assert!(
+        tastypod(&["tracker", "reset", p(&s.path), "--exhausted"])
+            .status
+            .success()
+    );
+    let t = Tracker::open(&s.path).unwrap();
+    assert_eq!((t.max_tries(), t.tries("a"), t.tries("b")), (2, 0, 1));
+    let st: Value =
+        serde_json::from_str(&stdout(&tastypod(&["stat", "--json", p(&s.path)]))).unwrap();
+    assert_eq!(st["format_version"], json!(2));
+    assert_eq!(st["tracker"]["max_tries"], json!(2));
 }
 
 #[test]

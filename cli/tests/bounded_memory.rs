@@ -5,6 +5,7 @@
 //! beyond the store itself. Each command runs as a child process whose
 //! peak memory the kernel reports.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
 use serde_json::json;
