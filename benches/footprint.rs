@@ -256,10 +256,12 @@ fn shared_figures(dir: &std::path::Path) {
 }
 
 /// Tracker: `add_many` of 1,000,000 keys; a full `try_keys` pass marking
-/// each task done with a sync every 1,000; reopening the 1,000,000-task
-/// tracker (time and peak memory, in a child process).
+/// each task done with a sync every 1,000; the same pass as a worker makes
+/// it, `claim_next` then `mark_done`; reopening the 1,000,000-task tracker
+/// (time and peak memory, in a child process).
 fn tracker_figures(dir: &std::path::Path) {
     let (mut add, mut pass, mut reopen, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let mut claims = Vec::new();
     for round in 0..3 {
         let path = dir.join(format!("tracker-{round}"));
         let _ = std::fs::remove_dir_all(&path);
@@ -271,6 +273,11 @@ fn tracker_figures(dir: &std::path::Path) {
         t.unhold().unwrap();
         add.push(t0.elapsed().as_secs_f64());
         drop(t);
+        let copy = dir.join(format!("tracker-{round}-claims"));
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(path.join(tastypod::LOG_FILE), copy.join(tastypod::LOG_FILE)).unwrap();
+        claims.push(claim_pass(&copy));
+        let _ = std::fs::remove_dir_all(&copy);
         let mut t = tastypod::Tracker::open(&path).unwrap();
         let t0 = Instant::now();
         t.hold();
@@ -294,10 +301,31 @@ fn tracker_figures(dir: &std::path::Path) {
         let _ = std::fs::remove_dir_all(&path);
     }
     println!(
-        "Tracker 1M median of 3: add_many {:.3} s; try_keys pass marking done (sync every 1000) {:.3} s; reopen {:.3} s, peak RSS {:.0} MB",
+        "Tracker 1M median of 3: add_many {:.3} s; try_keys pass marking done (sync every 1000) {:.3} s; claim_next + mark_done pass {:.3} s; reopen {:.3} s, peak RSS {:.0} MB",
         median(&mut add),
         median(&mut pass),
+        median(&mut claims),
         median(&mut reopen),
         rss as f64 / 1e6
     );
+}
+
+/// Claims every task of the tracker at `path` and marks it done, syncing
+/// every 1,000; returns the seconds it took.
+fn claim_pass(path: &std::path::Path) -> f64 {
+    let mut t = tastypod::Tracker::open(path).unwrap();
+    let t0 = Instant::now();
+    t.hold();
+    let mut n = 0usize;
+    while let tastypod::Claim::Task(key) = t.claim_next("bench").unwrap() {
+        t.mark_done(&key).unwrap();
+        n += 1;
+        if n.is_multiple_of(1000) {
+            t.sync().unwrap();
+        }
+    }
+    t.sync().unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    assert_eq!((n, t.num_done()), (KEYS, KEYS));
+    secs
 }

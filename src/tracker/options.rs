@@ -144,9 +144,9 @@ impl TrackerOptions {
     ///
     /// # Errors
     ///
-    /// As [`Pod::open`], plus [`ErrorKind::NotATask`] naming the key and
+    /// As [`Pod::open`](crate::Pod::open), plus [`ErrorKind::NotATask`](crate::ErrorKind::NotATask) naming the key and
     /// line of a value that is not a task record, and
-    /// [`ErrorKind::BadSettings`] if the stored settings cannot be read.
+    /// [`ErrorKind::BadSettings`](crate::ErrorKind::BadSettings) if the stored settings cannot be read.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Tracker> {
         let pod = self.pod.open(path)?;
         Tracker::from_pod(pod, self.given)
