@@ -144,6 +144,14 @@ pub enum ErrorKind {
         /// What is missing or wrong.
         why: String,
     },
+    /// A value given as JSON text is not one this store keeps.
+    #[error("the value given for key {key:?} is refused: {reason}")]
+    InvalidValue {
+        /// The key.
+        key: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
     /// The settings stored in the log's header (line 1) cannot be read.
     #[error("the settings in the header (line 1) of {} cannot be read: {reason}", path.display())]
     BadSettings {
@@ -197,6 +205,7 @@ impl Error {
         match &*self.0 {
             ErrorKind::Decode { key, .. }
             | ErrorKind::Encode { key, .. }
+            | ErrorKind::InvalidValue { key, .. }
             | ErrorKind::RecordTooLarge { key, .. }
             | ErrorKind::DuplicateKey { key }
             | ErrorKind::MissingKey { key }

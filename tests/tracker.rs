@@ -97,8 +97,11 @@ fn gates_with_a_try_limit_and_aborted_tasks() {
     assert!(t.should_try("a", Aborted::Skip).unwrap());
     assert!(!t.should_try("a", Aborted::Skip).unwrap());
     assert_eq!(t.tries("a"), 2);
-    // should_do ignores the try limit, like tastypy's.
-    assert!(t.should_do("a", Aborted::Skip));
+    // should_do honours the try limit, like tastypy's (0.0.3: max_tries=1,
+    // one try, should_do is False).
+    assert!(!t.should_do("a", Aborted::Skip));
+    assert!(!t.should_do("a", Aborted::Allow));
+    assert!(!t.should_do_add("a", Aborted::Skip).unwrap());
     t.add("b").unwrap();
     t.abort("b").unwrap();
     assert!(!t.should_do("b", Aborted::Skip));

@@ -104,14 +104,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
                 }
             }
         }
-        Command::Set { path, key, json } => {
-            let value: Value = serde_json::from_str(&json)
-                .map_err(|e| Message(format!("the value is not valid JSON: {e}")))?;
-            let mut pod = writable(&path)?;
-            pod.insert(&key, value)?;
-            pod.close()?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Set { path, key, json } => set(&path, &key, &json),
         Command::Rm { path, key } => {
             let mut pod = writable(&path)?;
             let present = pod.remove(&key)?;
@@ -130,7 +123,7 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
             } else {
                 let mut out = BufWriter::new(std::io::stdout().lock());
                 for key in pod.keys() {
-                    writeln!(out, "{key}")?;
+                    writeln!(out, "{}", crate::output::printable_key(key))?;
                 }
                 out.flush()?;
             }
@@ -184,7 +177,15 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
                 fail("tracker needs a PATH or a subcommand (see tastypod tracker --help)")
             }
         },
-        Command::ImportTastypy { dir, dest, json } => crate::import::import(&dir, &dest, json),
+        Command::ImportTastypy {
+            dir,
+            dest,
+            nan_to_null,
+            json,
+        } => crate::import::import(&dir, &dest, nan_to_null, json),
+        Command::ExportTastypy { store, dir, json } => {
+            crate::export::export(&read_only(&store)?, &dir, json)
+        }
     }
 }
 
@@ -319,12 +320,34 @@ fn dump(path: &Path, object: bool) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One line of a dump.
+/// `set`: creates the store if `path` does not exist (or is an empty
+/// directory); a value that is refused leaves nothing behind.
+fn set(path: &Path, key: &str, json: &str) -> CliResult<ExitCode> {
+    let empty_dir =
+        path.is_dir() && std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
+    let create = !path.exists() || empty_dir;
+    let mut pod = if create {
+        opened(Pod::open(path)?)?
+    } else {
+        writable(path)?
+    };
+    if let Err(e) = pod.insert_json(key, json) {
+        drop(pod);
+        if create && !empty_dir {
+            let _ = std::fs::remove_dir_all(path);
+        }
+        return Err(e.into());
+    }
+    pod.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of a dump (the value kept as its text, checked on insert).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DumpLine {
     key: String,
-    value: Value,
+    value: Box<serde_json::value::RawValue>,
 }
 
 fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
@@ -352,7 +375,7 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
                     n + 1
                 ))
             })?;
-            pod.insert(&rec.key, rec.value)
+            pod.insert_json(&rec.key, rec.value.get())
                 .map_err(|e| Message(format!("{name}:{}: {}", n + 1, tastypod::error_chain(&e))))?;
             count += 1;
         }

@@ -1,12 +1,17 @@
 //! `import-tastypy`: migrate a tastypy POD or Tracker directory.
 //!
 //! tastypy keeps a store as files `0.json`, `1.json`, ... (or `N.json.gz`),
-//! each holding lines `key<TAB>json-value`. Keys are taken in file order,
-//! then line order; a key seen again keeps its first place and takes the
-//! later value. Tracker records (objects with `_done` and `_tries`) get the
-//! `_aborted: false` field tastypod's tracker also needs.
+//! each holding lines `key<TAB>json-value` in its own encoding
+//! ([`crate::tastypy`]). Records are taken in file order, then line order.
+//! A key that is not a string becomes its compact JSON text (`7` -> `"7"`,
+//! `(1, 1)` -> `"[1,1]"`); two records whose keys become the same key are
+//! refused, naming both lines. A directory whose every record is a task
+//! record (a boolean `_done`, an integer `_tries`) becomes a tracker: each
+//! record gets the `_aborted: false` tastypod's tracker also needs when it
+//! lacks one, and a negative `_tries` is stored as 0 (counted).
 
 use crate::commands::{CliResult, Message, fail};
+use crate::tastypy;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -64,38 +69,85 @@ fn open_part(path: &Path) -> CliResult<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::new(reader)))
 }
 
+/// Whether a tastypy value is a task record: an object with a boolean
+/// `_done` and an integer `_tries` (tastypy's `decrement_tries` can make
+/// it negative).
 fn is_tastypy_task(value: &Value) -> bool {
-    value.get(DONE).is_some_and(Value::is_boolean) && value.get(TRIES).is_some_and(Value::is_u64)
+    value.get(DONE).is_some_and(Value::is_boolean) && value.get(TRIES).is_some_and(Value::is_i64)
 }
 
-/// Calls `f` on every record of the tastypy `files`, in order.
-fn for_each_record(
-    files: &[PathBuf],
-    mut f: impl FnMut(String, Value) -> CliResult<()>,
+/// Where a record is: its file and line.
+#[derive(Clone)]
+struct At<'a> {
+    file: &'a Path,
+    line: usize,
+}
+
+impl std::fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// Calls `f` on every record of the tastypy `files`, in order: its
+/// location, its tastypod key, and its value text (with `NaN` and
+/// `Infinity` made `null` when `nan_to_null`, counted in `replaced`).
+fn for_each_record<'a>(
+    files: &'a [PathBuf],
+    nan_to_null: bool,
+    replaced: &mut usize,
+    mut f: impl FnMut(At<'a>, String, &str) -> CliResult<()>,
 ) -> CliResult<()> {
     for file in files {
         let reader = open_part(file)?;
         for (n, line) in reader.split(b'\n').enumerate() {
             let line = line.map_err(|e| Message(format!("cannot read {}: {e}", file.display())))?;
-            let at = || format!("{}:{}", file.display(), n + 1);
+            let at = At { file, line: n + 1 };
             let line =
-                std::str::from_utf8(&line).map_err(|_| Message(format!("{}: not UTF-8", at())))?;
-            let line = line.strip_suffix('\r').unwrap_or(line);
+                std::str::from_utf8(&line).map_err(|_| Message(format!("{at}: not UTF-8")))?;
             if line.is_empty() {
                 continue;
             }
             let Some((key, value)) = line.split_once('\t') else {
-                return fail(format!("{}: expected key<TAB>json-value", at()));
+                return fail(format!("{at}: expected key<TAB>json-value"));
             };
-            let value: Value = serde_json::from_str(value)
-                .map_err(|e| Message(format!("{}: the value is not valid JSON: {e}", at())))?;
-            f(key.to_string(), value).map_err(|e| Message(format!("{}: {e}", at())))?;
+            let key = tastypy::decode_key(key).map_err(|e| Message(format!("{at}: {e}")))?;
+            let (value, n) = tastypy::finite_only(value, nan_to_null).map_err(|word| {
+                Message(format!(
+                    "{at}: the value holds {word}, which JSON cannot hold \
+                     (--nan-to-null stores null instead)"
+                ))
+            })?;
+            *replaced += n;
+            f(at.clone(), key, &value).map_err(|e| Message(format!("{at}: {e}")))?;
         }
     }
     Ok(())
 }
 
-pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
+/// The location of the first record of `files` whose tastypod key is `key`.
+fn first_with_key(files: &[PathBuf], key: &str) -> Option<String> {
+    let mut found = None;
+    let mut ignored = 0;
+    let _ = for_each_record(files, true, &mut ignored, |at, k, _| {
+        if found.is_none() && k == key {
+            found = Some(at.to_string());
+        }
+        Ok(())
+    });
+    found
+}
+
+/// What an import did.
+#[derive(Default)]
+struct Report {
+    records: u64,
+    tracker: bool,
+    nan_replaced: usize,
+    negative_tries: u64,
+}
+
+pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> CliResult<ExitCode> {
     if dest.join(tastypod::LOG_FILE).exists() {
         return fail(format!(
             "{} already holds a store; import into a new path",
@@ -103,24 +155,53 @@ pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
         ));
     }
     let files = numbered_files(dir)?;
-    // Two passes over the files: the first decides whether the store is a
-    // tracker, the second inserts, so no record is held in memory.
-    let mut count = 0u64;
-    let mut tracker = true;
-    for_each_record(&files, |_, value| {
-        count += 1;
-        tracker &= is_tastypy_task(&value);
+    // Two passes over the files: the first checks every line and decides
+    // whether the store is a tracker, the second inserts, so no record is
+    // held in memory.
+    let mut report = Report {
+        tracker: true,
+        ..Report::default()
+    };
+    let mut ignored = 0;
+    for_each_record(&files, nan_to_null, &mut ignored, |_, _, text| {
+        report.records += 1;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Message(format!("the value is not valid JSON: {e}")))?;
+        report.tracker &= is_tastypy_task(&value);
         Ok(())
     })?;
-    let tracker = tracker && count > 0;
+    report.tracker &= report.records > 0;
     let created = !dest.exists();
     let mut pod = crate::commands::opened(Pod::open(dest)?)?;
+    let tracker = report.tracker;
+    let (mut nan_replaced, mut negative_tries) = (0, 0);
     let loaded = crate::commands::load_all(&mut pod, |pod| {
-        for_each_record(&files, |key, mut value| {
-            if tracker && let Value::Object(obj) = &mut value {
-                obj.entry(ABORTED).or_insert(Value::Bool(false));
+        for_each_record(&files, nan_to_null, &mut nan_replaced, |_, key, text| {
+            if pod.contains_key(&key) {
+                let first =
+                    first_with_key(&files, &key).unwrap_or_else(|| "an earlier line".into());
+                return fail(format!(
+                    "this record and the one at {first} both have the key {key:?} \
+                     (tastypy keys that are not strings become their JSON text)"
+                ));
             }
-            Ok(pod.insert(&key, value)?)
+            pod.insert_json(&key, text)?;
+            if tracker {
+                pod.update(&key, |v| {
+                    if let Value::Object(obj) = v {
+                        obj.entry(ABORTED).or_insert(Value::Bool(false));
+                        if obj
+                            .get(TRIES)
+                            .and_then(Value::as_i64)
+                            .is_some_and(|t| t < 0)
+                        {
+                            obj.insert(TRIES.into(), 0.into());
+                            negative_tries += 1;
+                        }
+                    }
+                })?;
+            }
+            Ok(())
         })
     });
     if let Err(e) = loaded {
@@ -131,22 +212,37 @@ pub fn import(dir: &Path, dest: &Path, json_out: bool) -> CliResult<ExitCode> {
         }
         return Err(e);
     }
+    report.nan_replaced = nan_replaced;
+    report.negative_tries = negative_tries;
     let keys = pod.len();
     pod.close()?;
+    let Report {
+        records, tracker, ..
+    } = report;
     if json_out {
         outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "files": files.len(), "records": count, "keys": keys, "tracker": tracker
+                "files": files.len(), "records": records, "keys": keys, "tracker": tracker,
+                "nan_replaced": report.nan_replaced, "negative_tries_reset": report.negative_tries,
             }))?
         );
     } else {
         let kind = if tracker { "tracker" } else { "pod" };
         outln!(
-            "imported {count} records ({keys} keys) from {} files into {} as a {kind}",
+            "imported {records} records ({keys} keys) from {} files into {} as a {kind}",
             files.len(),
             dest.display()
         );
+        if report.nan_replaced > 0 {
+            outln!(
+                "replaced {} NaN/Infinity numbers with null",
+                report.nan_replaced
+            );
+        }
+        if report.negative_tries > 0 {
+            outln!("stored {} negative _tries as 0", report.negative_tries);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,8 +12,10 @@ macro_rules! outln {
 }
 
 mod commands;
+mod export;
 mod import;
 mod output;
+mod tastypy;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -46,16 +48,23 @@ enum Command {
         /// The store directory.
         path: PathBuf,
         /// The key.
+        #[arg(allow_hyphen_values = true)]
         key: String,
     },
-    /// Set KEY to the JSON value JSON (bad JSON changes nothing).
-    #[command(after_help = "Example:\n  tastypod set my.pod user-42 '{\"name\":\"Ada\"}'")]
+    /// Set KEY to the JSON value JSON, creating the store if PATH does not
+    /// exist (bad JSON changes nothing). A number an f64 or a 64-bit integer
+    /// cannot hold exactly is refused, not rounded.
+    #[command(
+        after_help = "Examples:\n  tastypod set my.pod user-42 '{\"name\":\"Ada\"}'\n  tastypod set my.pod balance -1"
+    )]
     Set {
-        /// The store directory.
+        /// The store directory (created if it does not exist).
         path: PathBuf,
         /// The key.
+        #[arg(allow_hyphen_values = true)]
         key: String,
-        /// The value, as JSON text.
+        /// The value, as JSON text (`-1` works as it is).
+        #[arg(allow_hyphen_values = true)]
         json: String,
     },
     /// Remove KEY (exit status 1 if absent).
@@ -64,9 +73,12 @@ enum Command {
         /// The store directory.
         path: PathBuf,
         /// The key.
+        #[arg(allow_hyphen_values = true)]
         key: String,
     },
-    /// Print the keys in order, one per line.
+    /// Print the keys in order, one per line. A key holding a control
+    /// character (a newline, a terminal escape) or starting with `"` is
+    /// printed as a JSON string, so one line is always one key.
     #[command(after_help = "Example:\n  tastypod keys my.pod | head")]
     Keys {
         /// The store directory.
@@ -147,6 +159,9 @@ enum Command {
         json: bool,
     },
     /// Migrate a tastypy POD or Tracker directory (0.json, 1.json[.gz], ...).
+    /// Keys are read as tastypy reads them; a key that is not a string (an
+    /// int, a tuple) becomes its compact JSON text: 7 -> "7", (1, 1) ->
+    /// "[1,1]". Two records whose keys become the same key are refused.
     #[command(
         name = "import-tastypy",
         after_help = "Example:\n  tastypod import-tastypy old/my.tracker new.tracker"
@@ -156,6 +171,25 @@ enum Command {
         dir: PathBuf,
         /// The new store directory (must not hold a store yet).
         dest: PathBuf,
+        /// Store NaN, Infinity and -Infinity (which JSON cannot hold) as
+        /// null, counting them, instead of refusing the import.
+        #[arg(long)]
+        nan_to_null: bool,
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a store as a tastypy directory (0.json, 1.json, ...), which
+    /// tastypy reads as a POD or a Tracker; keys are written as strings.
+    #[command(
+        name = "export-tastypy",
+        after_help = "Example:\n  tastypod export-tastypy crawl.tracker old/crawl.tracker"
+    )]
+    ExportTastypy {
+        /// The store directory.
+        store: PathBuf,
+        /// The new tastypy directory (must not exist, or be empty).
+        dir: PathBuf,
         /// Print the counts as JSON.
         #[arg(long)]
         json: bool,
@@ -205,7 +239,10 @@ enum TrackerAction {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return argument_error(&e),
+    };
     match commands::run(cli.command) {
         Ok(code) => code,
         // A reader that stopped early (`tastypod keys big.pod | head`) is not an error.
@@ -215,6 +252,31 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Prints `--help` and `--version` as clap does; any other argument error
+/// as one line `tastypod: ...` with exit status 2.
+fn argument_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    // clap's first paragraph (`error: ...` and any names under it), joined.
+    let text = e.render().to_string();
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = paragraph.join(" ");
+    let message = match e.kind() {
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a command is needed",
+        _ => joined.strip_prefix("error: ").unwrap_or(&joined),
+    };
+    output::print_message(&format!("{message} (see tastypod --help)"));
+    ExitCode::from(2)
 }
 
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -5,16 +5,43 @@ use std::io::{IsTerminal, Write};
 /// Prints `tastypod: <error>: <cause>: ...` on one line of stderr, the
 /// prefix in red on a terminal.
 pub fn print_error(error: &dyn std::error::Error) {
+    print_message(&tastypod::error_chain(error));
+}
+
+/// Prints `tastypod: <message>` on one line of stderr.
+pub fn print_message(message: &str) {
     let prefix = if std::io::stderr().is_terminal() {
         "\x1b[1;31mtastypod:\x1b[0m"
     } else {
         "tastypod:"
     };
-    let _ = writeln!(
-        std::io::stderr(),
-        "{prefix} {}",
-        tastypod::error_chain(error)
-    );
+    let one_line = message.replace('\n', " ");
+    let _ = writeln!(std::io::stderr(), "{prefix} {one_line}");
+}
+
+/// A key as `keys` prints it: as it is, unless it holds a control
+/// character or starts with `"`; then as a JSON string.
+pub fn printable_key(key: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| c.is_control();
+    if key.starts_with('"') || key.chars().any(control) {
+        let mut quoted = serde_json::to_string(key).unwrap_or_default();
+        // serde_json leaves DEL and the C1 controls raw: escape them too.
+        if quoted.chars().any(control) {
+            quoted = quoted
+                .chars()
+                .map(|c| {
+                    if control(c) {
+                        format!("\\u{:04x}", u32::from(c))
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+        }
+        std::borrow::Cow::Owned(quoted)
+    } else {
+        std::borrow::Cow::Borrowed(key)
+    }
 }
 
 /// Prints on stderr, one line each, what opening a store found: a torn

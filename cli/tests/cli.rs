@@ -26,12 +26,8 @@ fn with_stdin(args: &[&str], input: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // A child that refuses before reading its input closes the pipe early.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -84,6 +80,7 @@ fn every_subcommand_has_help_with_an_example() {
         "compact",
         "tracker",
         "import-tastypy",
+        "export-tastypy",
     ] {
         let o = tastypod(&[sub, "--help"]);
         assert!(o.status.success(), "{sub}");
@@ -121,13 +118,13 @@ fn get_set_rm_keys() {
     let before = log_bytes(&s.path);
     assert_error(
         &tastypod(&["set", p(&s.path), "d", "{oops"]),
-        "not valid JSON",
+        "not one valid JSON value",
     );
     assert_eq!(log_bytes(&s.path), before);
     assert!(tastypod(&["rm", p(&s.path), "a"]).status.success());
     assert_eq!(tastypod(&["rm", p(&s.path), "a"]).status.code(), Some(1));
     let o = tastypod(&["keys", p(&s.path)]);
-    assert_eq!(stdout(&o), "b\nc\twith tab\nd\n");
+    assert_eq!(stdout(&o), "b\n\"c\\twith tab\"\nd\n", "a tab is a control character");
     let o = tastypod(&["keys", "--json", p(&s.path)]);
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
@@ -447,104 +444,6 @@ fn tracker_summary_todo_and_reset() {
     assert_error(&tastypod(&["tracker", p(&plain)]), "not a task record");
 }
 
-fn write_part(dir: &Path, name: &str, lines: &[&str], gz: bool) {
-    let text = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
-    let path = dir.join(name);
-    if gz {
-        let f = std::fs::File::create(path).unwrap();
-        let mut enc = flate2_writer(f);
-        enc.write_all(text.as_bytes()).unwrap();
-        enc.finish().unwrap();
-    } else {
-        std::fs::write(path, text).unwrap();
-    }
-}
-
-fn flate2_writer(f: std::fs::File) -> flate2::write::GzEncoder<std::fs::File> {
-    flate2::write::GzEncoder::new(f, flate2::Compression::default())
-}
-
-#[test]
-fn import_tastypy_keeps_order_and_tracker_state() {
-    let s = scratch();
-    let old = s.dir.path().join("old.tracker");
-    std::fs::create_dir(&old).unwrap();
-    write_part(
-        &old,
-        "0.json",
-        &[
-            "t1\t{\"_done\": true, \"_tries\": 1, \"url\": \"u1\"}",
-            "t2\t{\"_done\": false, \"_tries\": 3}",
-        ],
-        false,
-    );
-    write_part(
-        &old,
-        "1.json.gz",
-        &[
-            "t3\t{\"_done\": false, \"_tries\": 0}",
-            "t1\t{\"_done\": true, \"_tries\": 2, \"url\": \"u1\"}",
-        ],
-        true,
-    );
-    let o = tastypod(&["import-tastypy", "--json", p(&old), p(&s.path)]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(
-        report,
-        json!({"files": 2, "records": 4, "keys": 3, "tracker": true})
-    );
-    let t = Tracker::open(&s.path).unwrap();
-    assert_eq!(t.keys().collect::<Vec<_>>(), ["t1", "t2", "t3"]);
-    assert!(t.done("t1"));
-    assert_eq!(t.tries("t1"), 2);
-    assert_eq!(t.tries("t2"), 3);
-    assert_eq!(t.get("t1").unwrap().unwrap()["url"], json!("u1"));
-    drop(t);
-    // Importing over an existing store is refused.
-    assert_error(
-        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
-        "already holds a store",
-    );
-}
-
-#[test]
-fn import_tastypy_refuses_gaps_and_malformed_lines() {
-    let s = scratch();
-    let old = s.dir.path().join("old.pod");
-    std::fs::create_dir(&old).unwrap();
-    write_part(&old, "0.json", &["a\t1"], false);
-    write_part(&old, "2.json", &["b\t2"], false);
-    assert_error(
-        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
-        "part 1 is missing",
-    );
-    std::fs::remove_file(old.join("2.json")).unwrap();
-    write_part(&old, "1.json", &["b\t2", "no tab here"], false);
-    assert_error(
-        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
-        "1.json:2",
-    );
-    write_part(&old, "1.json", &["b\t{bad json"], false);
-    assert_error(
-        &tastypod(&["import-tastypy", p(&old), p(&s.path)]),
-        "1.json:1",
-    );
-    assert!(!s.path.join("pod.log").exists());
-    write_part(&old, "1.json", &["b\t[2]"], false);
-    let o = tastypod(&["import-tastypy", p(&old), p(&s.path)]);
-    assert!(o.status.success());
-    assert!(stdout(&o).contains("as a pod"));
-    let pod: Pod = Pod::open(&s.path).unwrap();
-    assert_eq!(pod.get("b").unwrap(), Some(json!([2])));
-    let empty = s.dir.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    assert_error(
-        &tastypod(&["import-tastypy", p(&empty), p(&s.dir.path().join("x"))]),
-        "no tastypy files",
-    );
-}
-
 #[test]
 fn a_reader_that_stops_early_is_not_an_error() {
     let s = scratch();
@@ -769,7 +668,8 @@ fn a_log_that_verifies_clean_survives_dump_and_load() {
     let mut log = header();
     let deep = format!("{}{}", "[".repeat(126), "]".repeat(126));
     for (n, value) in [
-        "123456789012345678901234567890",
+        "12345678901234567890",
+        "0.30000000000000004",
         "-0.0",
         "1E5",
         "\"\\u00e9\\ud83d\\ude00\"",
@@ -797,7 +697,7 @@ fn a_log_that_verifies_clean_survives_dump_and_load() {
     assert_eq!(contents(&a), contents(&b));
     let o = tastypod(&["dump", "--object", p(&s.path)]);
     let object: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(object.as_object().unwrap().len(), 8);
+    assert_eq!(object.as_object().unwrap().len(), 9);
 }
 
 #[test]
@@ -842,4 +742,119 @@ fn a_store_directory_other_users_may_write_gets_a_warning() {
     assert!(open(&s.path).recovery().warnings.is_empty());
     std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(stderr(&tastypod(&["get", p(&s.path), "k"])).is_empty());
+}
+
+#[test]
+fn set_creates_the_store_and_takes_negative_numbers() {
+    let s = scratch();
+    let o = tastypod(&["set", p(&s.path), "balance", "-1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&tastypod(&["get", p(&s.path), "balance"])), "-1\n");
+    assert!(
+        tastypod(&["set", p(&s.path), "-k", "-2.5e3"])
+            .status
+            .success()
+    );
+    assert_eq!(stdout(&tastypod(&["get", p(&s.path), "-k"])), "-2500.0\n");
+    // A bad value creates nothing.
+    let fresh = s.dir.path().join("fresh.pod");
+    assert_error(&tastypod(&["set", p(&fresh), "k", "{bad"]), "refused");
+    assert!(!fresh.exists());
+    // get and rm of a missing store stay errors.
+    assert_error(&tastypod(&["get", p(&fresh), "k"]), "no store at");
+    assert_error(&tastypod(&["rm", p(&fresh), "k"]), "no store at");
+    // A directory that holds other things is not made a store.
+    let busy = s.dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), "mine").unwrap();
+    assert_error(&tastypod(&["set", p(&busy), "k", "1"]), "no store at");
+}
+
+#[test]
+fn argument_errors_are_one_line_and_help_is_unchanged() {
+    let s = scratch();
+    for args in [
+        &["set"][..],
+        &["get", "a", "b", "c"],
+        &["bogus"],
+        &[],
+        &["tracker", "reset", "x", "--max-tries", "3"],
+        &["dump", "--nope", "x"],
+    ] {
+        assert_error(&tastypod(args), "(see tastypod --help)");
+    }
+    let o = tastypod(&["set", "--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("Usage: tastypod set") && stdout(&o).lines().count() > 5);
+    assert!(tastypod(&["--version"]).status.success());
+    drop(s);
+}
+
+#[test]
+fn keys_prints_one_line_per_key_escaping_control_characters() {
+    let s = scratch();
+    let mut pod: Pod = Pod::open(&s.path).unwrap();
+    for key in [
+        "plain",
+        "two\nlines",
+        "esc\u{1b}[31mred",
+        "\"quoted",
+        "del\u{7f}",
+        "é",
+    ] {
+        pod.insert(key, json!(1)).unwrap();
+    }
+    pod.close().unwrap();
+    let out = stdout(&tastypod(&["keys", p(&s.path)]));
+    assert_eq!(
+        out,
+        "plain\n\"two\\nlines\"\n\"esc\\u001b[31mred\"\n\"\\\"quoted\"\ndel\\u007f\né\n"
+            .replace("del\\u007f", "\"del\\u007f\"")
+    );
+    let json: Value =
+        serde_json::from_str(&stdout(&tastypod(&["keys", "--json", p(&s.path)]))).unwrap();
+    assert_eq!(json[1], json!("two\nlines"), "--json is unchanged");
+}
+
+#[test]
+fn numbers_are_never_changed_silently() {
+    let s = scratch();
+    let big = "123456789012345678901234567890";
+    assert_error(
+        &tastypod(&["set", p(&s.path), "n", big]),
+        "cannot be kept exactly",
+    );
+    assert!(!s.path.exists());
+    assert!(
+        tastypod(&["set", p(&s.path), "n", "12345678901234567"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        stdout(&tastypod(&["get", p(&s.path), "n"])),
+        "12345678901234567\n"
+    );
+    let line = format!("{{\"key\":\"a\",\"value\":{{\"n\":{big}}}}}\n");
+    assert_error(&with_stdin(&["load", p(&s.path), "-"], &line), "-:1");
+    // The library refuses it the same way.
+    let mut pod: Pod = Pod::open(&s.path).unwrap();
+    let err = pod.insert_json("x", big).unwrap_err();
+    assert!(
+        matches!(err.kind(), tastypod::ErrorKind::InvalidValue { .. }),
+        "{err}"
+    );
+    assert!(pod.insert_json("x", "0.1").is_ok());
+    pod.close().unwrap();
+    // A log holding such a number (a valid checksum) is corruption.
+    let body = format!("\"k\":\"b\",\"v\":{big}}}");
+    let mut log = std::fs::read(s.path.join("pod.log")).unwrap();
+    log.extend(checksummed(body.as_bytes()));
+    std::fs::write(s.path.join("pod.log"), log).unwrap();
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("cannot be kept exactly"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -8,8 +8,12 @@
 //! Checking uses serde_json's own parser (a visitor that keeps nothing), so
 //! it refuses exactly what serde_json refuses when reading a `Value`:
 //! trailing bytes (`1,"evil":2`), numbers out of range (`1e400`), lone
-//! surrogates (`"\ud800"`), invalid UTF-8, raw control characters.
+//! surrogates (`"\ud800"`), invalid UTF-8, raw control characters. On top
+//! of that it refuses numbers a `Value` would not keep exactly ([`exact`]):
+//! an integer beyond 64 bits, a decimal with more digits than an `f64`
+//! holds.
 
+mod exact;
 mod quick;
 
 use serde::Serialize;
@@ -48,7 +52,13 @@ pub(crate) fn quick_is_sound(text: &[u8]) -> bool {
 pub(crate) fn check_with_serde(text: &[u8]) -> Result<(), serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(text);
     Check { depth: 0 }.deserialize(&mut de)?;
-    de.end()
+    de.end()?;
+    match exact::first_inexact(text) {
+        None => Ok(()),
+        Some((number, kept)) => Err(de::Error::custom(format_args!(
+            "the number {number} cannot be kept exactly (it would become {kept})"
+        ))),
+    }
 }
 
 /// A visitor that accepts any JSON value, counting nesting depth.
@@ -190,8 +200,33 @@ impl serde_json::ser::Formatter for Limited {
             .deserialize(&mut de)
             .and_then(|()| de.end())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if let Some((number, kept)) = exact::first_inexact(fragment.as_bytes()) {
+            return Err(inexact(&number, &kept));
+        }
         w.write_all(fragment.as_bytes())
     }
+
+    fn write_u128<W: ?Sized + io::Write>(&mut self, w: &mut W, value: u128) -> io::Result<()> {
+        match u64::try_from(value) {
+            Ok(small) => self.write_u64(w, small),
+            Err(_) => Err(inexact(&value.to_string(), "a 64-bit number")),
+        }
+    }
+
+    fn write_i128<W: ?Sized + io::Write>(&mut self, w: &mut W, value: i128) -> io::Result<()> {
+        match i64::try_from(value) {
+            Ok(small) => self.write_i64(w, small),
+            Err(_) => Err(inexact(&value.to_string(), "a 64-bit number")),
+        }
+    }
+}
+
+/// The error for a number that a `Value` would not keep exactly.
+fn inexact(number: &str, kept: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the number {number} cannot be kept exactly (it would become {kept})"),
+    )
 }
 
 #[cfg(test)]
@@ -221,12 +256,22 @@ mod tests {
             assert!(check(bad).is_err(), "{}", String::from_utf8_lossy(bad));
             assert!(serde_json::from_slice::<Value>(bad).is_err());
         }
+        // A Value would read these, but not as the same number.
+        for changed in [
+            &b"123456789012345678901234567890"[..],
+            b"[0.1000000000000000055511151231257827]",
+            b"1e-400",
+        ] {
+            let err = check(changed).unwrap_err().to_string();
+            assert!(err.contains("cannot be kept exactly"), "{err}");
+        }
         for good in [
             &b"1"[..],
             b" [1, 2] ",
             b"{\"a\":{\"b\":[null,true,-0.5e-3]}}",
             b"\"\\ud83d\\ude00\"",
-            b"123456789012345678901234567890",
+            b"9223372036854775807",
+            b"0.1",
         ] {
             assert!(check(good).is_ok(), "{}", String::from_utf8_lossy(good));
         }
@@ -254,6 +299,19 @@ mod tests {
         let mut out = Vec::new();
         encode(&mut out, &v).unwrap();
         assert_eq!(out, serde_json::to_vec(&v).unwrap());
+    }
+
+    #[test]
+    fn numbers_beyond_64_bits_are_never_written() {
+        let mut out = Vec::new();
+        assert!(encode(&mut out, &(u128::from(u64::MAX) + 1)).is_err());
+        assert!(encode(&mut out, &(i128::from(i64::MIN) - 1)).is_err());
+        out.clear();
+        encode(&mut out, &u128::from(u64::MAX)).unwrap();
+        assert_eq!(out, b"18446744073709551615");
+        let raw =
+            serde_json::value::RawValue::from_string("[18446744073709551616]".into()).unwrap();
+        assert!(encode(&mut out, &raw).is_err());
     }
 
     #[test]

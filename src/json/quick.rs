@@ -1,6 +1,7 @@
 //! A quick scan that accepts only values serde_json certainly accepts
 //! (by the rules of [`super::check`]); anything it is not sure of (number
-//! exponents, `\u` escapes, deep nesting, damage) it leaves to serde_json.
+//! exponents, long numbers, `\u` escapes, deep nesting, damage) it leaves to
+//! serde_json.
 //! About three times faster than serde_json on typical records, which is
 //! what keeps checking every value of a log cheap on open. The fuzz
 //! target `replay` and the tests below check that it never accepts what
@@ -115,16 +116,20 @@ impl Scan<'_> {
         self.i - start
     }
 
-    /// A number without an exponent and with at most 300 integer digits,
-    /// so certainly a finite `f64`.
+    /// A number without an exponent that a `Value` certainly keeps exactly:
+    /// an integer of at most 18 digits (an `i64`), or a decimal of at most
+    /// 15 digits in all (an `f64` gives back any 15 significant digits).
     fn number(&mut self) -> bool {
         self.eat(b'-');
         let int_digits = if self.eat(b'0') { 1 } else { self.digits() };
-        if int_digits == 0 || int_digits > 300 {
+        if int_digits == 0 || int_digits > 18 {
             return false;
         }
-        if self.eat(b'.') && self.digits() == 0 {
-            return false;
+        if self.eat(b'.') {
+            let frac_digits = self.digits();
+            if frac_digits == 0 || int_digits + frac_digits > 15 {
+                return false;
+            }
         }
         !matches!(self.peek(), Some(b'e' | b'E' | b'0'..=b'9'))
     }

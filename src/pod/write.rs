@@ -104,6 +104,41 @@ where
         self.in_op(|pod| pod.insert_now(key, value))
     }
 
+    /// Inserts the value written as the JSON text `json`, checked by the
+    /// rules every stored value follows (one JSON value, nested at most
+    /// [`MAX_DEPTH`](crate::MAX_DEPTH) deep, every number kept exactly: an
+    /// integer beyond 64 bits or a decimal with more digits than an `f64`
+    /// holds is refused rather than rounded), then decoded into `V`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) naming
+    /// the rule broken; also as [`insert`](Pod::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod: tastypod::Pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// pod.insert_json("id", "12345678901234567")?;
+    /// assert_eq!(pod.get_json("id")?.as_deref(), Some("12345678901234567"));
+    /// // An f64 would round this one: it is refused, not changed.
+    /// assert!(pod.insert_json("big", "123456789012345678901234567890").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_json(&mut self, key: &str, json: &str) -> Result<()> {
+        let invalid = |reason: String| {
+            Error::from(ErrorKind::InvalidValue {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        json::check(json.as_bytes())
+            .map_err(|e| invalid(format!("not one valid JSON value: {e}")))?;
+        let value: V = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        self.insert(key, value)
+    }
+
     fn insert_now(&mut self, key: &str, value: &V) -> Result<()> {
         self.writable()?;
         let hash = self.index.hash(key.as_bytes());

@@ -80,6 +80,7 @@ pub enum Aborted {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
+#[doc(alias = "ProgressTracker")]
 pub struct Tracker {
     pod: Pod<Value>,
     /// The settings in force: those given to the open over the stored ones.
@@ -150,6 +151,7 @@ impl Tracker {
     /// # Errors
     ///
     /// As [`Pod::sync`].
+    #[doc(alias = "convert_to_tracker")]
     pub fn convert_pod(pod: &mut Pod<Value>) -> Result<usize> {
         let keys: Vec<String> = pod.keys().map(str::to_string).collect();
         let mut converted = 0;
@@ -718,7 +720,8 @@ impl Tracker {
         }
     }
 
-    /// Whether `key` is done (false for an unknown key).
+    /// Whether `key` is done (false for an unknown key); tastypy's `check`.
+    #[doc(alias = "check")]
     pub fn done(&self, key: &str) -> bool {
         self.meta(key).is_some_and(|m| m.done)
     }
@@ -828,11 +831,11 @@ impl Tracker {
         counts::is_todo(meta, self.settings.max_tries)
     }
 
-    /// Whether `key` is to be done: present, not done, and not aborted
-    /// (unless `aborted` allows it). Ignores the try limit.
+    /// Whether `key` is to be done: present, not done, not aborted (unless
+    /// `aborted` allows it), and under the try limit (or claimed by a
+    /// worker), as tastypy's `should_do`. Counts nothing.
     pub fn should_do(&self, key: &str, aborted: Aborted) -> bool {
-        self.meta(key)
-            .is_some_and(|m| !m.done && (aborted == Aborted::Allow || !m.aborted))
+        self.meta(key).is_some_and(|m| self.is_todo(m, aborted))
     }
 
     /// [`should_do`](Tracker::should_do), adding `key` first if absent.
@@ -840,6 +843,7 @@ impl Tracker {
     /// # Errors
     ///
     /// As [`Pod::insert`].
+    #[doc(alias = "check_or_add")]
     pub fn should_do_add(&mut self, key: &str, aborted: Aborted) -> Result<bool> {
         self.add_if_absent(key)?;
         Ok(self.should_do(key, aborted))
@@ -871,6 +875,7 @@ impl Tracker {
     /// # Errors
     ///
     /// As [`Pod::insert`].
+    #[doc(alias = "try_it")]
     pub fn should_try_add(&mut self, key: &str, aborted: Aborted) -> Result<bool> {
         self.add_if_absent(key)?;
         self.should_try(key, aborted)
