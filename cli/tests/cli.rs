@@ -124,7 +124,11 @@ fn get_set_rm_keys() {
     assert!(tastypod(&["rm", p(&s.path), "a"]).status.success());
     assert_eq!(tastypod(&["rm", p(&s.path), "a"]).status.code(), Some(1));
     let o = tastypod(&["keys", p(&s.path)]);
-    assert_eq!(stdout(&o), "b\n\"c\\twith tab\"\nd\n", "a tab is a control character");
+    assert_eq!(
+        stdout(&o),
+        "b\n\"c\\twith tab\"\nd\n",
+        "a tab is a control character"
+    );
     let o = tastypod(&["keys", "--json", p(&s.path)]);
     assert_eq!(
         serde_json::from_str::<Value>(&stdout(&o)).unwrap(),
