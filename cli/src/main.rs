@@ -158,10 +158,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Migrate a tastypy POD or Tracker directory (0.json, 1.json[.gz], ...).
+    /// Migrate a tastypy POD or Tracker directory (`0.json`, `1.json.gz`, ...).
     /// Keys are read as tastypy reads them; a key that is not a string (an
-    /// int, a tuple) becomes its compact JSON text: 7 -> "7", (1, 1) ->
-    /// "[1,1]". Two records whose keys become the same key are refused.
+    /// int, a tuple) becomes its compact JSON text: `7` -> `"7"`, `(1, 1)` ->
+    /// `"[1,1]"`. Two records whose keys become the same key are refused.
     #[command(
         name = "import-tastypy",
         after_help = "Example:\n  tastypod import-tastypy old/my.tracker new.tracker"
