@@ -73,6 +73,28 @@ fn floats_round_trip_exactly() {
 }
 
 #[test]
+fn nan_and_infinity_are_refused_never_stored_as_null() {
+    let s = scratch();
+    let mut pod: Pod<Vec<f64>> = Pod::open(&s.path).unwrap();
+    pod.insert("x", vec![1.5]).unwrap();
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let err = pod.insert("x", vec![2.0, bad]).unwrap_err();
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause.is_some_and(|c| c.contains("has no JSON form")),
+            "{err}"
+        );
+        assert!(pod.insert("y", vec![bad]).is_err());
+    }
+    assert_eq!(pod.get("x").unwrap(), Some(vec![1.5]));
+    assert!(!pod.contains_key("y"));
+    pod.close().unwrap();
+    let pod: Pod<Vec<f64>> = Pod::open(&s.path).unwrap();
+    assert_eq!(pod.get("x").unwrap(), Some(vec![1.5]));
+    assert_eq!(pod.len(), 1);
+}
+
+#[test]
 fn odd_keys_and_strings_stay_on_one_line() {
     let s = scratch();
     let keys = [

@@ -333,7 +333,12 @@ fn set(path: &Path, key: &str, json: &str) -> CliResult<ExitCode> {
     };
     if let Err(e) = pod.insert_json(key, json) {
         drop(pod);
-        if create && !empty_dir {
+        // Leave what was there: no directory, or an empty one.
+        if empty_dir {
+            for file in [tastypod::LOG_FILE, tastypod::LOCK_FILE] {
+                let _ = std::fs::remove_file(path.join(file));
+            }
+        } else if create {
             let _ = std::fs::remove_dir_all(path);
         }
         return Err(e.into());
@@ -364,19 +369,21 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
     // the log until the last one is in: bad input changes nothing.
     let count = load_all(&mut pod, |pod| {
         let mut count = 0u64;
-        for (n, line) in reader.lines().enumerate() {
-            let line = line.map_err(|e| Message(format!("cannot read {name}: {e}")))?;
-            if line.trim().is_empty() {
+        let mut lines = crate::bounded::Lines::new(reader);
+        let mut n = 0;
+        while let Some(line) = lines.next_line() {
+            n += 1;
+            let line = line.map_err(|e| Message(format!("{name}:{n}: {e}")))?;
+            if line.trim_ascii().is_empty() {
                 continue;
             }
-            let rec: DumpLine = serde_json::from_str(&line).map_err(|e| {
+            let rec: DumpLine = serde_json::from_slice(line).map_err(|e| {
                 Message(format!(
-                    "{name}:{}: not a dump line {{\"key\":..,\"value\":..}}: {e}",
-                    n + 1
+                    "{name}:{n}: not a dump line {{\"key\":..,\"value\":..}}: {e}"
                 ))
             })?;
             pod.insert_json(&rec.key, rec.value.get())
-                .map_err(|e| Message(format!("{name}:{}: {}", n + 1, tastypod::error_chain(&e))))?;
+                .map_err(|e| Message(format!("{name}:{n}: {}", tastypod::error_chain(&e))))?;
             count += 1;
         }
         Ok(count)

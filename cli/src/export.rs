@@ -4,10 +4,11 @@
 //! each line `serialize_key(key) TAB json.dumps(value) LF` as tastypy
 //! writes it ([`crate::tastypy`]). Every key is written as a string. A
 //! tastypod tracker's records keep their fields, so tastypy reads it as a
-//! Tracker. Each file is written to a temporary name, fsynced and renamed,
-//! and the directory is fsynced last.
+//! Tracker. The parts are written and fsynced in a hidden sibling directory,
+//! which is then renamed onto `DIR` ([`crate::staging`]).
 
-use crate::commands::{CliResult, Message, fail};
+use crate::commands::{CliResult, Message};
+use crate::staging::Staged;
 use crate::tastypy::{PART_SIZE, dumps, encode_key};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -21,29 +22,11 @@ fn io_error(what: &str, path: &Path) -> impl Fn(std::io::Error) -> Message {
 }
 
 pub fn export(pod: &Pod, dir: &Path, json_out: bool) -> CliResult<ExitCode> {
-    let created = !dir.exists();
-    if !created
-        && std::fs::read_dir(dir)
-            .map_err(io_error("read", dir))?
-            .next()
-            .is_some()
-    {
-        return fail(format!(
-            "{} is not empty; export into a new directory",
-            dir.display()
-        ));
-    }
-    std::fs::create_dir_all(dir).map_err(io_error("create", dir))?;
-    let written = write_parts(pod, dir);
-    let parts = match written {
-        Ok(parts) => parts,
-        Err(e) => {
-            if created {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            return Err(e);
-        }
-    };
+    // Built beside `dir` and moved there whole: tastypy never sees a
+    // directory with only some of the parts.
+    let staged = Staged::new(dir, "export")?;
+    let parts = write_parts(pod, staged.path())?;
+    staged.commit()?;
     if json_out {
         outln!(
             "{}",
@@ -66,19 +49,17 @@ fn write_parts(pod: &Pod, dir: &Path) -> CliResult<usize> {
     let mut entries = pod.iter().peekable();
     while entries.peek().is_some() {
         let path = dir.join(format!("{parts}.json"));
-        let tmp = dir.join(format!(".{parts}.json.tmp"));
-        let file = std::fs::File::create(&tmp).map_err(io_error("create", &tmp))?;
+        let file = std::fs::File::create_new(&path).map_err(io_error("create", &path))?;
         let mut out = std::io::BufWriter::new(file);
         for entry in entries.by_ref().take(PART_SIZE) {
             let (key, value): (&str, Value) = entry?;
             writeln!(out, "{}\t{}", encode_key(key), dumps(&value))
-                .map_err(io_error("write", &tmp))?;
+                .map_err(io_error("write", &path))?;
         }
         let file = out
             .into_inner()
-            .map_err(|e| io_error("write", &tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_error("fsync", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+            .map_err(|e| io_error("write", &path)(e.into_error()))?;
+        file.sync_all().map_err(io_error("fsync", &path))?;
         parts += 1;
     }
     std::fs::File::open(dir)

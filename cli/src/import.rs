@@ -10,7 +10,9 @@
 //! record gets the `_aborted: false` tastypod's tracker also needs when it
 //! lacks one, and a negative `_tries` is stored as 0 (counted).
 
+use crate::bounded::Lines;
 use crate::commands::{CliResult, Message, fail};
+use crate::staging::Staged;
 use crate::tastypy;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -30,8 +32,20 @@ fn numbered_files(dir: &Path) -> CliResult<Vec<PathBuf>> {
         let stem = name
             .strip_suffix(".json.gz")
             .or_else(|| name.strip_suffix(".json"));
-        let Some(n) = stem.and_then(|s| s.parse::<u64>().ok()) else {
+        // tastypy names its parts by their number in decimal; anything else
+        // is not a part (a name like `01.json` would be ambiguous: refused).
+        let Some(stem) = stem.filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
+        };
+        let n = match stem.parse::<u64>() {
+            Ok(n) if n.to_string() == stem => n,
+            _ => {
+                return fail(format!(
+                    "{} is not a tastypy part name (0.json, 1.json, ...)",
+                    entry.path().display()
+                ));
+            }
         };
         if let Some(other) = files.insert(n, entry.path()) {
             return fail(format!(
@@ -69,11 +83,20 @@ fn open_part(path: &Path) -> CliResult<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::new(reader)))
 }
 
-/// Whether a tastypy value is a task record: an object with a boolean
-/// `_done` and an integer `_tries` (tastypy's `decrement_tries` can make
-/// it negative).
-fn is_tastypy_task(value: &Value) -> bool {
-    value.get(DONE).is_some_and(Value::is_boolean) && value.get(TRIES).is_some_and(Value::is_i64)
+/// Why a tastypy value is not a task record, if it is not one: a task
+/// record is an object with a boolean `_done`, an integer `_tries`
+/// (tastypy's `decrement_tries` can make it negative) and, if it has one,
+/// a boolean `_aborted`.
+fn not_a_task(value: &Value) -> Option<&'static str> {
+    if !value.get(DONE).is_some_and(Value::is_boolean) {
+        Some("its _done is not true or false")
+    } else if !value.get(TRIES).is_some_and(Value::is_i64) {
+        Some("its _tries is not a 64-bit integer")
+    } else if !value.get(ABORTED).is_none_or(Value::is_boolean) {
+        Some("its _aborted is not true or false")
+    } else {
+        None
+    }
 }
 
 /// Where a record is: its file and line.
@@ -99,12 +122,14 @@ fn for_each_record<'a>(
     mut f: impl FnMut(At<'a>, String, &str) -> CliResult<()>,
 ) -> CliResult<()> {
     for file in files {
-        let reader = open_part(file)?;
-        for (n, line) in reader.split(b'\n').enumerate() {
-            let line = line.map_err(|e| Message(format!("cannot read {}: {e}", file.display())))?;
-            let at = At { file, line: n + 1 };
+        let mut lines = Lines::new(open_part(file)?);
+        let mut n = 0;
+        while let Some(line) = lines.next_line() {
+            n += 1;
+            let at = At { file, line: n };
+            let line = line.map_err(|e| Message(format!("{at}: {e}")))?;
             let line =
-                std::str::from_utf8(&line).map_err(|_| Message(format!("{at}: not UTF-8")))?;
+                std::str::from_utf8(line).map_err(|_| Message(format!("{at}: not UTF-8")))?;
             if line.is_empty() {
                 continue;
             }
@@ -163,16 +188,25 @@ pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> Cli
         ..Report::default()
     };
     let mut ignored = 0;
-    for_each_record(&files, nan_to_null, &mut ignored, |_, _, text| {
+    // The first record that looks like a task but is not one, and why.
+    let mut not_task: Option<String> = None;
+    for_each_record(&files, nan_to_null, &mut ignored, |at, _, text| {
         report.records += 1;
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Message(format!("the value is not valid JSON: {e}")))?;
-        report.tracker &= is_tastypy_task(&value);
+        if let Some(why) = not_a_task(&value) {
+            report.tracker = false;
+            if not_task.is_none() && value.get(DONE).is_some() {
+                not_task = Some(format!("{at}: {why}"));
+            }
+        }
         Ok(())
     })?;
     report.tracker &= report.records > 0;
-    let created = !dest.exists();
-    let mut pod = crate::commands::opened(Pod::open(dest)?)?;
+    // Built beside `dest` and moved there whole: a refused or killed import
+    // leaves nothing at `dest`, so it can simply be run again.
+    let staged = Staged::new(dest, "import")?;
+    let mut pod = crate::commands::opened(Pod::open(staged.path())?)?;
     let tracker = report.tracker;
     let (mut nan_replaced, mut negative_tries) = (0, 0);
     let loaded = crate::commands::load_all(&mut pod, |pod| {
@@ -204,18 +238,12 @@ pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> Cli
             Ok(())
         })
     });
-    if let Err(e) = loaded {
-        drop(pod);
-        if created {
-            // Leave nothing behind, so the import can be run again.
-            let _ = std::fs::remove_dir_all(dest);
-        }
-        return Err(e);
-    }
+    loaded?;
     report.nan_replaced = nan_replaced;
     report.negative_tries = negative_tries;
     let keys = pod.len();
     pod.close()?;
+    staged.commit()?;
     let Report {
         records, tracker, ..
     } = report;
@@ -225,9 +253,13 @@ pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> Cli
             serde_json::to_string_pretty(&json!({
                 "files": files.len(), "records": records, "keys": keys, "tracker": tracker,
                 "nan_replaced": report.nan_replaced, "negative_tries_reset": report.negative_tries,
+                "not_a_tracker_because": not_task,
             }))?
         );
     } else {
+        if let (false, Some(why)) = (tracker, &not_task) {
+            outln!("not imported as a tracker: {why}");
+        }
         let kind = if tracker { "tracker" } else { "pod" };
         outln!(
             "imported {records} records ({keys} keys) from {} files into {} as a {kind}",

@@ -11,10 +11,12 @@ macro_rules! outln {
     }};
 }
 
+mod bounded;
 mod commands;
 mod export;
 mod import;
 mod output;
+mod staging;
 mod tastypy;
 
 use clap::{Parser, Subcommand};

@@ -24,10 +24,47 @@ pub fn decode_key(serialized: &str) -> Result<String, String> {
     let unescaped = unescape_slashes(&tabs);
     let key: Value = serde_json::from_str(&unescaped)
         .map_err(|e| format!("the key {serialized} is not a tastypy key: {e}"))?;
-    Ok(match key {
-        Value::String(s) => s,
-        other => other.to_string(),
-    })
+    match key {
+        Value::String(s) => Ok(s),
+        _ => compact(&unescaped)
+            .map_err(|e| format!("the key {serialized} is not a tastypy key: {e}")),
+    }
+}
+
+/// The valid JSON text `text` without whitespace and with its strings
+/// written as serde_json writes them (which is `Value`'s compact form),
+/// but its numbers as they are: an integer key beyond 64 bits keeps every
+/// digit, where a `Value` would round it to an `f64`.
+fn compact(text: &str) -> Result<String, serde_json::Error> {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let mut end = i + 1;
+                while end < b.len() && b[end] != b'"' {
+                    end += if b[end] == b'\\' { 2 } else { 1 };
+                }
+                let string = text.get(i..=end).unwrap_or(&text[i..]);
+                let s: String = serde_json::from_str(string)?;
+                out.push_str(&serde_json::to_string(&s)?);
+                i = end + 1;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            _ => {
+                // Copy up to the next quote or whitespace (ASCII, so always
+                // a character boundary).
+                let end = b[i..]
+                    .iter()
+                    .position(|c| matches!(c, b'"' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .map_or(b.len(), |n| i + n);
+                out.push_str(&text[i..end]);
+                i = end;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// tastypy's `_UNESCAPE_TAB_PATTERN`: `(^|[^\\])\\t` becomes the prefix
@@ -176,6 +213,17 @@ mod tests {
             ("7", "7"),
             (r#"["a", [2, "b"]]"#, r#"["a",[2,"b"]]"#),
             (r#""tab\\there""#, "tab\there"),
+            // Integers beyond 64 bits keep every digit (a Value would round them).
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
+            (
+                r#"[1, 1180591620717411303424]"#,
+                "[1,1180591620717411303424]",
+            ),
+            (r#"["caf\\u00e9 \\" x", 1]"#, r#"["café \" x",1]"#),
+            ("[true, null]", "[true,null]"),
         ] {
             assert_eq!(decode_key(line_key).unwrap(), key, "{line_key}");
         }

@@ -72,7 +72,10 @@ fn run_measured(args: &[&str], input: Option<&[u8]>) -> (i32, String, u64) {
         .unwrap();
     if let Some(input) = input {
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input).unwrap();
+        // A command that refuses its input may stop reading it.
+        if let Err(e) = stdin.write_all(input) {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
     }
     let out = child.wait_with_output().unwrap();
     let out = String::from_utf8(out.stdout).unwrap();
@@ -222,4 +225,42 @@ fn load_holds_one_record_at_a_time_beyond_the_store() {
         "load peaked at {kib} KiB for a {log_kib} KiB log"
     );
     assert_eq!(open_ro(&s.path).len(), n);
+}
+
+#[test]
+fn an_input_line_longer_than_a_record_may_be_is_refused_unbuffered() {
+    use std::io::Write as _;
+    let s = scratch();
+    // 300 MiB of one line: a 300 KiB gzipped tastypy part, and a dump.
+    let old = s.dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    let part = std::fs::File::create(old.join("0.json.gz")).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(part, flate2::Compression::fast());
+    gz.write_all(b"\"a\"\t\"").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..300 {
+        gz.write_all(&chunk).unwrap();
+    }
+    gz.finish().unwrap();
+    let dest = s.dir.path().join("new");
+    let (code, err, kib) = run_measured(&["import-tastypy", p(&old), p(&dest)], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("0.json.gz:1") && err.contains("longer than"),
+        "{err}"
+    );
+    assert!(
+        kib < 200 * MIB,
+        "import peaked at {kib} KiB for a 300 MiB line"
+    );
+    assert!(!dest.exists());
+    let mut dump = b"{\"key\":\"a\",\"value\":\"".to_vec();
+    dump.resize(300 << 20, b'a');
+    let (code, err, kib) = run_measured(&["load", p(&s.path), "-"], Some(&dump));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-:1") && err.contains("longer than"), "{err}");
+    assert!(
+        kib < 200 * MIB,
+        "load peaked at {kib} KiB for a 300 MiB line"
+    );
 }

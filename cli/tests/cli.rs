@@ -764,6 +764,10 @@ fn set_creates_the_store_and_takes_negative_numbers() {
     let fresh = s.dir.path().join("fresh.pod");
     assert_error(&tastypod(&["set", p(&fresh), "k", "{bad"]), "refused");
     assert!(!fresh.exists());
+    let empty = s.dir.path().join("empty.pod");
+    std::fs::create_dir(&empty).unwrap();
+    assert_error(&tastypod(&["set", p(&empty), "k", "{bad"]), "refused");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
     // get and rm of a missing store stay errors.
     assert_error(&tastypod(&["get", p(&fresh), "k"]), "no store at");
     assert_error(&tastypod(&["rm", p(&fresh), "k"]), "no store at");

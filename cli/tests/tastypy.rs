@@ -258,3 +258,102 @@ fn tastypys_own_reader_reads_an_export() {
         .collect();
     assert_eq!(got, expected("pod-gz"));
 }
+
+/// A tastypy directory holding `lines` in `0.json`.
+fn tastypy_dir(s: &Scratch, name: &str, lines: &str) -> PathBuf {
+    let dir = s.dir.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("0.json"), lines).unwrap();
+    dir
+}
+
+/// The names in `dir` (a refused command must leave no partial sibling).
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn integer_keys_beyond_64_bits_keep_every_digit() {
+    let s = scratch();
+    let old = tastypy_dir(
+        &s,
+        "old",
+        "1180591620717411303424\t1\n1180591620717411303425\t2\n[1, 1180591620717411303424]\t3\n",
+    );
+    report(&import_dir(&old, &s.path));
+    let pod: Pod = Pod::open(&s.path).unwrap();
+    let keys: Vec<&str> = pod.keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "1180591620717411303424",
+            "1180591620717411303425",
+            "[1,1180591620717411303424]"
+        ]
+    );
+}
+
+#[test]
+fn a_refused_import_leaves_the_destination_as_it_was() {
+    let s = scratch();
+    let old = tastypy_dir(&s, "old", "\"a\"\t1\n\"b\"\t{bad\n");
+    // An empty directory stays empty, and a new path is not created.
+    let empty = s.dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(error(&import_dir(&old, &empty)).contains("0.json:2"));
+    assert!(names(&empty).is_empty());
+    let new = s.dir.path().join("new");
+    assert!(error(&import_dir(&old, &new)).contains("0.json:2"));
+    assert!(!new.exists());
+    assert_eq!(names(s.dir.path()), ["empty", "old"]);
+    // Once fixed, the same command goes through, into the empty directory too.
+    std::fs::write(old.join("0.json"), "\"a\"\t1\n\"b\"\t2\n").unwrap();
+    assert_eq!(report(&import_dir(&old, &empty))["keys"], json!(2));
+    assert_eq!(report(&import_dir(&old, &new))["keys"], json!(2));
+    assert_eq!(names(s.dir.path()), ["empty", "new", "old"]);
+    // An export goes into an empty directory whole, leaving nothing beside it.
+    let back = s.dir.path().join("back");
+    std::fs::create_dir(&back).unwrap();
+    report(&tastypod(&["export-tastypy", "--json", p(&new), p(&back)]));
+    assert_eq!(names(&back), ["0.json"]);
+    assert_eq!(names(s.dir.path()), ["back", "empty", "new", "old"]);
+}
+
+#[test]
+fn records_that_are_almost_tasks_make_a_pod_and_say_why() {
+    let s = scratch();
+    let old = tastypy_dir(
+        &s,
+        "old",
+        "\"a\"\t{\"_done\": true, \"_tries\": 1, \"_aborted\": false}\n\
+         \"b\"\t{\"_done\": false, \"_tries\": 0, \"_aborted\": null}\n",
+    );
+    let r = report(&import_dir(&old, &s.path));
+    assert_eq!(r["tracker"], json!(false));
+    let why = r["not_a_tracker_because"].as_str().unwrap();
+    assert!(
+        why.contains("0.json:2") && why.contains("_aborted"),
+        "{why}"
+    );
+}
+
+#[test]
+fn part_names_tastypy_would_not_write_are_refused() {
+    let s = scratch();
+    let old = tastypy_dir(&s, "old", "\"a\"\t1\n");
+    std::fs::write(old.join("01.json"), "\"b\"\t2\n").unwrap();
+    let err = error(&import_dir(&old, &s.path));
+    assert!(
+        err.contains("01.json") && err.contains("not a tastypy part name"),
+        "{err}"
+    );
+    std::fs::remove_file(old.join("01.json")).unwrap();
+    // Other names are not parts, and are left alone.
+    std::fs::write(old.join("notes.json"), "anything").unwrap();
+    assert_eq!(report(&import_dir(&old, &s.path))["keys"], json!(1));
+}

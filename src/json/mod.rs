@@ -14,10 +14,12 @@
 //! holds.
 
 mod exact;
+mod finite;
 mod quick;
 
 use serde::Serialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser;
 use std::fmt;
 use std::io;
 
@@ -136,7 +138,8 @@ impl<'de> Visitor<'de> for Check {
 
 /// Writes `value` as compact JSON into `out`, refusing what [`check`] would
 /// refuse: nesting deeper than [`MAX_DEPTH`], and raw JSON fragments
-/// (`serde_json::value::RawValue`) that are not valid values.
+/// (`serde_json::value::RawValue`) that are not valid values; and a NaN or
+/// an infinity, which serde_json would write as `null`.
 ///
 /// # Errors
 ///
@@ -146,16 +149,28 @@ pub(crate) fn encode<V: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &V,
 ) -> Result<(), serde_json::Error> {
-    let mut ser = serde_json::Serializer::with_formatter(&mut *out, Limited { depth: 0 });
-    value.serialize(&mut ser)
+    let nulls = std::cell::Cell::new(false);
+    let formatter = Limited {
+        depth: 0,
+        nulls: &nulls,
+    };
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, formatter);
+    value.serialize(&mut ser)?;
+    // serde_json writes a NaN or an infinity as `null`; look for one only
+    // when a `null` was written.
+    if nulls.get() {
+        finite::first_non_finite(value).map_err(ser::Error::custom)?;
+    }
+    Ok(())
 }
 
-/// serde_json's compact formatter, counting depth.
-struct Limited {
+/// serde_json's compact formatter, counting depth and noting nulls.
+struct Limited<'a> {
     depth: u32,
+    nulls: &'a std::cell::Cell<bool>,
 }
 
-impl Limited {
+impl Limited<'_> {
     fn enter(&mut self) -> io::Result<()> {
         if self.depth >= MAX_DEPTH {
             return Err(io::Error::new(
@@ -168,7 +183,12 @@ impl Limited {
     }
 }
 
-impl serde_json::ser::Formatter for Limited {
+impl serde_json::ser::Formatter for Limited<'_> {
+    fn write_null<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.nulls.set(true);
+        w.write_all(b"null")
+    }
+
     fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         self.enter()?;
         w.write_all(b"[")
@@ -312,6 +332,18 @@ mod tests {
         let raw =
             serde_json::value::RawValue::from_string("[18446744073709551616]".into()).unwrap();
         assert!(encode(&mut out, &raw).is_err());
+    }
+
+    #[test]
+    fn nan_and_infinity_are_refused_not_written_as_null() {
+        let mut out = Vec::new();
+        let err = encode(&mut out, &vec![Some(1.0), None, Some(f64::NAN)]).unwrap_err();
+        assert!(err.to_string().contains("NaN has no JSON form"), "{err}");
+        out.clear();
+        assert!(encode(&mut out, &f32::INFINITY).is_err());
+        out.clear();
+        encode(&mut out, &vec![Some(1.0), None]).unwrap();
+        assert_eq!(out, b"[1.0,null]");
     }
 
     #[test]

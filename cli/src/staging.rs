@@ -1,0 +1,92 @@
+//! A directory built beside its destination and moved there whole, so that
+//! a command that fails or is killed half-way leaves nothing at the
+//! destination: `import-tastypy` and `export-tastypy` build in a hidden
+//! sibling `.NAME.partial-PID`, then rename it onto the destination (which
+//! must not exist, or be an empty directory, which the rename replaces).
+
+use crate::commands::{CliResult, Message, fail};
+use std::path::{Path, PathBuf};
+
+/// A hidden sibling of the destination, removed on drop unless committed.
+pub struct Staged {
+    dir: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// Creates the sibling directory of `dest`, which must not exist or be
+    /// an empty directory; `what` names the command's output in errors.
+    pub fn new(dest: &Path, what: &str) -> CliResult<Staged> {
+        if dest.exists() {
+            let empty = std::fs::read_dir(dest)
+                .map_err(|e| Message(format!("cannot read {}: {e}", dest.display())))?
+                .next()
+                .is_none();
+            if !empty {
+                return fail(format!(
+                    "{} is not empty; write the {what} into a new directory",
+                    dest.display()
+                ));
+            }
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Message(format!("{} is not a directory name", dest.display())))?;
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| Message(format!("cannot create {}: {e}", parent.display())))?;
+        let dir = parent.join(format!(
+            ".{}.partial-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        // A directory left by a killed run with the same process id is ours
+        // to replace: nothing refers to a partial directory.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Message(format!("cannot remove {}: {e}", dir.display())))?;
+        }
+        std::fs::create_dir(&dir)
+            .map_err(|e| Message(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(Staged {
+            dir,
+            dest: dest.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Where to build.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Moves the built directory onto the destination and makes the move
+    /// durable.
+    pub fn commit(mut self) -> CliResult<()> {
+        std::fs::rename(&self.dir, &self.dest).map_err(|e| {
+            Message(format!(
+                "cannot move {} to {}: {e}",
+                self.dir.display(),
+                self.dest.display()
+            ))
+        })?;
+        self.committed = true;
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Message(format!("cannot fsync {}: {e}", parent.display())))?;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
