@@ -25,36 +25,42 @@ fn tails(sim: &SimStorage) -> Vec<Tail> {
     t
 }
 
+/// Runs `run` once to count its storage operations, then again with a
+/// crash after each one, and checks every crash image (each way the
+/// unsynced tail may end) against what that run acknowledged. Returns how
+/// many images were checked.
+fn check_every_crash_point(what: &str, run: impl Fn(&SimStorage) -> Trace) -> usize {
+    let total = {
+        let sim = SimStorage::new();
+        let trace = run(&sim);
+        assert!(!trace.failed, "{what} failed without injected faults");
+        sim.ops()
+    };
+    let mut images = 0;
+    for crash_at in 1..=total {
+        let sim = SimStorage::new();
+        sim.fail_at(Some((crash_at, FailMode::FromThenOn)));
+        let trace = run(&sim);
+        for tail in tails(&sim) {
+            let image = sim.crash_image(Some(&log()), tail);
+            let what = format!("{what}, crash after op {}, tail {tail:?}", crash_at - 1);
+            let pod = match open_sim(&image) {
+                Ok(p) => p,
+                Err(e) => panic!("{what}: open failed: {e}"),
+            };
+            check(&contents(&pod), &trace, &what);
+            images += 1;
+        }
+    }
+    images
+}
+
 #[test]
 fn every_crash_point_recovers_what_was_acknowledged() {
     let mut images = 0;
     for seed in 1..=80u64 {
         let script = script(seed, 60);
-        let total = {
-            let sim = SimStorage::new();
-            let trace = run(&sim, &script);
-            assert!(!trace.failed, "seed {seed} failed without injected faults");
-            sim.ops()
-        };
-        for crash_at in 1..=total {
-            let sim = SimStorage::new();
-            sim.fail_at(Some((crash_at, FailMode::FromThenOn)));
-            let trace = run(&sim, &script);
-            for tail in tails(&sim) {
-                let image = sim.crash_image(Some(&log()), tail);
-                let what = format!(
-                    "seed {seed}, crash after op {}, tail {tail:?}",
-                    crash_at - 1
-                );
-                // A crash before the store was first made durable leaves nothing.
-                let pod = match open_sim(&image) {
-                    Ok(p) => p,
-                    Err(e) => panic!("{what}: open failed: {e}"),
-                };
-                check(&contents(&pod), &trace, &what);
-                images += 1;
-            }
-        }
+        images += check_every_crash_point(&format!("seed {seed}"), |sim| run(sim, &script));
     }
     eprintln!("checked {images} crash images");
     assert!(images >= 10_000, "only {images} crash images");
@@ -107,30 +113,9 @@ fn two_writers_crashing_after_every_operation_of_either_keep_what_was_acknowledg
     let mut images = 0;
     for seed in 1..=40u64 {
         let script = script_two(seed, 50);
-        let total = {
-            let sim = SimStorage::new();
-            let trace = run_two(&sim, &script);
-            assert!(!trace.failed, "seed {seed} failed without injected faults");
-            sim.ops()
-        };
-        for crash_at in 1..=total {
-            let sim = SimStorage::new();
-            sim.fail_at(Some((crash_at, FailMode::FromThenOn)));
-            let trace = run_two(&sim, &script);
-            for tail in tails(&sim) {
-                let image = sim.crash_image(Some(&log()), tail);
-                let what = format!(
-                    "two writers, seed {seed}, crash after op {}, tail {tail:?}",
-                    crash_at - 1
-                );
-                let pod = match open_sim(&image) {
-                    Ok(p) => p,
-                    Err(e) => panic!("{what}: open failed: {e}"),
-                };
-                check(&contents(&pod), &trace, &what);
-                images += 1;
-            }
-        }
+        images += check_every_crash_point(&format!("two writers, seed {seed}"), |sim| {
+            run_two(sim, &script)
+        });
     }
     eprintln!("checked {images} two-writer crash images");
     assert!(images >= 5_000, "only {images} crash images");

@@ -42,8 +42,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 type Model = Vec<(String, Value)>;
 
-fn open_with(path: &std::path::Path) -> Pod {
+/// Opens a handle that syncs every 4 changes and compacts small logs, in
+/// the exclusive or the multi-process mode.
+fn open_mode(path: &std::path::Path, multi_process: bool) -> Pod {
     PodOptions::new()
+        .multi_process(multi_process)
         .sync_at(4)
         .compaction(Compaction::Auto {
             dead_fraction: 0.5,
@@ -51,6 +54,57 @@ fn open_with(path: &std::path::Path) -> Pod {
         })
         .open(path)
         .unwrap()
+}
+
+fn open_with(path: &std::path::Path) -> Pod {
+    open_mode(path, false)
+}
+
+fn model_insert(model: &mut Model, key: String, value: Value) {
+    match model.iter_mut().find(|(x, _)| *x == key) {
+        Some((_, val)) => *val = value,
+        None => model.push((key, value)),
+    }
+}
+
+/// Does a change (insert, update, remove, mark_dirty) on `pod` and on
+/// `model` alike, checking what `pod` answers; an insert stores `value`,
+/// an update sets the member `u` to `mark`. `Ok(false)`: `op` is not a
+/// change, left to the caller.
+fn apply_change(
+    pod: &mut Pod,
+    model: &mut Model,
+    op: &Op,
+    value: impl Fn(u16) -> Value,
+    mark: &Value,
+) -> Result<bool, TestCaseError> {
+    let key = |k: u8| format!("k{k}");
+    match *op {
+        Op::Insert(k, v) => {
+            pod.insert(&key(k), value(v)).unwrap();
+            model_insert(model, key(k), value(v));
+        }
+        Op::Update(k) => {
+            let got = pod.update(&key(k), |v| v["u"] = mark.clone()).unwrap();
+            let entry = model.iter_mut().find(|(x, _)| *x == key(k));
+            prop_assert_eq!(got.is_some(), entry.is_some());
+            if let Some((_, val)) = entry {
+                val["u"] = mark.clone();
+            }
+        }
+        Op::Remove(k) => {
+            let was = pod.remove(&key(k)).unwrap();
+            let before = model.len();
+            model.retain(|(x, _)| *x != key(k));
+            prop_assert_eq!(was, model.len() < before);
+        }
+        Op::MarkDirty(k) => {
+            let was = pod.mark_dirty(&key(k)).unwrap();
+            prop_assert_eq!(was, model.iter().any(|(x, _)| *x == key(k)));
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 proptest! {
@@ -66,57 +120,35 @@ proptest! {
         let mut synced_known = true;
         for op in ops {
             let key = |k: u8| format!("k{k}");
-            match op {
-                Op::Insert(k, v) => {
-                    pod.insert(&key(k), json!({"v": v})).unwrap();
-                    match model.iter_mut().find(|(x, _)| *x == key(k)) {
-                        Some((_, val)) => *val = json!({"v": v}),
-                        None => model.push((key(k), json!({"v": v}))),
+            if !apply_change(&mut pod, &mut model, &op, |v| json!({"v": v}), &json!(true))? {
+                match op {
+                    Op::SyncKey(k) => {
+                        pod.sync_key(&key(k)).unwrap();
+                        // That key's latest state is on disk now.
+                        let on_disk = contents(&open_ro(&s.path));
+                        let want = model.iter().find(|(x, _)| *x == key(k));
+                        let got = on_disk.iter().find(|(x, _)| *x == key(k));
+                        prop_assert_eq!(got, want);
+                        synced_known = false;
                     }
-                }
-                Op::Update(k) => {
-                    let got = pod.update(&key(k), |v| v["u"] = json!(true)).unwrap();
-                    let entry = model.iter_mut().find(|(x, _)| *x == key(k));
-                    prop_assert_eq!(got.is_some(), entry.is_some());
-                    if let Some((_, val)) = entry {
-                        val["u"] = json!(true);
+                    Op::Sync => pod.sync().unwrap(),
+                    Op::Hold => pod.hold(),
+                    Op::Unhold => pod.unhold().unwrap(),
+                    Op::Compact => pod.compact().unwrap(),
+                    Op::Revert => {
+                        pod.revert().unwrap();
+                        model = if synced_known {
+                            synced.clone()
+                        } else {
+                            contents(&open_ro(&s.path))
+                        };
                     }
-                }
-                Op::Remove(k) => {
-                    let was = pod.remove(&key(k)).unwrap();
-                    let before = model.len();
-                    model.retain(|(x, _)| *x != key(k));
-                    prop_assert_eq!(was, model.len() < before);
-                }
-                Op::MarkDirty(k) => {
-                    let was = pod.mark_dirty(&key(k)).unwrap();
-                    prop_assert_eq!(was, model.iter().any(|(x, _)| *x == key(k)));
-                }
-                Op::SyncKey(k) => {
-                    pod.sync_key(&key(k)).unwrap();
-                    // That key's latest state is on disk now.
-                    let on_disk = contents(&open_ro(&s.path));
-                    let want = model.iter().find(|(x, _)| *x == key(k));
-                    let got = on_disk.iter().find(|(x, _)| *x == key(k));
-                    prop_assert_eq!(got, want);
-                    synced_known = false;
-                }
-                Op::Sync => pod.sync().unwrap(),
-                Op::Hold => pod.hold(),
-                Op::Unhold => pod.unhold().unwrap(),
-                Op::Compact => pod.compact().unwrap(),
-                Op::Revert => {
-                    pod.revert().unwrap();
-                    model = if synced_known {
-                        synced.clone()
-                    } else {
-                        contents(&open_ro(&s.path))
-                    };
-                }
-                Op::Reopen => {
-                    // Drop syncs, so a reopen sees everything.
-                    drop(pod);
-                    pod = open_with(&s.path);
+                    Op::Reopen => {
+                        // Drop syncs, so a reopen sees everything.
+                        drop(pod);
+                        pod = open_with(&s.path);
+                    }
+                    Op::Insert(..) | Op::Update(_) | Op::Remove(_) | Op::MarkDirty(_) => {}
                 }
             }
             if pod.dirty_len() == 0 {
@@ -171,22 +203,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn open_multi(path: &std::path::Path) -> Pod {
-    PodOptions::new()
-        .multi_process(true)
-        .sync_at(4)
-        .compaction(Compaction::Auto {
-            dead_fraction: 0.5,
-            min_bytes: 256,
-        })
-        .open(path)
-        .unwrap()
-}
-
-fn model_insert(model: &mut Model, key: String, value: Value) {
-    match model.iter_mut().find(|(x, _)| *x == key) {
-        Some((_, val)) => *val = value,
-        None => model.push((key, value)),
-    }
+    open_mode(path, true)
 }
 
 proptest! {
@@ -205,39 +222,21 @@ proptest! {
             match step {
                 Step::Op(h, op) => {
                     let pod = &mut pods[h];
-                    match op {
-                        Op::Insert(k, v) => {
-                            pod.insert(&key(k), json!({"v": v, "h": h})).unwrap();
-                            model_insert(&mut model, key(k), json!({"v": v, "h": h}));
-                        }
-                        Op::Update(k) => {
-                            let got = pod.update(&key(k), |v| v["u"] = json!(h)).unwrap();
-                            let entry = model.iter_mut().find(|(x, _)| *x == key(k));
-                            prop_assert_eq!(got.is_some(), entry.is_some());
-                            if let Some((_, val)) = entry {
-                                val["u"] = json!(h);
+                    let value = |v| json!({"v": v, "h": h});
+                    if !apply_change(pod, &mut model, &op, value, &json!(h))? {
+                        match op {
+                            Op::SyncKey(k) => pod.sync_key(&key(k)).unwrap(),
+                            Op::Sync => pod.sync().unwrap(),
+                            Op::Compact => pod.compact().unwrap(),
+                            // Every change was appended: nothing to drop.
+                            Op::Revert => pod.revert().unwrap(),
+                            Op::Reopen => {
+                                let fresh = open_multi(&s.path);
+                                std::mem::replace(pod, fresh).close().unwrap();
                             }
+                            Op::Hold | Op::Unhold => {}
+                            Op::Insert(..) | Op::Update(_) | Op::Remove(_) | Op::MarkDirty(_) => {}
                         }
-                        Op::Remove(k) => {
-                            let was = pod.remove(&key(k)).unwrap();
-                            let before = model.len();
-                            model.retain(|(x, _)| *x != key(k));
-                            prop_assert_eq!(was, model.len() < before);
-                        }
-                        Op::MarkDirty(k) => {
-                            let was = pod.mark_dirty(&key(k)).unwrap();
-                            prop_assert_eq!(was, model.iter().any(|(x, _)| *x == key(k)));
-                        }
-                        Op::SyncKey(k) => pod.sync_key(&key(k)).unwrap(),
-                        Op::Sync => pod.sync().unwrap(),
-                        Op::Compact => pod.compact().unwrap(),
-                        // Every change was appended: nothing to drop.
-                        Op::Revert => pod.revert().unwrap(),
-                        Op::Reopen => {
-                            let fresh = open_multi(&s.path);
-                            std::mem::replace(pod, fresh).close().unwrap();
-                        }
-                        Op::Hold | Op::Unhold => {}
                     }
                 }
                 Step::Held(h, batch) => {

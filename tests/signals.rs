@@ -81,7 +81,8 @@ fn signal_child() {
     }
 }
 
-/// Like [`spawn`], also returning the rest of the child's output.
+/// Starts the child in `mode` and waits until it is ready; returns it
+/// and a thread reading the rest of its output.
 fn spawn_reading(path: &std::path::Path, mode: &str) -> (Child, std::thread::JoinHandle<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["signal_child", "--exact", "--nocapture", "--test-threads=1"])
@@ -146,26 +147,10 @@ fn after_stop_on_signals_a_second_signal_exits_at_once() {
     assert!(pod.recovery().torn_tail.is_none());
 }
 
+/// Starts the child in `mode` and waits until it is ready; its further
+/// output is drained (and dropped) so that it never blocks on a full pipe.
 fn spawn(path: &std::path::Path, mode: &str) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["signal_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(ENV_PATH, path)
-        .env(ENV_MODE, mode)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.trim_end().ends_with("ready") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "child exited before it was ready"
-        );
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    child
+    spawn_reading(path, mode).0
 }
 
 fn send(child: &Child, signal: &str) {

@@ -220,16 +220,9 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let tracker_json = tracker.as_ref().map(|t| {
-        json!({
-            "total": t.len(),
-            "done": t.num_done(),
-            "tried": t.num_tried(),
-            "aborted": t.num_aborted(),
-            "todo": t.num_todo(),
-            "claimed": t.num_claimed(),
-            "max_tries": t.max_tries(),
-            "percent_done": t.percent_done(2),
-        })
+        let mut counts = tracker_counts(t);
+        counts.insert("percent_done".into(), json!(t.percent_done(2)));
+        counts
     });
     if json {
         print_json(&json!({
@@ -499,21 +492,30 @@ fn exhausted(t: &Tracker) -> usize {
     (t.len() - t.num_todo()).saturating_sub(done_or_aborted)
 }
 
+/// A tracker's counts and try limit, as `stat` and `tracker` print them.
+fn tracker_counts(t: &Tracker) -> serde_json::Map<String, Value> {
+    [
+        ("total", json!(t.len())),
+        ("done", json!(t.num_done())),
+        ("tried", json!(t.num_tried())),
+        ("aborted", json!(t.num_aborted())),
+        ("todo", json!(t.num_todo())),
+        ("claimed", json!(t.num_claimed())),
+        ("max_tries", json!(t.max_tries())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 fn tracker_summary(path: &Path, max_tries: Option<u32>, json: bool) -> CliResult<ExitCode> {
     let t = open_tracker(path, max_tries, true)?;
     let exhausted = exhausted(&t);
     if json {
-        print_json(&json!({
-            "total": t.len(),
-            "done": t.num_done(),
-            "tried": t.num_tried(),
-            "aborted": t.num_aborted(),
-            "todo": t.num_todo(),
-            "claimed": t.num_claimed(),
-            "exhausted": exhausted,
-            "fraction_done": t.fraction_done(),
-            "max_tries": t.max_tries(),
-        }))?;
+        let mut counts = tracker_counts(&t);
+        counts.insert("exhausted".into(), json!(exhausted));
+        counts.insert("fraction_done".into(), json!(t.fraction_done()));
+        print_json(&Value::Object(counts))?;
     } else {
         outln!("{} {}", bar(t.fraction_done(), 40), t.percent_done(2));
         outln!(

@@ -8,9 +8,10 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
+mod binary;
+use binary::p;
 use serde_json::json;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,10 +88,6 @@ fn run_measured(args: &[&str], input: Option<&[u8]>) -> (i32, String, u64) {
     let kib: u64 = rest.next().unwrap().parse().unwrap();
     let stderr = rest.next().unwrap_or("").to_string();
     (code, stderr, kib)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 const MIB: u64 = 1024;

@@ -5,43 +5,12 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
+mod binary;
+use binary::*;
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use tastypod::{Pod, PodOptions, Tracker, TrackerOptions};
-
-fn tastypod(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tastypod"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn with_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tastypod"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A child that refuses before reading its input closes the pipe early.
-    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// Asserts a clean one-line error with exit status 2 and no panic.
 fn assert_error(o: &Output, needle: &str) {

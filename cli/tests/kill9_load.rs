@@ -1,11 +1,13 @@
 //! Invariant: `tastypod load` killed with SIGKILL at any moment leaves the
-//! store as it was or with every record of the load, never part of it.
+//! store as it was or with every record of the load, never part of it; a
+//! killed `tastypod import-tastypy` or `export-tastypy` leaves no
+//! destination or a whole one.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// `tastypod load` killed at any moment (while it reads its input, or
@@ -72,4 +74,113 @@ fn a_load_killed_at_any_moment_is_all_or_nothing() {
         none > 0,
         "no load was killed before it finished ({all} finished)"
     );
+}
+
+/// `tastypod import-tastypy` (and `export-tastypy`) killed at any moment
+/// leaves no destination, or a complete one: never a half-made store that
+/// would block the retry, or a directory tastypy would read in part (at
+/// most a hidden `.NAME.partial-PID` sibling is left behind).
+#[test]
+fn an_import_or_export_killed_at_any_moment_leaves_nothing_or_everything() {
+    use std::fmt::Write as _;
+    let s = scratch();
+    let old = s.dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    for part in 0..20 {
+        let mut text = String::new();
+        for i in part * 1000..(part + 1) * 1000 {
+            writeln!(text, "\"k{i}\"\t{{\"n\": {i}}}").unwrap();
+        }
+        std::fs::write(old.join(format!("{part}.json")), text).unwrap();
+    }
+    let dest = s.dir.path().join("new");
+    let (none, all) = kill_at_random_moments(
+        || tastypod(&["import-tastypy", p(&old), p(&dest)]),
+        |round| {
+            if !dest.exists() {
+                return false;
+            }
+            let pod = open_ro(&dest);
+            assert_eq!(
+                pod.len(),
+                20_000,
+                "round {round}: a killed import left a partial store"
+            );
+            assert_eq!(pod.get("k19999").unwrap(), Some(json!({"n": 19999})));
+            drop(pod);
+            std::fs::remove_dir_all(&dest).unwrap();
+            true
+        },
+    );
+    assert!(none > 0 && all > 0, "{none} killed early, {all} finished");
+    // The way back: an export killed at any moment leaves no directory, or
+    // one with every part.
+    let store = s.dir.path().join("store");
+    assert!(
+        tastypod(&["import-tastypy", p(&old), p(&store)])
+            .wait()
+            .unwrap()
+            .success()
+    );
+    let (none, all) = kill_at_random_moments(
+        || tastypod(&["export-tastypy", p(&store), p(&dest)]),
+        |round| {
+            if !dest.exists() {
+                return false;
+            }
+            let parts = std::fs::read_dir(&dest).unwrap().count();
+            assert_eq!(
+                parts, 20,
+                "round {round}: a killed export left {parts} parts"
+            );
+            std::fs::remove_dir_all(&dest).unwrap();
+            true
+        },
+    );
+    assert!(none > 0 && all > 0, "{none} killed early, {all} finished");
+}
+
+fn tastypod(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tastypod"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn p(path: &std::path::Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs `start` once to the end to time it, then 20 times killed after a
+/// random time up to twice that; `finished(round)` checks what a killed run
+/// left and says whether it had finished (and cleans up for the next round).
+/// Returns how many runs were killed before they finished, and how many
+/// after.
+fn kill_at_random_moments(
+    start: impl Fn() -> Child,
+    mut finished: impl FnMut(usize) -> bool,
+) -> (usize, usize) {
+    let began = std::time::Instant::now();
+    assert!(start().wait().unwrap().success());
+    let whole = began.elapsed().as_micros() as u64;
+    assert!(finished(0), "an uninterrupted run finished");
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let (mut none, mut all) = (0, 0);
+    for round in 1..=20 {
+        let mut child = start();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_micros(rng % (2 * whole + 1)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        if finished(round) {
+            all += 1;
+        } else {
+            none += 1;
+        }
+    }
+    (none, all)
 }

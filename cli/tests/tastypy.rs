@@ -10,21 +10,12 @@
 #[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
+mod binary;
+use binary::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tastypod::{Pod, Tracker};
-
-fn tastypod(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tastypod"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

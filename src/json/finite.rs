@@ -6,9 +6,9 @@
 use serde::ser::{self, Serialize};
 use std::fmt;
 
-/// The non-finite number found, as text (`NaN`, `inf`, `-inf`).
+/// The non-finite number found.
 #[derive(Debug)]
-pub(crate) struct NonFinite(pub(crate) String);
+pub(crate) struct NonFinite(pub(crate) f64);
 
 impl fmt::Display for NonFinite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -22,9 +22,25 @@ impl fmt::Display for NonFinite {
 
 impl std::error::Error for NonFinite {}
 
-impl ser::Error for NonFinite {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        NonFinite(msg.to_string())
+/// What stops the walk: a non-finite number, or an error `value`'s own
+/// `Serialize` raised.
+#[derive(Debug)]
+enum Stop {
+    NonFinite(f64),
+    Custom,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Stop {}
+
+impl ser::Error for Stop {
+    fn custom<T: fmt::Display>(_: T) -> Self {
+        Stop::Custom
     }
 }
 
@@ -33,22 +49,26 @@ impl ser::Error for NonFinite {
 /// before it has already succeeded), so it counts as finite.
 pub(crate) fn first_non_finite<V: Serialize + ?Sized>(value: &V) -> Result<(), NonFinite> {
     match value.serialize(Walk) {
-        Err(NonFinite(found)) if found.starts_with(MARK) => {
-            Err(NonFinite(found[MARK.len()..].to_string()))
-        }
+        Err(Stop::NonFinite(found)) => Err(NonFinite(found)),
         _ => Ok(()),
     }
 }
 
-/// Marks the errors this walk raises, apart from any `custom` ones.
-const MARK: &str = "\u{0}non-finite:";
-
-fn check(float: f64) -> Result<(), NonFinite> {
+fn check(float: f64) -> Result<(), Stop> {
     if float.is_finite() {
         Ok(())
     } else {
-        Err(NonFinite(format!("{MARK}{float}")))
+        Err(Stop::NonFinite(float))
     }
+}
+
+/// Methods that accept any value of their type (only floats matter).
+macro_rules! ignore {
+    ($($method:ident: $t:ty),*) => {$(
+        fn $method(self, _: $t) -> Result<(), Stop> {
+            Ok(())
+        }
+    )*};
 }
 
 /// A serializer that writes nothing and only looks at floats.
@@ -57,7 +77,7 @@ struct Walk;
 
 impl ser::Serializer for Walk {
     type Ok = ();
-    type Error = NonFinite;
+    type Error = Stop;
     type SerializeSeq = Walk;
     type SerializeTuple = Walk;
     type SerializeTupleStruct = Walk;
@@ -66,79 +86,38 @@ impl ser::Serializer for Walk {
     type SerializeStruct = Walk;
     type SerializeStructVariant = Walk;
 
-    fn serialize_f32(self, v: f32) -> Result<(), NonFinite> {
+    fn serialize_f32(self, v: f32) -> Result<(), Stop> {
         check(f64::from(v))
     }
-    fn serialize_f64(self, v: f64) -> Result<(), NonFinite> {
+    fn serialize_f64(self, v: f64) -> Result<(), Stop> {
         check(v)
     }
-    fn serialize_bool(self, _: bool) -> Result<(), NonFinite> {
+    ignore!(
+        serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
+        serialize_u32: u32, serialize_u64: u64, serialize_u128: u128, serialize_char: char,
+        serialize_str: &str, serialize_bytes: &[u8]
+    );
+    fn serialize_none(self) -> Result<(), Stop> {
         Ok(())
     }
-    fn serialize_i8(self, _: i8) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_i128(self, _: i128) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_u8(self, _: u8) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_u16(self, _: u16) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_u32(self, _: u32) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_u64(self, _: u64) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_u128(self, _: u128) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_char(self, _: char) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_str(self, _: &str) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_none(self) -> Result<(), NonFinite> {
-        Ok(())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), NonFinite> {
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), Stop> {
         v.serialize(self)
     }
-    fn serialize_unit(self) -> Result<(), NonFinite> {
+    fn serialize_unit(self) -> Result<(), Stop> {
         Ok(())
     }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), NonFinite> {
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Stop> {
         Ok(())
     }
-    fn serialize_unit_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-    ) -> Result<(), NonFinite> {
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Stop> {
         Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         v: &T,
-    ) -> Result<(), NonFinite> {
+    ) -> Result<(), Stop> {
         v.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -147,16 +126,16 @@ impl ser::Serializer for Walk {
         _: u32,
         _: &'static str,
         v: &T,
-    ) -> Result<(), NonFinite> {
+    ) -> Result<(), Stop> {
         v.serialize(self)
     }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Walk, NonFinite> {
+    fn serialize_seq(self, _: Option<usize>) -> Result<Walk, Stop> {
         Ok(self)
     }
-    fn serialize_tuple(self, _: usize) -> Result<Walk, NonFinite> {
+    fn serialize_tuple(self, _: usize) -> Result<Walk, Stop> {
         Ok(self)
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Walk, NonFinite> {
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Walk, Stop> {
         Ok(self)
     }
     fn serialize_tuple_variant(
@@ -165,13 +144,13 @@ impl ser::Serializer for Walk {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Walk, NonFinite> {
+    ) -> Result<Walk, Stop> {
         Ok(self)
     }
-    fn serialize_map(self, _: Option<usize>) -> Result<Walk, NonFinite> {
+    fn serialize_map(self, _: Option<usize>) -> Result<Walk, Stop> {
         Ok(self)
     }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Walk, NonFinite> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Walk, Stop> {
         Ok(self)
     }
     fn serialize_struct_variant(
@@ -180,7 +159,7 @@ impl ser::Serializer for Walk {
         _: u32,
         _: &'static str,
         _: usize,
-    ) -> Result<Walk, NonFinite> {
+    ) -> Result<Walk, Stop> {
         Ok(self)
     }
 }
@@ -190,11 +169,11 @@ macro_rules! walk_elements {
     ($($trait:ident :: $method:ident),*) => {$(
         impl ser::$trait for Walk {
             type Ok = ();
-            type Error = NonFinite;
-            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), NonFinite> {
+            type Error = Stop;
+            fn $method<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Stop> {
                 v.serialize(*self)
             }
-            fn end(self) -> Result<(), NonFinite> {
+            fn end(self) -> Result<(), Stop> {
                 Ok(())
             }
         }
@@ -210,47 +189,39 @@ walk_elements!(
 
 impl ser::SerializeMap for Walk {
     type Ok = ();
-    type Error = NonFinite;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), NonFinite> {
+    type Error = Stop;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), Stop> {
         k.serialize(*self)
     }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), NonFinite> {
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Stop> {
         v.serialize(*self)
     }
-    fn end(self) -> Result<(), NonFinite> {
+    fn end(self) -> Result<(), Stop> {
         Ok(())
     }
 }
 
-impl ser::SerializeStruct for Walk {
-    type Ok = ();
-    type Error = NonFinite;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), NonFinite> {
-        v.serialize(*self)
-    }
-    fn end(self) -> Result<(), NonFinite> {
-        Ok(())
-    }
+/// Struct forms walk their fields' values (the names are fixed strings).
+macro_rules! walk_fields {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Walk {
+            type Ok = ();
+            type Error = Stop;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                _: &'static str,
+                v: &T,
+            ) -> Result<(), Stop> {
+                v.serialize(*self)
+            }
+            fn end(self) -> Result<(), Stop> {
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Walk {
-    type Ok = ();
-    type Error = NonFinite;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        _: &'static str,
-        v: &T,
-    ) -> Result<(), NonFinite> {
-        v.serialize(*self)
-    }
-    fn end(self) -> Result<(), NonFinite> {
-        Ok(())
-    }
-}
+walk_fields!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
@@ -278,15 +249,18 @@ mod tests {
             values: vec![None, Some(f32::INFINITY)],
             ..fine
         };
-        assert_eq!(first_non_finite(&nested).unwrap_err().0, "inf");
+        assert_eq!(first_non_finite(&nested).unwrap_err().0, f64::INFINITY);
         by_hour.insert(4, f64::NAN);
         let in_map = Reading {
             name: "b",
             values: vec![],
             by_hour,
         };
-        assert_eq!(first_non_finite(&in_map).unwrap_err().0, "NaN");
-        assert_eq!(first_non_finite(&f64::NEG_INFINITY).unwrap_err().0, "-inf");
+        assert!(first_non_finite(&in_map).unwrap_err().0.is_nan());
+        assert_eq!(
+            first_non_finite(&f64::NEG_INFINITY).unwrap_err().0,
+            f64::NEG_INFINITY
+        );
         assert!(first_non_finite(&serde_json::json!({"a": null})).is_ok());
     }
 }

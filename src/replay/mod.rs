@@ -373,6 +373,18 @@ mod tests {
             .collect()
     }
 
+    /// Replays `bytes` as a log of `size_hint` bytes (which picks one
+    /// thread or several).
+    fn replay_hinted(bytes: &[u8], size_hint: u64) -> Result<Replayed<()>> {
+        replay(
+            bytes,
+            size_hint,
+            Path::new("x"),
+            false,
+            crate::DEFAULT_MAX_RECORD_SIZE,
+        )
+    }
+
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -505,14 +517,7 @@ mod tests {
     fn lines_longer_than_a_chunk_are_read_whole() {
         let big = format!("\"{}\"", "x".repeat(CHUNK + 10));
         let bytes = log(&[("a", Some(&big)), ("b", Some("1"))]);
-        let r = replay::<()>(
-            &bytes[..],
-            0,
-            Path::new("x"),
-            false,
-            crate::DEFAULT_MAX_RECORD_SIZE,
-        )
-        .unwrap();
+        let r = replay_hinted(&bytes[..], 0).unwrap();
         assert_eq!(r.index.len(), 2);
     }
 
@@ -533,22 +538,8 @@ mod tests {
     fn two_thread_replay_matches_one_thread() {
         let bytes = big_log(150_000);
         assert!(bytes.len() > 2 * CHUNK);
-        let one = replay::<()>(
-            &bytes[..],
-            0,
-            Path::new("x"),
-            false,
-            crate::DEFAULT_MAX_RECORD_SIZE,
-        )
-        .unwrap();
-        let two = replay::<()>(
-            &bytes[..],
-            bytes.len() as u64,
-            Path::new("x"),
-            false,
-            crate::DEFAULT_MAX_RECORD_SIZE,
-        )
-        .unwrap();
+        let one = replay_hinted(&bytes[..], 0).unwrap();
+        let two = replay_hinted(&bytes[..], bytes.len() as u64).unwrap();
         assert_eq!(contents(&one), contents(&two));
         assert_eq!(one.index.disk_bytes(), two.index.disk_bytes());
         assert_eq!(one.valid_len, two.valid_len);
@@ -559,25 +550,11 @@ mod tests {
     fn two_thread_replay_reports_corruption_and_torn_tails() {
         let mut bytes = big_log(150_000);
         let len = bytes.len() as u64;
-        let torn = replay::<()>(
-            &bytes[..bytes.len() - 3],
-            len,
-            Path::new("x"),
-            false,
-            crate::DEFAULT_MAX_RECORD_SIZE,
-        )
-        .unwrap();
+        let torn = replay_hinted(&bytes[..bytes.len() - 3], len).unwrap();
         assert!(torn.torn.is_some());
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x04;
-        let err = replay::<()>(
-            &bytes[..],
-            len,
-            Path::new("x"),
-            false,
-            crate::DEFAULT_MAX_RECORD_SIZE,
-        )
-        .unwrap_err();
+        let err = replay_hinted(&bytes[..], len).unwrap_err();
         let line = 1 + bytes[..mid].iter().filter(|&&b| b == b'\n').count() as u64;
         assert_eq!(err.line(), Some(line));
     }

@@ -3,27 +3,20 @@
 //! test and the `ops` fuzz target's multi-process half.
 
 use super::SimStorage;
-use super::workload::{Op, State, Trace, check, contents, open_sim, store};
-use crate::{Compaction, Pod, PodOptions};
-use serde_json::{Value, json};
+use super::workload::{
+    Op, State, Trace, check, contents, key, model_insert, model_mutate, model_remove, open_sim,
+    store,
+};
+use crate::Pod;
+use serde_json::json;
 
 /// One step: which writer (0 or 1) does what.
 pub type Step = (usize, Op);
 
-fn opts(sim: &SimStorage) -> PodOptions {
-    PodOptions::new()
-        .multi_process(true)
-        .sync_at(3)
-        .compaction(Compaction::Auto {
-            dead_fraction: 0.5,
-            min_bytes: 600,
-        })
-        .simulated(sim.clone())
-}
-
-/// Opens a writer of the multi-process mode.
+/// Opens a writer of the multi-process mode, with the single-writer
+/// workload's options.
 pub fn open_writer(sim: &SimStorage) -> crate::Result<Pod> {
-    opts(sim).open(store())
+    super::workload::opts(sim).multi_process(true).open(store())
 }
 
 /// A deterministic script of `len` steps (xorshift, as [`super::workload::script`]).
@@ -38,13 +31,6 @@ pub fn script_two(seed: u64, len: usize) -> Vec<Step> {
             ((x % 2) as usize, op)
         })
         .collect()
-}
-
-fn set(model: &mut State, key: &str, value: Value) {
-    match model.iter_mut().find(|(k, _)| k == key) {
-        Some((_, v)) => *v = value,
-        None => model.push((key.to_string(), value)),
-    }
 }
 
 /// Runs `script` on two writers until the first failure; returns what was
@@ -70,34 +56,20 @@ pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
         let Some(pod) = writers.get_mut(*n) else {
             continue;
         };
-        let key = |k: &u8| format!("key-{k}");
-        let note = |trace: &mut Trace, k: &str, v: Option<&Value>| {
-            trace
-                .later
-                .entry(k.to_string())
-                .or_default()
-                .insert(v.map(Value::to_string));
-        };
         let mut synced = false;
         let result = match op {
             Op::Insert(k, v) => {
                 let v = json!({"n": v, "by": n, "pad": "x".repeat((*v as usize * 7) % 40)});
-                note(&mut trace, &key(k), Some(&v));
-                set(&mut model, &key(k), v.clone());
-                pod.insert(&key(k), v)
+                model_insert(&mut trace, &mut model, &key(*k), v.clone());
+                pod.insert(&key(*k), v)
             }
             Op::Remove(k) => {
-                note(&mut trace, &key(k), None);
-                model.retain(|(x, _)| *x != key(k));
-                pod.remove(&key(k)).map(|_| ())
+                model_remove(&mut trace, &mut model, &key(*k));
+                pod.remove(&key(*k)).map(|_| ())
             }
             Op::Mutate(k) => {
-                if let Some((_, v)) = model.iter_mut().find(|(x, _)| *x == key(k)) {
-                    v["m"] = json!(n);
-                    let v = v.clone();
-                    note(&mut trace, &key(k), Some(&v));
-                }
-                pod.update(&key(k), |v| v["m"] = json!(n)).map(|_| ())
+                model_mutate(&mut trace, &mut model, &key(*k), &json!(n));
+                pod.update(&key(*k), |v| v["m"] = json!(n)).map(|_| ())
             }
             Op::Sync | Op::SyncKey(_) => {
                 synced = true;

@@ -67,7 +67,9 @@ pub struct Trace {
     pub failed: bool,
 }
 
-fn opts(sim: &SimStorage) -> PodOptions {
+/// The options of the simulated workloads: small sync and compaction
+/// thresholds, so that a short script syncs and compacts often.
+pub(super) fn opts(sim: &SimStorage) -> PodOptions {
     PodOptions::new()
         .sync_at(3)
         .compaction(Compaction::Auto {
@@ -81,10 +83,42 @@ pub fn open_sim(sim: &SimStorage) -> crate::Result<Pod> {
     opts(sim).open(store())
 }
 
-fn set(model: &mut State, key: &str, value: Value) {
+/// The key an op's key number names.
+pub(super) fn key(k: u8) -> String {
+    format!("key-{k}")
+}
+
+/// Notes that `key` may hold `value` (`None`: be absent) after a crash.
+fn note(trace: &mut Trace, key: &str, value: Option<&Value>) {
+    trace
+        .later
+        .entry(key.to_string())
+        .or_default()
+        .insert(value.map(Value::to_string));
+}
+
+/// The model's side of an insert: `key` holds `value` (noted as possible).
+pub(super) fn model_insert(trace: &mut Trace, model: &mut State, key: &str, value: Value) {
+    note(trace, key, Some(&value));
     match model.iter_mut().find(|(k, _)| k == key) {
         Some((_, v)) => *v = value,
         None => model.push((key.to_string(), value)),
+    }
+}
+
+/// The model's side of a remove.
+pub(super) fn model_remove(trace: &mut Trace, model: &mut State, key: &str) {
+    note(trace, key, None);
+    model.retain(|(k, _)| k != key);
+}
+
+/// The model's side of an update setting the member `m` of `key`'s value
+/// (if it is there) to `mark`.
+pub(super) fn model_mutate(trace: &mut Trace, model: &mut State, key: &str, mark: &Value) {
+    if let Some((_, v)) = model.iter_mut().find(|(k, _)| k == key) {
+        v["m"] = mark.clone();
+        let v = v.clone();
+        note(trace, key, Some(&v));
     }
 }
 
@@ -100,36 +134,22 @@ pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
         }
     };
     for op in script {
-        let key = |k: &u8| format!("key-{k}");
-        let note = |trace: &mut Trace, k: &str, v: Option<&Value>| {
-            trace
-                .later
-                .entry(k.to_string())
-                .or_default()
-                .insert(v.map(Value::to_string));
-        };
         let result = match op {
             Op::Insert(k, n) => {
                 let v = json!({"n": n, "pad": "x".repeat((*n as usize * 7) % 40)});
-                note(&mut trace, &key(k), Some(&v));
-                set(&mut model, &key(k), v.clone());
-                pod.insert(&key(k), v)
+                model_insert(&mut trace, &mut model, &key(*k), v.clone());
+                pod.insert(&key(*k), v)
             }
             Op::Remove(k) => {
-                note(&mut trace, &key(k), None);
-                model.retain(|(x, _)| *x != key(k));
-                pod.remove(&key(k)).map(|_| ())
+                model_remove(&mut trace, &mut model, &key(*k));
+                pod.remove(&key(*k)).map(|_| ())
             }
             Op::Mutate(k) => {
-                if let Some((_, v)) = model.iter_mut().find(|(x, _)| *x == key(k)) {
-                    v["m"] = json!(true);
-                    let v = v.clone();
-                    note(&mut trace, &key(k), Some(&v));
-                }
-                pod.update(&key(k), |v| v["m"] = json!(true)).map(|_| ())
+                model_mutate(&mut trace, &mut model, &key(*k), &json!(true));
+                pod.update(&key(*k), |v| v["m"] = json!(true)).map(|_| ())
             }
             Op::Sync => pod.sync(),
-            Op::SyncKey(k) => pod.sync_key(&key(k)),
+            Op::SyncKey(k) => pod.sync_key(&key(*k)),
             Op::Compact => pod.compact(),
             Op::Reopen => reopen_placeholder().and_then(|placeholder| {
                 std::mem::replace(&mut pod, placeholder).close()?;
