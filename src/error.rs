@@ -152,6 +152,12 @@ pub enum ErrorKind {
         /// Which rule it breaks.
         reason: String,
     },
+    /// A store was to be created where one already is.
+    #[error("{} already holds a store", path.display())]
+    StoreExists {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// The settings stored in the log's header (line 1) cannot be read.
     #[error("the settings in the header (line 1) of {} cannot be read: {reason}", path.display())]
     BadSettings {
@@ -181,6 +187,7 @@ impl Error {
             | ErrorKind::NotAStore { path, .. }
             | ErrorKind::UnsupportedVersion { path, .. }
             | ErrorKind::Locked { path }
+            | ErrorKind::StoreExists { path }
             | ErrorKind::Poisoned { path }
             | ErrorKind::ReadOnly { path }
             | ErrorKind::Decode { path, .. }

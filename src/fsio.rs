@@ -169,13 +169,67 @@ fn try_briefly(attempt: impl Fn() -> Result<(), fs::TryLockError>) -> io::Result
     }
 }
 
+/// Opens (creating) a lock file without following a symbolic link at
+/// `path` (`O_NOFOLLOW`: a planted `pod.lock -> /etc/x` is refused, never
+/// created or opened through), and refuses anything that is not a regular
+/// file (a FIFO is opened without blocking, then refused).
 fn open_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symbolic link; a lock file is never followed through a link \
+                 (remove the link)",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let kind = file.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file; a lock file must be one (remove it)",
+        ));
+    }
+    Ok(file)
+}
+
+/// Opens the existing lock file `path` to test who holds it: read-only,
+/// never through a symbolic link, never blocking; `Ok(None)` if there is
+/// no lock file. Anything but a regular file is an error.
+pub(crate) fn open_lock_to_probe(path: &Path) -> io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symbolic link; a lock file is never followed through a link",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    Ok(Some(file))
 }
 
 impl Storage for StdStorage {
@@ -252,6 +306,14 @@ impl Storage for StdStorage {
             return Ok(Some(format!(
                 "{} is writable by every user (mode {:o}): another user could replace its files",
                 dir.display(),
+                mode & 0o7777
+            )));
+        }
+        if mode & 0o020 != 0 && mode & 0o1000 == 0 {
+            return Ok(Some(format!(
+                "{} is writable by its group {} (mode {:o}): another member could replace its files",
+                dir.display(),
+                meta.gid(),
                 mode & 0o7777
             )));
         }

@@ -9,8 +9,9 @@ use crate::record::Record;
 use crate::replay::TornTail;
 use crate::replay::pipeline;
 use crate::replay::reader::{CHUNK, Job, LineReader};
-use crate::replay::rules::{self, BadLine, Damage, Fatal, Findings, Item, Rules, Seen, Span};
-use std::fs::File;
+use crate::replay::rules::{
+    self, BadLine, Damage, Fatal, Findings, Fold, Folded, Item, Rules, Seen, Span,
+};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,7 @@ pub enum Verdict {
 
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The log file checked.
     pub log: PathBuf,
@@ -68,6 +70,11 @@ pub struct VerifyReport {
     pub verdict: Verdict,
     /// The end of the valid prefix: what a writable open keeps.
     pub valid_len: u64,
+    /// The bytes of an incomplete last line that a writer holding the lock
+    /// was writing while the log was read: not damage, and not counted as
+    /// a problem (a crash leaves such a line; a live writer is still
+    /// writing it).
+    pub being_written: Option<u64>,
 }
 
 impl VerifyReport {
@@ -112,7 +119,24 @@ pub fn verify(path: impl AsRef<Path>) -> Result<VerifyReport> {
 pub fn verify_with(path: &Path, max_record_size: usize) -> Result<VerifyReport> {
     let log = log_path(path);
     let (file, size) = fsio::open_regular(&log)?;
-    verify_read(file, size, log, max_record_size, CHUNK)
+    let mut report = verify_read(file, size, log, max_record_size, CHUNK)?;
+    // A torn tail of one incomplete line, while a writer holds the lock, is
+    // the record it is appending right now.
+    let writing = match &report.verdict {
+        Verdict::TornTail(t) if t.lines == 1 && t.partial_record => Some(t.bytes),
+        _ => None,
+    };
+    if let Some(bytes) = writing {
+        let dir = report.log.parent().unwrap_or(Path::new("."));
+        if writers(dir).is_ok_and(|w| w != Writers::None) {
+            report.problems.pop();
+            report.problem_count = report.problem_count.saturating_sub(1);
+            report.torn_tail = false;
+            report.verdict = Verdict::Clean;
+            report.being_written = Some(bytes);
+        }
+    }
+    Ok(report)
 }
 
 /// [`verify`] of the log read from `reader` (`size` bytes, named `log`),
@@ -149,6 +173,7 @@ pub(crate) fn verify_read(
         hard_damage: matches!(verdict, Verdict::Corrupt(_)),
         valid_len: findings.outcome.valid_len,
         verdict,
+        being_written: None,
     })
 }
 
@@ -167,6 +192,7 @@ enum Found {
     Header(u64),
     Record,
     Damaged(Box<Damage>),
+    MoreDamaged(u64),
 }
 
 /// What [`check_lines`] found.
@@ -196,6 +222,7 @@ impl InOrder {
                 }
                 Found::Record => Seen::Record,
                 Found::Damaged(d) => Seen::Damaged(d),
+                Found::MoreDamaged(n) => Seen::MoreDamaged(*n),
             };
             // Keep-going rules never stop.
             let _ = self.rules.take(span, seen);
@@ -238,17 +265,23 @@ fn check_lines(
 /// Classifies every line of a job.
 fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
     let mut out = Vec::new();
+    let mut fold = Fold::default();
+    let mut push = |at: Span, folded: Folded<'_>| {
+        let found = match folded {
+            Folded::One(Item::Blank) => Found::Blank,
+            Folded::One(Item::Record(Record::Header { version, .. })) => Found::Header(version),
+            Folded::One(Item::Record(_)) => Found::Record,
+            Folded::One(Item::Damaged(damage)) => Found::Damaged(Box::new(damage)),
+            Folded::More(count) => Found::MoreDamaged(count),
+        };
+        out.push((at, found));
+    };
     for line in job.lines() {
         rules::items(&line, max_record, false, |at, item| {
-            let found = match item {
-                Item::Blank => Found::Blank,
-                Item::Record(Record::Header { version, .. }) => Found::Header(version),
-                Item::Record(_) => Found::Record,
-                Item::Damaged(damage) => Found::Damaged(Box::new(damage)),
-            };
-            out.push((at, found));
+            fold.item(at, item, &mut push);
         });
     }
+    fold.finish(&mut push);
     out
 }
 
@@ -278,10 +311,9 @@ pub enum Writers {
 pub fn writers(path: impl AsRef<Path>) -> Result<Writers> {
     use std::os::unix::fs::MetadataExt;
     let lock = path.as_ref().join(LOCK_FILE);
-    let file = match File::open(&lock) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Writers::None),
-        Err(e) => return Err(Error::io("open", &lock, e)),
+    let Some(file) = fsio::open_lock_to_probe(&lock).map_err(|e| Error::io("open", &lock, e))?
+    else {
+        return Ok(Writers::None);
     };
     match file.try_lock_shared() {
         Ok(()) => {}

@@ -76,6 +76,9 @@ pub(crate) enum LineError {
     Nul { at: u64 },
     /// The line is longer than the maximum record size.
     TooLong { len: u64, max: u64 },
+    /// The line is longer than the maximum record size, and its checksum
+    /// holds: a record written whole, which is never cut.
+    OverMax { len: u64, max: u64 },
     /// A damaged line holds a complete, valid record followed by more
     /// bytes: a newline was damaged. A torn write cannot produce this.
     LostNewline,
@@ -91,6 +94,7 @@ impl LineError {
         matches!(
             self,
             LineError::Malformed(_)
+                | LineError::OverMax { .. }
                 | LineError::BadValue(_)
                 | LineError::LateHeader
                 | LineError::LostNewline
@@ -114,6 +118,12 @@ impl fmt::Display for LineError {
             LineError::TooLong { len, max } => write!(
                 f,
                 "line of {len} bytes is longer than the maximum record size ({max} bytes)"
+            ),
+            LineError::OverMax { len, max } => write!(
+                f,
+                "a record of {len} bytes whose checksum holds is longer than the maximum \
+                 record size ({max} bytes); open the store with a larger one \
+                 (PodOptions::max_record_size, tastypod --max-record-size)"
             ),
             LineError::LostNewline => {
                 f.write_str("a complete record runs into more bytes (its newline is damaged)")
@@ -196,8 +206,9 @@ pub(crate) fn embedded(line: &[u8]) -> (Vec<std::ops::Range<usize>>, bool) {
     let mut work = 0u64;
     let mut found = Vec::new();
     let mut pos = 0;
-    let finder = memchr::memmem::Finder::new(PREFIX_HEAD);
-    while let Some(at) = line.get(pos..).and_then(|rest| finder.find(rest)) {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PREFIX_HEAD));
+    while let Some(at) = line.get(pos..).and_then(|rest| FINDER.find(rest)) {
         let start = pos + at;
         let candidate = line.get(start..).unwrap_or_default();
         match record_end(candidate, &mut work) {
@@ -235,6 +246,21 @@ fn record_end(bytes: &[u8], work: &mut u64) -> Option<usize> {
     }
     *work += (body.len() - done) as u64;
     None
+}
+
+/// The checksum the start of a line holds and the checksum of the rest of
+/// `start`, to go on with the line's further bytes: `None` if the line
+/// does not start with a checksum field.
+pub(crate) fn checksum_start(start: &[u8]) -> Option<(u32, crc32fast::Hasher)> {
+    let (stored, body) = split_checked(start).ok()?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(body);
+    Some((stored, hasher))
+}
+
+/// Whether the line starts with a checksum field that matches the rest.
+pub(crate) fn checksum_holds(line: &[u8]) -> bool {
+    split_checked(line).is_ok_and(|(stored, body)| crc32fast::hash(body) == stored)
 }
 
 /// Splits a line into its stored checksum and its body.

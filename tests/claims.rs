@@ -65,9 +65,10 @@ fn an_exclusive_reopen_frees_every_claim_at_once() {
     assert!(t.lease("a").is_none() && t.lease("b").is_none());
     assert_eq!(t.tries("a"), 1, "the try a claim counted stays counted");
     assert!(
-        t.aborted("b"),
-        "a claim on the last try that ended unfinished"
+        t.exhausted("b") && !t.aborted("b"),
+        "a claim on the last try that ended unfinished: out of tries, not aborted"
     );
+    assert_eq!((t.num_exhausted(), t.num_aborted()), (1, 0));
     assert_eq!(t.claim_next("run-2").unwrap(), task("a"));
     assert!(start.elapsed() < Duration::from_secs(5));
     let b = t.get("b").unwrap().unwrap();
@@ -128,7 +129,7 @@ fn a_restart_after_kill_9_claims_at_once() {
 }
 
 #[test]
-fn an_expired_claim_on_the_last_try_is_aborted_not_left_behind() {
+fn an_expired_claim_on_the_last_try_is_exhausted_not_left_behind() {
     let s = scratch();
     let opts = TrackerOptions::new()
         .multi_process(true)
@@ -141,23 +142,30 @@ fn an_expired_claim_on_the_last_try_is_aborted_not_left_behind() {
     assert_eq!(t.claim_next("other").unwrap(), task("b"));
     t.mark_done("b").unwrap();
     assert_eq!(t.claim_next("other").unwrap(), Claim::Finished);
-    assert!(t.aborted("a") && t.lease("a").is_none());
-    assert_eq!(t.num_claimed(), 0);
+    assert!(t.exhausted("a") && !t.aborted("a") && t.lease("a").is_none());
+    assert_eq!(
+        (t.num_claimed(), t.num_exhausted(), t.num_aborted()),
+        (0, 1, 0)
+    );
 }
 
 #[test]
-fn release_after_the_last_try_aborts() {
+fn release_after_the_last_try_leaves_the_task_exhausted() {
     let s = scratch();
     let mut t = long_lease(2).open(&s.path).unwrap();
     t.add("page").unwrap();
     assert_eq!(t.claim_next("w").unwrap(), task("page"));
     t.release("page").unwrap();
-    assert!(!t.aborted("page"));
+    assert!(!t.exhausted("page"));
     assert_eq!(t.claim_next("w").unwrap(), task("page"));
     t.release("page").unwrap();
-    assert!(t.aborted("page"), "released after its last try");
+    assert!(
+        t.exhausted("page") && !t.aborted("page"),
+        "released after its last try"
+    );
     assert_eq!(t.claim_next("w").unwrap(), Claim::Finished);
     assert_eq!(t.tries("page"), 2);
+    assert!(t.get("page").unwrap().unwrap()["_aborted"] == false);
     // Releasing a task that is not claimed changes nothing.
     t.release("page").unwrap();
     assert_eq!(t.tries("page"), 2);

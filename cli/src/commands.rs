@@ -1,71 +1,20 @@
-//! The subcommands: each opens the store through the library, does one
-//! thing, and prints the result.
+//! The subcommands on plain stores: each opens the store through
+//! [`Stores`], does one thing, and prints the result. The tracker's
+//! subcommands are in [`crate::tracker_cmd`].
 
-use crate::output::{bad, bar, good, note_recovery};
-use crate::{Command, TrackerAction};
+use crate::args::Command;
+use crate::errors::{CliResult, Message, fail};
+use crate::open::{Place, Stores, opened, place};
+use crate::output::{bad, good, json_path, note_recovery, printable_key};
+use crate::staging::Staged;
 use serde_json::{Value, json};
-use std::error::Error as StdError;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use tastypod::{Aborted, ErrorKind, Pod, PodOptions, Recovery, Tracker, TrackerOptions};
+use tastypod::{ErrorKind, Pod, Recovery, TrackerOptions};
 
-pub type CliResult<T> = Result<T, Box<dyn StdError>>;
-
-/// An error message of the CLI's own.
-#[derive(Debug)]
-pub struct Message(pub String);
-
-impl std::fmt::Display for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl StdError for Message {}
-
-pub fn fail<T>(msg: impl Into<String>) -> CliResult<T> {
-    Err(Box::new(Message(msg.into())))
-}
-
-/// Fails unless `path` holds a store.
-fn existing(path: &Path) -> CliResult<()> {
-    if !path.exists() {
-        return fail(format!(
-            "no store at {}: the path does not exist",
-            path.display()
-        ));
-    }
-    // A log that is there but not a regular file is the library's to name.
-    if !path.join(tastypod::LOG_FILE).exists() {
-        return fail(format!(
-            "no store at {}: it has no {} file",
-            path.display(),
-            tastypod::LOG_FILE
-        ));
-    }
-    Ok(())
-}
-
-fn read_only(path: &Path) -> CliResult<Pod> {
-    existing(path)?;
-    let pod = PodOptions::new().read_only(true).open(path)?;
-    note_recovery(pod.log_path(), pod.recovery(), false);
-    Ok(pod)
-}
-
-fn writable(path: &Path) -> CliResult<Pod> {
-    existing(path)?;
-    opened(Pod::open(path)?)
-}
-
-/// Reports on stderr what opening `pod` for writing found and repaired.
-pub fn opened(pod: Pod) -> CliResult<Pod> {
-    note_recovery(pod.log_path(), pod.recovery(), true);
-    Ok(pod)
-}
-
-fn print_json(value: &Value) -> CliResult<()> {
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &Value) -> CliResult<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -88,11 +37,11 @@ pub fn load_all<R>(pod: &mut Pod, insert: impl FnOnce(&mut Pod) -> CliResult<R>)
     written
 }
 
-pub fn run(command: Command) -> CliResult<ExitCode> {
+pub fn run(command: Command, stores: &Stores) -> CliResult<ExitCode> {
     match command {
-        Command::Stat { path, json } => stat(&path, json),
+        Command::Stat { path, json } => stat(stores, &path, json),
         Command::Get { path, key } => {
-            let pod = read_only(&path)?;
+            let pod = stores.read_only(&path)?;
             match pod.get_json(&key)? {
                 Some(v) => {
                     outln!("{v}");
@@ -104,9 +53,9 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
                 }
             }
         }
-        Command::Set { path, key, json } => set(&path, &key, &json),
+        Command::Set { path, key, json } => set(stores, &path, &key, &json),
         Command::Rm { path, key } => {
-            let mut pod = writable(&path)?;
+            let mut pod = stores.writable(&path)?;
             let present = pod.remove(&key)?;
             pod.close()?;
             if present {
@@ -117,24 +66,24 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
             }
         }
         Command::Keys { path, json } => {
-            let pod = read_only(&path)?;
+            let pod = stores.read_only(&path)?;
             if json {
                 print_json(&Value::from(pod.keys().collect::<Vec<_>>()))?;
             } else {
                 let mut out = BufWriter::new(std::io::stdout().lock());
                 for key in pod.keys() {
-                    writeln!(out, "{}", crate::output::printable_key(key))?;
+                    writeln!(out, "{}", printable_key(key))?;
                 }
                 out.flush()?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dump { path, object } => dump(&path, object),
-        Command::Load { path, file, json } => load(&path, &file, json),
-        Command::Verify { path, json } => verify(&path, json),
-        Command::Repair { path, json } => repair(&path, json),
+        Command::Dump { path, object } => dump(stores, &path, object),
+        Command::Load { path, file, json } => load(stores, &path, &file, json),
+        Command::Verify { path, json } => verify(stores, &path, json),
+        Command::Repair { path, json } => repair(stores, &path, json),
         Command::Compact { path, json } => {
-            let mut pod = writable(&path)?;
+            let mut pod = stores.writable(&path)?;
             let before = pod.stats().log_bytes;
             pod.compact()?;
             let after = pod.stats().log_bytes;
@@ -151,59 +100,21 @@ pub fn run(command: Command) -> CliResult<ExitCode> {
             path,
             max_tries,
             json,
-        } => match (action, path) {
-            (
-                Some(TrackerAction::Todo {
-                    path,
-                    max_tries,
-                    aborted,
-                    json,
-                }),
-                _,
-            ) => todo(&path, max_tries, aborted, json),
-            (
-                Some(TrackerAction::Reset {
-                    path,
-                    keys,
-                    aborted,
-                    exhausted,
-                    max_tries,
-                    json,
-                }),
-                _,
-            ) => reset(&path, &keys, aborted, exhausted, max_tries, json),
-            (None, Some(path)) => tracker_summary(&path, max_tries, json),
-            (None, None) => {
-                fail("tracker needs a PATH or a subcommand (see tastypod tracker --help)")
-            }
-        },
+        } => crate::tracker_cmd::run(stores, action, path, max_tries, json),
         Command::ImportTastypy {
             dir,
             dest,
             nan_to_null,
             json,
-        } => crate::import::import(&dir, &dest, nan_to_null, json),
+        } => crate::import::import(stores, &dir, &dest, nan_to_null, json),
         Command::ExportTastypy { store, dir, json } => {
-            crate::export::export(&read_only(&store)?, &dir, json)
+            crate::export::export(&stores.read_only(&store)?, &dir, json)
         }
     }
 }
 
-/// Opens the tracker at `path`; `max_tries` overrides the stored try limit
-/// for this handle (a read-only open stores nothing).
-fn open_tracker(path: &Path, max_tries: Option<u32>, read_only: bool) -> CliResult<Tracker> {
-    existing(path)?;
-    let mut options = TrackerOptions::new().read_only(read_only);
-    if let Some(max) = max_tries {
-        options = options.max_tries(max);
-    }
-    let tracker = options.open(path)?;
-    note_recovery(tracker.pod().log_path(), tracker.recovery(), !read_only);
-    Ok(tracker)
-}
-
-fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
-    let pod = read_only(path)?;
+fn stat(stores: &Stores, path: &Path, json: bool) -> CliResult<ExitCode> {
+    let pod = stores.read_only(path)?;
     let st = pod.stats();
     let version = pod.format_version();
     let torn = pod.recovery().torn_tail.clone();
@@ -214,19 +125,22 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
         tastypod::Writers::MultiProcess { pids } => ("multi-process", pids.clone()),
         _ => ("none", None),
     };
-    let tracker = match TrackerOptions::new().read_only(true).open(path) {
+    let tracker = match TrackerOptions::from(stores.options())
+        .read_only(true)
+        .open(path)
+    {
         Ok(t) => Some(t),
         Err(e) if matches!(e.kind(), ErrorKind::NotATask { .. }) => None,
         Err(e) => return Err(e.into()),
     };
     let tracker_json = tracker.as_ref().map(|t| {
-        let mut counts = tracker_counts(t);
+        let mut counts = crate::tracker_cmd::counts(t);
         counts.insert("percent_done".into(), json!(t.percent_done(2)));
         counts
     });
     if json {
         print_json(&json!({
-            "path": path,
+            "path": json_path(path),
             "format_version": version,
             "keys": st.keys,
             "log_bytes": st.log_bytes,
@@ -275,21 +189,13 @@ fn stat(path: &Path, json: bool) -> CliResult<ExitCode> {
     };
     outln!("writer:         {writer}");
     if let Some(t) = &tracker {
-        outln!(
-            "tracker:        {} total, {} done, {} tried, {} aborted, {} todo ({} done)",
-            t.len(),
-            t.num_done(),
-            t.num_tried(),
-            t.num_aborted(),
-            t.todo_keys(Aborted::Skip).count(),
-            t.percent_done(2)
-        );
+        outln!("tracker:        {}", crate::tracker_cmd::counts_line(t));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn dump(path: &Path, object: bool) -> CliResult<ExitCode> {
-    let pod = read_only(path)?;
+fn dump(stores: &Stores, path: &Path, object: bool) -> CliResult<ExitCode> {
+    let pod = stores.read_only(path)?;
     let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
     if object {
         write!(out, "{{")?;
@@ -313,29 +219,13 @@ fn dump(path: &Path, object: bool) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `set`: creates the store if `path` does not exist (or is an empty
-/// directory); a value that is refused leaves nothing behind.
-fn set(path: &Path, key: &str, json: &str) -> CliResult<ExitCode> {
-    let empty_dir =
-        path.is_dir() && std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
-    let create = !path.exists() || empty_dir;
-    let mut pod = if create {
-        opened(Pod::open(path)?)?
-    } else {
-        writable(path)?
-    };
-    if let Err(e) = pod.insert_json(key, json) {
-        drop(pod);
-        // Leave what was there: no directory, or an empty one.
-        if empty_dir {
-            for file in [tastypod::LOG_FILE, tastypod::LOCK_FILE] {
-                let _ = std::fs::remove_file(path.join(file));
-            }
-        } else if create {
-            let _ = std::fs::remove_dir_all(path);
-        }
-        return Err(e.into());
-    }
+/// `set`: the value is checked before anything is opened or created, so a
+/// refused value changes nothing; then the store is opened, or created if
+/// the place is free (see [`crate::open`]).
+fn set(stores: &Stores, path: &Path, key: &str, json: &str) -> CliResult<ExitCode> {
+    tastypod::check_json(key, json)?;
+    let mut pod = stores.open_or_create(path)?;
+    pod.insert_json(key, json)?;
     pod.close()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -348,7 +238,25 @@ struct DumpLine {
     value: Box<serde_json::value::RawValue>,
 }
 
-fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
+/// The UTF-8 byte order mark some editors put before the first line.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Reads one dump line, saying what it is when it is not one.
+fn dump_line(line: &[u8]) -> Result<DumpLine, String> {
+    let shape = "a dump line is one JSON object {\"key\":..,\"value\":..} per line, as `tastypod dump` writes";
+    match line.trim_ascii_start().first() {
+        Some(b'{') => {}
+        Some(b'[') => {
+            return Err(format!(
+                "this line is a JSON array; {shape} (`jq -c '.[]'` turns an array into lines)"
+            ));
+        }
+        _ => return Err(format!("this line is not a JSON object; {shape}")),
+    }
+    serde_json::from_slice(line).map_err(|e| format!("not a dump line ({shape}): {e}"))
+}
+
+fn load(stores: &Stores, path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
     let name = file.display().to_string();
     let reader: Box<dyn BufRead> = if name == "-" {
         Box::new(std::io::stdin().lock())
@@ -357,24 +265,32 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
             std::fs::File::open(file).map_err(|e| Message(format!("cannot open {name}: {e}")))?;
         Box::new(std::io::BufReader::new(f))
     };
-    let mut pod = opened(Pod::open(path)?)?;
+    // A new store is built beside `path` and moved there whole: bad input
+    // leaves nothing behind. An existing one gets all records or none.
+    let staged = match place(path)? {
+        Place::Free => Some(Staged::store(path)?),
+        Place::Store => None,
+    };
+    let mut pod = match &staged {
+        Some(staged) => opened(stores.options().open(staged.path())?)?,
+        None => stores.writable(path)?,
+    };
     // Each record is parsed and inserted as it is read, and nothing reaches
-    // the log until the last one is in: bad input changes nothing.
+    // the log until the last one is in.
     let count = load_all(&mut pod, |pod| {
         let mut count = 0u64;
         let mut lines = crate::bounded::Lines::new(reader);
         let mut n = 0;
         while let Some(line) = lines.next_line() {
             n += 1;
-            let line = line.map_err(|e| Message(format!("{name}:{n}: {e}")))?;
+            let mut line = line.map_err(|e| Message(format!("{name}:{n}: {e}")))?;
+            if n == 1 {
+                line = line.strip_prefix(BOM).unwrap_or(line);
+            }
             if line.trim_ascii().is_empty() {
                 continue;
             }
-            let rec: DumpLine = serde_json::from_slice(line).map_err(|e| {
-                Message(format!(
-                    "{name}:{n}: not a dump line {{\"key\":..,\"value\":..}}: {e}"
-                ))
-            })?;
+            let rec = dump_line(line).map_err(|e| Message(format!("{name}:{n}: {e}")))?;
             pod.insert_json(&rec.key, rec.value.get())
                 .map_err(|e| Message(format!("{name}:{n}: {}", tastypod::error_chain(&e))))?;
             count += 1;
@@ -383,6 +299,9 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
     })?;
     let keys = pod.len();
     pod.close()?;
+    if let Some(staged) = staged {
+        staged.commit_store()?;
+    }
     if json {
         print_json(&json!({"loaded": count, "keys": keys}))?;
     } else {
@@ -394,18 +313,18 @@ fn load(path: &Path, file: &Path, json: bool) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(path: &Path, json: bool) -> CliResult<ExitCode> {
+fn verify(stores: &Stores, path: &Path, json: bool) -> CliResult<ExitCode> {
     if !path.exists() {
         return fail(format!(
             "no store at {}: the path does not exist",
             path.display()
         ));
     }
-    let report = tastypod::verify(path)?;
+    let report = tastypod::verify_with(path, stores.max_record_size())?;
     let log = report.log.display().to_string();
     if json {
         print_json(&json!({
-            "log": log,
+            "log": json_path(&report.log),
             "bytes": report.bytes,
             "lines": report.lines,
             "records": report.records,
@@ -413,6 +332,7 @@ fn verify(path: &Path, json: bool) -> CliResult<ExitCode> {
             "clean": report.is_clean(),
             "problem_count": report.problem_count,
             "torn_tail": report.torn_tail,
+            "being_written": report.being_written,
             "problems": report.problems.iter().map(|p| json!({"line": p.line, "offset": p.offset, "reason": p.reason})).collect::<Vec<_>>(),
         }))?;
     } else {
@@ -432,6 +352,9 @@ fn verify(path: &Path, json: bool) -> CliResult<ExitCode> {
                 report.records,
                 report.bytes
             );
+            if let Some(bytes) = report.being_written {
+                outln!("{log}: a writer was appending a record ({bytes} bytes of it so far)");
+            }
         } else {
             let kind = if report.torn_tail {
                 " (the last ones are a torn tail)"
@@ -448,9 +371,9 @@ fn verify(path: &Path, json: bool) -> CliResult<ExitCode> {
     })
 }
 
-fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
-    existing(path)?;
-    let report = tastypod::verify(path)?;
+fn repair(stores: &Stores, path: &Path, json: bool) -> CliResult<ExitCode> {
+    crate::open::existing(path)?;
+    let report = tastypod::verify_with(path, stores.max_record_size())?;
     if report.is_clean() {
         if json {
             print_json(&json!({"repaired": false, "problem_count": 0}))?;
@@ -459,12 +382,12 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let pod: Pod = PodOptions::new().recovery(Recovery::Salvage).open(path)?;
+    let pod: Pod = stores.options().recovery(Recovery::Salvage).open(path)?;
     note_recovery(pod.log_path(), pod.recovery(), true);
     let rec = pod.recovery().clone();
     let keys = pod.len();
     pod.close()?;
-    let copy = rec.damaged_copy.as_ref().map(|p| p.display().to_string());
+    let copy = rec.damaged_copy.as_ref().map(|p| json_path(p));
     let dropped = rec.skipped_count + rec.torn_tail.as_ref().map_or(0, |t| t.lines);
     if json {
         print_json(&json!({
@@ -474,143 +397,14 @@ fn repair(path: &Path, json: bool) -> CliResult<ExitCode> {
             "damaged_copy": copy,
         }))?;
     } else {
+        let lines = if dropped == 1 { "line" } else { "lines" };
         outln!(
-            "{}: kept {keys} keys, dropped {dropped} damaged lines",
+            "{}: kept {keys} keys, dropped {dropped} damaged {lines}",
             path.display()
         );
-        if let Some(copy) = copy {
-            outln!("the damaged log is kept at {copy}");
+        if let Some(copy) = &rec.damaged_copy {
+            outln!("the damaged log is kept at {}", copy.display());
         }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// How many tasks are out of tries: not done, not aborted, not claimed.
-fn exhausted(t: &Tracker) -> usize {
-    // Every task not to do is done, aborted or exhausted.
-    let done_or_aborted = t.keys().filter(|k| t.done(k) || t.aborted(k)).count();
-    (t.len() - t.num_todo()).saturating_sub(done_or_aborted)
-}
-
-/// A tracker's counts and try limit, as `stat` and `tracker` print them.
-fn tracker_counts(t: &Tracker) -> serde_json::Map<String, Value> {
-    [
-        ("total", json!(t.len())),
-        ("done", json!(t.num_done())),
-        ("tried", json!(t.num_tried())),
-        ("aborted", json!(t.num_aborted())),
-        ("todo", json!(t.num_todo())),
-        ("claimed", json!(t.num_claimed())),
-        ("max_tries", json!(t.max_tries())),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-fn tracker_summary(path: &Path, max_tries: Option<u32>, json: bool) -> CliResult<ExitCode> {
-    let t = open_tracker(path, max_tries, true)?;
-    let exhausted = exhausted(&t);
-    if json {
-        let mut counts = tracker_counts(&t);
-        counts.insert("exhausted".into(), json!(exhausted));
-        counts.insert("fraction_done".into(), json!(t.fraction_done()));
-        print_json(&Value::Object(counts))?;
-    } else {
-        outln!("{} {}", bar(t.fraction_done(), 40), t.percent_done(2));
-        outln!(
-            "done {} / {}, tried {}, aborted {}, todo {} ({} claimed), exhausted {}",
-            t.num_done(),
-            t.len(),
-            t.num_tried(),
-            t.num_aborted(),
-            t.num_todo(),
-            t.num_claimed(),
-            exhausted
-        );
-        match t.max_tries() {
-            0 => outln!("no try limit"),
-            n => outln!("try limit {n}"),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn todo(path: &Path, max_tries: Option<u32>, aborted: bool, json: bool) -> CliResult<ExitCode> {
-    let t = open_tracker(path, max_tries, true)?;
-    let which = if aborted {
-        Aborted::Allow
-    } else {
-        Aborted::Skip
-    };
-    if json {
-        print_json(&Value::from(t.todo_keys(which).collect::<Vec<_>>()))?;
-    } else {
-        let mut out = BufWriter::new(std::io::stdout().lock());
-        for key in t.todo_keys(which) {
-            writeln!(out, "{key}")?;
-        }
-        out.flush()?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn reset(
-    path: &Path,
-    keys: &[String],
-    aborted: bool,
-    exhausted: bool,
-    max_tries: Option<u32>,
-    json: bool,
-) -> CliResult<ExitCode> {
-    if keys.is_empty() && !aborted && !exhausted {
-        return fail("tracker reset needs KEYs, --aborted or --exhausted");
-    }
-    // Opened with the stored settings: an override is not stored.
-    let mut t = open_tracker(path, None, false)?;
-    let exhausted = match (exhausted, max_tries, t.max_tries()) {
-        (false, ..) => None,
-        (true, Some(0), _) => {
-            return fail("--max-tries for --exhausted must be at least 1 (0 means no limit)");
-        }
-        (true, None, 0) => {
-            return fail(
-                "--exhausted needs a try limit: the tracker stores none, so give --max-tries N (at least 1)",
-            );
-        }
-        (true, given, stored) => Some(given.unwrap_or(stored)),
-    };
-    let mut chosen: Vec<String> = Vec::new();
-    for key in keys {
-        if !t.contains_key(key) {
-            return fail(format!("key {key:?} is not in {}", path.display()));
-        }
-        chosen.push(key.clone());
-    }
-    if aborted {
-        chosen.extend(t.aborted_keys().map(String::from));
-    }
-    if let Some(max) = exhausted {
-        let worn: Vec<String> = t
-            .keys()
-            .filter(|k| !t.done(k) && t.tries(k) >= max && t.lease(k).is_none())
-            .map(String::from)
-            .collect();
-        chosen.extend(worn);
-    }
-    chosen.sort_unstable();
-    chosen.dedup();
-    t.hold();
-    for key in &chosen {
-        t.reset_tries(key)?;
-        t.unabort(key)?;
-    }
-    t.sync()?;
-    t.close()?;
-    if json {
-        print_json(&json!({"reset": chosen.len()}))?;
-    } else {
-        outln!("reset {} tasks in {}", chosen.len(), path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@
 //! Tracker. The parts are written and fsynced in a hidden sibling directory,
 //! which is then renamed onto `DIR` ([`crate::staging`]).
 
-use crate::commands::{CliResult, Message};
+use crate::errors::{CliResult, Message};
 use crate::staging::Staged;
 use crate::tastypy::{PART_SIZE, dumps, encode_key};
 use serde_json::{Value, json};

@@ -11,7 +11,8 @@
 //! lacks one, and a negative `_tries` is stored as 0 (counted).
 
 use crate::bounded::Lines;
-use crate::commands::{CliResult, Message, fail};
+use crate::errors::{CliResult, Message, fail};
+use crate::open::{Stores, opened};
 use crate::staging::Staged;
 use crate::tastypy;
 use serde_json::{Value, json};
@@ -19,7 +20,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tastypod::{ABORTED, DONE, Pod, TRIES};
+use tastypod::{ABORTED, DONE, TRIES};
 
 /// The numbered files of a tastypy directory, in order.
 fn numbered_files(dir: &Path) -> CliResult<Vec<PathBuf>> {
@@ -172,13 +173,16 @@ struct Report {
     negative_tries: u64,
 }
 
-pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> CliResult<ExitCode> {
-    if dest.join(tastypod::LOG_FILE).exists() {
-        return fail(format!(
-            "{} already holds a store; import into a new path",
-            dest.display()
-        ));
-    }
+pub fn import(
+    stores: &Stores,
+    dir: &Path,
+    dest: &Path,
+    nan_to_null: bool,
+    json_out: bool,
+) -> CliResult<ExitCode> {
+    // The destination is checked before the input is read (and again, under
+    // its lock, when the store is moved in).
+    let staged = Staged::store(dest)?;
     let files = numbered_files(dir)?;
     // Two passes over the files: the first checks every line and decides
     // whether the store is a tracker, the second inserts, so no record is
@@ -205,8 +209,7 @@ pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> Cli
     report.tracker &= report.records > 0;
     // Built beside `dest` and moved there whole: a refused or killed import
     // leaves nothing at `dest`, so it can simply be run again.
-    let staged = Staged::new(dest, "import")?;
-    let mut pod = crate::commands::opened(Pod::open(staged.path())?)?;
+    let mut pod = opened(stores.options().open(staged.path())?)?;
     let tracker = report.tracker;
     let (mut nan_replaced, mut negative_tries) = (0, 0);
     let loaded = crate::commands::load_all(&mut pod, |pod| {
@@ -243,7 +246,7 @@ pub fn import(dir: &Path, dest: &Path, nan_to_null: bool, json_out: bool) -> Cli
     report.negative_tries = negative_tries;
     let keys = pod.len();
     pod.close()?;
-    staged.commit()?;
+    staged.commit_store()?;
     let Report {
         records, tracker, ..
     } = report;

@@ -19,6 +19,12 @@ pub fn print_message(message: &str) {
     let _ = writeln!(std::io::stderr(), "{prefix} {one_line}");
 }
 
+/// A path as JSON output gives it: its text, with any bytes that are not
+/// UTF-8 replaced (JSON strings are UTF-8; the path may not be).
+pub fn json_path(path: &std::path::Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
 /// A key as `keys` prints it: as it is, unless it holds a control
 /// character or starts with `"`; then as a JSON string.
 pub fn printable_key(key: &str) -> std::borrow::Cow<'_, str> {

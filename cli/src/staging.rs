@@ -1,10 +1,14 @@
 //! A directory built beside its destination and moved there whole, so that
 //! a command that fails or is killed half-way leaves nothing at the
-//! destination: `import-tastypy` and `export-tastypy` build in a hidden
-//! sibling `.NAME.partial-PID`, then rename it onto the destination (which
-//! must not exist, or be an empty directory, which the rename replaces).
+//! destination: `load`, `import-tastypy` and `export-tastypy` build in a
+//! hidden sibling `.NAME.partial-PID`. An export is then renamed onto the
+//! destination (which must not exist, or be an empty directory, which the
+//! rename replaces); a store's log is moved into the destination under its
+//! lock ([`tastypod::install_store`]), so a store another process created
+//! there meanwhile is never replaced.
 
-use crate::commands::{CliResult, Message, fail};
+use crate::errors::{CliResult, Message, fail};
+use crate::open::{Place, place};
 use std::path::{Path, PathBuf};
 
 /// A hidden sibling of the destination, removed on drop unless committed.
@@ -30,6 +34,23 @@ impl Staged {
                 ));
             }
         }
+        Staged::beside(dest)
+    }
+
+    /// Creates the sibling directory to build a store for `dest` in, which
+    /// must be a place for one ([`place`]).
+    pub fn store(dest: &Path) -> CliResult<Staged> {
+        if place(dest)? == Place::Store {
+            return fail(format!(
+                "{} already holds a store; give a new path",
+                dest.display()
+            ));
+        }
+        Staged::beside(dest)
+    }
+
+    /// Creates the hidden sibling of `dest`.
+    fn beside(dest: &Path) -> CliResult<Staged> {
         let name = dest
             .file_name()
             .ok_or_else(|| Message(format!("{} is not a directory name", dest.display())))?;
@@ -62,6 +83,14 @@ impl Staged {
     /// Where to build.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// Moves the store built here into the destination (see the module
+    /// docs); the built store must be closed.
+    pub fn commit_store(mut self) -> CliResult<()> {
+        tastypod::install_store(&self.dir, &self.dest)?;
+        self.committed = true;
+        Ok(())
     }
 
     /// Moves the built directory onto the destination and makes the move

@@ -647,7 +647,7 @@ fn a_log_that_verifies_clean_survives_dump_and_load() {
         "1E5",
         "\"\\u00e9\\ud83d\\ude00\"",
         " [ 1 , 2 ] ",
-        "{\"a\":1,\"a\":2}",
+        "{\"a\":1,\"b\":{\"a\":2}}",
         &deep,
         "\"caf\u{e9}\"",
     ]

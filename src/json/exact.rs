@@ -41,8 +41,20 @@ pub(crate) fn first_inexact(text: &[u8]) -> Option<(String, String)> {
 /// the same number.
 fn changed(literal: &str) -> Option<String> {
     let integer = !literal.contains(['.', 'e', 'E']);
-    if integer && (literal.parse::<i64>().is_ok() || literal.parse::<u64>().is_ok()) {
-        return None;
+    if integer {
+        // A `Value` reads `-0` as the float -0.0, and an integer beyond 64
+        // bits as a float even when the float is exact (`2e20`): a reader
+        // would get a float where an integer was written.
+        if literal == "-0" {
+            return Some("-0.0".into());
+        }
+        if literal.parse::<i64>().is_ok() || literal.parse::<u64>().is_ok() {
+            return None;
+        }
+        let float: f64 = literal.parse().ok()?;
+        return Some(
+            serde_json::Number::from_f64(float).map_or_else(|| "a float".into(), |n| n.to_string()),
+        );
     }
     let float: f64 = literal.parse().ok()?;
     let kept = serde_json::Number::from_f64(float)?.to_string();
@@ -80,7 +92,7 @@ mod tests {
     fn numbers_kept_exactly_pass() {
         for text in [
             "0",
-            "-0",
+            "-0.0",
             "9223372036854775807",
             "-9223372036854775808",
             "18446744073709551615",
@@ -104,6 +116,8 @@ mod tests {
             ("-9223372036854775809", "-9.223372036854776e+18"),
             ("0.3000000000000000444", "0.30000000000000004"),
             ("1e-400", "0.0"),
+            ("200000000000000000000", "2e+20"),
+            ("-0", "-0.0"),
         ];
         for (text, kept) in cases {
             let wrapped = format!(r#"{{"s":"1e-400","n":[{text}]}}"#);

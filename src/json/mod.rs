@@ -10,8 +10,10 @@
 //! trailing bytes (`1,"evil":2`), numbers out of range (`1e400`), lone
 //! surrogates (`"\ud800"`), invalid UTF-8, raw control characters. On top
 //! of that it refuses numbers a `Value` would not keep exactly ([`exact`]):
-//! an integer beyond 64 bits, a decimal with more digits than an `f64`
-//! holds.
+//! an integer beyond 64 bits, `-0`, a decimal with more digits than an
+//! `f64` holds; and an object that gives one member twice (serde_json
+//! would keep the last silently, a reader that stops at the first would
+//! disagree).
 
 mod exact;
 mod finite;
@@ -129,7 +131,15 @@ impl<'de> Visitor<'de> for Check {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.nested()?;
-        while map.next_key_seed(Check { depth: 0 })?.is_some() {
+        // A member given twice: serde_json keeps the last, a reader that
+        // stops at the first (the tracker's quick read) would disagree.
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format_args!(
+                    "the member {key:?} is given twice in one object"
+                )));
+            }
             map.next_value_seed(inner)?;
         }
         Ok(())
@@ -149,10 +159,13 @@ pub(crate) fn encode<V: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     value: &V,
 ) -> Result<(), serde_json::Error> {
+    let start = out.len();
     let nulls = std::cell::Cell::new(false);
+    let objects = std::cell::Cell::new(false);
     let formatter = Limited {
         depth: 0,
         nulls: &nulls,
+        objects: &objects,
     };
     let mut ser = serde_json::Serializer::with_formatter(&mut *out, formatter);
     value.serialize(&mut ser)?;
@@ -161,13 +174,51 @@ pub(crate) fn encode<V: Serialize + ?Sized>(
     if nulls.get() {
         finite::first_non_finite(value).map_err(ser::Error::custom)?;
     }
+    // A `Serialize` can write one member twice (`#[serde(flatten)]` over a
+    // map holding a field's name): look only when an object was written.
+    if objects.get() {
+        check(out.get(start..).unwrap_or_default())?;
+    }
     Ok(())
 }
 
-/// serde_json's compact formatter, counting depth and noting nulls.
+/// Checks that `json` is a value a store keeps, by the rules every stored
+/// value follows (those of [`Pod::insert_json`](crate::Pod::insert_json),
+/// `tastypod set` and `load`, and of every record read from a log): one
+/// JSON value, nested at most [`MAX_DEPTH`] deep, no member given twice in
+/// an object, and every number kept exactly (an integer beyond 64 bits,
+/// `-0`, or a decimal with more digits than an `f64` holds is refused
+/// rather than changed). Changes nothing: check a value before creating a
+/// store for it.
+///
+/// # Errors
+///
+/// [`ErrorKind::InvalidValue`](crate::ErrorKind::InvalidValue) naming
+/// `key` and the rule broken.
+///
+/// # Examples
+///
+/// ```
+/// assert!(tastypod::check_json("k", r#"{"a":[1,2.5]}"#).is_ok());
+/// assert!(tastypod::check_json("k", r#"{"a":1,"a":2}"#).is_err());
+/// assert!(tastypod::check_json("k", "200000000000000000000").is_err());
+/// ```
+pub fn check_json(key: &str, json: &str) -> crate::Result<()> {
+    check(json.as_bytes()).map_err(|e| {
+        crate::ErrorKind::InvalidValue {
+            key: key.to_string(),
+            reason: format!("not one valid JSON value: {e}"),
+        }
+        .into()
+    })
+}
+
+/// serde_json's compact formatter, counting depth and noting nulls and
+/// objects.
 struct Limited<'a> {
     depth: u32,
     nulls: &'a std::cell::Cell<bool>,
+    objects: &'a std::cell::Cell<bool>,
 }
 
 impl Limited<'_> {
@@ -200,6 +251,7 @@ impl serde_json::ser::Formatter for Limited<'_> {
     }
 
     fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.objects.set(true);
         self.enter()?;
         w.write_all(b"{")
     }

@@ -120,8 +120,9 @@ impl Scan<'_> {
     /// an integer of at most 18 digits (an `i64`), or a decimal of at most
     /// 15 digits in all (an `f64` gives back any 15 significant digits).
     fn number(&mut self) -> bool {
-        self.eat(b'-');
-        let int_digits = if self.eat(b'0') { 1 } else { self.digits() };
+        let negative = self.eat(b'-');
+        let zero = self.eat(b'0');
+        let int_digits = if zero { 1 } else { self.digits() };
         if int_digits == 0 || int_digits > 18 {
             return false;
         }
@@ -130,14 +131,22 @@ impl Scan<'_> {
             if frac_digits == 0 || int_digits + frac_digits > 15 {
                 return false;
             }
+        } else if negative && zero {
+            // `-0` reads back as the float -0.0: [`super::exact`] refuses it.
+            return false;
         }
         !matches!(self.peek(), Some(b'e' | b'E' | b'0'..=b'9'))
     }
 
-    /// `"key"` `:` (with whitespace around).
-    fn key(&mut self) -> bool {
+    /// `"key"` `:` (with whitespace around), noted in `keys` unless the
+    /// object already has it (then false: serde_json's check names it).
+    fn key(&mut self, keys: &mut Keys, depth: u32) -> bool {
         self.ws();
-        if !self.string() {
+        let start = self.i;
+        if !self.string() || u32::try_from(self.i).is_err() {
+            return false;
+        }
+        if !keys.note(depth, self.b, start + 1, self.i - 1) {
             return false;
         }
         self.ws();
@@ -149,10 +158,74 @@ impl Scan<'_> {
     }
 }
 
+/// The keys of the objects open in a scan, to find a member given twice.
+/// Holds at most [`Keys::MAX`] keys in all; more, or a key with an escape
+/// (`"a\/b"` is `"a/b"`), and the scan is not certain.
+struct Keys {
+    /// Where each key's bytes are in the text (between its quotes).
+    spans: [(u32, u32); Keys::MAX],
+    len: usize,
+    /// For each open object, by depth, where its keys start in `spans`.
+    starts: [u8; MAX_DEPTH as usize + 1],
+}
+
+impl Keys {
+    const MAX: usize = 64;
+
+    fn new() -> Self {
+        Keys {
+            spans: [(0, 0); Keys::MAX],
+            len: 0,
+            starts: [0; MAX_DEPTH as usize + 1],
+        }
+    }
+
+    /// An object opens at `depth`.
+    fn open(&mut self, depth: u32) {
+        if let Some(start) = self.starts.get_mut(depth as usize) {
+            *start = self.len as u8;
+        }
+    }
+
+    /// The object at `depth` closes: its keys are forgotten.
+    fn close(&mut self, depth: u32) {
+        self.len = self
+            .starts
+            .get(depth as usize)
+            .map_or(0, |&s| usize::from(s));
+    }
+
+    /// Notes the key `text[from..to]` of the object open at `depth`;
+    /// false if that object has it already, or the scan cannot be sure.
+    fn note(&mut self, depth: u32, text: &[u8], from: usize, to: usize) -> bool {
+        let Some(key) = text.get(from..to) else {
+            return false;
+        };
+        if self.len >= Keys::MAX || memchr::memchr(b'\\', key).is_some() {
+            return false;
+        }
+        let start = self
+            .starts
+            .get(depth as usize)
+            .map_or(0, |&s| usize::from(s));
+        let earlier = self.spans.get(start..self.len).unwrap_or_default();
+        if earlier
+            .iter()
+            .any(|&(a, b)| text.get(a as usize..b as usize) == Some(key))
+        {
+            return false;
+        }
+        self.spans[self.len] = (from as u32, to as u32);
+        self.len += 1;
+        true
+    }
+}
+
 /// Whether `text` is certainly one valid JSON value by serde_json's rules
 /// (false: not certain; [`super::check_with_serde`] decides).
 pub(crate) fn certainly_valid(text: &[u8]) -> bool {
     let mut s = Scan { b: text, i: 0 };
+    let mut keys = Keys::new();
     let mut depth = 0u32;
     // Bit n set: the container at depth n is an object.
     let mut objects: u128 = 0;
@@ -172,11 +245,14 @@ pub(crate) fn certainly_valid(text: &[u8]) -> bool {
                     objects &= !(1 << depth);
                 }
                 depth += 1;
+                if object {
+                    keys.open(depth);
+                }
                 s.ws();
                 if s.eat(if object { b'}' } else { b']' }) {
                     depth -= 1;
                 } else {
-                    if object && !s.key() {
+                    if object && !s.key(&mut keys, depth) {
                         return false;
                     }
                     continue;
@@ -205,7 +281,7 @@ pub(crate) fn certainly_valid(text: &[u8]) -> bool {
             }
             let object = objects & (1 << (depth - 1)) != 0;
             if s.eat(b',') {
-                if object && !s.key() {
+                if object && !s.key(&mut keys, depth) {
                     return false;
                 }
                 s.ws();
@@ -213,6 +289,9 @@ pub(crate) fn certainly_valid(text: &[u8]) -> bool {
             }
             if !s.eat(if object { b'}' } else { b']' }) {
                 return false;
+            }
+            if object {
+                keys.close(depth);
             }
             depth -= 1;
         }
@@ -241,6 +320,8 @@ mod tests {
             b"[1,-2,3.5,0,-0.25,\"x\\n\\\"\",null,true,false,{}]",
             "\"caf\u{e9} \u{1F600}\"".as_bytes(),
             b" { \"a\" : [ ] , \"b\" : { } } ",
+            b"{\"a\":{\"a\":1,\"b\":2},\"b\":{\"a\":1},\"c\":[{\"a\":1},{\"a\":2}]}",
+            b"-0.0",
         ] {
             assert!(certainly_valid(good), "{}", String::from_utf8_lossy(good));
             agree(good);
@@ -270,6 +351,11 @@ mod tests {
             b"[}",
             b"\"abc",
             b"\"\\x\"",
+            // serde_json reads these, but a store refuses them.
+            b"-0",
+            b"{\"a\":1,\"a\":2}",
+            b"{\"a\":{\"b\":1,\"b\":1}}",
+            b"[{\"a\":1},{\"b\":{\"c\":1},\"b\":2}]",
         ] {
             assert!(!certainly_valid(bad), "{}", String::from_utf8_lossy(bad));
         }

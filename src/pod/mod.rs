@@ -3,6 +3,7 @@
 //! in [`write`], compaction in [`rewrite`], and the multi-process mode,
 //! one `Option` of its own state, in [`multi`].
 
+mod install;
 mod multi;
 mod open;
 mod rewrite;
@@ -23,6 +24,7 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use install::install_store;
 pub(crate) use multi::MultiProcess;
 
 /// The log file inside a store directory.

@@ -127,15 +127,13 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn insert_json(&mut self, key: &str, json: &str) -> Result<()> {
-        let invalid = |reason: String| {
+        json::check_json(key, json)?;
+        let value: V = serde_json::from_str(json).map_err(|e| {
             Error::from(ErrorKind::InvalidValue {
                 key: key.to_string(),
-                reason,
+                reason: e.to_string(),
             })
-        };
-        json::check(json.as_bytes())
-            .map_err(|e| invalid(format!("not one valid JSON value: {e}")))?;
-        let value: V = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
+        })?;
         self.insert(key, value)
     }
 

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::index::{Index, KeyHasher, Loc};
 use crate::record::{self, Record};
 use reader::{Held, Job, Line, LineReader};
-use rules::{Damage, Fatal, Item, Rules, Span};
+use rules::{Damage, Fatal, Fold, Folded, Item, Rules, Span};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -70,6 +70,8 @@ enum Found {
         key_len: u32,
     },
     Damaged(Box<Damage>),
+    /// This many more damaged lines of a long run ([`Fold`]).
+    MoreDamaged(u64),
 }
 
 #[derive(Debug)]
@@ -107,7 +109,7 @@ struct Decoder {
 }
 
 impl Decoder {
-    fn decode(&self, batch: &mut Batch, line: &Line<'_>) {
+    fn decode(&self, batch: &mut Batch, fold: &mut Fold, line: &Line<'_>) {
         // Most lines are valid records: decoded here, they skip the rules'
         // classification of damage (which would decode them the same way).
         if let Held::Whole(bytes) = line.held
@@ -115,18 +117,25 @@ impl Decoder {
             && bytes.len() <= self.max_record
             && let Ok(rec) = record::decode(bytes)
         {
+            fold.end_run(|span, folded| self.push(batch, span, folded));
             let found = self.record(batch, rec);
             batch.push(Span::of(line), found);
             return;
         }
         rules::items(line, self.max_record, self.salvage, |span, item| {
-            let found = match item {
-                Item::Blank => Found::Blank,
-                Item::Record(rec) => self.record(batch, rec),
-                Item::Damaged(damage) => Found::Damaged(Box::new(damage)),
-            };
-            batch.push(span, found);
+            fold.item(span, item, |span, folded| self.push(batch, span, folded));
         });
+    }
+
+    /// Adds what the fold passed on to the batch.
+    fn push(&self, batch: &mut Batch, span: Span, folded: Folded<'_>) {
+        let found = match folded {
+            Folded::One(Item::Blank) => Found::Blank,
+            Folded::One(Item::Record(rec)) => self.record(batch, rec),
+            Folded::One(Item::Damaged(damage)) => Found::Damaged(Box::new(damage)),
+            Folded::More(count) => Found::MoreDamaged(count),
+        };
+        batch.push(span, found);
     }
 
     /// Copies a valid record's key and value into the batch's block.
@@ -226,9 +235,11 @@ pub(crate) fn replay_in_chunks<V>(
             block: Vec::with_capacity(job.len()),
             events: Vec::with_capacity(job.len() / 64),
         };
+        let mut fold = Fold::default();
         for line in job.lines() {
-            decoder.decode(&mut batch, &line);
+            decoder.decode(&mut batch, &mut fold, &line);
         }
+        fold.finish(|span, folded| decoder.push(&mut batch, span, folded));
         batch
     };
     let total_len = pipeline::run(lines, size_hint, decode, |batch| applier.apply(batch))?;
@@ -255,8 +266,19 @@ pub(crate) fn replay_in_chunks<V>(
 
 impl<V> Applier<'_, V> {
     fn apply(&mut self, batch: Batch) -> Result<()> {
-        let Batch { block, events } = batch;
-        let block_no = self.index.adopt_block(block);
+        let Batch { mut block, events } = batch;
+        // A job of blank or damaged lines leaves nothing in its block: keep
+        // no block for it (a removal of the empty key finds no bytes at any
+        // number), and give back the room a mostly-empty one does not use,
+        // so memory follows the records, never the damage.
+        let block_no = if block.is_empty() {
+            u32::MAX
+        } else {
+            if block.capacity() / 2 > block.len() {
+                block.shrink_to_fit();
+            }
+            self.index.adopt_block(block)
+        };
         // Probing the table for a key a few records ahead overlaps its
         // cache misses with the work on this one.
         // Touching the table for a group of keys first lets their cache
@@ -282,6 +304,7 @@ impl<V> Applier<'_, V> {
         match ev.found {
             Found::Blank => self.rules.blank(span),
             Found::Damaged(damage) => self.rules.damaged(span, &damage)?,
+            Found::MoreDamaged(count) => self.rules.more_damaged(count),
             Found::Header(version, settings) => {
                 if self.rules.valid(span, Some(version))? {
                     self.header = (version, settings);

@@ -42,6 +42,9 @@ pub(crate) enum Held<'a> {
         first_nul: Option<u64>,
         /// The non-NUL bytes after `head` (all of the line's if `head` is `None`).
         nonzero_after: u64,
+        /// The line starts with a checksum field and the checksum of the
+        /// rest matches it: a record written whole, however long.
+        checksum_holds: bool,
     },
 }
 
@@ -51,6 +54,9 @@ struct Streamed {
     head: Option<Vec<u8>>,
     first_nul: Option<u64>,
     nonzero_after: u64,
+    /// The checksum the line starts with and the checksum of its body so
+    /// far, while the line may still be a record (no NUL byte seen).
+    crc: Option<(u32, crc32fast::Hasher)>,
     /// The line's length so far, newline excluded.
     len: u64,
     terminated: bool,
@@ -113,6 +119,10 @@ impl<'a> Iterator for Lines<'a> {
                     head: s.head.as_deref(),
                     first_nul: s.first_nul,
                     nonzero_after: s.nonzero_after,
+                    checksum_holds: s
+                        .crc
+                        .as_ref()
+                        .is_some_and(|(stored, h)| h.clone().finalize() == *stored),
                 },
             });
         }
@@ -121,6 +131,21 @@ impl<'a> Iterator for Lines<'a> {
             return None;
         }
         let start = self.at;
+        if rest.first() == Some(&b'\n') {
+            // A run of blank lines is one line to the rules (a blank line
+            // only moves the valid end on): the last of the run stands for
+            // all, so a run costs its bytes, not a line's work each.
+            let run = newline_run(rest);
+            self.at += run;
+            self.no += run as u64;
+            return Some(Line {
+                no: self.no - 1,
+                offset: job.offset + self.at as u64 - 1,
+                end: job.offset + self.at as u64,
+                terminated: true,
+                held: Held::Whole(&[]),
+            });
+        }
         let (bytes, terminated) = match memchr::memchr(b'\n', rest) {
             Some(nl) => (&rest[..nl], true),
             None => (rest, false),
@@ -136,6 +161,48 @@ impl<'a> Iterator for Lines<'a> {
         self.no += 1;
         Some(line)
     }
+}
+
+/// The eight-byte word with every byte `byte`.
+const fn splat(byte: u8) -> u64 {
+    u64::from_ne_bytes([byte; 8])
+}
+
+/// How many bytes `bytes` starts with that are newlines (a word at a time).
+fn newline_run(bytes: &[u8]) -> usize {
+    let mut n = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        if u64::from_ne_bytes(w) != splat(b'\n') {
+            break;
+        }
+        n += 8;
+    }
+    n + bytes
+        .get(n..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|&&b| b == b'\n')
+        .count()
+}
+
+/// How many newlines `bytes` holds (a word at a time: a log may hold long
+/// runs of them).
+fn count_newlines(bytes: &[u8]) -> u64 {
+    const LOW7: u64 = splat(0x7f);
+    let words = bytes.chunks_exact(8);
+    let mut n = memchr::memchr_iter(b'\n', words.remainder()).count() as u64;
+    for word in words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        // A byte of `y` is zero where the word holds a newline; `!(t | LOW7)`
+        // has the high bit of exactly those bytes.
+        let y = u64::from_ne_bytes(w) ^ splat(b'\n');
+        let t = ((y & LOW7).wrapping_add(LOW7)) | y;
+        n += u64::from((!(t | LOW7)).count_ones());
+    }
+    n
 }
 
 /// How many bytes of `bytes` are not NUL (a word at a time: runs of NUL
@@ -332,7 +399,7 @@ impl<'p, R: Read> LineReader<'p, R> {
     }
 
     fn job_of(&mut self, bytes: Vec<u8>) -> Job {
-        let newlines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        let newlines = count_newlines(&bytes);
         let unterminated = u64::from(bytes.last().is_some_and(|&b| b != b'\n'));
         let job = Job {
             offset: self.base,
@@ -363,8 +430,13 @@ impl<'p, R: Read> LineReader<'p, R> {
         let head_len = self.nul_at.unwrap_or(line.len());
         let head = (head_len <= self.max_record).then(|| line[..head_len].to_vec());
         let after = if head.is_some() { head_len } else { 0 };
+        let crc = match self.nul_at {
+            None => crate::record::checksum_start(line),
+            Some(_) => None,
+        };
         self.streaming = Some(Streamed {
             head,
+            crc,
             first_nul: self.nul_at.map(|p| p as u64),
             nonzero_after: nonzero(&line[after..]),
             len: line.len() as u64,
@@ -392,6 +464,10 @@ impl<'p, R: Read> LineReader<'p, R> {
         s.nonzero_after += nonzero(part);
         if s.first_nul.is_none() {
             s.first_nul = memchr::memchr(0, part).map(|p| s.len + p as u64);
+        }
+        match (&mut s.crc, s.first_nul) {
+            (Some((_, hasher)), None) => hasher.update(part),
+            _ => s.crc = None,
         }
         s.len += part.len() as u64;
         let ended = match nl {
@@ -423,5 +499,33 @@ impl<'p, R: Read> LineReader<'p, R> {
             .map_or(0, |s| s.len + u64::from(s.terminated));
         self.lines += 1;
         Ok(Some(job))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{count_newlines, newline_run};
+
+    #[test]
+    fn newlines_are_counted_a_word_at_a_time() {
+        for text in [
+            &b""[..],
+            b"\n",
+            b"a\nb\n\n\n\n\n\n\n\n\n\nc\x8a\x0a\xff\n",
+            b"\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\nxyz",
+        ] {
+            let slow = text.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(count_newlines(text), slow);
+            let run = text.iter().take_while(|&&b| b == b'\n').count();
+            assert_eq!(newline_run(text), run);
+        }
+        for byte in 0..=255u8 {
+            for pos in 0..9 {
+                let mut word = [b'x'; 9];
+                word[pos] = byte;
+                let slow = word.iter().filter(|&&b| b == b'\n').count() as u64;
+                assert_eq!(count_newlines(&word), slow, "{byte:#x} at {pos}");
+            }
+        }
     }
 }

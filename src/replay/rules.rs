@@ -128,9 +128,17 @@ pub(crate) fn classify<'a>(line: &Line<'a>, max_record: usize) -> Class<'a> {
             head,
             first_nul,
             nonzero_after,
+            checksum_holds,
         } => {
             let len = line.end - line.offset - u64::from(terminated);
-            return unheld(head, first_nul, nonzero_after, len, terminated, max_record);
+            let unheld_line = Unheld {
+                head,
+                first_nul,
+                nonzero_after,
+                len,
+                checksum_holds,
+            };
+            return unheld(unheld_line, terminated, max_record);
         }
     };
     if bytes.is_empty() {
@@ -160,39 +168,49 @@ pub(crate) fn classify<'a>(line: &Line<'a>, max_record: usize) -> Class<'a> {
             let head_len = first_nul.unwrap_or(bytes.len());
             let head = (head_len <= max_record).then(|| &bytes[..head_len]);
             let after = if head.is_some() { head_len } else { 0 };
-            let nonzero_after = super::reader::nonzero(&bytes[after..]);
-            let nul = first_nul.map(|p| p as u64);
-            unheld(
+            let line = Unheld {
                 head,
-                nul,
-                nonzero_after,
-                bytes.len() as u64,
-                terminated,
-                max_record,
-            )
+                first_nul: first_nul.map(|p| p as u64),
+                nonzero_after: super::reader::nonzero(&bytes[after..]),
+                len: bytes.len() as u64,
+                checksum_holds: first_nul.is_none() && record::checksum_holds(bytes),
+            };
+            unheld(line, terminated, max_record)
         }
     }
 }
 
-/// A line that holds a NUL byte or is longer than `max_record`: `head` is
-/// its bytes before the first NUL, if no longer than `max_record`.
-fn unheld<'a>(
+/// What [`unheld`] knows of a line that holds a NUL byte or is longer than
+/// the maximum record size.
+struct Unheld<'a> {
+    /// Its bytes before the first NUL, if no longer than the maximum record size.
     head: Option<&'a [u8]>,
     first_nul: Option<u64>,
     nonzero_after: u64,
     len: u64,
-    terminated: bool,
-    max_record: usize,
-) -> Class<'a> {
+    /// It starts with a checksum field that the rest matches.
+    checksum_holds: bool,
+}
+
+/// A line that holds a NUL byte or is longer than `max_record`. One
+/// whose checksum holds was written whole: it is never a torn write,
+/// whatever its length.
+fn unheld(line: Unheld<'_>, terminated: bool, max_record: usize) -> Class<'_> {
+    let Unheld {
+        head,
+        first_nul,
+        nonzero_after,
+        len,
+        checksum_holds,
+    } = line;
+    let max = max_record as u64;
     let reason = match first_nul {
         Some(at) => LineError::Nul { at },
-        None => LineError::TooLong {
-            len,
-            max: max_record as u64,
-        },
+        None if checksum_holds => LineError::OverMax { len, max },
+        None => LineError::TooLong { len, max },
     };
     let Some(head) = head else {
-        return Class::Damaged(damage(reason, &[], false, false));
+        return Class::Damaged(damage(reason, &[], false, checksum_holds));
     };
     let zeros_only = nonzero_after == 0;
     if zeros_only
@@ -257,6 +275,70 @@ pub(crate) enum Seen<'a> {
     Header(u64),
     Record,
     Damaged(&'a Damage),
+    /// This many more damaged lines of a long run, folded ([`Fold`]).
+    MoreDamaged(u64),
+}
+
+/// What [`Fold`] passes on.
+#[derive(Debug)]
+pub(crate) enum Folded<'a> {
+    /// An item as it is.
+    One(Item<'a>),
+    /// This many damaged lines, the last at the span given with it.
+    More(u64),
+}
+
+/// Folds long runs of damaged lines (a damaged tail of short lines, say),
+/// so that they cost no work or memory each: in a run of damaged lines,
+/// the first [`MAX_LISTED`] are passed on one by one (every listing keeps
+/// at most that many), and after them every line that is soft damage
+/// holding no record is only counted. What the rules conclude is the same
+/// either way. A fold lives for one job of lines; [`finish`](Fold::finish)
+/// passes on what it holds.
+#[derive(Debug, Default)]
+pub(crate) struct Fold {
+    /// Damaged lines in a row so far.
+    run: u64,
+    /// Lines counted and not yet passed on, and the last one's span.
+    held: Option<(Span, u64)>,
+}
+
+impl Fold {
+    /// Takes one item; calls `f` with what to pass on.
+    pub(crate) fn item<'a>(
+        &mut self,
+        at: Span,
+        item: Item<'a>,
+        mut f: impl FnMut(Span, Folded<'a>),
+    ) {
+        if let Item::Damaged(damage) = &item {
+            let plain = !damage.hard && damage.embedded.is_empty();
+            self.run += 1;
+            if plain && self.run > MAX_LISTED as u64 {
+                let count = self.held.map_or(0, |(_, n)| n);
+                self.held = Some((at, count + 1));
+                return;
+            }
+        } else {
+            self.run = 0;
+        }
+        self.finish(&mut f);
+        f(at, Folded::One(item));
+    }
+
+    /// A line that is not damaged: ends the run, passing on the lines
+    /// counted.
+    pub(crate) fn end_run<'a>(&mut self, f: impl FnMut(Span, Folded<'a>)) {
+        self.run = 0;
+        self.finish(f);
+    }
+
+    /// Passes on the lines counted.
+    pub(crate) fn finish<'a>(&mut self, mut f: impl FnMut(Span, Folded<'a>)) {
+        if let Some((at, count)) = self.held.take() {
+            f(at, Folded::More(count));
+        }
+    }
 }
 
 /// Calls `f` on what `line` holds, in order: one item, or for a valid
@@ -484,6 +566,10 @@ impl Rules {
                 Ok(false)
             }
             Seen::Damaged(damage) => self.damaged(at, damage).map(|()| false),
+            Seen::MoreDamaged(count) => {
+                self.more_damaged(count);
+                Ok(false)
+            }
             Seen::Header(version) => self.valid(at, Some(version)).map(|_| false),
             Seen::Record => self.valid(at, None),
         }
@@ -530,11 +616,13 @@ impl Rules {
             self.header = true;
             self.out.has_header = true;
         } else {
-            if !self.header && !self.records {
-                let first = *self.first_line.get_or_insert(at);
+            // A first line that was damaged is reported already (a damaged
+            // header, say): a record after it is not a second problem.
+            if !self.header && !self.records && self.first_line.is_none() {
+                self.first_line = Some(at);
                 let bad = BadLine {
-                    line: first.no,
-                    offset: first.offset,
+                    line: at.no,
+                    offset: at.offset,
                     reason: "the log does not start with a header".into(),
                 };
                 self.problem(&bad);
@@ -553,20 +641,30 @@ impl Rules {
         Ok(true)
     }
 
-    /// A damaged line.
+    /// A damaged line. A long run of them (a damaged tail of short lines)
+    /// costs no allocation each: a line's [`BadLine`] is made only where it
+    /// is kept.
     pub(crate) fn damaged(&mut self, at: Span, damage: &Damage) -> Result<(), Fatal> {
-        let bad = BadLine {
+        let bad = || BadLine {
             line: at.no,
             offset: at.offset,
             reason: damage.reason.to_string(),
         };
-        self.problem(&bad);
+        if self.keep_going {
+            self.problem_count += 1;
+            if self.problems.len() < MAX_LISTED {
+                self.problems.push(bad());
+            }
+        }
         if self.first_line.is_none() {
             self.first_line = Some(at);
             self.torn_header = damage.header_prefix;
         }
         if self.salvage {
-            self.skip(bad);
+            self.out.skipped_count += 1;
+            if self.out.skipped.len() < MAX_LISTED {
+                self.out.skipped.push(bad());
+            }
             return Ok(());
         }
         match self.pending.as_mut() {
@@ -574,13 +672,13 @@ impl Rules {
                 p.lines += 1;
                 p.partial = false;
                 if damage.hard && p.hard.is_none() {
-                    p.hard = Some(bad);
+                    p.hard = Some(bad());
                 }
             }
             None => {
                 self.pending = Some(Pending {
-                    hard: damage.hard.then(|| bad.clone()),
-                    first: bad,
+                    hard: damage.hard.then(bad),
+                    first: bad(),
                     lines: 1,
                     partial: damage.partial,
                     header_prefix: self.torn_header && !self.header && !self.records,
@@ -588,6 +686,20 @@ impl Rules {
             }
         }
         Ok(())
+    }
+
+    /// `count` more damaged lines of a run that [`Fold`] folded: soft
+    /// damage, holding no record, after a damaged line of the same run.
+    pub(crate) fn more_damaged(&mut self, count: u64) {
+        if self.keep_going {
+            self.problem_count += count;
+        }
+        if self.salvage {
+            self.out.skipped_count += count;
+        } else if let Some(p) = self.pending.as_mut() {
+            p.lines += count;
+            p.partial = false;
+        }
     }
 
     fn skip(&mut self, bad: BadLine) {
@@ -653,7 +765,7 @@ impl Rules {
                 self.stop(Fatal::NotAStore(reason))?;
             }
         }
-        let nothing = !self.header && !self.records && self.out.skipped_count == 0;
+        let nothing = !self.header && !self.records && self.first_line.is_none();
         if nothing && self.out.torn.is_none() && total_len > 0 {
             // Only blank lines (rule 7): dropped when the store is created.
             let first = BadLine {

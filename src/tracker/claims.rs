@@ -13,16 +13,19 @@
 //! - [`mark_done`](Tracker::mark_done) and [`abort`](Tracker::abort) end
 //!   the claim: *done* and *aborted* tasks are never claimed.
 //! - [`release`](Tracker::release) ends the claim without finishing: after
-//!   the last try the task is aborted, else it waits for the retry delay.
+//!   the last try the task is *exhausted*, else it waits for the retry delay.
 //! - An expired lease (its worker died or hung) ends the claim as a release
 //!   without a delay would; a writable exclusive open ends every claim at
 //!   once (no worker of an earlier run can still hold one). The tries the
-//!   claims counted stay counted.
-//! - *Exhausted* tasks (out of tries, never claimed: the gates'
+//!   claims counted stay counted, so a claim on the last try that ends this
+//!   way leaves the task exhausted too.
+//! - *Exhausted* tasks (out of tries and not claimed: the gates'
 //!   [`should_try`](Tracker::should_try) counts tries too) are never claimed.
+//!   They are not *aborted*: that is the program's own verdict
+//!   ([`abort`](Tracker::abort)). Raising the try limit makes them to do.
 
 use super::Tracker;
-use super::schema::{ABORTED, LEASE, Lease, NOT_BEFORE, TRIES, now_ms};
+use super::schema::{LEASE, Lease, NOT_BEFORE, TRIES, now_ms};
 use crate::error::{ErrorKind, Result, fail};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,7 +89,8 @@ impl Tracker {
     /// A claim ends with [`mark_done`](Tracker::mark_done),
     /// [`abort`](Tracker::abort) or [`release`](Tracker::release) (the try
     /// stays counted); an expired lease (its worker died or hung) makes the
-    /// task claimable again, or aborts it if that was its last try.
+    /// task claimable again, or leaves it [`exhausted`](Tracker::exhausted)
+    /// (given up) if that was its last try.
     ///
     /// # Errors
     ///
@@ -105,9 +109,9 @@ impl Tracker {
     /// tracker.mark_done("a")?;
     /// tracker.release("b")?; // a retry, at once (no retry delay set)
     /// assert_eq!(tracker.claim_next("me")?, Claim::Task("b".into()));
-    /// tracker.release("b")?; // its last try: aborted
+    /// tracker.release("b")?; // its last try: out of tries
     /// assert_eq!(tracker.claim_next("me")?, Claim::Finished);
-    /// assert!(tracker.aborted("b"));
+    /// assert!(tracker.exhausted("b") && !tracker.aborted("b"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim_next(&mut self, owner: &str) -> Result<Claim> {
@@ -140,6 +144,9 @@ impl Tracker {
                 // A claim on the last try expired: that try failed.
                 self.end_claim_now(&key, Ending::Freed)?;
                 continue;
+            }
+            if state.tries == u32::MAX {
+                return fail(super::schema::too_many_tries(&key));
             }
             let until = now.saturating_add(millis(self.settings.lease));
             let lease = json!({"owner": owner, "until": until});
@@ -183,7 +190,8 @@ impl Tracker {
 
     /// Ends the claim on `key` without finishing the task (the try stays
     /// counted). If that was its last try (see
-    /// [`max_tries`](Tracker::max_tries)), the task is aborted; otherwise it
+    /// [`max_tries`](Tracker::max_tries)), the task is
+    /// [`exhausted`](Tracker::exhausted) (given up); otherwise it
     /// becomes claimable again after the [`retry_delay`](Tracker::retry_delay)
     /// for the tries it had (`_not_before` in the record). Does nothing if
     /// `key` is not claimed.
@@ -196,7 +204,7 @@ impl Tracker {
     }
 
     /// [`release`](Tracker::release), with `delay` instead of the retry
-    /// delay (unless it was the last try, which aborts the task).
+    /// delay (unless it was the last try, which leaves the task exhausted).
     ///
     /// # Errors
     ///
@@ -223,13 +231,13 @@ impl Tracker {
         let retry_at = now_ms().saturating_add(millis(delay));
         self.edit_now(key, |obj| {
             obj.remove(LEASE);
-            if last {
-                obj.insert(ABORTED.into(), true.into());
+            // After the last try the task is exhausted: out of tries, not
+            // aborted (that is the program's word), so raising the limit
+            // makes it to do again.
+            if last || delay == Duration::ZERO {
                 obj.remove(NOT_BEFORE);
-            } else if delay > Duration::ZERO {
-                obj.insert(NOT_BEFORE.into(), retry_at.into());
             } else {
-                obj.remove(NOT_BEFORE);
+                obj.insert(NOT_BEFORE.into(), retry_at.into());
             }
         })
     }

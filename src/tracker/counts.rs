@@ -15,6 +15,8 @@ pub(crate) struct Counts {
     pub tried: usize,
     pub aborted: usize,
     pub claimed: usize,
+    /// Tasks out of tries (see [`is_exhausted`]).
+    pub exhausted: usize,
     /// Tasks not to do (see [`is_todo`]).
     pub settled: usize,
     /// The try limit `todo` is counted with (0: none).
@@ -25,6 +27,13 @@ pub(crate) struct Counts {
 /// limit or claimed (a claim on the last try is still running).
 pub(crate) fn is_todo(state: TaskState, max_tries: u32) -> bool {
     !state.done && !state.aborted && (max_tries == 0 || state.tries < max_tries || state.claimed)
+}
+
+/// Whether a task is out of tries: not done, not aborted by the program,
+/// not claimed, and its tries reached the try limit. Raising the limit makes
+/// it to do again.
+pub(crate) fn is_exhausted(state: TaskState, max_tries: u32) -> bool {
+    !state.done && !state.aborted && !state.claimed && max_tries > 0 && state.tries >= max_tries
 }
 
 impl Counts {
@@ -52,6 +61,11 @@ impl Counts {
         one(&mut self.done, before.done, after.done);
         one(&mut self.aborted, before.aborted, after.aborted);
         one(&mut self.claimed, before.claimed, after.claimed);
+        one(
+            &mut self.exhausted,
+            is_exhausted(before, self.max_tries),
+            is_exhausted(after, self.max_tries),
+        );
         one(
             &mut self.settled,
             !is_todo(before, self.max_tries),
@@ -82,9 +96,16 @@ impl Tracker {
         self.counts.tried
     }
 
-    /// How many tasks are aborted. O(1).
+    /// How many tasks the program aborted ([`abort`](Tracker::abort)). O(1).
     pub fn num_aborted(&self) -> usize {
         self.counts.aborted
+    }
+
+    /// How many tasks are out of tries: not done, not aborted, not claimed,
+    /// with as many tries as the try limit allows (see
+    /// [`exhausted`](Tracker::exhausted)). O(1).
+    pub fn num_exhausted(&self) -> usize {
+        self.counts.exhausted
     }
 
     /// How many tasks are still to do: not done, not aborted, and under the
@@ -157,15 +178,17 @@ impl Tracker {
         self.percent(self.len() - self.counts.aborted, decimals)
     }
 
-    /// A one-line summary: `done 120/300 (40.00 %), tried 150, aborted 3`.
+    /// A one-line summary: `done 120/300 (40.00 %), tried 150, aborted 3,
+    /// exhausted 2`.
     pub fn summary(&self) -> String {
         format!(
-            "done {}/{} ({}), tried {}, aborted {}",
+            "done {}/{} ({}), tried {}, aborted {}, exhausted {}",
             self.counts.done,
             self.len(),
             self.percent_done(2),
             self.counts.tried,
-            self.counts.aborted
+            self.counts.aborted,
+            self.counts.exhausted
         )
     }
 }

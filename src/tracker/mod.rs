@@ -731,9 +731,21 @@ impl Tracker {
         self.meta(key).map_or(0, |m| m.tries)
     }
 
-    /// Whether `key` was aborted (false for an unknown key).
+    /// Whether the program aborted `key` ([`abort`](Tracker::abort));
+    /// false for an unknown key. A task out of tries is
+    /// [`exhausted`](Tracker::exhausted), not aborted.
     pub fn aborted(&self, key: &str) -> bool {
         self.meta(key).is_some_and(|m| m.aborted)
+    }
+
+    /// Whether `key` is out of tries: not done, not aborted, not claimed,
+    /// and tried as often as the [`max_tries`](Tracker::max_tries) limit
+    /// allows (false for an unknown key, and always without a limit). Such
+    /// a task is given up: no gate or claim hands it out. Raising the limit
+    /// (or [`reset_tries`](Tracker::reset_tries)) makes it to do again.
+    pub fn exhausted(&self, key: &str) -> bool {
+        self.meta(key)
+            .is_some_and(|m| counts::is_exhausted(m, self.settings.max_tries))
     }
 
     /// Marks `key` done. This ends a claim on it ([`claim_next`](Tracker::claim_next))
@@ -776,7 +788,12 @@ impl Tracker {
     ///
     /// As [`mark_done`](Tracker::mark_done).
     pub fn increment_tries(&mut self, key: &str) -> Result<()> {
-        self.change(key, |m| m.tries = m.tries.saturating_add(1))
+        self.op(|t| {
+            if t.meta(key).is_some_and(|m| m.tries == u32::MAX) {
+                return fail(schema::too_many_tries(key));
+            }
+            t.change_now(key, |m| m.tries += 1)
+        })
     }
 
     /// Takes one from the tries of `key` (not below 0).
@@ -903,6 +920,15 @@ impl Tracker {
         self.pod
             .slots()
             .filter(move |&i| self.pod.task_at(i).aborted)
+            .map(move |i| self.pod.key_at(i))
+    }
+
+    /// Keys out of tries (see [`exhausted`](Tracker::exhausted)), in order.
+    pub fn exhausted_keys(&self) -> impl Iterator<Item = &str> + '_ {
+        let max = self.settings.max_tries;
+        self.pod
+            .slots()
+            .filter(move |&i| counts::is_exhausted(self.pod.task_at(i), max))
             .map(move |i| self.pod.key_at(i))
     }
 

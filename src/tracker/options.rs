@@ -71,9 +71,16 @@ impl TrackerOptions {
         self
     }
 
-    /// How many tries a task gets: the gates skip a task out of tries, and
-    /// [`Tracker::release`] after the last try aborts it. 0 means no limit.
-    /// Stored with the tracker. Default: the stored limit, else 0.
+    /// How many tries a task gets. A try is counted by each
+    /// [`Tracker::claim_next`] that hands the task out, and by each gate
+    /// ([`Tracker::should_try`], [`Tracker::try_keys`]) that says yes. A
+    /// task whose tries reach the limit and that is not claimed is
+    /// *exhausted* ([`Tracker::exhausted`]): given up, never handed out
+    /// again, but not *aborted* (that is [`Tracker::abort`]'s). So a claim
+    /// on the last try that ends without `mark_done` (a release, an expired
+    /// lease, a crash before the next open) gives the task up. Raising the
+    /// limit makes exhausted tasks to do again. 0 means no limit. Stored
+    /// with the tracker. Default: the stored limit, else 0.
     #[must_use]
     pub fn max_tries(mut self, max_tries: u32) -> Self {
         self.given.max_tries = Some(max_tries);
@@ -130,6 +137,13 @@ impl TrackerOptions {
     #[must_use]
     pub fn multi_process(mut self, yes: bool) -> Self {
         self.pod = self.pod.multi_process(yes);
+        self
+    }
+
+    /// See [`PodOptions::max_record_size`]. Default: 128 MiB.
+    #[must_use]
+    pub fn max_record_size(mut self, bytes: usize) -> Self {
+        self.pod = self.pod.max_record_size(bytes);
         self
     }
 

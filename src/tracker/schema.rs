@@ -103,13 +103,27 @@ pub(crate) fn meta_of(value: &Value) -> std::result::Result<TaskState, String> {
         .ok_or(format!("missing {TRIES}"))?
         .as_u64()
         .ok_or(format!("{TRIES} is not a non-negative integer"))?;
+    let tries = u32::try_from(tries).map_err(|_| {
+        format!(
+            "{TRIES} is {tries}, more tries than a tracker counts ({})",
+            u32::MAX
+        )
+    })?;
     Ok(TaskState {
-        tries: u32::try_from(tries).unwrap_or(u32::MAX),
+        tries,
         done: flag(DONE)?,
         aborted: flag(ABORTED)?,
         claimed: false,
         delayed: false,
     })
+}
+
+/// The error for a try beyond the most a tracker counts.
+pub(crate) fn too_many_tries(key: &str) -> crate::ErrorKind {
+    crate::ErrorKind::InvalidValue {
+        key: key.to_string(),
+        reason: format!("{TRIES} would pass {}, the most a tracker counts", u32::MAX),
+    }
 }
 
 /// Writes `meta` into the reserved fields of `value`, making it an object.
@@ -159,6 +173,7 @@ mod tests {
             br#"{"_done":true}"#,
             br#"{"_done":1,"_tries":0,"_aborted":false}"#,
             br#"{"_done":true,"_tries":-1,"_aborted":false}"#,
+            br#"{"_done":false,"_tries":4294967296,"_aborted":false}"#,
         ] {
             assert!(
                 parse_meta(text).is_err(),
