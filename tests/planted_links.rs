@@ -1,7 +1,11 @@
 //! Invariant: the files a store creates (the compaction temp file, the
 //! copies of a damaged log or of a cut tail) are created anew with
 //! `O_EXCL`, so a symbolic link planted under their names is never
-//! followed: what it points to is never written.
+//! followed: what it points to is never written. Lock files are opened
+//! with `O_NOFOLLOW`: a link planted as `pod.lock` or `pod.oplock` is
+//! refused with a clear error, its target never created nor opened, and a
+//! lock path that is not a regular file (a FIFO, a directory) is refused
+//! at once.
 
 mod common;
 use common::*;
@@ -59,4 +63,59 @@ fn planted_links_under_the_copies_names_are_not_followed() {
     assert!(!copy.symlink_metadata().unwrap().file_type().is_symlink());
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     assert_eq!(pod.len(), 4);
+}
+
+#[test]
+fn a_planted_lock_link_is_refused_and_its_target_never_created() {
+    for lock in [tastypod::LOCK_FILE, "pod.oplock"] {
+        let s = scratch();
+        open(&s.path).close().unwrap();
+        let target = s.dir.path().join("created-through-the-link");
+        let _ = std::fs::remove_file(s.path.join(lock));
+        symlink(&target, s.path.join(lock)).unwrap();
+        for multi in [false, true] {
+            let err = PodOptions::new()
+                .multi_process(multi)
+                .open::<serde_json::Value>(&s.path)
+                .map(drop);
+            if lock == tastypod::LOCK_FILE || multi {
+                let err = tastypod::error_chain(&err.unwrap_err());
+                assert!(err.contains(lock) && err.contains("symbolic link"), "{err}");
+            }
+            assert!(!target.exists(), "{lock}: the link was followed");
+        }
+        // Read-only opens and the lock probe never follow it either.
+        if lock == tastypod::LOCK_FILE {
+            assert!(tastypod::writers(&s.path).is_err());
+        }
+        assert!(!target.exists());
+    }
+}
+
+#[test]
+fn a_lock_path_that_is_not_a_regular_file_is_refused_at_once() {
+    let s = scratch();
+    open(&s.path).close().unwrap();
+    let lock = s.path.join(tastypod::LOCK_FILE);
+    std::fs::remove_file(&lock).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&lock)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let start = std::time::Instant::now();
+    let err = PodOptions::new()
+        .open::<serde_json::Value>(&s.path)
+        .unwrap_err();
+    let err = tastypod::error_chain(&err);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(tastypod::writers(&s.path).is_err());
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    assert!(
+        PodOptions::new()
+            .open::<serde_json::Value>(&s.path)
+            .is_err()
+    );
 }

@@ -213,3 +213,37 @@ fn more_than_a_partial_record_is_kept_beside_the_log_when_cut() {
         assert_eq!(log_bytes(&s.path), clean);
     }
 }
+
+#[test]
+fn a_checksummed_record_over_the_maximum_size_is_refused_not_cut() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert("a", serde_json::json!(1)).unwrap();
+    pod.insert("big", serde_json::json!("x".repeat(200)))
+        .unwrap();
+    pod.close().unwrap();
+    let before = log_bytes(&s.path);
+    for read_only in [false, true] {
+        let err = tastypod::PodOptions::new()
+            .max_record_size(100)
+            .read_only(read_only)
+            .open::<serde_json::Value>(&s.path)
+            .unwrap_err();
+        assert_eq!(err.line(), Some(3), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("max_record_size") && text.contains("checksum holds"),
+            "{text}"
+        );
+        assert_eq!(log_bytes(&s.path), before, "nothing cut");
+    }
+    // The same bytes, their checksum broken, are a torn write as before.
+    let last = *line_starts(&s.path).last().unwrap();
+    flip_byte(&s.path, last + 40, 0x01);
+    let pod = tastypod::PodOptions::new()
+        .max_record_size(100)
+        .read_only(true)
+        .open::<serde_json::Value>(&s.path)
+        .unwrap();
+    assert!(pod.recovery().torn_tail.is_some());
+}

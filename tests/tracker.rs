@@ -513,6 +513,11 @@ proptest! {
             prop_assert_eq!(t.num_done(), model.iter().filter(|(_, x)| x.done).count());
             prop_assert_eq!(t.num_tried(), model.iter().filter(|(_, x)| x.tries > 0).count());
             prop_assert_eq!(t.num_aborted(), model.iter().filter(|(_, x)| x.aborted).count());
+            let exhausted = |x: &Task| !x.done && !x.aborted && max_tries > 0 && x.tries >= max_tries;
+            prop_assert_eq!(t.num_exhausted(), model.iter().filter(|(_, x)| exhausted(x)).count());
+            for (k, task) in &model {
+                prop_assert_eq!(t.exhausted(k), exhausted(task));
+            }
         }
     }
 }
@@ -534,4 +539,47 @@ fn convert_pod_replaces_reserved_fields_of_the_wrong_type() {
     let t = Tracker::open(&s.path).unwrap();
     assert!(!t.done("bad-types"));
     assert_eq!(t.get("bad-types").unwrap().unwrap()["url"], json!("u"));
+}
+
+#[test]
+fn out_of_tries_is_exhausted_not_aborted_and_a_higher_limit_retries_it() {
+    let s = scratch();
+    let mut t = tracker(&s.path, 2);
+    t.add_many(["a", "b"]).unwrap();
+    for _ in 0..2 {
+        assert!(t.should_try("a", Aborted::Skip).unwrap());
+    }
+    t.abort("b").unwrap();
+    assert!(t.exhausted("a") && !t.aborted("a"));
+    assert!(!t.exhausted("b") && t.aborted("b"));
+    assert_eq!(
+        (t.num_exhausted(), t.num_aborted(), t.num_todo()),
+        (1, 1, 0)
+    );
+    assert_eq!(t.exhausted_keys().collect::<Vec<_>>(), ["a"]);
+    assert!(
+        t.summary().ends_with("aborted 1, exhausted 1"),
+        "{}",
+        t.summary()
+    );
+    t.close().unwrap();
+    let t = tracker(&s.path, 3);
+    assert!(!t.exhausted("a") && t.should_do("a", Aborted::Skip));
+    assert_eq!((t.num_exhausted(), t.num_todo()), (0, 1));
+}
+
+#[test]
+fn a_try_beyond_the_most_a_tracker_counts_is_refused_and_nothing_changes() {
+    let s = scratch();
+    let mut t = tracker(&s.path, 0);
+    t.add("a").unwrap();
+    t.update_task("a", |rec| rec["_tries"] = json!(u32::MAX))
+        .unwrap();
+    assert_eq!(t.tries("a"), u32::MAX);
+    let err = t.increment_tries("a").unwrap_err();
+    assert!(err.to_string().contains("4294967295"), "{err}");
+    assert!(t.should_try("a", Aborted::Skip).is_err());
+    assert!(t.claim_next("w").is_err());
+    assert_eq!(t.tries("a"), u32::MAX);
+    assert_eq!(t.get("a").unwrap().unwrap()["_tries"], json!(u32::MAX));
 }

@@ -125,6 +125,71 @@ fn a_run_of_nul_bytes_is_read_with_a_fixed_buffer() {
     assert_eq!(open_ro(&s.path).len(), 2);
 }
 
+/// Appends `bytes` to the log of a one-key store at `path`, about `times`
+/// times (in whole blocks of 1 MiB); returns how many times.
+fn one_key_store_followed_by(path: &std::path::Path, bytes: &[u8], times: usize) -> usize {
+    let mut pod = open(path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.close().unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log_of(path))
+        .unwrap();
+    let per_block = (1 << 20) / bytes.len();
+    let block = bytes.repeat(per_block);
+    let blocks = times / per_block;
+    for _ in 0..blocks {
+        log.write_all(&block).unwrap();
+    }
+    blocks * per_block
+}
+
+#[test]
+fn a_run_of_blank_lines_costs_neither_memory_nor_a_line_each() {
+    let s = scratch();
+    // 100 MiB of newlines: 100 million blank lines, which `verify` calls clean.
+    one_key_store_followed_by(&s.path, b"\n", 100 << 20);
+    for args in [
+        vec!["get", p(&s.path), "a"],
+        vec!["stat", p(&s.path)],
+        vec!["verify", p(&s.path)],
+    ] {
+        let (code, err, kib) = run_measured(&args, None);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            kib < 40 * MIB,
+            "{args:?} peaked at {kib} KiB for 100 MiB of blank lines"
+        );
+    }
+    let (code, err, kib) = run_measured(&["set", p(&s.path), "b", "2"], None);
+    assert_eq!(code, 0, "{err}");
+    assert!(kib < 40 * MIB, "set peaked at {kib} KiB");
+    assert_eq!(open_ro(&s.path).len(), 2);
+}
+
+#[test]
+fn a_damaged_tail_of_short_lines_is_bounded_too() {
+    let s = scratch();
+    // 104 MiB of short junk lines: 4 million damaged lines at the end.
+    let junk = one_key_store_followed_by(&s.path, b"garbage-line-xxxxxxxxxxxx\n", 4_000_000);
+    for args in [vec!["get", p(&s.path), "a"], vec!["verify", p(&s.path)]] {
+        let (code, err, kib) = run_measured(&args, None);
+        assert!(code == 0 || code == 1, "{args:?}: {err}");
+        assert!(
+            kib < 40 * MIB,
+            "{args:?} peaked at {kib} KiB for 4 million junk lines"
+        );
+    }
+    let o = binary::tastypod(&["verify", p(&s.path)]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let more = format!("and {} more problems", junk - 100);
+    assert!(
+        out.contains(&more),
+        "{}",
+        &out[out.len().saturating_sub(200)..]
+    );
+}
+
 #[test]
 fn a_line_longer_than_the_maximum_record_size_is_not_held_whole() {
     let s = scratch();

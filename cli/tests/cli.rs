@@ -710,6 +710,14 @@ fn a_store_directory_other_users_may_write_gets_a_warning() {
     assert!(o.status.success());
     assert!(stderr(&o).contains("warning:") && stderr(&o).contains("writable by every user"));
     assert!(!open(&s.path).recovery().warnings.is_empty());
+    // Writable by its group: a member could replace the files too.
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let o = tastypod(&["get", p(&s.path), "k"]);
+    assert!(
+        stderr(&o).contains("writable by its group"),
+        "{}",
+        stderr(&o)
+    );
     // The sticky bit (as on /tmp) keeps others from replacing the files.
     std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o1777)).unwrap();
     assert!(open(&s.path).recovery().warnings.is_empty());
@@ -834,4 +842,255 @@ fn numbers_are_never_changed_silently() {
         "{}",
         stdout(&o)
     );
+}
+
+#[test]
+fn a_path_that_is_not_utf8_never_panics() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = scratch();
+    let odd = s.dir.path().join(std::ffi::OsStr::from_bytes(b"s\xff"));
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(env!("CARGO_BIN_EXE_tastypod"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let o = run(&[os("set"), odd.as_os_str(), os("a"), os("1")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for cmd in ["stat", "verify", "tracker", "keys", "compact", "repair"] {
+        let o = run(&[os(cmd), os("--json"), odd.as_os_str()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{cmd}: {err}");
+        assert_ne!(o.status.code(), Some(101), "{cmd}: {err}");
+    }
+    let o = run(&[os("stat"), os("--json"), odd.as_os_str()]);
+    assert!(o.status.success());
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(st["path"].as_str().unwrap().ends_with("s\u{fffd}"));
+}
+
+#[test]
+fn a_checksummed_record_over_the_maximum_size_is_never_cut() {
+    let s = scratch();
+    let mut log = header();
+    log.extend(checksummed(b"\"k\":\"a\",\"v\":1}"));
+    let big = format!("\"k\":\"big\",\"v\":\"{}\"}}", "x".repeat(200));
+    log.extend(checksummed(big.as_bytes()));
+    std::fs::create_dir_all(&s.path).unwrap();
+    std::fs::write(log_of(&s.path), &log).unwrap();
+    for args in [
+        vec!["--max-record-size", "100", "set", p(&s.path), "b", "2"],
+        vec!["get", p(&s.path), "a", "--max-record-size", "100"],
+        vec!["--max-record-size", "100", "compact", p(&s.path)],
+    ] {
+        let o = tastypod(&args);
+        assert_error(&o, "--max-record-size");
+        assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
+    }
+    let o = tastypod(&["--max-record-size", "100", "verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains(":3: a record of"), "{}", stdout(&o));
+    assert_eq!(log_bytes(&s.path), log, "nothing cut, nothing rewritten");
+    let names: Vec<_> = std::fs::read_dir(&s.path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().contains("torn")),
+        "{names:?}"
+    );
+    // With the default maximum it is an ordinary record.
+    let o = tastypod(&["get", p(&s.path), "big"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_error(
+        &tastypod(&["--max-record-size", "lots", "get", p(&s.path), "a"]),
+        "invalid value",
+    );
+}
+
+#[test]
+fn integers_beyond_64_bits_minus_zero_and_repeated_members_are_refused() {
+    let s = scratch();
+    for value in [
+        "200000000000000000000",
+        "-0",
+        "[1,-0]",
+        "{\"_done\":false,\"_done\":true}",
+        "{\"a\":{\"b\":1,\"b\":2}}",
+    ] {
+        let o = tastypod(&["set", p(&s.path), "k", value]);
+        assert_error(&o, "refused");
+        let line = format!("{{\"key\":\"k\",\"value\":{value}}}\n");
+        assert_error(&with_stdin(&["load", p(&s.path), "-"], &line), "-:1");
+    }
+    assert!(!s.path.exists());
+    let o = tastypod(&["set", p(&s.path), "k", "{\"a\":-0.0,\"b\":{\"a\":1}}"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&tastypod(&["get", p(&s.path), "k"])).trim(),
+        "{\"a\":-0.0,\"b\":{\"a\":1}}"
+    );
+    // Written by another program with a valid checksum: every reader refuses it alike.
+    let mut log = header();
+    log.extend(checksummed(
+        b"\"k\":\"t\",\"v\":{\"_aborted\":false,\"_done\":false,\"_done\":true,\"_tries\":0}}",
+    ));
+    let other = s.dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(log_of(&other), &log).unwrap();
+    for cmd in ["tracker", "dump", "keys"] {
+        assert_error(&tastypod(&[cmd, p(&other)]), "given twice");
+    }
+    let o = tastypod(&["verify", p(&other)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("given twice"), "{}", stdout(&o));
+}
+
+#[test]
+fn tries_beyond_what_a_tracker_counts_are_refused_never_rewritten() {
+    let s = scratch();
+    let mut log = header();
+    log.extend(checksummed(
+        b"\"k\":\"t\",\"v\":{\"_aborted\":false,\"_done\":false,\"_lease\":{\"owner\":\"w\",\"until\":1},\"_tries\":4294967296}}",
+    ));
+    std::fs::create_dir_all(&s.path).unwrap();
+    std::fs::write(log_of(&s.path), &log).unwrap();
+    assert_error(&tastypod(&["tracker", p(&s.path)]), "4294967296");
+    let err = Tracker::open(&s.path).unwrap_err();
+    assert!(err.to_string().contains("not a task record"), "{err}");
+    assert_eq!(log_bytes(&s.path), log, "the record is never rewritten");
+}
+
+#[test]
+fn reset_exhausted_leaves_tasks_the_program_aborted() {
+    let s = scratch();
+    let mut t = TrackerOptions::new().max_tries(1).open(&s.path).unwrap();
+    t.add_many(["gone", "flaky", "fine"]).unwrap();
+    for _ in 0..3 {
+        let key = t.claim_next("w").unwrap().task().unwrap();
+        match key.as_str() {
+            "gone" => t.abort(&key).unwrap(),    // a 404: the program's verdict
+            "flaky" => t.release(&key).unwrap(), // out of tries
+            _ => t.mark_done(&key).unwrap(),
+        }
+    }
+    t.close().unwrap();
+    let o = tastypod(&["tracker", "--json", p(&s.path)]);
+    let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (st["aborted"].clone(), st["exhausted"].clone()),
+        (json!(1), json!(1))
+    );
+    let o = tastypod(&["tracker", "reset", "--exhausted", p(&s.path)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("reset 1 tasks"), "{}", stdout(&o));
+    let t = Tracker::open(&s.path).unwrap();
+    assert!(t.aborted("gone"), "an abort on purpose stays");
+    assert!(!t.exhausted("flaky") && t.should_do("flaky", tastypod::Aborted::Skip));
+}
+
+#[test]
+fn tracker_todo_escapes_keys_as_keys_does() {
+    let s = scratch();
+    let mut t = Tracker::open(&s.path).unwrap();
+    t.add_many(["two\nlines", "esc\u{1b}[31m", "plain"])
+        .unwrap();
+    t.close().unwrap();
+    let todo = stdout(&tastypod(&["tracker", "todo", p(&s.path)]));
+    let keys = stdout(&tastypod(&["keys", p(&s.path)]));
+    assert_eq!(todo, keys);
+    assert_eq!(todo.lines().count(), 3, "{todo:?}");
+    assert!(!todo.contains('\u{1b}'), "{todo:?}");
+}
+
+#[test]
+fn messages_say_what_is_wrong_once() {
+    let s = scratch();
+    // A log of one word: not a store, and not "only blank lines" too.
+    std::fs::create_dir_all(&s.path).unwrap();
+    std::fs::write(log_of(&s.path), b"hello\n").unwrap();
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("checksum field"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("blank"), "{}", stdout(&o));
+    // One damaged header is one damaged line.
+    let h = s.dir.path().join("h.pod");
+    sample(&h);
+    flip_byte(&h, 20, 0x01);
+    let o = tastypod(&["repair", p(&h)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("dropped 1 damaged line"),
+        "{}",
+        stdout(&o)
+    );
+    // A byte order mark before the first dump line is read past.
+    let b = s.dir.path().join("b.pod");
+    let o = with_stdin(
+        &["load", p(&b), "-"],
+        "\u{feff}{\"key\":\"a\",\"value\":1}\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A JSON array is named as such.
+    let o = with_stdin(&["load", p(&b), "-"], "[{\"key\":\"a\",\"value\":1}]\n");
+    assert_error(&o, "JSON array");
+    assert_error(
+        &with_stdin(&["load", p(&b), "-"], "42\n"),
+        "not a JSON object",
+    );
+}
+
+#[test]
+fn a_directory_this_user_may_not_read_is_named_as_such() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let s = scratch();
+    sample(&s.path);
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tastypod"));
+        cmd.args(args);
+        if root {
+            // Root reads anything: run as nobody, who may enter the temp dir.
+            std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            cmd.uid(65534).gid(65534);
+        } else {
+            std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }
+        cmd.output().unwrap()
+    };
+    for args in [["get", p(&s.path), "a"], ["keys", p(&s.path), "--json"]] {
+        let o = run(&args);
+        assert_error(&o, "ermission denied");
+        assert!(!stderr(&o).contains("no pod.log"), "{}", stderr(&o));
+    }
+    std::fs::set_permissions(&s.path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn verify_beside_a_writer_calls_its_unfinished_record_no_damage() {
+    let s = scratch();
+    sample(&s.path);
+    let writer = open(&s.path);
+    // What a reader sees while the writer's append is half-way.
+    let mut record = checksummed(b"\"k\":\"next\",\"v\":\"a long value\"}");
+    record.truncate(record.len() / 2);
+    append_garbage(&s.path, &record);
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("a writer was appending"),
+        "{}",
+        stdout(&o)
+    );
+    let o = tastypod(&["verify", "--json", p(&s.path)]);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["being_written"], json!(record.len()));
+    drop(writer);
+    // With no writer, the same bytes are a torn tail.
+    let o = tastypod(&["verify", p(&s.path)]);
+    assert_eq!(o.status.code(), Some(1));
 }
