@@ -127,7 +127,7 @@ impl Appender for StdAppender {
 }
 
 #[derive(Debug)]
-struct StdLock(#[allow(dead_code)] File);
+struct StdLock(#[expect(dead_code, reason = "held for the lock it carries, never read")] File);
 
 impl LockGuard for StdLock {}
 
@@ -330,7 +330,7 @@ impl Storage for StdStorage {
 }
 
 /// The effective user id of this process.
-#[allow(unsafe_code)]
+#[expect(unsafe_code, reason = "geteuid, which std does not offer")]
 fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }

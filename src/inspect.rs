@@ -7,11 +7,10 @@ use crate::options::DEFAULT_MAX_RECORD_SIZE;
 use crate::pod::{LOCK_FILE, LOG_FILE};
 use crate::record::Record;
 use crate::replay::TornTail;
+use crate::replay::classify::{self, Damage, Fold, Folded, Item, Seen, Span};
 use crate::replay::pipeline;
 use crate::replay::reader::{CHUNK, Job, LineReader};
-use crate::replay::rules::{
-    self, BadLine, Damage, Fatal, Findings, Fold, Folded, Item, Rules, Seen, Span,
-};
+use crate::replay::rules::{BadLine, Fatal, Findings, Rules};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -277,7 +276,7 @@ fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
         out.push((at, found));
     };
     for line in job.lines() {
-        rules::items(&line, max_record, false, |at, item| {
+        classify::items(&line, max_record, false, |at, item| {
             fold.item(at, item, &mut push);
         });
     }

@@ -2,14 +2,10 @@
 
 use crate::error::{ErrorKind, Result, fail};
 use crate::fsio::{StdStorage, Storage};
-use crate::pod::Pod;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
-/// What a successful [`Pod::sync`] promises.
+/// What a successful [`Pod::sync`](crate::Pod::sync) promises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
@@ -35,7 +31,7 @@ pub enum Compaction {
         /// Logs shorter than this are never compacted automatically.
         min_bytes: u64,
     },
-    /// Only [`Pod::compact`] compacts.
+    /// Only [`Pod::compact`](crate::Pod::compact) compacts.
     Manual,
 }
 
@@ -68,7 +64,7 @@ pub const DEFAULT_MAX_RECORD_SIZE: usize = 128 << 20;
 /// The largest [`PodOptions::max_record_size`] accepted: 1 GiB.
 pub const MAX_RECORD_SIZE_LIMIT: usize = 1 << 30;
 
-/// Options for opening a [`Pod`]; every setter states its default.
+/// Options for opening a [`Pod`](crate::Pod); every setter states its default.
 ///
 /// # Examples
 ///
@@ -238,18 +234,6 @@ impl PodOptions {
             });
         }
         Ok(())
-    }
-
-    /// Opens (creating if needed, unless read-only) the store at `path`.
-    ///
-    /// # Errors
-    ///
-    /// See [`Pod::open`].
-    pub fn open<V>(&self, path: impl AsRef<Path>) -> Result<Pod<V>>
-    where
-        V: Serialize + DeserializeOwned,
-    {
-        Pod::open_with(path.as_ref(), self.clone())
     }
 }
 

@@ -3,7 +3,7 @@
 //! each target pass.
 
 use std::path::Path;
-use tastypod::sim::workload::{fuzz_ops, fuzz_replay};
+use tastypod::sim::fuzz::{fuzz_ops, fuzz_replay};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

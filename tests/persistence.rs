@@ -75,7 +75,7 @@ fn floats_round_trip_exactly() {
 #[test]
 fn nan_and_infinity_are_refused_never_stored_as_null() {
     let s = scratch();
-    let mut pod: Pod<Vec<f64>> = Pod::open(&s.path).unwrap();
+    let mut pod: Pod<Vec<f64>> = Pod::open_typed(&s.path).unwrap();
     pod.insert("x", vec![1.5]).unwrap();
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let err = pod.insert("x", vec![2.0, bad]).unwrap_err();
@@ -89,7 +89,7 @@ fn nan_and_infinity_are_refused_never_stored_as_null() {
     assert_eq!(pod.get("x").unwrap(), Some(vec![1.5]));
     assert!(!pod.contains_key("y"));
     pod.close().unwrap();
-    let pod: Pod<Vec<f64>> = Pod::open(&s.path).unwrap();
+    let pod: Pod<Vec<f64>> = Pod::open_typed(&s.path).unwrap();
     assert_eq!(pod.get("x").unwrap(), Some(vec![1.5]));
     assert_eq!(pod.len(), 1);
 }

@@ -18,7 +18,7 @@ struct Task {
 #[test]
 fn typed_values_round_trip() {
     let s = scratch();
-    let mut pod: Pod<Task> = Pod::open(&s.path).unwrap();
+    let mut pod: Pod<Task> = Pod::open_typed(&s.path).unwrap();
     let t = Task {
         url: "https://x".into(),
         retries: 2,
@@ -27,7 +27,7 @@ fn typed_values_round_trip() {
     pod.insert("t1", t.clone()).unwrap();
     pod.update("t1", |t| t.retries += 1).unwrap();
     pod.close().unwrap();
-    let pod: Pod<Task> = Pod::open(&s.path).unwrap();
+    let pod: Pod<Task> = Pod::open_typed(&s.path).unwrap();
     assert_eq!(pod.get("t1").unwrap(), Some(Task { retries: 3, ..t }));
 }
 
@@ -39,7 +39,7 @@ fn record_of_the_wrong_shape_names_key_and_line() {
         .unwrap();
     pod.insert("bad", json!({"url": 5})).unwrap();
     pod.close().unwrap();
-    let mut pod: Pod<Task> = Pod::open(&s.path).unwrap();
+    let mut pod: Pod<Task> = Pod::open_typed(&s.path).unwrap();
     assert!(pod.get("good").unwrap().is_some());
     let err = pod.get("bad").unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Decode { .. }));
@@ -53,11 +53,11 @@ fn record_of_the_wrong_shape_names_key_and_line() {
 #[test]
 fn scalar_and_string_types_work() {
     let s = scratch();
-    let mut pod: Pod<u64> = Pod::open(&s.path).unwrap();
+    let mut pod: Pod<u64> = Pod::open_typed(&s.path).unwrap();
     pod.insert("n", 41).unwrap();
     *pod.get_mut("n").unwrap().unwrap() += 1;
     pod.close().unwrap();
-    let pod: Pod<u64> = Pod::open(&s.path).unwrap();
+    let pod: Pod<u64> = Pod::open_typed(&s.path).unwrap();
     assert_eq!(pod.get("n").unwrap(), Some(42));
     assert_eq!(pod.get_json("n").unwrap().as_deref(), Some("42"));
 }
@@ -88,7 +88,7 @@ fn bomb(n: u32) -> Bomb {
 #[test]
 fn a_value_whose_encoding_panics_leaves_nothing_half_written() {
     let s = scratch();
-    let mut pod: Pod<Bomb> = Pod::open(&s.path).unwrap();
+    let mut pod: Pod<Bomb> = Pod::open_typed(&s.path).unwrap();
     pod.insert("x", bomb(1)).unwrap();
     pod.insert("y", bomb(2)).unwrap();
     pod.sync().unwrap();
@@ -106,7 +106,7 @@ fn a_value_whose_encoding_panics_leaves_nothing_half_written() {
     pod.get_mut("y").unwrap().unwrap().boom = false;
     pod.insert("c", bomb(5)).unwrap();
     pod.close().unwrap();
-    let pod: Pod<Bomb> = Pod::open(&s.path).unwrap();
+    let pod: Pod<Bomb> = Pod::open_typed(&s.path).unwrap();
     assert!(pod.recovery().is_clean(), "{:?}", pod.recovery());
     let got: Vec<(String, u32)> = pod
         .iter()

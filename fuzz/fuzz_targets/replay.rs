@@ -3,5 +3,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    tastypod::sim::workload::fuzz_replay(data);
+    tastypod::sim::fuzz::fuzz_replay(data);
 });

@@ -493,7 +493,6 @@ impl<V> Index<V> {
     /// slots (what the model and crash tests build) and only at the dirty
     /// count for larger ones.
     #[cfg(debug_assertions)]
-    #[allow(clippy::panic)]
     pub(crate) fn check(&self) {
         let dirty_listed = self
             .dirty

@@ -129,7 +129,7 @@ pub struct PodStats {
 /// #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 /// struct Page { url: String, size: u64 }
 ///
-/// let mut pod: Pod<Page> = Pod::open(dir.path().join("pages.pod"))?;
+/// let mut pod: Pod<Page> = Pod::open_typed(dir.path().join("pages.pod"))?;
 /// pod.insert("home", Page { url: "https://example.com".into(), size: 512 })?;
 /// if let Some(page) = pod.get_mut("home")? {
 ///     page.size += 1;
@@ -191,12 +191,11 @@ where
     }
 }
 
-impl<V> Pod<V>
-where
-    V: Serialize + DeserializeOwned,
-{
+impl Pod {
     /// Opens the store in directory `path` for writing with the default
-    /// options, creating the directory and an empty log if missing.
+    /// options, creating the directory and an empty log if missing. Its
+    /// values are `serde_json::Value`s; [`open_typed`](Pod::open_typed)
+    /// opens one of another type.
     ///
     /// A torn final record (from a crash mid-write) is dropped and reported
     /// by [`recovery`](Pod::recovery).
@@ -211,7 +210,24 @@ where
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(path.as_ref(), PodOptions::new())
     }
+}
 
+impl<V> Pod<V>
+where
+    V: Serialize + DeserializeOwned,
+{
+    /// [`Pod::open`] for a store whose values are of type `V` (any serde
+    /// type): `let pod: Pod<Page> = Pod::open_typed(path)?`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::open`], plus [`ErrorKind::Decode`] later, when a stored
+    /// value does not decode into `V`.
+    pub fn open_typed(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path.as_ref(), PodOptions::new())
+    }
+
+    /// The body of every open.
     pub(crate) fn open_with(path: &Path, opts: PodOptions) -> Result<Self> {
         opts.validate()?;
         let dir = path.to_path_buf();

@@ -6,14 +6,44 @@ use super::{LOCK_FILE, MultiProcess, OPLOCK_FILE, Pod, TMP_FILE};
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::Storage;
 use crate::index::Index;
-use crate::options::Recovery;
+use crate::options::{PodOptions, Recovery};
 use crate::replay::{self, Replayed, TornTail};
+use crate::shared::SharedPod;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+impl PodOptions {
+    /// Opens (creating if needed, unless read-only) the store at `path`
+    /// with these options; `V` is the type of its values
+    /// (`serde_json::Value` unless said otherwise).
+    ///
+    /// # Errors
+    ///
+    /// See [`Pod::open`].
+    pub fn open<V>(&self, path: impl AsRef<Path>) -> Result<Pod<V>>
+    where
+        V: Serialize + DeserializeOwned,
+    {
+        Pod::open_with(path.as_ref(), self.clone())
+    }
+
+    /// [`open`](PodOptions::open), as a handle the threads of this process
+    /// share ([`SharedPod`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`Pod::open`].
+    pub fn open_shared<V>(&self, path: impl AsRef<Path>) -> Result<SharedPod<V>>
+    where
+        V: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Ok(self.open(path)?.into())
+    }
+}
 
 impl<V> Pod<V>
 where

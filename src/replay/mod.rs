@@ -8,6 +8,7 @@
 //! arena block; the caller *applies* them in order: runs the [`rules`] over
 //! the lines and builds the index. A log of one chunk is read on one thread.
 
+pub(crate) mod classify;
 pub(crate) mod pipeline;
 pub(crate) mod reader;
 pub(crate) mod rules;
@@ -16,8 +17,9 @@ mod tail;
 use crate::error::Result;
 use crate::index::{Index, KeyHasher, Loc};
 use crate::record::{self, Record};
+use classify::{Damage, Fold, Folded, Item, Span};
 use reader::{Held, Job, Line, LineReader};
-use rules::{Damage, Fatal, Fold, Folded, Item, Rules, Span};
+use rules::{Fatal, Rules};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -122,7 +124,7 @@ impl Decoder {
             batch.push(Span::of(line), found);
             return;
         }
-        rules::items(line, self.max_record, self.salvage, |span, item| {
+        classify::items(line, self.max_record, self.salvage, |span, item| {
             fold.item(span, item, |span, folded| self.push(batch, span, folded));
         });
     }

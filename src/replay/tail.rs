@@ -1,8 +1,9 @@
 //! Catch-up: applying what other processes appended to a log after the
 //! part a handle already read, by the same line rules as a whole replay.
 
+use super::classify::{self, Item};
 use super::reader::{CHUNK, LineReader};
-use super::rules::{self, Item, Rules, TornTail};
+use super::rules::{Rules, TornTail};
 use crate::error::Result;
 use crate::index::Index;
 use crate::record::Record;
@@ -60,7 +61,7 @@ pub(crate) fn apply_tail_in_chunks<V>(
     while let Some(job) = reader.next_job()? {
         for line in job.lines() {
             let mut fatal = None;
-            rules::items(&line, max_record, false, |span, item| {
+            classify::items(&line, max_record, false, |span, item| {
                 if fatal.is_some() {
                     return;
                 }

@@ -116,17 +116,29 @@ where
     }
 }
 
-impl<V> SharedPod<V>
-where
-    V: Serialize + DeserializeOwned + Send + 'static,
-{
-    /// Opens the store at `path` (see [`Pod::open`]) for sharing.
+impl SharedPod {
+    /// Opens the store at `path` (see [`Pod::open`]) for sharing; its
+    /// values are `serde_json::Value`s.
     ///
     /// # Errors
     ///
     /// As [`Pod::open`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         Ok(Pod::open(path)?.into())
+    }
+}
+
+impl<V> SharedPod<V>
+where
+    V: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// [`SharedPod::open`] for a store whose values are of type `V`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::open`].
+    pub fn open_typed(path: impl AsRef<Path>) -> Result<Self> {
+        Ok(Pod::open_typed(path)?.into())
     }
 
     /// Runs `f` with the pod locked: no other thread's call interleaves,

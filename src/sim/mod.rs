@@ -8,6 +8,7 @@
 //! or from then on.
 
 pub mod agreement;
+pub mod fuzz;
 pub mod two_writers;
 pub mod workload;
 

@@ -3,10 +3,7 @@
 //! test and the `ops` fuzz target's multi-process half.
 
 use super::SimStorage;
-use super::workload::{
-    Op, State, Trace, check, contents, key, model_insert, model_mutate, model_remove, open_sim,
-    store,
-};
+use super::workload::{Op, State, Trace, key, model_insert, model_mutate, model_remove, store};
 use crate::Pod;
 use serde_json::json;
 
@@ -114,36 +111,4 @@ pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
         Err(_) => trace.failed = true,
     }
     trace
-}
-
-/// Fuzz target `ops`, multi-process half: bytes become a two-writer
-/// workload and a crash point; the crash image must hold everything
-/// acknowledged. Panics on a violation.
-pub fn fuzz_two(crash: u8, script: Vec<Op>, writers: &[u8]) {
-    let steps: Vec<Step> = script
-        .into_iter()
-        .zip(writers.iter().chain(std::iter::repeat(&0)))
-        .map(|(op, &w)| (usize::from(w & 1), op))
-        .collect();
-    let sim = SimStorage::new();
-    sim.fail_at(Some((u64::from(crash) + 1, super::FailMode::FromThenOn)));
-    let trace = run_two(&sim, &steps);
-    let log = super::workload::log();
-    let unsynced = sim.unsynced_len(&log);
-    for tail in [
-        super::Tail::Dropped,
-        super::Tail::Kept(unsynced),
-        super::Tail::Kept(unsynced / 3),
-        super::Tail::Zeroed(unsynced),
-    ] {
-        let image = sim.crash_image(Some(&log), tail);
-        match open_sim(&image) {
-            Ok(pod) => check(
-                &contents(&pod),
-                &trace,
-                &format!("two writers, crash at {crash}, {tail:?}"),
-            ),
-            Err(e) => unreachable!("crash image does not open: {e}"),
-        }
-    }
 }

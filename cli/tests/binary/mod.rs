@@ -1,5 +1,8 @@
 //! Running the `tastypod` binary from the CLI's integration tests.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "included by several test binaries, each using some helpers: an expectation would go unfulfilled in those that use them all"
+)]
 
 use std::io::Write;
 use std::path::Path;
