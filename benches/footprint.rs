@@ -317,8 +317,8 @@ fn claim_pass(path: &std::path::Path) -> f64 {
     let t0 = Instant::now();
     t.hold();
     let mut n = 0usize;
-    while let tastypod::Claim::Task(key) = t.claim_next("bench").unwrap() {
-        t.mark_done(&key).unwrap();
+    while let tastypod::Claim::Task(task) = t.claim_next("bench").unwrap() {
+        t.mark_done(&task.key).unwrap();
         n += 1;
         if n.is_multiple_of(1000) {
             t.sync().unwrap();

@@ -15,7 +15,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tastypod::{Claim, RetryDelay, SharedTracker, TrackerOptions};
+use tastypod::{Claim, RetryDelay, TrackerOptions};
 
 const USAGE: &str = "usage: workers [--path DIR] [--pages N] [--workers N] [--reset]";
 
@@ -81,7 +81,7 @@ fn run(args: &Args) -> Result<(), tastypod::Error> {
             first: Duration::from_millis(50),
             max: Duration::from_secs(5),
         });
-    let tracker = SharedTracker::open(options, &args.path)?;
+    let tracker = options.open_shared(&args.path)?;
     tracker.add_many_if_absent(["page-0"])?;
     let start = Instant::now();
     let fetched = AtomicUsize::new(0);
@@ -93,7 +93,7 @@ fn run(args: &Args) -> Result<(), tastypod::Error> {
                 s.spawn(move || -> Result<(), tastypod::Error> {
                     while !tastypod::stop_requested() {
                         let url = match tracker.claim_next_wait(Duration::from_secs(60))? {
-                            Claim::Task(url) => url,
+                            Claim::Task(task) => task.key,
                             Claim::Wait(_) => continue,
                             Claim::Finished => break,
                         };

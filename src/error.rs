@@ -152,6 +152,26 @@ pub enum ErrorKind {
         /// Which rule it breaks.
         reason: String,
     },
+    /// A worker finished, released or extended a task through a lease that
+    /// is no longer the task's claim: another worker claimed it since, or
+    /// it was finished. Nothing changed.
+    #[error("the lease on {key:?} is lost: {why}")]
+    LeaseLost {
+        /// The task's key.
+        key: String,
+        /// What happened to it.
+        why: String,
+    },
+    /// A writing call came after a shutdown signal
+    /// ([`sync_on_signals`](crate::sync_on_signals)): the stores were
+    /// synced, and the process is exiting.
+    #[error("{} was synced for a shutdown (signal {signal}); the process is exiting", path.display())]
+    ShuttingDown {
+        /// The store directory.
+        path: PathBuf,
+        /// The signal.
+        signal: i32,
+    },
     /// A store was to be created where one already is.
     #[error("{} already holds a store", path.display())]
     StoreExists {
@@ -188,6 +208,7 @@ impl Error {
             | ErrorKind::UnsupportedVersion { path, .. }
             | ErrorKind::Locked { path }
             | ErrorKind::StoreExists { path }
+            | ErrorKind::ShuttingDown { path, .. }
             | ErrorKind::Poisoned { path }
             | ErrorKind::ReadOnly { path }
             | ErrorKind::Decode { path, .. }
@@ -216,6 +237,7 @@ impl Error {
             | ErrorKind::RecordTooLarge { key, .. }
             | ErrorKind::DuplicateKey { key }
             | ErrorKind::MissingKey { key }
+            | ErrorKind::LeaseLost { key, .. }
             | ErrorKind::NotATask { key, .. } => Some(key),
             _ => None,
         }

@@ -70,6 +70,7 @@ mod options;
 mod pod;
 #[cfg(feature = "progress")]
 mod progress;
+mod queue;
 mod record;
 mod replay;
 mod shared;
@@ -90,14 +91,17 @@ pub use options::{
 pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store};
 #[cfg(feature = "progress")]
 pub use progress::Progress;
+pub use queue::TaskQueue;
 pub use record::FORMAT_VERSION;
 pub use replay::{BadLine, TornTail};
 pub use shared::{SharedPod, SharedTracker};
 pub use signals::{GRACE, stop_on_signals, stop_requested, sync_on_signals};
 pub use tracker::{
-    ABORTED, Aborted, Claim, DEFAULT_LEASE, DONE, LEASE, Lease, NOT_BEFORE, RetryDelay, TRIES,
-    TaskMut, Tracker, TrackerOptions, TryItems, TryKeys,
+    ABORTED, Aborted, Claim, DEFAULT_LEASE, DONE, LEASE, Lease, NOT_BEFORE, RESERVED, RetryDelay,
+    Status, TRIES, TaskCounts, TaskMut, TaskState, Tracker, TrackerOptions, TryItems, TryKeys,
 };
+#[doc(hidden)]
+pub use tracker::{Clock, ManualClock};
 
 /// Formats an error and its chain of sources as one line joined by ": ".
 pub fn error_chain(error: &dyn std::error::Error) -> String {

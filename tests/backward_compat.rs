@@ -104,8 +104,11 @@ fn the_version_1_tracker_fixture_opens_to_the_same_task_states() {
     assert_eq!((t.num_done(), t.num_tried(), t.num_aborted()), (1, 3, 1));
     let lease = t.lease("https://b").unwrap();
     assert_eq!(
-        (lease.owner.as_str(), lease.until_ms),
-        ("worker-1", 1_764_000_000_000)
+        (lease.owner.as_str(), lease.until),
+        (
+            "worker-1",
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_000_000_000)
+        )
     );
     assert_eq!(t.get("https://a").unwrap().unwrap()["status"], json!(301));
     assert_eq!(t.get("https://d").unwrap().unwrap()["depth"], json!(2));

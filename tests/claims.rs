@@ -13,19 +13,13 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tastypod::{
-    Aborted, Claim, ErrorKind, Pod, RetryDelay, SharedTracker, Tracker, TrackerOptions,
-};
+use std::time::{Duration, Instant, SystemTime};
+use tastypod::{Aborted, Claim, ErrorKind, Pod, RetryDelay, Tracker, TrackerOptions};
 
 fn long_lease(max_tries: u32) -> TrackerOptions {
     TrackerOptions::new()
         .max_tries(max_tries)
         .lease(Duration::from_secs(3600))
-}
-
-fn task(key: &str) -> Claim {
-    Claim::Task(key.into())
 }
 
 #[test]
@@ -34,11 +28,11 @@ fn the_answer_tells_a_task_a_wait_and_the_end_apart() {
     let mut t = long_lease(0).open(&s.path).unwrap();
     assert_eq!(t.claim_next("me").unwrap(), Claim::Finished, "empty");
     t.add("a").unwrap();
-    assert_eq!(t.claim_next("me").unwrap(), task("a"));
-    let until = t.lease("a").unwrap().until_ms;
+    assert_eq!(t.claim_next("me").unwrap().key(), Some("a"));
+    let until = t.lease("a").unwrap().until;
     assert_eq!(
         t.claim_next("me").unwrap(),
-        Claim::Wait(UNIX_EPOCH + Duration::from_millis(until)),
+        Claim::Wait(until),
         "the only task is claimed: wait until its lease ends"
     );
     assert_eq!((t.num_todo(), t.num_claimed()), (1, 1));
@@ -54,10 +48,14 @@ fn an_exclusive_reopen_frees_every_claim_at_once() {
     let s = scratch();
     let mut t = long_lease(2).open(&s.path).unwrap();
     t.add_many(["a", "b", "c"]).unwrap();
-    assert_eq!(t.claim_next("run-1").unwrap(), task("a"));
-    assert_eq!(t.claim_next("run-1").unwrap(), task("b"));
+    assert_eq!(t.claim_next("run-1").unwrap().key(), Some("a"));
+    assert_eq!(t.claim_next("run-1").unwrap().key(), Some("b"));
     t.release("b").unwrap();
-    assert_eq!(t.claim_next("run-1").unwrap(), task("b"), "its last try");
+    assert_eq!(
+        t.claim_next("run-1").unwrap().key(),
+        Some("b"),
+        "its last try"
+    );
     drop(t); // a clean exit with both claims still held
     let start = Instant::now();
     let mut t = Tracker::open(&s.path).unwrap();
@@ -69,7 +67,7 @@ fn an_exclusive_reopen_frees_every_claim_at_once() {
         "a claim on the last try that ended unfinished: out of tries, not aborted"
     );
     assert_eq!((t.num_exhausted(), t.num_aborted()), (1, 0));
-    assert_eq!(t.claim_next("run-2").unwrap(), task("a"));
+    assert_eq!(t.claim_next("run-2").unwrap().key(), Some("a"));
     assert!(start.elapsed() < Duration::from_secs(5));
     let b = t.get("b").unwrap().unwrap();
     assert!(b.get("_lease").is_none(), "no lease lingers: {b}");
@@ -83,7 +81,10 @@ fn claims_child() {
     let Ok(path) = std::env::var(ENV_PATH) else {
         return;
     };
-    let tracker = SharedTracker::open(TrackerOptions::new().max_tries(3), &path).unwrap();
+    let tracker = TrackerOptions::new()
+        .max_tries(3)
+        .open_shared(&path)
+        .unwrap();
     for _ in 0..3 {
         tracker.claim_next().unwrap().task().unwrap();
     }
@@ -118,7 +119,7 @@ fn a_restart_after_kill_9_claims_at_once() {
     drop(ro);
     let start = Instant::now();
     let mut t = Tracker::open(&s.path).unwrap();
-    assert_eq!(t.claim_next("restart").unwrap(), task("a"));
+    assert_eq!(t.claim_next("restart").unwrap().key(), Some("a"));
     assert!(
         start.elapsed() < Duration::from_secs(5),
         "no wait for leases"
@@ -137,9 +138,9 @@ fn an_expired_claim_on_the_last_try_is_exhausted_not_left_behind() {
         .lease(Duration::from_millis(100));
     let mut t = opts.open(&s.path).unwrap();
     t.add_many(["a", "b"]).unwrap();
-    assert_eq!(t.claim_next("dies").unwrap(), task("a"));
+    assert_eq!(t.claim_next("dies").unwrap().key(), Some("a"));
     std::thread::sleep(Duration::from_millis(150));
-    assert_eq!(t.claim_next("other").unwrap(), task("b"));
+    assert_eq!(t.claim_next("other").unwrap().key(), Some("b"));
     t.mark_done("b").unwrap();
     assert_eq!(t.claim_next("other").unwrap(), Claim::Finished);
     assert!(t.exhausted("a") && !t.aborted("a") && t.lease("a").is_none());
@@ -154,10 +155,10 @@ fn release_after_the_last_try_leaves_the_task_exhausted() {
     let s = scratch();
     let mut t = long_lease(2).open(&s.path).unwrap();
     t.add("page").unwrap();
-    assert_eq!(t.claim_next("w").unwrap(), task("page"));
+    assert_eq!(t.claim_next("w").unwrap().key(), Some("page"));
     t.release("page").unwrap();
     assert!(!t.exhausted("page"));
-    assert_eq!(t.claim_next("w").unwrap(), task("page"));
+    assert_eq!(t.claim_next("w").unwrap().key(), Some("page"));
     t.release("page").unwrap();
     assert!(
         t.exhausted("page") && !t.aborted("page"),
@@ -184,14 +185,14 @@ fn a_retry_delay_holds_a_released_task_back_across_a_reopen() {
         .open(&s.path)
         .unwrap();
     t.add_many(["flaky", "other"]).unwrap();
-    assert_eq!(t.claim_next("w").unwrap(), task("flaky"));
+    assert_eq!(t.claim_next("w").unwrap().key(), Some("flaky"));
     let released = SystemTime::now();
     t.release("flaky").unwrap();
     let not_before = t.not_before("flaky").unwrap();
     assert!(not_before >= released + delay - Duration::from_millis(5));
     let record = t.get("flaky").unwrap().unwrap();
     assert!(record["_not_before"].is_u64(), "{record}");
-    assert_eq!(t.claim_next("w").unwrap(), task("other"));
+    assert_eq!(t.claim_next("w").unwrap().key(), Some("other"));
     t.mark_done("other").unwrap();
     t.close().unwrap();
     let mut t = Tracker::open(&s.path).unwrap();
@@ -201,7 +202,7 @@ fn a_retry_delay_holds_a_released_task_back_across_a_reopen() {
         "the delay is in the record: a reopen honours it"
     );
     let claim = t.claim_next_wait("w", Duration::from_secs(10)).unwrap();
-    assert_eq!(claim, task("flaky"));
+    assert_eq!(claim.key(), Some("flaky"));
     assert!(SystemTime::now() >= not_before);
     assert!(t.not_before("flaky").is_none(), "a claim clears it");
     // release_after picks the delay.
@@ -228,7 +229,7 @@ fn an_exponential_delay_grows_with_the_tries() {
             r.as_object_mut().unwrap().remove("_not_before");
         })
         .unwrap();
-        assert_eq!(t.claim_next("w").unwrap(), task("x"));
+        assert_eq!(t.claim_next("w").unwrap().key(), Some("x"));
         let before = SystemTime::now();
         t.release("x").unwrap();
         let wait = t.not_before("x").unwrap().duration_since(before).unwrap();
@@ -241,7 +242,7 @@ fn an_exponential_delay_grows_with_the_tries() {
 fn workers_on_a_frontier_that_grows_from_one_task_all_work() {
     const PAGES: usize = 300;
     let s = scratch();
-    let tracker = SharedTracker::open(TrackerOptions::new(), &s.path).unwrap();
+    let tracker = TrackerOptions::new().open_shared(&s.path).unwrap();
     tracker.add_many_if_absent(["0"]).unwrap();
     let claims = Mutex::new(BTreeMap::<String, usize>::new());
     let per_worker: Vec<usize> = std::thread::scope(|scope| {
@@ -253,7 +254,7 @@ fn workers_on_a_frontier_that_grows_from_one_task_all_work() {
                     let mut mine = 0;
                     loop {
                         let key = match tracker.claim_next_wait(Duration::from_secs(30)).unwrap() {
-                            Claim::Task(key) => key,
+                            Claim::Task(task) => task.key,
                             Claim::Wait(_) => continue,
                             Claim::Finished => return mine,
                         };
@@ -285,11 +286,11 @@ fn workers_on_a_frontier_that_grows_from_one_task_all_work() {
 #[test]
 fn a_waiting_worker_wakes_when_another_finishes() {
     let s = scratch();
-    let tracker = SharedTracker::open(long_lease(0), &s.path).unwrap();
+    let tracker = long_lease(0).open_shared(&s.path).unwrap();
     tracker.locked(|t| t.add("only")).unwrap();
     let a = tracker.with_owner("a");
     let b = tracker.with_owner("b");
-    assert_eq!(a.claim_next().unwrap(), task("only"));
+    assert_eq!(a.claim_next().unwrap().key(), Some("only"));
     // With a timeout shorter than the lease, the answer is still a wait.
     let start = Instant::now();
     assert!(matches!(
@@ -432,7 +433,7 @@ fn agree_with_the_records(multi: bool) {
         match next(12) {
             0 | 1 => drop(t.add_if_absent(&key).unwrap()),
             2..=4 => match t.claim_next("me").unwrap() {
-                Claim::Task(k) => claimed.push(k),
+                Claim::Task(task) => claimed.push(task.key),
                 Claim::Wait(_) => assert!(t.num_todo() > 0 && t.num_claimed() > 0),
                 Claim::Finished => assert_eq!(t.num_todo(), 0, "step {step}"),
             },

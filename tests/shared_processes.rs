@@ -33,7 +33,7 @@ fn shared_tracker(path: &str, lease_ms: u64) -> SharedTracker {
         .multi_process(true)
         .max_tries(3)
         .lease(Duration::from_millis(lease_ms));
-    SharedTracker::open(opts, path).unwrap()
+    opts.open_shared(path).unwrap()
 }
 
 /// The child processes' roles.
@@ -66,9 +66,9 @@ fn shared_child() {
             let tracker = shared_tracker(&path, 60_000);
             loop {
                 match tracker.claim_next_wait(Duration::from_secs(30)).unwrap() {
-                    Claim::Task(key) => {
-                        println!("claim {key}");
-                        tracker.mark_done(&key).unwrap();
+                    Claim::Task(task) => {
+                        println!("claim {}", task.key);
+                        tracker.mark_done(&task.key).unwrap();
                     }
                     Claim::Wait(_) => continue,
                     Claim::Finished => break,
@@ -79,7 +79,7 @@ fn shared_child() {
         "hoarder" => {
             let tracker = shared_tracker(&path, 1_000);
             for _ in 0..5 {
-                let key = tracker.claim_next().unwrap().task().unwrap();
+                let key = tracker.claim_next().unwrap().task().unwrap().key;
                 println!("claim {key}");
             }
             tracker.sync().unwrap();

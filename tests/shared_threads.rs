@@ -56,7 +56,10 @@ fn threads_increment_counters_exactly() {
 #[test]
 fn workers_drain_a_tracker_claiming_each_task_once() {
     let s = scratch();
-    let tracker = SharedTracker::open(TrackerOptions::new().max_tries(2), &s.path).unwrap();
+    let tracker = TrackerOptions::new()
+        .max_tries(2)
+        .open_shared(&s.path)
+        .unwrap();
     tracker
         .locked(|t| t.add_many((0..2000).map(|i| format!("t{i}"))))
         .unwrap();
@@ -68,7 +71,7 @@ fn workers_drain_a_tracker_claiming_each_task_once() {
             scope.spawn(move || {
                 loop {
                     let key = match tracker.claim_next_wait(Duration::from_secs(30)).unwrap() {
-                        Claim::Task(key) => key,
+                        Claim::Task(task) => task.key,
                         Claim::Wait(_) => continue,
                         Claim::Finished => break,
                     };
@@ -95,15 +98,14 @@ fn workers_drain_a_tracker_claiming_each_task_once() {
 #[test]
 fn expired_lease_makes_a_task_claimable_again() {
     let s = scratch();
-    let tracker = SharedTracker::open(
-        TrackerOptions::new().lease(Duration::from_millis(200)),
-        &s.path,
-    )
-    .unwrap();
+    let tracker = TrackerOptions::new()
+        .lease(Duration::from_millis(200))
+        .open_shared(&s.path)
+        .unwrap();
     tracker.locked(|t| t.add("only")).unwrap();
     let a = tracker.with_owner("a");
     let b = tracker.with_owner("b");
-    assert_eq!(a.claim_next().unwrap(), Claim::Task("only".into()));
+    assert_eq!(a.claim_next().unwrap().key(), Some("only"));
     // The lease is in the record, for everyone (and jq) to see.
     let record = tracker.locked(|t| t.get("only")).unwrap().unwrap();
     assert_eq!(record["_lease"]["owner"], json!("a"));
@@ -113,10 +115,10 @@ fn expired_lease_makes_a_task_claimable_again() {
     let lease_end = record["_lease"]["until"].as_u64().unwrap();
     assert_eq!(until, UNIX_EPOCH + Duration::from_millis(lease_end));
     std::thread::sleep(Duration::from_millis(250));
-    assert_eq!(b.claim_next().unwrap(), Claim::Task("only".into()));
+    assert_eq!(b.claim_next().unwrap().key(), Some("only"));
     assert_eq!(tracker.locked(|t| Ok(t.tries("only"))).unwrap(), 2);
     b.release("only").unwrap();
-    assert_eq!(a.claim_next().unwrap(), Claim::Task("only".into()));
+    assert_eq!(a.claim_next().unwrap().key(), Some("only"));
     a.abort("only").unwrap();
     assert_eq!(b.claim_next().unwrap(), Claim::Finished);
     tracker.sync().unwrap();
@@ -134,11 +136,11 @@ fn leases_survive_a_multi_process_reopen_until_they_expire() {
         .lease(Duration::from_secs(3600));
     let mut t = opts.open(&s.path).unwrap();
     t.add_many(["x", "y"]).unwrap();
-    assert_eq!(t.claim_next("me").unwrap(), Claim::Task("x".into()));
+    assert_eq!(t.claim_next("me").unwrap().key(), Some("x"));
     t.close().unwrap();
     // Another process may still hold x: its lease stands.
     let mut t = opts.open(&s.path).unwrap();
     assert_eq!(t.lease("x").map(|l| l.owner.as_str()), Some("me"));
-    assert_eq!(t.claim_next("other").unwrap(), Claim::Task("y".into()));
+    assert_eq!(t.claim_next("other").unwrap().key(), Some("y"));
     assert!(matches!(t.claim_next("other").unwrap(), Claim::Wait(_)));
 }

@@ -10,7 +10,14 @@ fn read(path: &str) -> String {
 
 #[test]
 fn tastypy_names_are_aliases_of_their_counterparts() {
-    let sources = [read("src/pod/mod.rs"), read("src/tracker/mod.rs")].concat();
+    let sources = [
+        "src/pod/mod.rs",
+        "src/tracker/mod.rs",
+        "src/tracker/gates.rs",
+        "src/tracker/changes.rs",
+    ]
+    .map(read)
+    .concat();
     for (name, counterpart) in [
         ("POD", "pub struct Pod"),
         ("PersistentOrderedDict", "pub struct Pod"),

@@ -968,7 +968,7 @@ fn reset_exhausted_leaves_tasks_the_program_aborted() {
     let mut t = TrackerOptions::new().max_tries(1).open(&s.path).unwrap();
     t.add_many(["gone", "flaky", "fine"]).unwrap();
     for _ in 0..3 {
-        let key = t.claim_next("w").unwrap().task().unwrap();
+        let key = t.claim_next("w").unwrap().task().unwrap().key;
         match key.as_str() {
             "gone" => t.abort(&key).unwrap(),    // a 404: the program's verdict
             "flaky" => t.release(&key).unwrap(), // out of tries

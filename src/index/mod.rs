@@ -29,7 +29,7 @@ mod slot;
 
 pub(crate) use arena::{Loc, Snapshot};
 pub(crate) use relocate::Relocation;
-pub(crate) use slot::TaskState;
+pub(crate) use slot::SlotTask;
 
 use crate::record;
 use arena::Arena;
@@ -377,14 +377,12 @@ impl<V> Index<V> {
     }
 
     /// The task state of slot `i`.
-    pub(crate) fn task(&self, i: usize) -> TaskState {
-        self.slots
-            .get(i)
-            .map_or_else(TaskState::default, Slot::task)
+    pub(crate) fn task(&self, i: usize) -> SlotTask {
+        self.slots.get(i).map_or_else(SlotTask::default, Slot::task)
     }
 
     /// Sets the task state of slot `i`.
-    pub(crate) fn set_task(&mut self, i: usize, state: TaskState) {
+    pub(crate) fn set_task(&mut self, i: usize, state: SlotTask) {
         if let Some(slot) = self.slots.get_mut(i) {
             slot.set_task(state);
         }

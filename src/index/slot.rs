@@ -34,7 +34,7 @@ impl Flags {
 /// A tracker task's state, kept in each slot so gates and counters never
 /// parse JSON. Unused by plain `Pod`s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct TaskState {
+pub(crate) struct SlotTask {
     pub tries: u32,
     pub done: bool,
     pub aborted: bool,
@@ -44,7 +44,7 @@ pub(crate) struct TaskState {
     pub delayed: bool,
 }
 
-/// The done, aborted and claimed bits of a [`TaskState`] as a slot keeps them.
+/// The done, aborted and claimed bits of a [`SlotTask`] as a slot keeps them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct TaskBits(u8);
 
@@ -150,8 +150,8 @@ impl<V> Slot<V> {
         }
     }
 
-    pub(super) fn task(&self) -> TaskState {
-        TaskState {
+    pub(super) fn task(&self) -> SlotTask {
+        SlotTask {
             tries: self.tries,
             done: self.task.0 & TaskBits::DONE != 0,
             aborted: self.task.0 & TaskBits::ABORTED != 0,
@@ -160,7 +160,7 @@ impl<V> Slot<V> {
         }
     }
 
-    pub(super) fn set_task(&mut self, state: TaskState) {
+    pub(super) fn set_task(&mut self, state: SlotTask) {
         self.tries = state.tries;
         let mut bits = 0;
         if state.done {
@@ -197,7 +197,7 @@ mod tests {
             (7, true, false, false, true),
             (u32::MAX, true, true, true, true),
         ] {
-            let state = TaskState {
+            let state = SlotTask {
                 tries,
                 done,
                 aborted,

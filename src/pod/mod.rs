@@ -11,7 +11,7 @@ mod write;
 
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::LockGuard;
-use crate::index::{Index, TaskState, ValueRef};
+use crate::index::{Index, SlotTask, ValueRef};
 use crate::log::LogFile;
 use crate::options::PodOptions;
 use crate::record;
@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use install::install_store;
-pub(crate) use multi::MultiProcess;
+pub(crate) use multi::{MultiProcess, operation};
 
 /// The log file inside a store directory.
 pub const LOG_FILE: &str = "pod.log";
@@ -538,13 +538,13 @@ where
     }
 
     /// The task state kept in slot `slot`.
-    pub(crate) fn task_at(&self, slot: usize) -> TaskState {
+    pub(crate) fn task_at(&self, slot: usize) -> SlotTask {
         self.index.task(slot)
     }
 
     /// Sets the task state kept in slot `slot` (the record is the caller's
     /// to change).
-    pub(crate) fn set_task_at(&mut self, slot: usize, state: TaskState) {
+    pub(crate) fn set_task_at(&mut self, slot: usize, state: SlotTask) {
         self.index.set_task(slot, state);
     }
 

@@ -57,6 +57,28 @@ impl MultiProcess {
     }
 }
 
+/// Runs `f` on `on` between `begin` and `end` (an operation of the
+/// multi-process mode, which takes and releases the store's lock): `end`
+/// runs whether `f` succeeds, fails or panics (the panic goes on after it).
+/// Every handle's operations go through this one guard.
+pub(crate) fn operation<S, R>(
+    on: &mut S,
+    begin: impl FnOnce(&mut S) -> Result<()>,
+    end: impl FnOnce(&mut S) -> Result<()>,
+    f: impl FnOnce(&mut S) -> Result<R>,
+) -> Result<R> {
+    begin(on)?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(on)));
+    let ended = end(on);
+    let value = match result {
+        Ok(value) => value?,
+        // The lock is released; let the panic go on.
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    ended?;
+    Ok(value)
+}
+
 impl<V> Pod<V>
 where
     V: Serialize + DeserializeOwned,
@@ -79,16 +101,7 @@ where
     /// store's operation lock, after reading what other processes appended,
     /// and with this handle's changes appended before the lock is released.
     pub(crate) fn in_op<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
-        self.op_begin()?;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
-        let ended = self.op_end();
-        let value = match result {
-            Ok(value) => value?,
-            // The lock is released; let the panic go on.
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        ended?;
-        Ok(value)
+        operation(self, Pod::op_begin, Pod::op_end, f)
     }
 
     /// [`in_op`](Self::in_op) for a revert: this handle's pending changes

@@ -3,7 +3,9 @@
 
 use super::{let_handler_sync, lock};
 use crate::error::Result;
-use crate::tracker::{Claim, Tracker, TrackerOptions};
+use crate::queue::TaskQueue;
+use crate::tracker::{Aborted, Claim, Lease, TaskCounts, TaskState, Tracker, TrackerOptions};
+use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,16 +28,16 @@ use std::time::{Duration, Instant};
 /// let options = TrackerOptions::new()
 ///     .max_tries(3)
 ///     .retry_delay(RetryDelay::Fixed(Duration::from_millis(10)));
-/// let tracker = SharedTracker::open(options, dir.path().join("jobs"))?;
-/// tracker.locked(|t| t.add_many(["a", "b", "c"]))?;
+/// let tracker = options.open_shared(dir.path().join("jobs"))?;
+/// tracker.add_many_if_absent(["a", "b", "c"])?;
 /// std::thread::scope(|s| {
 ///     for _ in 0..2 {
 ///         let tracker = tracker.clone();
 ///         s.spawn(move || loop {
 ///             match tracker.claim_next_wait(Duration::from_secs(10))? {
-///                 Claim::Task(key) => {
-///                     // ... the work; on a failure: tracker.release(&key)?
-///                     tracker.mark_done(&key)?;
+///                 Claim::Task(task) => {
+///                     // ... the work; on a failure: tracker.release(&task.key)?
+///                     tracker.mark_done(&task.key)?;
 ///                 }
 ///                 Claim::Wait(_) => continue,
 ///                 Claim::Finished => return Ok::<(), tastypod::Error>(()),
@@ -43,7 +45,7 @@ use std::time::{Duration, Instant};
 ///         });
 ///     }
 /// });
-/// assert_eq!(tracker.locked(|t| Ok(t.num_done()))?, 3);
+/// assert_eq!(tracker.counts().done, 3);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -78,13 +80,14 @@ impl From<Tracker> for SharedTracker {
 }
 
 impl SharedTracker {
-    /// Opens the tracker at `path` with `options` for sharing.
+    /// Opens (creating if needed) the tracker at `path` with the default
+    /// options for sharing; [`TrackerOptions::open_shared`] takes options.
     ///
     /// # Errors
     ///
     /// As [`TrackerOptions::open`].
-    pub fn open(options: TrackerOptions, path: impl AsRef<Path>) -> Result<Self> {
-        Ok(options.open(path)?.into())
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        TrackerOptions::new().open_shared(path)
     }
 
     /// The same tracker, claiming under the name `owner` (written into
@@ -110,8 +113,17 @@ impl SharedTracker {
         out
     }
 
+    /// Runs `f` on the tracker without changing it.
+    fn read<R>(&self, f: impl FnOnce(&Tracker) -> R) -> R {
+        f(&lock(&self.inner))
+    }
+
     /// Runs `f` with the tracker locked: no other thread's call
-    /// interleaves, and in the multi-process mode no other process's either.
+    /// interleaves, and in the multi-process mode no other process's
+    /// either. For steps of several calls; every single call has a method
+    /// of its own. Workers waiting in
+    /// [`claim_next_wait`](SharedTracker::claim_next_wait) are woken after
+    /// it, as after any change.
     ///
     /// # Errors
     ///
@@ -127,6 +139,15 @@ impl SharedTracker {
     /// As [`Tracker::claim_next`].
     pub fn claim_next(&self) -> Result<Claim> {
         lock(&self.inner).claim_next(&self.owner)
+    }
+
+    /// See [`Tracker::claim_many`]; claims under [`owner`](SharedTracker::owner).
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::claim_next`].
+    pub fn claim_many(&self, n: usize) -> Result<Vec<Lease>> {
+        lock(&self.inner).claim_many(&self.owner, n)
     }
 
     /// [`claim_next`](SharedTracker::claim_next), waiting up to `timeout`
@@ -150,7 +171,8 @@ impl SharedTracker {
                 return Ok(claim);
             };
             let multi = tracker.pod().is_multi_process();
-            let Some(pause) = crate::tracker::pause_before(until, deadline, multi) else {
+            let now = tracker.clock_now();
+            let Some(pause) = crate::tracker::pause_before(until, now, deadline, multi) else {
                 return Ok(claim);
             };
             tracker = match self.changed.wait_timeout(tracker, pause) {
@@ -169,6 +191,15 @@ impl SharedTracker {
         self.change(|t| t.mark_done(key))
     }
 
+    /// See [`Tracker::mark_done_with`]: done, with `fields` in the same record.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::mark_done_with`].
+    pub fn mark_done_with(&self, key: &str, fields: Map<String, Value>) -> Result<()> {
+        self.change(|t| t.mark_done_with(key, fields))
+    }
+
     /// See [`Tracker::abort`] (ends the claim).
     ///
     /// # Errors
@@ -178,8 +209,17 @@ impl SharedTracker {
         self.change(|t| t.abort(key))
     }
 
+    /// See [`Tracker::abort_with`]: aborted, with why in the same record.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::abort_with`].
+    pub fn abort_with(&self, key: &str, fields: Map<String, Value>) -> Result<()> {
+        self.change(|t| t.abort_with(key, fields))
+    }
+
     /// See [`Tracker::release`]: ends the claim; the task is retried after
-    /// the retry delay, or aborted if that was its last try.
+    /// the retry delay, or exhausted if that was its last try.
     ///
     /// # Errors
     ///
@@ -197,7 +237,57 @@ impl SharedTracker {
         self.change(|t| t.release_after(key, delay))
     }
 
-    /// Adds each key that is absent as a new task (see
+    /// See [`Tracker::release_with`]: released, with why in the same record.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::release_with`].
+    pub fn release_with(&self, key: &str, fields: Map<String, Value>) -> Result<()> {
+        self.change(|t| t.release_with(key, fields))
+    }
+
+    /// See [`Tracker::complete`]: done, fenced by the lease.
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::complete`].
+    pub fn complete(&self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
+        self.change(|t| t.complete(lease, fields))
+    }
+
+    /// See [`Tracker::abort_claim`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::complete`].
+    pub fn abort_claim(&self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
+        self.change(|t| t.abort_claim(lease, fields))
+    }
+
+    /// See [`Tracker::release_claim`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::complete`].
+    pub fn release_claim(
+        &self,
+        lease: &Lease,
+        delay: Option<Duration>,
+        fields: Map<String, Value>,
+    ) -> Result<()> {
+        self.change(|t| t.release_claim(lease, delay, fields))
+    }
+
+    /// See [`Tracker::extend_claim`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::complete`].
+    pub fn extend_claim(&self, lease: &Lease) -> Result<Lease> {
+        self.change(|t| t.extend_claim(lease))
+    }
+
+    /// Adds each key that is absent as a new task, in one step (see
     /// [`Tracker::add_many_if_absent`]); returns how many were added.
     ///
     /// # Errors
@@ -210,6 +300,98 @@ impl SharedTracker {
         self.change(|t| t.add_many_if_absent(keys))
     }
 
+    /// See [`Tracker::get`]: the whole record of `key`.
+    ///
+    /// # Errors
+    ///
+    /// In the multi-process mode, an error taking in other processes' records.
+    pub fn get(&self, key: &str) -> Result<Option<Value>> {
+        self.locked(|t| t.get(key))
+    }
+
+    /// See [`Tracker::state`].
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](SharedTracker::get).
+    pub fn state(&self, key: &str) -> Result<Option<TaskState>> {
+        self.locked(|t| Ok(t.state(key)))
+    }
+
+    /// See [`Tracker::update_task`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::update_task`].
+    pub fn update_task<R>(&self, key: &str, f: impl FnOnce(&mut Value) -> R) -> Result<Option<R>> {
+        self.change(|t| t.update_task(key, f))
+    }
+
+    /// See [`Tracker::update_fields`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::update_fields`].
+    pub fn update_fields(&self, key: &str, fields: Map<String, Value>) -> Result<bool> {
+        self.change(|t| t.update_fields(key, fields))
+    }
+
+    /// See [`Tracker::done`].
+    pub fn done(&self, key: &str) -> bool {
+        self.read(|t| t.done(key))
+    }
+
+    /// See [`Tracker::tries`].
+    pub fn tries(&self, key: &str) -> u32 {
+        self.read(|t| t.tries(key))
+    }
+
+    /// See [`Tracker::aborted`].
+    pub fn aborted(&self, key: &str) -> bool {
+        self.read(|t| t.aborted(key))
+    }
+
+    /// See [`Tracker::exhausted`].
+    pub fn exhausted(&self, key: &str) -> bool {
+        self.read(|t| t.exhausted(key))
+    }
+
+    /// See [`Tracker::counts`]: every count at once (what this handle knows;
+    /// in the multi-process mode [`refresh`](SharedTracker::refresh) first
+    /// takes in other processes' changes).
+    pub fn counts(&self) -> TaskCounts {
+        self.read(Tracker::counts)
+    }
+
+    /// See [`Tracker::summary`].
+    pub fn summary(&self) -> String {
+        self.read(Tracker::summary)
+    }
+
+    /// See [`Tracker::max_tries`].
+    pub fn max_tries(&self) -> u32 {
+        self.read(Tracker::max_tries)
+    }
+
+    /// Up to `limit` keys still to do, in order (see [`Tracker::todo_keys`]).
+    pub fn todo_keys(&self, limit: usize) -> Vec<String> {
+        self.read(|t| {
+            t.todo_keys(Aborted::Skip)
+                .take(limit)
+                .map(str::to_string)
+                .collect()
+        })
+    }
+
+    /// See [`Tracker::refresh`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::refresh`].
+    pub fn refresh(&self) -> Result<()> {
+        self.change(Tracker::refresh)
+    }
+
     /// See [`Tracker::sync`].
     ///
     /// # Errors
@@ -217,5 +399,70 @@ impl SharedTracker {
     /// As [`Tracker::sync`].
     pub fn sync(&self) -> Result<()> {
         lock(&self.inner).sync()
+    }
+}
+
+impl TaskQueue for SharedTracker {
+    fn add_keys(&self, keys: &[&str]) -> Result<usize> {
+        self.add_many_if_absent(keys)
+    }
+
+    fn claim(&self) -> Result<Claim> {
+        self.claim_next()
+    }
+
+    fn claim_many(&self, n: usize) -> Result<Vec<Lease>> {
+        SharedTracker::claim_many(self, n)
+    }
+
+    fn claim_wait(&self, timeout: Duration) -> Result<Claim> {
+        self.claim_next_wait(timeout)
+    }
+
+    fn complete(&self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
+        SharedTracker::complete(self, lease, fields)
+    }
+
+    fn abort_claim(&self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
+        SharedTracker::abort_claim(self, lease, fields)
+    }
+
+    fn release_claim(
+        &self,
+        lease: &Lease,
+        delay: Option<Duration>,
+        fields: Map<String, Value>,
+    ) -> Result<()> {
+        SharedTracker::release_claim(self, lease, delay, fields)
+    }
+
+    fn extend_claim(&self, lease: &Lease) -> Result<Lease> {
+        SharedTracker::extend_claim(self, lease)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Value>> {
+        SharedTracker::get(self, key)
+    }
+
+    fn state(&self, key: &str) -> Result<Option<TaskState>> {
+        SharedTracker::state(self, key)
+    }
+
+    fn update_fields(&self, key: &str, fields: Map<String, Value>) -> Result<bool> {
+        SharedTracker::update_fields(self, key, fields)
+    }
+
+    fn counts(&self) -> Result<TaskCounts> {
+        self.refresh()?;
+        Ok(SharedTracker::counts(self))
+    }
+
+    fn todo_keys(&self, limit: usize) -> Result<Vec<String>> {
+        self.refresh()?;
+        Ok(SharedTracker::todo_keys(self, limit))
+    }
+
+    fn sync(&self) -> Result<()> {
+        SharedTracker::sync(self)
     }
 }

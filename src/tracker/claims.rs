@@ -23,21 +23,30 @@
 //!   [`should_try`](Tracker::should_try) counts tries too) are never claimed.
 //!   They are not *aborted*: that is the program's own verdict
 //!   ([`abort`](Tracker::abort)). Raising the try limit makes them to do.
+//!
+//! A claim's [`Lease`] fences its worker: finishing a task through it
+//! ([`complete`](Tracker::complete), [`abort_claim`](Tracker::abort_claim),
+//! [`release_claim`](Tracker::release_claim)) fails with `LeaseLost` once
+//! another claim of the task was made, or the task was finished.
 
-use super::Tracker;
-use super::schema::{LEASE, Lease, NOT_BEFORE, TRIES, now_ms};
+use super::changes::Finish;
+use super::clock::{duration_ms, millis, time_of};
+use super::schema::{too_many_tries, user_fields};
+use super::{Lease, TaskState, Tracker};
 use crate::error::{ErrorKind, Result, fail};
-use serde_json::{Value, json};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use serde_json::{Map, Value};
+use std::time::{Duration, SystemTime};
 
-/// What [`Tracker::claim_next`] found.
+/// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Claim {
-    /// This task is claimed for you: finish it with
-    /// [`mark_done`](Tracker::mark_done), [`abort`](Tracker::abort) or
-    /// [`release`](Tracker::release) before its lease ends.
-    Task(String),
+    /// This task is claimed for you (its lease tells which, and until
+    /// when): finish it with [`mark_done`](Tracker::mark_done),
+    /// [`abort`](Tracker::abort) or [`release`](Tracker::release) (or,
+    /// fenced by the lease, [`complete`](Tracker::complete) and its
+    /// siblings) before its lease ends.
+    Task(Lease),
     /// Nothing is claimable now, but tasks are still to do: claimed by
     /// other workers, or waiting for a retry. At this time one becomes
     /// claimable (a lease ends or a retry delay passes); a worker that
@@ -48,10 +57,18 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// The claimed task's key, if a task was claimed.
-    pub fn task(self) -> Option<String> {
+    /// The claimed task's lease, if a task was claimed.
+    pub fn task(self) -> Option<Lease> {
         match self {
-            Claim::Task(key) => Some(key),
+            Claim::Task(lease) => Some(lease),
+            _ => None,
+        }
+    }
+
+    /// The claimed task's key, if a task was claimed.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Claim::Task(lease) => Some(&lease.key),
             _ => None,
         }
     }
@@ -71,10 +88,6 @@ enum Ending {
     Freed,
 }
 
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// How often a wait looks again in the multi-process mode, where other
 /// processes' changes wake no one.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
@@ -82,15 +95,21 @@ pub(crate) const POLL: Duration = Duration::from_millis(50);
 impl Tracker {
     /// Claims the next task that is claimable (see [`Claim`]): counts the
     /// try, writes a lease (`_lease`: `owner` and the expiry, [`lease_length`](Tracker::lease_length)
-    /// from now) into the task record, and returns its key. Tasks released
-    /// with no delay are claimed before tasks never tried. Costs O(log n)
-    /// (plus, once per task, a look at it), never a scan of the tracker.
+    /// from now) into the task record, and returns it. Tasks released with
+    /// no delay are claimed before tasks never tried. Costs O(log n) (plus,
+    /// once per task, a look at it), never a scan of the tracker.
     ///
-    /// A claim ends with [`mark_done`](Tracker::mark_done),
-    /// [`abort`](Tracker::abort) or [`release`](Tracker::release) (the try
-    /// stays counted); an expired lease (its worker died or hung) makes the
-    /// task claimable again, or leaves it [`exhausted`](Tracker::exhausted)
-    /// (given up) if that was its last try.
+    /// **When a try is counted, and when a task is given up.** Each claim
+    /// counts one try, whatever becomes of it. A claim ends with
+    /// [`mark_done`](Tracker::mark_done), [`abort`](Tracker::abort) or
+    /// [`release`](Tracker::release) (the try stays counted); an expired
+    /// lease (its worker died or hung) makes the task claimable again, and
+    /// a writable exclusive open ends every claim left by an earlier run.
+    /// A task whose tries reached [`max_tries`](Tracker::max_tries) and
+    /// whose claim ended without `mark_done` (a release, an expired lease,
+    /// a kill before the next open) is *exhausted*: given up, never handed
+    /// out again (not even if its worker finished the work a moment before
+    /// it was killed), until the limit is raised.
     ///
     /// # Errors
     ///
@@ -103,12 +122,12 @@ impl Tracker {
     /// # let dir = tempfile::tempdir()?;
     /// let mut tracker = TrackerOptions::new().max_tries(2).open(dir.path().join("t"))?;
     /// tracker.add_many(["a", "b"])?;
-    /// assert_eq!(tracker.claim_next("me")?, Claim::Task("a".into()));
-    /// assert_eq!(tracker.claim_next("me")?, Claim::Task("b".into()));
+    /// assert_eq!(tracker.claim_next("me")?.key(), Some("a"));
+    /// assert_eq!(tracker.claim_next("me")?.key(), Some("b"));
     /// assert!(matches!(tracker.claim_next("me")?, Claim::Wait(_))); // both claimed
     /// tracker.mark_done("a")?;
     /// tracker.release("b")?; // a retry, at once (no retry delay set)
-    /// assert_eq!(tracker.claim_next("me")?, Claim::Task("b".into()));
+    /// assert_eq!(tracker.claim_next("me")?.key(), Some("b"));
     /// tracker.release("b")?; // its last try: out of tries
     /// assert_eq!(tracker.claim_next("me")?, Claim::Finished);
     /// assert!(tracker.exhausted("b") && !tracker.aborted("b"));
@@ -118,8 +137,28 @@ impl Tracker {
         self.op(|t| t.claim_next_now(owner))
     }
 
-    fn claim_next_now(&mut self, owner: &str) -> Result<Claim> {
-        let now = now_ms();
+    /// Claims up to `n` claimable tasks at once (in one operation), as
+    /// [`claim_next`](Tracker::claim_next) would one by one; fewer (or
+    /// none) if fewer are claimable now.
+    ///
+    /// # Errors
+    ///
+    /// As [`claim_next`](Tracker::claim_next).
+    pub fn claim_many(&mut self, owner: &str, n: usize) -> Result<Vec<Lease>> {
+        self.op(|t| {
+            let mut leases = Vec::new();
+            while leases.len() < n {
+                match t.claim_next_now(owner)? {
+                    Claim::Task(lease) => leases.push(lease),
+                    Claim::Wait(_) | Claim::Finished => break,
+                }
+            }
+            Ok(leases)
+        })
+    }
+
+    pub(super) fn claim_next_now(&mut self, owner: &str) -> Result<Claim> {
+        let now = millis(self.now());
         let max = self.settings.max_tries;
         loop {
             // A change below may compact the log and renumber the slots.
@@ -142,24 +181,34 @@ impl Tracker {
             let key = self.pod.key_at(i).to_string();
             if state.claimed && max > 0 && state.tries >= max {
                 // A claim on the last try expired: that try failed.
-                self.end_claim_now(&key, Ending::Freed)?;
+                self.end_claim_now(&key, Ending::Freed, None)?;
                 continue;
             }
-            if state.tries == u32::MAX {
-                return fail(super::schema::too_many_tries(&key));
-            }
-            let until = now.saturating_add(millis(self.settings.lease));
-            let lease = json!({"owner": owner, "until": until});
-            self.edit_now(&key, |obj| {
-                let tries = obj.get(TRIES).and_then(Value::as_u64).unwrap_or(0);
-                obj.insert(TRIES.into(), tries.saturating_add(1).into());
-                obj.insert(LEASE.into(), lease);
-                obj.remove(NOT_BEFORE);
-            })?;
-            return Ok(Claim::Task(key));
+            let tries = state
+                .tries
+                .checked_add(1)
+                .ok_or_else(|| too_many_tries(&key))?;
+            let lease = Lease {
+                key: key.clone(),
+                owner: owner.to_string(),
+                until: time_of(now.saturating_add(duration_ms(self.settings.lease))),
+                try_number: tries,
+            };
+            let claimed = lease.clone();
+            self.apply_now(
+                &key,
+                |s| {
+                    s.tries = tries;
+                    s.lease = Some(claimed);
+                    s.not_before = None;
+                    Ok(())
+                },
+                None,
+            )?;
+            return Ok(Claim::Task(lease));
         }
         Ok(match self.schedule.earliest() {
-            Some(t) => Claim::Wait(UNIX_EPOCH + Duration::from_millis(t)),
+            Some(t) => Claim::Wait(time_of(t)),
             None => Claim::Finished,
         })
     }
@@ -181,7 +230,8 @@ impl Tracker {
             let Claim::Wait(until) = claim else {
                 return Ok(claim);
             };
-            let Some(pause) = pause_before(until, deadline, self.pod.is_multi_process()) else {
+            let multi = self.pod.is_multi_process();
+            let Some(pause) = pause_before(until, self.now(), deadline, multi) else {
                 return Ok(claim);
             };
             std::thread::sleep(pause);
@@ -200,7 +250,7 @@ impl Tracker {
     ///
     /// [`ErrorKind::MissingKey`] if absent; also as [`Pod::insert`](crate::Pod::insert).
     pub fn release(&mut self, key: &str) -> Result<()> {
-        self.op(|t| t.end_claim_now(key, Ending::Released(None)))
+        self.op(|t| t.end_claim_now(key, Ending::Released(None), None))
     }
 
     /// [`release`](Tracker::release), with `delay` instead of the retry
@@ -210,15 +260,35 @@ impl Tracker {
     ///
     /// As [`release`](Tracker::release).
     pub fn release_after(&mut self, key: &str, delay: Duration) -> Result<()> {
-        self.op(|t| t.end_claim_now(key, Ending::Released(Some(delay))))
+        self.op(|t| t.end_claim_now(key, Ending::Released(Some(delay)), None))
     }
 
-    fn end_claim_now(&mut self, key: &str, ending: Ending) -> Result<()> {
-        let Some(state) = self.meta(key) else {
+    /// [`release`](Tracker::release), merging the user's `fields` (why the
+    /// try failed, say) into the same record.
+    ///
+    /// # Errors
+    ///
+    /// As [`release`](Tracker::release); [`ErrorKind::InvalidValue`] if
+    /// `fields` holds a reserved field.
+    pub fn release_with(&mut self, key: &str, fields: Map<String, Value>) -> Result<()> {
+        let fields = user_fields(key, fields)?;
+        self.op(|t| t.end_claim_now(key, Ending::Released(None), Some(fields)))
+    }
+
+    fn end_claim_now(
+        &mut self,
+        key: &str,
+        ending: Ending,
+        fields: Option<Map<String, Value>>,
+    ) -> Result<()> {
+        let Some(state) = self.slot_state(key) else {
             return fail(ErrorKind::MissingKey { key: key.into() });
         };
         if !state.claimed {
-            return Ok(());
+            return match fields {
+                Some(fields) => self.apply_now(key, |_| Ok(()), Some(fields)),
+                None => Ok(()),
+            };
         }
         let max = self.settings.max_tries;
         let last = max > 0 && state.tries >= max;
@@ -228,18 +298,16 @@ impl Tracker {
             }
             Ending::Freed => Duration::ZERO,
         };
-        let retry_at = now_ms().saturating_add(millis(delay));
-        self.edit_now(key, |obj| {
-            obj.remove(LEASE);
-            // After the last try the task is exhausted: out of tries, not
-            // aborted (that is the program's word), so raising the limit
-            // makes it to do again.
-            if last || delay == Duration::ZERO {
-                obj.remove(NOT_BEFORE);
-            } else {
-                obj.insert(NOT_BEFORE.into(), retry_at.into());
-            }
-        })
+        let retry_at = self.now() + delay;
+        // After the last try the task is exhausted: out of tries, not
+        // aborted (that is the program's word), so raising the limit makes
+        // it to do again.
+        let change = |s: &mut TaskState| {
+            s.lease = None;
+            s.not_before = (!last && delay > Duration::ZERO).then_some(retry_at);
+            Ok(())
+        };
+        self.apply_now(key, change, fields)
     }
 
     /// Ends the claims no worker can hold: in the exclusive mode every
@@ -249,62 +317,168 @@ impl Tracker {
         if self.pod.is_read_only() || self.leases.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = self.now();
         let exclusive = !self.pod.is_multi_process();
         let mut stale: Vec<String> = self
             .leases
             .iter()
-            .filter(|(_, lease)| exclusive || lease.until_ms <= now)
+            .filter(|(_, lease)| exclusive || lease.until <= now)
             .map(|(key, _)| key.clone())
             .collect();
         stale.sort_by_key(|key| self.pod.slot_of(key));
         for key in stale {
-            self.end_claim_now(&key, Ending::Freed)?;
+            self.end_claim_now(&key, Ending::Freed, None)?;
         }
         Ok(())
     }
 
-    /// The claim on `key`, if any (possibly expired).
-    pub fn lease(&self, key: &str) -> Option<&Lease> {
-        self.leases.get(key)
+    // ---- fenced by the lease ----
+
+    /// Fails with [`ErrorKind::LeaseLost`] unless `lease` is still the
+    /// task's claim: the task is neither done nor aborted, its tries are
+    /// the lease's try number (no later claim was made), and a claim it
+    /// holds is the lease owner's. A lease that expired with no other
+    /// claim made since still counts: the work it did is kept.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::LeaseLost`] as above; [`ErrorKind::MissingKey`] if the
+    /// task is gone.
+    pub fn check_claim(&self, lease: &Lease) -> Result<()> {
+        let Some(i) = self.pod.slot_of(&lease.key) else {
+            return fail(ErrorKind::MissingKey {
+                key: lease.key.clone(),
+            });
+        };
+        let state = self.state_at(i);
+        let lost = |why: String| {
+            fail(ErrorKind::LeaseLost {
+                key: lease.key.clone(),
+                why,
+            })
+        };
+        if state.done {
+            return lost("the task is done already".into());
+        }
+        if state.aborted {
+            return lost("the task was aborted".into());
+        }
+        if state.tries != lease.try_number {
+            return lost(format!(
+                "the lease was for try {}, and the task has had {} tries since another claim",
+                lease.try_number, state.tries
+            ));
+        }
+        match &state.lease {
+            Some(current) if current.owner != lease.owner => {
+                lost(format!("it is claimed by {:?} now", current.owner))
+            }
+            _ => Ok(()),
+        }
     }
 
-    /// When `key` may be claimed again after a release with a delay
-    /// (`_not_before`), if it waits (the time may have passed).
-    pub fn not_before(&self, key: &str) -> Option<SystemTime> {
-        let ms = *self.not_before.get(key)?;
-        Some(UNIX_EPOCH + Duration::from_millis(ms))
+    /// Marks the task of `lease` done, with the user's `fields` merged into
+    /// its record, if `lease` is still its claim ([`check_claim`](Tracker::check_claim)).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::LeaseLost`] if another worker claimed the task since
+    /// (nothing changes); also as [`mark_done_with`](Tracker::mark_done_with).
+    pub fn complete(&mut self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
+        let fields = user_fields(&lease.key, fields)?;
+        self.op(|t| {
+            t.check_claim(lease)?;
+            t.finish_now(&lease.key, Finish::Done, fields)
+        })
     }
 
-    pub(crate) fn sync_for_shutdown(&mut self) {
-        self.pod.sync_for_shutdown();
+    /// Aborts the task of `lease` (see [`abort`](Tracker::abort)), fenced
+    /// as [`complete`](Tracker::complete) is.
+    ///
+    /// # Errors
+    ///
+    /// As [`complete`](Tracker::complete).
+    pub fn abort_claim(&mut self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
+        let fields = user_fields(&lease.key, fields)?;
+        self.op(|t| {
+            t.check_claim(lease)?;
+            t.finish_now(&lease.key, Finish::Aborted, fields)
+        })
     }
 
-    /// How long claims last: given to the open, else stored with the
-    /// tracker, else [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (60 s).
-    pub fn lease_length(&self) -> Duration {
-        self.settings.lease
+    /// Releases the task of `lease` (see [`release`](Tracker::release);
+    /// `delay` instead of the retry delay if given), fenced as
+    /// [`complete`](Tracker::complete) is.
+    ///
+    /// # Errors
+    ///
+    /// As [`complete`](Tracker::complete).
+    pub fn release_claim(
+        &mut self,
+        lease: &Lease,
+        delay: Option<Duration>,
+        fields: Map<String, Value>,
+    ) -> Result<()> {
+        let fields = user_fields(&lease.key, fields)?;
+        self.op(|t| {
+            t.check_claim(lease)?;
+            let key = &lease.key;
+            if t.lease(key).is_none() {
+                // Its lease ended (and no one claimed it since): just record why.
+                return t.apply_now(key, |_| Ok(()), Some(fields));
+            }
+            t.end_claim_now(key, Ending::Released(delay), Some(fields))
+        })
+    }
+
+    /// Extends the claim of `lease` to [`lease_length`](Tracker::lease_length)
+    /// from now; returns the new lease.
+    ///
+    /// # Errors
+    ///
+    /// As [`complete`](Tracker::complete).
+    pub fn extend_claim(&mut self, lease: &Lease) -> Result<Lease> {
+        self.op(|t| {
+            t.check_claim(lease)?;
+            let extended = Lease {
+                until: t.now() + t.settings.lease,
+                try_number: t.tries(&lease.key),
+                ..lease.clone()
+            };
+            let written = extended.clone();
+            t.apply_now(
+                &lease.key,
+                |s| {
+                    s.lease = Some(written);
+                    Ok(())
+                },
+                None,
+            )?;
+            Ok(extended)
+        })
     }
 }
 
 /// How long a wait for `until` sleeps before it looks again, or `None` if
-/// the wait is over (`deadline` passed, or a stop was requested).
+/// the wait is over (`deadline` passed, or a stop was requested). `now` is
+/// the tracker's clock.
 pub(crate) fn pause_before(
     until: SystemTime,
+    now: SystemTime,
     deadline: std::time::Instant,
     multi_process: bool,
 ) -> Option<Duration> {
-    let now = std::time::Instant::now();
-    if now >= deadline || crate::signals::stop_requested() {
+    let instant = std::time::Instant::now();
+    if instant >= deadline || crate::signals::stop_requested() {
         return None;
     }
     let due = until
-        .duration_since(SystemTime::now())
+        .duration_since(now)
         .unwrap_or(Duration::ZERO)
         // A lease's end is known to the millisecond: look just after it.
         .saturating_add(Duration::from_millis(1));
     // Look at the stop flag now and then.
-    let mut pause = due.min(deadline - now).min(Duration::from_millis(200));
+    let mut pause = due.min(deadline - instant).min(Duration::from_millis(200));
     if multi_process {
         pause = pause.min(POLL);
     }

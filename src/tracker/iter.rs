@@ -1,10 +1,8 @@
 //! Iterating a tracker: [`TryKeys`] and [`TryItems`], which count a try
 //! for each task they yield, and [`TaskMut`], mutable access to a record.
 
-use super::schema::{ABORTED, DONE, TRIES, lease_of, not_before_of, write_meta};
-use super::{Aborted, Tracker};
+use super::{Aborted, TaskState, Tracker};
 use crate::error::Result;
-use crate::index::TaskState;
 use serde_json::Value;
 use std::ops::{Deref, DerefMut};
 
@@ -12,10 +10,26 @@ use std::ops::{Deref, DerefMut};
 /// record goes back into the tracker and its reserved fields are read back
 /// into the tracker's state.
 pub struct TaskMut<'a> {
-    pub(super) tracker: &'a mut Tracker,
-    pub(super) key: String,
-    pub(super) before: TaskState,
-    pub(super) record: Value,
+    tracker: &'a mut Tracker,
+    key: String,
+    before: TaskState,
+    record: Value,
+}
+
+impl<'a> TaskMut<'a> {
+    pub(super) fn new(
+        tracker: &'a mut Tracker,
+        key: String,
+        before: TaskState,
+        record: Value,
+    ) -> Self {
+        TaskMut {
+            tracker,
+            key,
+            before,
+            record,
+        }
+    }
 }
 
 impl Deref for TaskMut<'_> {
@@ -34,21 +48,9 @@ impl DerefMut for TaskMut<'_> {
 impl Drop for TaskMut<'_> {
     fn drop(&mut self) {
         // Keep what the caller set with the right type; restore the rest.
-        let mut after = self.before;
-        if let Value::Object(obj) = &self.record {
-            if let Some(done) = obj.get(DONE).and_then(Value::as_bool) {
-                after.done = done;
-            }
-            if let Some(tries) = obj.get(TRIES).and_then(Value::as_u64) {
-                after.tries = u32::try_from(tries).unwrap_or(u32::MAX);
-            }
-            if let Some(aborted) = obj.get(ABORTED).and_then(Value::as_bool) {
-                after.aborted = aborted;
-            }
-        }
+        let after = self.before.merged_from(&self.key, &self.record);
         let mut record = self.record.take();
-        write_meta(&mut record, after);
-        let (lease, retry) = (lease_of(&record), not_before_of(&record));
+        after.write_to(&mut record);
         let pod = &mut self.tracker.pod;
         // Nothing can renumber slots while this borrow lives, but find the
         // slot by key anyway: a wrong slot would lose a record.
@@ -56,21 +58,33 @@ impl Drop for TaskMut<'_> {
             return;
         };
         pod.set_record_at(slot, record);
-        self.tracker.follow(slot, after, lease, retry);
+        self.tracker.follow(slot, &after);
     }
 }
 
 /// Keys to try, counting a try for each as it is yielded; see
 /// [`Tracker::try_keys`]. Derefs to the tracker.
 pub struct TryKeys<'a> {
-    pub(super) tracker: &'a mut Tracker,
-    pub(super) aborted: Aborted,
+    tracker: &'a mut Tracker,
+    aborted: Aborted,
     /// The slot to look at next.
-    pub(super) next: usize,
+    next: usize,
     /// The last key yielded, to re-find the place if slots are renumbered.
-    pub(super) last: Option<String>,
+    last: Option<String>,
     /// The pod's epoch when `next` was found; slot numbers are only valid within one.
-    pub(super) generation: (u64, u64),
+    generation: (u64, u64),
+}
+
+impl<'a> TryKeys<'a> {
+    pub(super) fn new(tracker: &'a mut Tracker, aborted: Aborted) -> Self {
+        TryKeys {
+            generation: tracker.pod.epoch(),
+            tracker,
+            aborted,
+            next: 0,
+            last: None,
+        }
+    }
 }
 
 impl Iterator for TryKeys<'_> {

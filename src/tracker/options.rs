@@ -2,11 +2,14 @@
 //! length, the retry delay), stored with the tracker, and every
 //! [`PodOptions`] setting.
 
+use super::clock::{Clock, SystemClock};
 use super::settings::Given;
 use super::{RetryDelay, Tracker};
 use crate::error::Result;
 use crate::options::{Compaction, Durability, PodOptions, Recovery};
+use crate::shared::SharedTracker;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options for opening a [`Tracker`]: its settings plus every [`PodOptions`] setting.
@@ -39,6 +42,7 @@ use std::time::Duration;
 pub struct TrackerOptions {
     pub(super) pod: PodOptions,
     pub(super) given: Given,
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for TrackerOptions {
@@ -52,6 +56,7 @@ impl From<PodOptions> for TrackerOptions {
         TrackerOptions {
             pod,
             given: Given::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -163,6 +168,26 @@ impl TrackerOptions {
     /// [`ErrorKind::BadSettings`](crate::ErrorKind::BadSettings) if the stored settings cannot be read.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Tracker> {
         let pod = self.pod.open(path)?;
-        Tracker::from_pod(pod, self.given)
+        Tracker::from_pod(pod, self.given, Arc::clone(&self.clock))
+    }
+
+    /// [`open`](TrackerOptions::open), as a handle the threads of a worker
+    /// pool share ([`SharedTracker`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](TrackerOptions::open).
+    pub fn open_shared(&self, path: impl AsRef<Path>) -> Result<SharedTracker> {
+        Ok(self.open(path)?.into())
+    }
+
+    /// Measures leases and retry delays by `clock` instead of the system's
+    /// (tests only: a [`ManualClock`](crate::ManualClock) moves only when
+    /// told, so no lease test sleeps).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
