@@ -188,6 +188,14 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A signal ended the run: its stores are synced; exit as the
+            // signal would (130 for Ctrl-C).
+            if let Some(signal) = e
+                .downcast_ref::<tastypod::Error>()
+                .and_then(tastypod::Error::shutdown_signal)
+            {
+                return ExitCode::from(128u8.saturating_add(signal as u8));
+            }
             eprintln!("job: {}", tastypod::error_chain(&*e));
             ExitCode::FAILURE
         }

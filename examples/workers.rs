@@ -97,7 +97,7 @@ fn run(args: &Args) -> Result<(), tastypod::Error> {
                             Claim::Wait(_) => continue,
                             Claim::Finished => break,
                         };
-                        let tries = tracker.locked(|t| Ok(t.tries(&url)))?;
+                        let tries = tracker.tries(&url);
                         match fetch(&url, args.pages, tries) {
                             Ok(links) => {
                                 // Links first: a worker that sees no task
@@ -129,7 +129,7 @@ fn run(args: &Args) -> Result<(), tastypod::Error> {
         "{stopped}this run: {n} pages in {secs:.2} s ({:.0} pages/s)",
         n as f64 / secs.max(1e-9)
     );
-    println!("{}", tracker.locked(|t| Ok(t.summary()))?);
+    println!("{}", tracker.summary());
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Writing a whole log atomically: compaction, store creation and salvage.
+//! Writing a whole new log: compaction, store creation, salvage,
+//! `sync_atomic` and a change of settings.
 //!
 //! Order of operations, each a crash point:
 //! 1. write the header and every live record to `pod.log.tmp`;
@@ -6,8 +7,10 @@
 //! 3. rename `pod.log.tmp` over `pod.log`;
 //! 4. fsync the directory.
 //!
-//! A crash before 3 leaves the old log (and a stale temp file, removed on the
-//! next writable open); after 3 the new log is complete because of 2.
+//! This module does 1 and 2; [`LogFile::install`](crate::log::LogFile::install)
+//! does 3 and 4, for every kind of rewrite. A crash before 3 leaves the old
+//! log (and a stale temp file, removed on the next writable open); after 3
+//! the new log is complete because of 2.
 
 use crate::error::{Error, Result};
 use crate::fsio::{Appender, Storage};
@@ -30,37 +33,25 @@ pub(crate) struct Rewritten {
     pub lines: u64,
 }
 
-/// How far a failed rewrite got.
-pub(crate) struct RewriteError {
-    pub error: Error,
-    /// The rename happened: the log on disk is the new one, so handles to the
-    /// old file are stale.
-    pub replaced: bool,
-}
-
-/// The files a rewrite touches, and the header's settings.
+/// The temp file a rewrite writes, and the header's settings.
 pub(crate) struct LogPaths<'a> {
-    pub dir: &'a Path,
-    pub log: &'a Path,
     pub tmp: &'a Path,
     /// The settings the new header holds (a JSON object's text).
     pub settings: Option<&'a [u8]>,
 }
 
 /// Writes the live records of `index` (their texts, or the values changed
-/// in place, which `encode` appends to a buffer) as a fresh log replacing
-/// `paths.log`.
+/// in place, which `encode` appends to a buffer) as a fresh log to
+/// `paths.tmp` and fsyncs it; returns the open temp file and what it holds,
+/// for [`LogFile::install`](crate::log::LogFile::install). On failure the
+/// temp file is removed.
 pub(crate) fn rewrite<V>(
     storage: &dyn Storage,
     paths: &LogPaths<'_>,
     index: &Index<V>,
     mut encode: impl FnMut(&mut Vec<u8>, &str, &V) -> Result<()>,
-) -> Result<Rewritten, RewriteError> {
-    let early = |error| RewriteError {
-        error,
-        replaced: false,
-    };
-    let mut file = create_tmp(storage, paths.tmp).map_err(early)?;
+) -> Result<(Box<dyn Appender>, Rewritten)> {
+    let mut file = create_tmp(storage, paths.tmp)?;
     let records = index.slots().map(|i| {
         let key = index.key(i);
         match index.value(i) {
@@ -76,23 +67,15 @@ pub(crate) fn rewrite<V>(
             .map_err(|e| Error::io("fsync", paths.tmp, e))
             .map(|()| r)
     });
-    drop(file);
-    let rewritten = match written {
-        Ok(r) => r,
+    match written {
+        Ok(rewritten) => Ok((file, rewritten)),
         Err(error) => {
+            drop(file);
             // Best effort: a leftover temp file is removed on the next open anyway.
             let _ = storage.remove_file(paths.tmp);
-            return Err(early(error));
+            Err(error)
         }
-    };
-    storage
-        .rename(paths.tmp, paths.log)
-        .map_err(|e| early(Error::io("rename into place", paths.tmp, e)))?;
-    storage.sync_dir(paths.dir).map_err(|e| RewriteError {
-        error: Error::io("fsync directory", paths.dir, e),
-        replaced: true,
-    })?;
-    Ok(rewritten)
+    }
 }
 
 /// A log written in full to the temp file and fsynced, not yet renamed

@@ -172,6 +172,13 @@ pub enum ErrorKind {
         /// The signal.
         signal: i32,
     },
+    /// A [`Cursor`](crate::Cursor) was used after the store's keys were
+    /// renumbered (a compaction, a revert, a reload): make a new one.
+    #[error("a cursor over {} outlived a compaction or reload of the store; start a new one", path.display())]
+    StaleCursor {
+        /// The store directory.
+        path: PathBuf,
+    },
     /// A store was to be created where one already is.
     #[error("{} already holds a store", path.display())]
     StoreExists {
@@ -208,6 +215,7 @@ impl Error {
             | ErrorKind::UnsupportedVersion { path, .. }
             | ErrorKind::Locked { path }
             | ErrorKind::StoreExists { path }
+            | ErrorKind::StaleCursor { path }
             | ErrorKind::ShuttingDown { path, .. }
             | ErrorKind::Poisoned { path }
             | ErrorKind::ReadOnly { path }
@@ -239,6 +247,18 @@ impl Error {
             | ErrorKind::MissingKey { key }
             | ErrorKind::LeaseLost { key, .. }
             | ErrorKind::NotATask { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// The signal that ended the run, if this is
+    /// [`ErrorKind::ShuttingDown`]: the stores are synced and the process
+    /// is exiting, so a program that handles errors should end at once,
+    /// with status 128 + the signal, as the handler of
+    /// [`sync_on_signals`](crate::sync_on_signals) does.
+    pub fn shutdown_signal(&self) -> Option<i32> {
+        match &*self.0 {
+            ErrorKind::ShuttingDown { signal, .. } => Some(*signal),
             _ => None,
         }
     }

@@ -28,7 +28,7 @@ pub(crate) trait Appender: Send + Debug {
 /// A held writer lock; dropping it releases the lock.
 pub(crate) trait LockGuard: Send + Debug {}
 
-/// The per-operation lock of a store in shared mode, held open between
+/// The per-operation lock of a store in the multi-process mode, held open between
 /// operations and locked for each one.
 pub(crate) trait OpLock: Send + Debug {
     /// Waits for and takes the exclusive lock.
@@ -203,10 +203,79 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Who holds a lock file's `flock` right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LockHolders {
+    /// Nobody (or there is no lock file).
+    None,
+    /// One exclusive holder.
+    Exclusive,
+    /// Shared holders, with their process ids if the system lists them.
+    Shared(Option<Vec<u32>>),
+}
+
+/// Tests who holds the lock file `path`, taking no lock that lasts: a
+/// shared attempt tells an exclusive holder apart; the system's list of
+/// locks (`/proc/locks`) names shared holders, else a brief exclusive
+/// attempt tells whether there are any.
+pub(crate) fn probe_lock(path: &Path) -> io::Result<LockHolders> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(file) = open_lock_to_probe(path)? else {
+        return Ok(LockHolders::None);
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(LockHolders::Exclusive),
+        Err(fs::TryLockError::Error(e)) => return Err(e),
+    }
+    // Ours is not theirs: let go before looking.
+    let _ = file.unlock();
+    if let Some(pids) = shared_lock_holders(file.metadata()?.ino()) {
+        return Ok(if pids.is_empty() {
+            LockHolders::None
+        } else {
+            LockHolders::Shared(Some(pids))
+        });
+    }
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            Ok(LockHolders::None)
+        }
+        Err(fs::TryLockError::WouldBlock) => Ok(LockHolders::Shared(None)),
+        Err(fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The process ids holding shared `flock`s on the file with inode `inode`,
+/// from `/proc/locks`; `None` if that list cannot be read.
+fn shared_lock_holders(inode: u64) -> Option<Vec<u32>> {
+    let list = fs::read_to_string("/proc/locks").ok()?;
+    let mut pids = Vec::new();
+    for line in list.lines() {
+        // `1: FLOCK  ADVISORY  READ 31496 fe:00:10043395 0 EOF`
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(&"FLOCK"), Some(&"READ"), Some(pid), Some(dev_inode)) =
+            (fields.get(1), fields.get(3), fields.get(4), fields.get(5))
+        else {
+            continue;
+        };
+        let same = dev_inode
+            .rsplit(':')
+            .next()
+            .and_then(|i| i.parse::<u64>().ok())
+            == Some(inode);
+        if same && let Ok(pid) = pid.parse() {
+            pids.push(pid);
+        }
+    }
+    Some(pids)
+}
+
 /// Opens the existing lock file `path` to test who holds it: read-only,
 /// never through a symbolic link, never blocking; `Ok(None)` if there is
 /// no lock file. Anything but a regular file is an error.
-pub(crate) fn open_lock_to_probe(path: &Path) -> io::Result<Option<File>> {
+fn open_lock_to_probe(path: &Path) -> io::Result<Option<File>> {
     use std::os::unix::fs::OpenOptionsExt;
     let opened = OpenOptions::new()
         .read(true)

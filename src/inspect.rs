@@ -14,17 +14,6 @@ use crate::replay::rules::{BadLine, Fatal, Findings, Rules};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-/// One problem found by [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line number.
-    pub line: u64,
-    /// Byte offset of the start of the line (or of its damaged part).
-    pub offset: u64,
-    /// What is wrong.
-    pub reason: String,
-}
-
 /// What opening the log as it is would do, by the same rules as an open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,7 +25,7 @@ pub enum Verdict {
     TornTail(TornTail),
     /// A damaged line an open refuses (valid lines follow it, or it was
     /// written whole).
-    Corrupt(Problem),
+    Corrupt(BadLine),
     /// Not a tastypod log.
     NotAStore(String),
     /// A log of another format version.
@@ -58,7 +47,7 @@ pub struct VerifyReport {
     /// The format version in the header, if the header is valid.
     pub version: Option<u64>,
     /// The problems, in order (the first 100).
-    pub problems: Vec<Problem>,
+    pub problems: Vec<BadLine>,
     /// How many problems there are.
     pub problem_count: u64,
     /// Whether the problems are a torn tail (no valid record after them).
@@ -154,7 +143,7 @@ pub(crate) fn verify_read(
         version,
     } = check_lines(reader, size, &log, max_record_size, chunk)?;
     let verdict = match (&findings.fatal, &findings.outcome.torn) {
-        (Some(Fatal::Corrupt(bad)), _) => Verdict::Corrupt(problem(bad)),
+        (Some(Fatal::Corrupt(bad)), _) => Verdict::Corrupt(bad.clone()),
         (Some(Fatal::NotAStore(why)), _) => Verdict::NotAStore(why.clone()),
         (Some(Fatal::Unsupported(v)), _) => Verdict::UnsupportedVersion(*v),
         (None, Some(torn)) => Verdict::TornTail(torn.clone()),
@@ -166,7 +155,7 @@ pub(crate) fn verify_read(
         lines,
         records: findings.outcome.records,
         version,
-        problems: findings.problems.iter().map(problem).collect(),
+        problems: findings.problems.clone(),
         problem_count: findings.problem_count,
         torn_tail: matches!(verdict, Verdict::TornTail(_)),
         hard_damage: matches!(verdict, Verdict::Corrupt(_)),
@@ -174,14 +163,6 @@ pub(crate) fn verify_read(
         verdict,
         being_written: None,
     })
-}
-
-fn problem(bad: &BadLine) -> Problem {
-    Problem {
-        line: bad.line,
-        offset: bad.offset,
-        reason: bad.reason.clone(),
-    }
 }
 
 /// What a worker found on one line.
@@ -308,66 +289,13 @@ pub enum Writers {
 /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the lock file exists but
 /// cannot be opened or tested.
 pub fn writers(path: impl AsRef<Path>) -> Result<Writers> {
-    use std::os::unix::fs::MetadataExt;
     let lock = path.as_ref().join(LOCK_FILE);
-    let Some(file) = fsio::open_lock_to_probe(&lock).map_err(|e| Error::io("open", &lock, e))?
-    else {
-        return Ok(Writers::None);
-    };
-    match file.try_lock_shared() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(Writers::Exclusive),
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io("test the lock on", &lock, e));
-        }
-    }
-    // Ours is not theirs: let go before looking.
-    let _ = file.unlock();
-    let inode = file
-        .metadata()
-        .map_err(|e| Error::io("stat", &lock, e))?
-        .ino();
-    if let Some(pids) = shared_lock_holders(inode) {
-        return Ok(if pids.is_empty() {
-            Writers::None
-        } else {
-            Writers::MultiProcess { pids: Some(pids) }
-        });
-    }
-    // No lock list: a brief exclusive attempt tells whether anyone holds it.
-    match file.try_lock() {
-        Ok(()) => {
-            let _ = file.unlock();
-            Ok(Writers::None)
-        }
-        Err(std::fs::TryLockError::WouldBlock) => Ok(Writers::MultiProcess { pids: None }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("test the lock on", &lock, e)),
-    }
-}
-
-/// The process ids holding shared `flock`s on the file with inode `inode`,
-/// from `/proc/locks`; `None` if that list cannot be read.
-fn shared_lock_holders(inode: u64) -> Option<Vec<u32>> {
-    let list = std::fs::read_to_string("/proc/locks").ok()?;
-    let mut pids = Vec::new();
-    for line in list.lines() {
-        // `1: FLOCK  ADVISORY  READ 31496 fe:00:10043395 0 EOF`
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (Some(&"FLOCK"), Some(&"READ"), Some(pid), Some(dev_inode)) =
-            (fields.get(1), fields.get(3), fields.get(4), fields.get(5))
-        else {
-            continue;
-        };
-        let same = dev_inode
-            .rsplit(':')
-            .next()
-            .and_then(|i| i.parse::<u64>().ok())
-            == Some(inode);
-        if same && let Ok(pid) = pid.parse() {
-            pids.push(pid);
-        }
-    }
-    Some(pids)
+    let probed = fsio::probe_lock(&lock).map_err(|e| Error::io("test the lock on", &lock, e))?;
+    Ok(match probed {
+        fsio::LockHolders::None => Writers::None,
+        fsio::LockHolders::Exclusive => Writers::Exclusive,
+        fsio::LockHolders::Shared(pids) => Writers::MultiProcess { pids },
+    })
 }
 
 /// Whether a writer holds the store's lock right now, in either mode.

@@ -82,13 +82,15 @@ mod tracker;
 
 pub use error::{Error, ErrorKind, Result};
 pub use inspect::{
-    Problem, Verdict, VerifyReport, Writers, is_locked, log_path, verify, verify_with, writers,
+    Verdict, VerifyReport, Writers, is_locked, log_path, verify, verify_with, writers,
 };
 pub use json::{MAX_DEPTH, check_json};
 pub use options::{
     Compaction, DEFAULT_MAX_RECORD_SIZE, Durability, MAX_RECORD_SIZE_LIMIT, PodOptions, Recovery,
 };
-pub use pod::{Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store};
+pub use pod::{
+    Cursor, Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store,
+};
 #[cfg(feature = "progress")]
 pub use progress::Progress;
 pub use queue::TaskQueue;

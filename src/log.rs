@@ -7,7 +7,7 @@
 //! disk.
 
 use crate::error::{Error, ErrorKind, Result, fail};
-use crate::fsio::Appender;
+use crate::fsio::{Appender, Storage};
 use crate::options::Durability;
 use std::path::{Path, PathBuf};
 
@@ -61,14 +61,77 @@ impl LogFile {
         self.lines = lines;
     }
 
-    /// Takes `file`, opened for appending, as the log's handle.
-    pub(crate) fn attach(&mut self, file: Box<dyn Appender>) {
-        self.file = Some(file);
+    /// Opens the file at the log's path for appending, as the log's
+    /// handle (at open, or after another process replaced the log). The
+    /// handle on a replaced file is dropped first, so nothing is ever
+    /// appended to it; a failure poisons.
+    pub(crate) fn reopen(&mut self, storage: &dyn Storage) -> Result<()> {
+        self.file = None;
+        match storage.open_append(&self.path) {
+            Ok(file) => {
+                self.file = Some(file);
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(Error::io("open", &self.path, e))
+            }
+        }
     }
 
-    /// Drops the handle on a file that was replaced: never append to it.
-    pub(crate) fn detach(&mut self) {
+    /// The one way the log is replaced: `tmp`, complete and fsynced (its
+    /// writing handle `file` is closed here), is renamed over the log, the
+    /// directory fsynced, and the new log opened for appending (`O_APPEND`:
+    /// in the multi-process mode others append to it too), `len` bytes and
+    /// `lines` lines long. A failure of the rename changes nothing (the old
+    /// log stays, `tmp` is removed); after it, a failure poisons.
+    pub(crate) fn install(
+        &mut self,
+        storage: &dyn Storage,
+        tmp: &Path,
+        file: Box<dyn Appender>,
+        len: u64,
+        lines: u64,
+    ) -> Result<()> {
+        drop(file);
+        if let Err(e) = storage.rename(tmp, &self.path) {
+            // Best effort: a leftover temp file is removed on the next open anyway.
+            let _ = storage.remove_file(tmp);
+            return Err(Error::io("rename into place", tmp, e));
+        }
+        // The old handle points at the replaced file.
         self.file = None;
+        if let Err(e) = storage.sync_dir(&self.dir) {
+            self.poisoned = true;
+            return Err(Error::io("fsync directory", &self.dir, e));
+        }
+        self.len = len;
+        self.lines = lines;
+        self.reopen(storage)
+    }
+
+    /// Repairs the end of the log as replay found it: `keep` first keeps
+    /// what is to be cut (a copy beside the log), then the file is cut back
+    /// to `valid_len` (if `cut`) and a missing final newline is added (if
+    /// `newline`). Any failure poisons: nothing may be appended after an
+    /// end that was not repaired.
+    pub(crate) fn repair_end(
+        &mut self,
+        cut: Option<u64>,
+        newline: bool,
+        keep: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        if let Err(e) = keep() {
+            self.poisoned = true;
+            return Err(e);
+        }
+        if let Some(valid_len) = cut {
+            self.cut(valid_len)?;
+        }
+        if newline {
+            self.complete_last_line()?;
+        }
+        Ok(())
     }
 
     /// Whether the log is open for appending.
@@ -78,11 +141,6 @@ impl LogFile {
 
     pub(crate) fn is_poisoned(&self) -> bool {
         self.poisoned
-    }
-
-    /// Latches the poison: every later write fails.
-    pub(crate) fn poison(&mut self) {
-        self.poisoned = true;
     }
 
     /// Fails with `Poisoned` unless writes can go on.
@@ -135,14 +193,14 @@ impl LogFile {
     }
 
     /// Cuts the file back to `len` bytes (a torn tail), then fsyncs it.
-    pub(crate) fn cut(&mut self, len: u64) -> Result<()> {
+    fn cut(&mut self, len: u64) -> Result<()> {
         self.with_file("truncate torn tail of", |f| f.truncate(len))?;
         self.len = len;
         self.with_file("fsync", |f| f.sync())
     }
 
     /// Adds the newline a complete last record lacks, then fsyncs.
-    pub(crate) fn complete_last_line(&mut self) -> Result<()> {
+    fn complete_last_line(&mut self) -> Result<()> {
         self.with_file("append to", |f| f.append(b"\n"))?;
         self.len += 1;
         self.with_file("fsync", |f| f.sync())

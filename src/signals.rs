@@ -12,8 +12,9 @@
 //!   is synced by the handler thread itself, as soon as its lock is free;
 //! - a plain [`Pod`](crate::Pod) or [`Tracker`](crate::Tracker) is synced by
 //!   the thread that owns it, at its next writing call; with
-//!   `sync_on_signals` that call then waits for the exit, so nothing changes
-//!   after the sync.
+//!   `sync_on_signals` that call (and every later one) then fails with
+//!   [`ErrorKind::ShuttingDown`](crate::ErrorKind::ShuttingDown), so
+//!   nothing changes after the sync, and the thread is never parked.
 //!
 //! The handler waits up to [`GRACE`] (5 s) for every store, then exits
 //! anyway (`sync_on_signals`); a plain store whose thread makes no writing
@@ -112,13 +113,6 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// Waits for the handler thread to end the process.
-pub(crate) fn wait_for_exit() -> ! {
-    loop {
-        std::thread::park();
-    }
-}
-
 /// Installs handlers for SIGINT, SIGTERM and SIGHUP that sync every open
 /// writable store and exit with 128 + the signal number. Call it once, early;
 /// later calls do nothing. A library never installs handlers by itself.
@@ -159,9 +153,9 @@ pub fn sync_on_signals() -> Result<()> {
 /// let mut worked = 0;
 /// while !tastypod::stop_requested() {
 ///     match tracker.claim_next("me")? {
-///         tastypod::Claim::Task(key) => {
+///         tastypod::Claim::Task(task) => {
 ///             // ... the work ...
-///             tracker.mark_done(&key)?;
+///             tracker.mark_done(&task.key)?;
 ///             worked += 1;
 ///         }
 ///         _ => break,

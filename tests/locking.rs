@@ -12,11 +12,15 @@ use tastypod::{ErrorKind, Pod, PodOptions};
 
 const CHILD_ENV: &str = "TASTYPOD_LOCK_CHILD";
 
+/// What a child process entry point says when run as a test.
+const NOT_A_TEST: &str = "a child process of the tests in this file, which start it with its environment; run those tests instead";
+
 /// Run as a child process: hold the store open until stdin closes.
 #[test]
+#[ignore = "a child process that this file's tests start (with --ignored); not a test by itself"]
 fn lock_holder_child() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
-        return;
+        panic!("{}", NOT_A_TEST);
     };
     let mut pod = open(std::path::Path::new(&path));
     pod.insert("child", json!(1)).unwrap();
@@ -32,6 +36,7 @@ fn spawn_holder(path: &std::path::Path) -> std::process::Child {
         .args([
             "lock_holder_child",
             "--exact",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -97,14 +102,25 @@ fn killed_writer_frees_the_lock_at_once() {
 
 #[test]
 fn wait_for_lock_waits_for_the_holder() {
+    use std::time::{Duration, Instant};
     let s = scratch();
     let mut child = spawn_holder(&s.path);
+    // Without the option the open gives up (after its short retry).
+    let err = Pod::open(&s.path).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Locked { .. }), "{err}");
+    // The holder lets go well after any retry an open makes by itself.
+    let hold = Duration::from_millis(1500);
     let stdin = child.stdin.take();
+    let start = Instant::now();
     let releaser = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(hold);
         drop(stdin);
     });
     let pod: Pod = PodOptions::new().wait_for_lock(true).open(&s.path).unwrap();
+    assert!(
+        start.elapsed() >= hold,
+        "the open did not wait for the holder"
+    );
     assert_eq!(pod.len(), 1);
     releaser.join().unwrap();
     child.wait().unwrap();

@@ -16,12 +16,16 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout == b"0\n")
 }
 
+/// What a child process entry point says when run as a test.
+const NOT_A_TEST: &str = "a child process of the tests in this file, which start it with its environment; run those tests instead";
+
 /// The writer the script kills: increasing values per key, a sync every few
 /// writes, compaction in the mix; prints "ack KEY VALUE" after each sync.
 #[test]
+#[ignore = "a child process that this file's tests start (with --ignored); not a test by itself"]
 fn power_writer() {
     let Ok(path) = std::env::var("TASTYPOD_POWER_WRITE") else {
-        return;
+        panic!("{}", NOT_A_TEST);
     };
     let mut pod: Pod = PodOptions::new()
         .compaction(Compaction::Auto {
@@ -57,9 +61,10 @@ fn power_writer() {
 
 /// The checker the script runs on the copied image.
 #[test]
+#[ignore = "a child process that this file's tests start (with --ignored); not a test by itself"]
 fn power_checker() {
     let Ok(path) = std::env::var("TASTYPOD_POWER_CHECK") else {
-        return;
+        panic!("{}", NOT_A_TEST);
     };
     let acks = std::fs::read_to_string(std::env::var("TASTYPOD_POWER_ACKS").unwrap()).unwrap();
     let pod: Pod = PodOptions::new().read_only(true).open(&path).unwrap();

@@ -30,7 +30,7 @@ mount -o loop "$img" "$mnt"
 : > "$work/acks"
 
 for i in $(seq 1 "$iterations"); do
-    TASTYPOD_POWER_WRITE="$mnt/store.pod" "$writer" power_writer --exact --nocapture --test-threads=1 \
+    TASTYPOD_POWER_WRITE="$mnt/store.pod" "$writer" power_writer --exact --ignored --nocapture --test-threads=1 \
         > "$work/out" 2>/dev/null &
     pid=$!
     sleep "0.$(( RANDOM % 25 + 5 ))"
@@ -44,7 +44,7 @@ for i in $(seq 1 "$iterations"); do
         exit 1
     fi
     if ! TASTYPOD_POWER_CHECK="$cmnt/store.pod" TASTYPOD_POWER_ACKS="$work/acks" \
-        "$writer" power_checker --exact --nocapture --test-threads=1 > "$work/check" 2>&1; then
+        "$writer" power_checker --exact --ignored --nocapture --test-threads=1 > "$work/check" 2>&1; then
         echo "iteration $i: acknowledged data lost after power loss" >&2
         cat "$work/check" >&2
         exit 1

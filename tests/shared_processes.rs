@@ -28,19 +28,32 @@ fn shared_pod(path: &str) -> SharedPod {
         .into()
 }
 
+/// The time a child's tracker sees, this many milliseconds ahead of the
+/// system's (a test moves a child's clock on instead of sleeping).
+const ENV_CLOCK_AHEAD: &str = "TASTYPOD_SHARED_CLOCK_AHEAD_MS";
+
 fn shared_tracker(path: &str, lease_ms: u64) -> SharedTracker {
-    let opts = TrackerOptions::new()
+    let mut opts = TrackerOptions::new()
         .multi_process(true)
         .max_tries(3)
         .lease(Duration::from_millis(lease_ms));
+    if let Ok(ahead) = std::env::var(ENV_CLOCK_AHEAD) {
+        let ahead = Duration::from_millis(ahead.parse().unwrap());
+        let now = std::time::SystemTime::now() + ahead;
+        opts = opts.clock(std::sync::Arc::new(tastypod::ManualClock::new(now)));
+    }
     opts.open_shared(path).unwrap()
 }
 
+/// What a child process entry point says when run as a test.
+const NOT_A_TEST: &str = "a child process of the tests in this file, which start it with its environment; run those tests instead";
+
 /// The child processes' roles.
 #[test]
+#[ignore = "a child process that this file's tests start (with --ignored); not a test by itself"]
 fn shared_child() {
     let (Ok(role), Ok(path)) = (std::env::var(ENV_ROLE), std::env::var(ENV_PATH)) else {
-        return;
+        panic!("{}", NOT_A_TEST);
     };
     match role.as_str() {
         "counter" => {
@@ -108,10 +121,22 @@ fn shared_child() {
 }
 
 fn spawn(role: &str, path: &std::path::Path) -> Child {
+    spawn_ahead(role, path, Duration::ZERO)
+}
+
+/// [`spawn`] with the child's clock `ahead` of the system's.
+fn spawn_ahead(role: &str, path: &std::path::Path, ahead: Duration) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["shared_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "shared_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ENV_ROLE, role)
         .env(ENV_PATH, path)
+        .env(ENV_CLOCK_AHEAD, ahead.as_millis().to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -222,10 +247,10 @@ fn a_killed_workers_claims_return_after_the_lease() {
     hoarder.kill().unwrap();
     hoarder.wait().unwrap();
     assert_eq!(held.len(), 5);
-    // A worker drains the rest at once and the hoarded tasks once their
-    // leases expire (the worker loops until nothing is claimable).
-    std::thread::sleep(Duration::from_millis(1100));
-    let got = claims(&finish(spawn("worker", &s.path)));
+    // A worker whose clock is past the hoarder's leases (1 s) drains the
+    // rest and the hoarded tasks, with no wait.
+    let worker = spawn_ahead("worker", &s.path, Duration::from_millis(1100));
+    let got = claims(&finish(worker));
     assert_eq!(got.len(), 50);
     let t = Tracker::open(&s.path).unwrap();
     assert_eq!(t.num_done(), 50);

@@ -98,8 +98,10 @@ fn workers_drain_a_tracker_claiming_each_task_once() {
 #[test]
 fn expired_lease_makes_a_task_claimable_again() {
     let s = scratch();
+    let clock = std::sync::Arc::new(tastypod::ManualClock::starting_now());
     let tracker = TrackerOptions::new()
         .lease(Duration::from_millis(200))
+        .clock(clock.clone())
         .open_shared(&s.path)
         .unwrap();
     tracker.locked(|t| t.add("only")).unwrap();
@@ -114,7 +116,7 @@ fn expired_lease_makes_a_task_claimable_again() {
     };
     let lease_end = record["_lease"]["until"].as_u64().unwrap();
     assert_eq!(until, UNIX_EPOCH + Duration::from_millis(lease_end));
-    std::thread::sleep(Duration::from_millis(250));
+    clock.advance(Duration::from_millis(250));
     assert_eq!(b.claim_next().unwrap().key(), Some("only"));
     assert_eq!(tracker.locked(|t| Ok(t.tries("only"))).unwrap(), 2);
     b.release("only").unwrap();

@@ -18,12 +18,16 @@ const ENV_PATH: &str = "TASTYPOD_SIGNAL_PATH";
 const ENV_MODE: &str = "TASTYPOD_SIGNAL_MODE";
 const KEYS: usize = 500;
 
+/// What a child process entry point says when run as a test.
+const NOT_A_TEST: &str = "a child process of the tests in this file, which start it with its environment; run those tests instead";
+
 /// Child: opens a store with a high sync threshold, installs the handlers,
 /// makes unsynced changes, says "ready", then keeps working or idles.
 #[test]
+#[ignore = "a child process that this file's tests start (with --ignored); not a test by itself"]
 fn signal_child() {
     let (Ok(path), Ok(mode)) = (std::env::var(ENV_PATH), std::env::var(ENV_MODE)) else {
-        return;
+        panic!("{}", NOT_A_TEST);
     };
     if mode.starts_with("stop") {
         tastypod::stop_on_signals().unwrap();
@@ -52,14 +56,29 @@ fn signal_child() {
             }
             pod.close().unwrap();
         }
-        "busy" => {
+        "busy" | "busy-beside-idle" => {
+            // Beside an idle store whose owner never calls again, the
+            // handler waits its grace period: the busy thread has all the
+            // time to report what its call returned.
+            let _idle: Option<Pod> = (mode == "busy-beside-idle").then(|| {
+                let mut idle: Pod = opts.open(format!("{path}-idle")).unwrap();
+                idle.insert("k", json!(0)).unwrap();
+                idle
+            });
             let mut pod: Pod = opts.open(&path).unwrap();
             for i in 0..KEYS {
                 pod.insert(&format!("k{i}"), json!(i)).unwrap();
             }
             println!("ready");
             for n in 0.. {
-                pod.insert("tick", json!(n)).unwrap();
+                if let Err(e) = pod.insert("tick", json!(n)) {
+                    // The call returned (the thread is not parked): say so
+                    // and wait for the handler's exit.
+                    let signal = e.shutdown_signal().expect("only a shutdown stops the loop");
+                    println!("returned: shutting down on signal {signal}");
+                    std::io::Write::flush(&mut std::io::stdout()).unwrap();
+                    std::thread::sleep(Duration::from_secs(60));
+                }
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
@@ -85,7 +104,13 @@ fn signal_child() {
 /// and a thread reading the rest of its output.
 fn spawn_reading(path: &std::path::Path, mode: &str) -> (Child, std::thread::JoinHandle<String>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["signal_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "signal_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ENV_PATH, path)
         .env(ENV_MODE, mode)
         .stdout(Stdio::piped())
@@ -175,6 +200,20 @@ fn sigint_syncs_a_busy_plain_store_and_exits_130() {
     send(&child, "-INT");
     assert_eq!(child.wait().unwrap().code(), Some(130));
     all_keys_synced(&s.path);
+}
+
+#[test]
+fn after_a_signal_a_writing_call_returns_shutting_down_instead_of_parking() {
+    let s = scratch();
+    let (mut child, rest) = spawn_reading(&s.path, "busy-beside-idle");
+    send(&child, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    all_keys_synced(&s.path);
+    let rest = rest.join().unwrap();
+    assert!(
+        rest.contains("returned: shutting down on signal 2"),
+        "the busy thread's call did not return: {rest:?}"
+    );
 }
 
 #[test]

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use tastypod::{ABORTED, DONE, TRIES};
+use tastypod::{ABORTED, DONE, TRIES, TaskState};
 
 /// The numbered files of a tastypy directory, in order.
 fn numbered_files(dir: &Path) -> CliResult<Vec<PathBuf>> {
@@ -84,20 +84,32 @@ fn open_part(path: &Path) -> CliResult<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::new(reader)))
 }
 
-/// Why a tastypy value is not a task record, if it is not one: a task
-/// record is an object with a boolean `_done`, an integer `_tries`
-/// (tastypy's `decrement_tries` can make it negative) and, if it has one,
-/// a boolean `_aborted`.
-fn not_a_task(value: &Value) -> Option<&'static str> {
-    if !value.get(DONE).is_some_and(Value::is_boolean) {
-        Some("its _done is not true or false")
-    } else if !value.get(TRIES).is_some_and(Value::is_i64) {
-        Some("its _tries is not a 64-bit integer")
-    } else if !value.get(ABORTED).is_none_or(Value::is_boolean) {
-        Some("its _aborted is not true or false")
-    } else {
-        None
+/// A tastypy record as tastypod's tracker keeps it: tastypy writes no
+/// `_aborted` before its first abort (it becomes `false`), and its
+/// `decrement_tries` can make `_tries` negative (it becomes 0). Returns
+/// whether `_tries` was negative.
+fn as_tastypod_task(value: &mut Value) -> bool {
+    let Value::Object(obj) = value else {
+        return false;
+    };
+    obj.entry(ABORTED).or_insert(Value::Bool(false));
+    let negative = obj
+        .get(TRIES)
+        .and_then(Value::as_i64)
+        .is_some_and(|t| t < 0);
+    if negative {
+        obj.insert(TRIES.into(), 0.into());
     }
+    negative
+}
+
+/// Why a tastypy value is not a task record, if it is not one, by the
+/// tracker's own codec ([`TaskState::from_record`]) once tastypy's
+/// quirks are taken in ([`as_tastypod_task`]).
+fn not_a_task(key: &str, value: &Value) -> Option<String> {
+    let mut value = value.clone();
+    as_tastypod_task(&mut value);
+    TaskState::from_record(key, &value).err()
 }
 
 /// Where a record is: its file and line.
@@ -194,11 +206,11 @@ pub fn import(
     let mut ignored = 0;
     // The first record that looks like a task but is not one, and why.
     let mut not_task: Option<String> = None;
-    for_each_record(&files, nan_to_null, &mut ignored, |at, _, text| {
+    for_each_record(&files, nan_to_null, &mut ignored, |at, key, text| {
         report.records += 1;
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Message(format!("the value is not valid JSON: {e}")))?;
-        if let Some(why) = not_a_task(&value) {
+        if let Some(why) = not_a_task(&key, &value) {
             report.tracker = false;
             if not_task.is_none() && value.get(DONE).is_some() {
                 not_task = Some(format!("{at}: {why}"));
@@ -223,20 +235,8 @@ pub fn import(
                 ));
             }
             pod.insert_json(&key, text)?;
-            if tracker {
-                pod.update(&key, |v| {
-                    if let Value::Object(obj) = v {
-                        obj.entry(ABORTED).or_insert(Value::Bool(false));
-                        if obj
-                            .get(TRIES)
-                            .and_then(Value::as_i64)
-                            .is_some_and(|t| t < 0)
-                        {
-                            obj.insert(TRIES.into(), 0.into());
-                            negative_tries += 1;
-                        }
-                    }
-                })?;
+            if tracker && pod.update(&key, as_tastypod_task)? == Some(true) {
+                negative_tries += 1;
             }
             Ok(())
         })

@@ -187,7 +187,7 @@ fn reset(
         // verdict stands unless --aborted says otherwise.
         let worn = t
             .keys()
-            .filter(|k| !t.done(k) && !t.aborted(k) && t.lease(k).is_none() && t.tries(k) >= max);
+            .filter(|k| t.state(k).is_some_and(|s| s.is_exhausted(max)));
         chosen.extend(worn.map(String::from).collect::<Vec<_>>());
     }
     chosen.sort_unstable();

@@ -17,14 +17,18 @@ use std::time::{Duration, Instant};
 
 const MEASURE_ENV: &str = "TASTYPOD_MEASURE_ARGS";
 
+/// What a child process entry point says when run as a test.
+const NOT_A_TEST: &str = "a child process of the tests in this file, which start it with its environment; run those tests instead";
+
 /// Run as a child of this test binary (a small process, so that what it
 /// forks starts small): runs `tastypod` with the arguments in
 /// `MEASURE_ENV`, stdin passed on, and prints `code kib` of it, then its
 /// stderr.
 #[test]
+#[ignore = "a child process that this file's tests start (with --ignored); not a test by itself"]
 fn measure_child() {
     let Ok(args) = std::env::var(MEASURE_ENV) else {
-        return;
+        panic!("{}", NOT_A_TEST);
     };
     let args: Vec<String> = serde_json::from_str(&args).unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
@@ -57,6 +61,7 @@ fn run_measured(args: &[&str], input: Option<&[u8]>) -> (i32, String, u64) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
+            "--ignored",
             "measure_child",
             "--nocapture",
             "--test-threads=1",

@@ -38,6 +38,7 @@ pub const OPLOCK_FILE: &str = "pod.oplock";
 
 /// What opening a store found and repaired.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// A torn final write that was dropped (and, for a writable open, cut
     /// from the file; kept in a copy beside the log when it was more than
@@ -71,8 +72,19 @@ impl RecoveryReport {
     }
 }
 
+/// A place in a store's key order (see [`Pod::cursor`]): owned, so it can
+/// be kept across calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// The slot to look at next.
+    next: usize,
+    /// The store's epoch when made: slot numbers hold within one.
+    epoch: (u64, u64),
+}
+
 /// Sizes of a store, for deciding on compaction or reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PodStats {
     /// Number of keys.
     pub keys: usize,
@@ -446,6 +458,82 @@ where
             .map(|i| self.json_of(i).map(|v| (self.index.key(i), v)))
     }
 
+    /// A cursor at the first key, for reading the keys a page at a time
+    /// with [`next_keys`](Pod::next_keys) or
+    /// [`next_items_json`](Pod::next_items_json) without holding a borrow
+    /// of the store (what a binding to another language needs).
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            next: 0,
+            epoch: self.epoch(),
+        }
+    }
+
+    /// The next key slots from `cursor` (up to `n`), advancing it.
+    fn next_slots(&self, cursor: &mut Cursor, n: usize) -> Result<Vec<usize>> {
+        if cursor.epoch != self.epoch() {
+            return fail(ErrorKind::StaleCursor {
+                path: self.dir.clone(),
+            });
+        }
+        let mut slots = Vec::with_capacity(n.min(self.len()));
+        while slots.len() < n {
+            let Some(i) = self.index.next_slot(cursor.next) else {
+                break;
+            };
+            cursor.next = i + 1;
+            slots.push(i);
+        }
+        Ok(slots)
+    }
+
+    /// Up to `n` keys from `cursor`, in order, advancing it (fewer at the
+    /// end; none once it is past the last key). Keys inserted meanwhile
+    /// come at the end; a removed key is skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::StaleCursor`] if the store's slots were renumbered
+    /// since the cursor was made (a compaction, a revert, a reload).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod = tastypod::Pod::open(dir.path().join("p"))?;
+    /// for k in ["a", "b", "c"] {
+    ///     pod.insert(k, 1.into())?;
+    /// }
+    /// let mut cursor = pod.cursor();
+    /// assert_eq!(pod.next_keys(&mut cursor, 2)?, ["a", "b"]);
+    /// assert_eq!(pod.next_keys(&mut cursor, 2)?, ["c"]);
+    /// assert!(pod.next_keys(&mut cursor, 2)?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_keys(&self, cursor: &mut Cursor, n: usize) -> Result<Vec<String>> {
+        let slots = self.next_slots(cursor, n)?;
+        Ok(slots
+            .into_iter()
+            .map(|i| self.index.key(i).to_string())
+            .collect())
+    }
+
+    /// [`next_keys`](Pod::next_keys) with each key's value as JSON text.
+    ///
+    /// # Errors
+    ///
+    /// As [`next_keys`](Pod::next_keys), and as [`get_json`](Pod::get_json).
+    pub fn next_items_json(&self, cursor: &mut Cursor, n: usize) -> Result<Vec<(String, String)>> {
+        let slots = self.next_slots(cursor, n)?;
+        slots
+            .into_iter()
+            .map(|i| {
+                let json = self.json_of(i)?.into_owned();
+                Ok((self.index.key(i).to_string(), json))
+            })
+            .collect()
+    }
+
     /// The keys with changes not yet synced: changed keys in order, then
     /// removed keys.
     pub fn dirty_keys(&self) -> impl Iterator<Item = &str> + '_ {
@@ -464,12 +552,20 @@ where
     /// [`check_writable`](Self::check_writable), after syncing for a
     /// signal-driven shutdown if one is under way.
     fn writable(&mut self) -> Result<()> {
-        if signals::shutting_down().is_some() && !self.in_shutdown_sync && !signals::in_handler() {
+        if let Some(signal) = signals::shutting_down()
+            && !self.in_shutdown_sync
+            && !signals::in_handler()
+        {
             // Sync (unless the handler already did); then, unless the
-            // program is to stop by itself, change nothing more.
+            // program is to stop by itself, change nothing more: the
+            // process is exiting. The call returns (never parks the thread,
+            // which in a binding may hold an interpreter's lock).
             self.sync_for_shutdown();
             if signals::exits() {
-                signals::wait_for_exit();
+                return fail(ErrorKind::ShuttingDown {
+                    path: self.dir.clone(),
+                    signal,
+                });
             }
         }
         self.check_writable()

@@ -287,14 +287,7 @@ where
             self.followed_id = id;
             if !self.opts.read_only {
                 // The old handle may point at a replaced file: never append to it.
-                self.log.detach();
-                match storage.open_append(&path) {
-                    Ok(file) => self.log.attach(file),
-                    Err(e) => {
-                        self.log.poison();
-                        return Err(Error::io("open", &path, e));
-                    }
-                }
+                self.log.reopen(&*storage)?;
                 if repair {
                     self.repair_end(torn, needs_newline)?;
                 }

@@ -171,10 +171,7 @@ where
             let index = std::mem::take(&mut self.index);
             return self.rewrite(index);
         }
-        let file = storage
-            .open_append(self.log.path())
-            .map_err(|e| Error::io("open", self.log.path(), e))?;
-        self.log.attach(file);
+        self.log.reopen(&*storage)?;
         self.repair_end(torn, needs_newline)
     }
 
@@ -203,29 +200,30 @@ where
 
     /// Cuts a torn tail (keeping it aside unless it is a partial record)
     /// and adds a missing final newline, as replay found them; any failure
-    /// poisons the handle.
+    /// poisons the handle ([`LogFile::repair_end`](crate::log::LogFile::repair_end)).
     pub(super) fn repair_end(&mut self, torn: Option<TornTail>, needs_newline: bool) -> Result<()> {
-        let repaired = self.try_repair_end(torn, needs_newline);
-        if repaired.is_err() {
-            self.log.poison();
-        }
-        repaired
-    }
-
-    fn try_repair_end(&mut self, torn: Option<TornTail>, needs_newline: bool) -> Result<()> {
         let mut torn = torn;
-        if let Some(t) = torn.as_mut()
-            && !t.partial_record
-        {
-            t.copy = Some(self.copy_aside("torn", t.first.offset)?);
+        let cut = torn.as_ref().map(|_| self.log.len());
+        let keep_from = torn
+            .as_ref()
+            .filter(|t| !t.partial_record)
+            .map(|t| t.first.offset);
+        let (storage, dir) = (self.storage(), self.dir.clone());
+        let log = self.log.path().to_path_buf();
+        let mut copy = None;
+        self.log.repair_end(cut, needs_newline, || {
+            if let Some(from) = keep_from {
+                copy = Some(copy_aside(&*storage, &log, &dir, "torn", from)?);
+            }
+            Ok(())
+        })?;
+        if let Some(t) = torn.as_mut() {
+            t.copy = copy;
         }
         if torn.is_some() {
-            let valid_len = self.log.len();
-            self.log.cut(valid_len)?;
             self.report.torn_tail = torn;
         }
         if needs_newline {
-            self.log.complete_last_line()?;
             self.report.completed_line = Some(self.log.lines());
         }
         Ok(())
@@ -235,38 +233,49 @@ where
     /// `pod.log.<what>-<secs>[-n]` (created, never overwritten, and
     /// fsynced with its directory); returns its path.
     pub(super) fn copy_aside(&self, what: &str, from: u64) -> Result<PathBuf> {
-        let storage = self.storage();
-        let log = self.log.path();
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut n = 0;
-        let (target, mut out) = loop {
-            let candidate = replay::side_name(log, what, secs, n);
-            match storage.create_new(&candidate) {
-                Ok(out) => break (candidate, out),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-                Err(e) => return Err(Error::io("create", &candidate, e)),
-            }
-        };
-        let (mut reader, _) = storage
-            .open_read_at(log, from)
-            .map_err(|e| Error::io("open", log, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("read", log, e)),
-            };
-            out.append(buf.get(..n).unwrap_or_default())
-                .map_err(|e| Error::io("write", &target, e))?;
-        }
-        out.sync().map_err(|e| Error::io("fsync", &target, e))?;
-        storage
-            .sync_dir(&self.dir)
-            .map_err(|e| Error::io("fsync directory", &self.dir, e))?;
-        Ok(target)
+        copy_aside(&*self.storage(), self.log.path(), &self.dir, what, from)
     }
+}
+
+/// Copies the log `log` of the store `dir` from byte `from` to a new file
+/// beside it, `pod.log.<what>-<secs>[-n]` (created, never overwritten, and
+/// fsynced with its directory); returns its path.
+fn copy_aside(
+    storage: &dyn Storage,
+    log: &Path,
+    dir: &Path,
+    what: &str,
+    from: u64,
+) -> Result<PathBuf> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut n = 0;
+    let (target, mut out) = loop {
+        let candidate = replay::side_name(log, what, secs, n);
+        match storage.create_new(&candidate) {
+            Ok(out) => break (candidate, out),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+            Err(e) => return Err(Error::io("create", &candidate, e)),
+        }
+    };
+    let (mut reader, _) = storage
+        .open_read_at(log, from)
+        .map_err(|e| Error::io("open", log, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", log, e)),
+        };
+        out.append(buf.get(..n).unwrap_or_default())
+            .map_err(|e| Error::io("write", &target, e))?;
+    }
+    out.sync().map_err(|e| Error::io("fsync", &target, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok(target)
 }

@@ -78,36 +78,27 @@ where
         let tmp = self.tmp_path();
         let log_path = self.log.path().to_path_buf();
         let paths = LogPaths {
-            dir: &self.dir,
-            log: &log_path,
             tmp: &tmp,
             settings: self.settings.as_deref(),
         };
         let max_record = self.opts.max_record;
-        let result = compact::rewrite(&*storage, &paths, &index, |buf, key, v| {
+        let written = compact::rewrite(&*storage, &paths, &index, |buf, key, v| {
             super::write::encode_value(buf, key, v, max_record)
+        })
+        .and_then(|(file, rewritten)| {
+            let (len, lines) = (rewritten.len, rewritten.lines);
+            self.log
+                .install(&*storage, &tmp, file, len, lines)
+                .map(|()| rewritten)
         });
-        let Rewritten {
-            relocation,
-            len,
-            lines,
-        } = match result {
+        let Rewritten { relocation, .. } = match written {
             Ok(r) => r,
             Err(e) => {
                 self.index = index;
-                if e.replaced {
-                    self.log.detach();
-                    self.log.poison();
-                }
-                return Err(e.error);
+                return Err(e);
             }
         };
         index.relocate(relocation);
-        // The old handle points at the replaced file.
-        self.log.detach();
-        if let Ok((id, _)) = storage.file_id(&log_path) {
-            self.followed_id = id;
-        }
         self.index = index;
         self.epoch += 1;
         self.format = if self.settings.is_some() {
@@ -115,17 +106,12 @@ where
         } else {
             crate::record::PLAIN_VERSION
         };
-        self.log.set_position(len, lines);
-        match storage.open_append(&log_path) {
-            Ok(file) => {
-                self.log.attach(file);
-                Ok(())
-            }
-            Err(e) => {
-                self.log.poison();
-                Err(Error::io("open", &log_path, e))
-            }
-        }
+        // The new log's identity, to tell another process's rewrite from ours.
+        self.followed_id = storage
+            .file_id(&log_path)
+            .map_err(|e| Error::io("stat", &log_path, e))?
+            .0;
+        Ok(())
     }
 
     pub(super) fn maybe_compact(&mut self) -> Result<()> {
@@ -162,12 +148,10 @@ where
         let tmp = self.tmp_path();
         let job = if storage.allows_threads() {
             let run = {
-                let (storage, dir, tmp) = (storage.clone(), self.dir.clone(), tmp.clone());
-                let (log, settings) = (self.log.path().to_path_buf(), self.settings.clone());
+                let (storage, tmp) = (storage.clone(), tmp.clone());
+                let settings = self.settings.clone();
                 move || {
                     let paths = LogPaths {
-                        dir: &dir,
-                        log: &log,
                         tmp: &tmp,
                         settings: settings.as_deref(),
                     };
@@ -183,10 +167,7 @@ where
                 Err(_) => return self.compact(),
             }
         } else {
-            let log = self.log.path().to_path_buf();
             let paths = LogPaths {
-                dir: &self.dir,
-                log: &log,
                 tmp: &tmp,
                 settings: self.settings.as_deref(),
             };
@@ -254,7 +235,7 @@ where
             snapshot,
         } = prepared;
         let mut tail = Vec::new();
-        let switched = storage
+        let copied = storage
             .open_read_at(&log_path, bg.snap_len)
             .and_then(|(r, _)| r.take(log_len - bg.snap_len).read_to_end(&mut tail))
             .map_err(|e| Error::io("read", &log_path, e))
@@ -262,33 +243,22 @@ where
                 file.append(&tail)
                     .and_then(|()| file.sync())
                     .map_err(|e| Error::io("append to", &tmp, e))
-            })
-            .and_then(|()| {
-                storage
-                    .rename(&tmp, &log_path)
-                    .map_err(|e| Error::io("rename into place", &tmp, e))
             });
-        if let Err(e) = switched {
+        if let Err(e) = copied {
             drop(file);
             abandon(&*storage);
             return Err(e);
         }
-        // The new log is in place; the old handle points at the replaced file.
-        self.log.detach();
-        if let Err(e) = storage.sync_dir(&self.dir) {
-            self.log.poison();
-            return Err(Error::io("fsync directory", &self.dir, e));
-        }
-        self.log.attach(file);
         let since = log_lines - bg.snap_lines;
+        let len = rewritten.len + tail.len() as u64;
+        self.log
+            .install(&*storage, &tmp, file, len, rewritten.lines + since)?;
         self.index.adopt_compacted(
             rewritten.relocation,
             &snapshot,
             bg.snap_lines,
             rewritten.lines,
         );
-        self.log
-            .set_position(rewritten.len + tail.len() as u64, rewritten.lines + since);
         Ok(())
     }
 

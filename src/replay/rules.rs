@@ -31,8 +31,10 @@ use std::path::{Path, PathBuf};
 /// At most this many damaged lines are listed in a report (all are counted).
 pub(crate) const MAX_LISTED: usize = 100;
 
-/// One line that is not a valid record.
+/// One line that is not a valid record: what an open reports of a torn
+/// tail or a salvage, and what [`verify`](crate::verify) lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BadLine {
     /// 1-based line number.
     pub line: u64,
@@ -45,6 +47,7 @@ pub struct BadLine {
 /// A torn final write that replay dropped: the damaged lines at the end of
 /// the log with no valid record after them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TornTail {
     /// The first dropped line.
     pub first: BadLine,

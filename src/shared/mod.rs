@@ -142,7 +142,7 @@ where
     }
 
     /// Runs `f` with the pod locked: no other thread's call interleaves,
-    /// and in shared mode no other process's either (see [`Pod::atomically`]).
+    /// and in the multi-process mode no other process's either (see [`Pod::atomically`]).
     ///
     /// # Errors
     ///
@@ -203,7 +203,7 @@ where
     ///
     /// # Errors
     ///
-    /// In shared mode, an error taking in other processes' records.
+    /// In the multi-process mode, an error taking in other processes' records.
     pub fn contains_key(&self, key: &str) -> Result<bool> {
         self.locked(|p| Ok(p.contains_key(key)))
     }
@@ -233,6 +233,33 @@ where
     /// As [`contains_key`](SharedPod::contains_key).
     pub fn keys(&self) -> Result<Vec<String>> {
         self.locked(|p| Ok(p.keys().map(str::to_string).collect()))
+    }
+
+    /// See [`Pod::cursor`].
+    pub fn cursor(&self) -> crate::Cursor {
+        lock(&self.inner).cursor()
+    }
+
+    /// See [`Pod::next_keys`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::next_keys`].
+    pub fn next_keys(&self, cursor: &mut crate::Cursor, n: usize) -> Result<Vec<String>> {
+        lock(&self.inner).next_keys(cursor, n)
+    }
+
+    /// See [`Pod::next_items_json`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::next_items_json`].
+    pub fn next_items_json(
+        &self,
+        cursor: &mut crate::Cursor,
+        n: usize,
+    ) -> Result<Vec<(String, String)>> {
+        lock(&self.inner).next_items_json(cursor, n)
     }
 
     /// See [`Pod::sync`].

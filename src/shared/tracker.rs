@@ -101,6 +101,12 @@ impl SharedTracker {
         }
     }
 
+    /// Whether `other` is a handle on the same tracker (a clone, or
+    /// [`with_owner`](SharedTracker::with_owner) of one).
+    pub fn same_tracker(&self, other: &SharedTracker) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The name claims are made under.
     pub fn owner(&self) -> &str {
         &self.owner

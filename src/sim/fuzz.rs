@@ -108,7 +108,7 @@ fn ops_of(bytes: &[u8]) -> Vec<Op> {
 /// The first byte is the crash point; if the second byte is odd, the
 /// workload runs on two writers of the multi-process mode: the first third
 /// of the bytes after it pick the writer of each step, the rest are the
-/// steps ([`fuzz_two`]).
+/// steps (`fuzz_two`).
 pub fn fuzz_ops(data: &[u8]) {
     let Some((&crash, rest)) = data.split_first() else {
         return;

@@ -8,7 +8,7 @@
 mod changes;
 mod claims;
 mod clock;
-mod counts;
+pub(crate) mod counts;
 mod gates;
 mod iter;
 mod mirror;

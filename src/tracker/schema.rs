@@ -307,6 +307,13 @@ impl TaskState {
         }
     }
 
+    /// Whether the task is out of tries under the limit `max_tries` (0:
+    /// none): not done, not aborted, no claim, and `max_tries` tries. (Its
+    /// [`status`](TaskState::status) is then `Exhausted` at any time.)
+    pub fn is_exhausted(&self, max_tries: u32) -> bool {
+        crate::tracker::counts::is_exhausted(self.slot(), max_tries)
+    }
+
     /// The state as a slot keeps it.
     pub(crate) fn slot(&self) -> SlotTask {
         SlotTask {
