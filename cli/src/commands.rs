@@ -5,37 +5,13 @@
 use crate::args::Command;
 use crate::errors::{CliResult, Message, fail};
 use crate::open::{Place, Stores, opened, place};
-use crate::output::{bad, good, json_path, note_recovery, printable_key};
-use crate::staging::Staged;
+use crate::output::{bad, good, json_path, note_recovery, print_json, printable_key};
+use crate::staging::{Staged, load_all};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use tastypod::{ErrorKind, Pod, Recovery, TrackerOptions};
-
-/// Prints `value` as pretty JSON on stdout.
-pub fn print_json(value: &Value) -> CliResult<()> {
-    outln!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// Inserts the records `insert` gives, one at a time, and writes them all
-/// in one atomic rewrite (the log is replaced by a complete new one, so a
-/// crash at any point leaves either none of them or all); on any failure,
-/// drops them again, so the store is as it was. Returns what `insert`
-/// returned.
-pub fn load_all<R>(pod: &mut Pod, insert: impl FnOnce(&mut Pod) -> CliResult<R>) -> CliResult<R> {
-    pod.hold();
-    let written = insert(pod).and_then(|out| {
-        pod.sync_atomic()?;
-        Ok(out)
-    });
-    if written.is_err() {
-        // Nothing of the load reached the log; forget it before the drop could sync it.
-        pod.revert()?;
-    }
-    written
-}
 
 pub fn run(command: Command, stores: &Stores) -> CliResult<ExitCode> {
     match command {

@@ -224,7 +224,7 @@ pub fn import(
     let mut pod = opened(stores.options().open(staged.path())?)?;
     let tracker = report.tracker;
     let (mut nan_replaced, mut negative_tries) = (0, 0);
-    let loaded = crate::commands::load_all(&mut pod, |pod| {
+    let loaded = crate::staging::load_all(&mut pod, |pod| {
         for_each_record(&files, nan_to_null, &mut nan_replaced, |_, key, text| {
             if pod.contains_key(&key) {
                 let first =

@@ -114,3 +114,9 @@ pub fn bar(fraction: f64, width: usize) -> String {
     let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
     format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
 }
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) -> crate::errors::CliResult<()> {
+    outln!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -119,3 +119,24 @@ impl Drop for Staged {
         }
     }
 }
+
+/// Inserts the records `insert` gives, one at a time, and writes them all
+/// in one atomic rewrite (the log is replaced by a complete new one, so a
+/// crash at any point leaves either none of them or all); on any failure,
+/// drops them again, so the store is as it was. Returns what `insert`
+/// returned.
+pub fn load_all<R>(
+    pod: &mut tastypod::Pod,
+    insert: impl FnOnce(&mut tastypod::Pod) -> CliResult<R>,
+) -> CliResult<R> {
+    pod.hold();
+    let written = insert(pod).and_then(|out| {
+        pod.sync_atomic()?;
+        Ok(out)
+    });
+    if written.is_err() {
+        // Nothing of the load reached the log; forget it before the drop could sync it.
+        pod.revert()?;
+    }
+    written
+}

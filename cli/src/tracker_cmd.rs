@@ -2,9 +2,9 @@
 //! and resetting tasks so a job tries them again.
 
 use crate::args::TrackerAction;
-use crate::commands::print_json;
 use crate::errors::{CliResult, fail};
 use crate::open::Stores;
+use crate::output::print_json;
 use crate::output::{bar, printable_key};
 use serde_json::{Value, json};
 use std::io::{BufWriter, Write};

@@ -4,9 +4,11 @@
 //! [`super::rules`].
 
 use super::reader::{Held, Line};
-use super::rules::MAX_LISTED;
 use crate::record::{self, LineError, Record};
 use std::ops::Range;
+
+/// At most this many damaged lines are listed in a report (all are counted).
+pub(crate) const MAX_LISTED: usize = 100;
 /// Where a line (or the part of it a rule is about) sits in the log.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Span {

@@ -23,13 +23,10 @@
 //!    (a crash while the store was being created), or that holds only
 //!    blank lines, is an empty store.
 
-use super::classify::{Damage, Item, Seen, Span};
+use super::classify::{Damage, Item, MAX_LISTED, Seen, Span};
 use crate::error::{Error, ErrorKind};
 use crate::record::{FORMAT_VERSION, LineError};
 use std::path::{Path, PathBuf};
-
-/// At most this many damaged lines are listed in a report (all are counted).
-pub(crate) const MAX_LISTED: usize = 100;
 
 /// One line that is not a valid record: what an open reports of a torn
 /// tail or a salvage, and what [`verify`](crate::verify) lists.
