@@ -27,8 +27,10 @@
 //!   ([`Tracker::try_keys`]); [`TrackerOptions`].
 //! - [`SharedPod`] and [`SharedTracker`]: handles that threads share, with
 //!   [`SharedTracker::claim_next_wait`] for worker pools ([`Claim`],
-//!   [`RetryDelay`]); [`PodOptions::multi_process`] lets several processes
-//!   write one store.
+//!   [`Lease`], [`RetryDelay`]); [`PodOptions::multi_process`] lets several
+//!   processes write one store.
+//! - [`TaskQueue`]: what a worker pool needs of a tracker, whatever keeps
+//!   it; [`TaskState`] is the task-record codec every backend maps to.
 //! - [`sync_on_signals`]: make Ctrl-C, SIGTERM and SIGHUP sync every open
 //!   store before the process exits; [`stop_on_signals`]: sync, then let
 //!   the program stop by itself ([`stop_requested`]). Never installed unasked.
