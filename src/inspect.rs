@@ -170,6 +170,7 @@ pub(crate) fn verify_read(
 enum Found {
     Blank,
     Header(u64),
+    Batch(u64),
     Record,
     Damaged(Box<Damage>),
     MoreDamaged(u64),
@@ -201,6 +202,7 @@ impl InOrder {
                     Seen::Header(*v)
                 }
                 Found::Record => Seen::Record,
+                Found::Batch(n) => Seen::Batch(*n),
                 Found::Damaged(d) => Seen::Damaged(d),
                 Found::MoreDamaged(n) => Seen::MoreDamaged(*n),
             };
@@ -250,6 +252,7 @@ fn check_job(job: &Job, max_record: usize) -> Vec<(Span, Found)> {
         let found = match folded {
             Folded::One(Item::Blank) => Found::Blank,
             Folded::One(Item::Record(Record::Header { version, .. })) => Found::Header(version),
+            Folded::One(Item::Record(Record::Batch { count })) => Found::Batch(count),
             Folded::One(Item::Record(_)) => Found::Record,
             Folded::One(Item::Damaged(damage)) => Found::Damaged(Box::new(damage)),
             Folded::More(count) => Found::MoreDamaged(count),

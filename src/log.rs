@@ -173,9 +173,18 @@ impl LogFile {
     }
 
     /// Appends `parts` (holding `lines` lines) with one write call, then
-    /// fsyncs if `fsync` and the durability policy asks for it.
+    /// fsyncs if `fsync` and the durability policy asks for it. A write
+    /// that fails part-way (a full disk) is cut back off, if the file lets
+    /// it, before the handle is poisoned: what was never acknowledged
+    /// leaves no torn tail behind.
     pub(crate) fn append(&mut self, parts: &[&[u8]], lines: u64, fsync: bool) -> Result<()> {
-        self.with_file("append to", |f| f.append_parts(parts))?;
+        let len = self.len;
+        self.with_file("append to", |f| {
+            f.append_parts(parts).inspect_err(|_| {
+                // Best effort: a torn tail left here is cut by the next open.
+                let _ = f.truncate(len);
+            })
+        })?;
         self.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         self.lines += lines;
         if fsync {

@@ -6,6 +6,7 @@
 //! crc         = 8 lowercase hex digits      ; CRC-32 (IEEE, zlib's) of the bytes of `body`
 //! body        = header / put / del
 //! header      = '"format":"tastypod","version":' 1*DIGIT [',"settings":' object] '}'
+//! batch       = '"batch":' count '}'       ; version 3: the next `count` lines are one sync
 //! put         = '"k":' key ',"v":' value '}'
 //! del         = '"k":' key ',"del":true}'
 //! key         = a JSON string (RFC 8259), as serde_json writes it
@@ -13,8 +14,9 @@
 //! object      = a value that is a JSON object
 //! ```
 //!
-//! A header with settings is version 2; one without is version 1, which
-//! builds that predate settings read too.
+//! This build writes version 3, whose syncs of more than one record are
+//! framed by a batch line, so a sync is all or nothing; it reads versions 1
+//! (no settings) and 2 (settings) as well, which hold no batch lines.
 //!
 //! The checksum comes first and the value last, so a reader can check a line
 //! and find the value's bytes without parsing the value.
@@ -23,14 +25,17 @@ use crate::json;
 use std::borrow::Cow;
 use std::fmt;
 
-/// The newest log format version, which this build writes for a store with
-/// settings (a tracker's stored options). It reads every version from 1 up;
-/// a store without settings is written as version 1, which builds from
-/// before settings existed read too.
-pub const FORMAT_VERSION: u64 = 2;
+/// The log format version this build writes: 3, whose syncs of several
+/// records are framed by a batch line (all or nothing after a crash). It
+/// reads versions 1 and 2 as well; a writable open rewrites such a log as
+/// version 3.
+pub const FORMAT_VERSION: u64 = 3;
 
-/// The version of a log whose header holds no settings.
+/// The version of a log whose header holds no settings, before version 3.
 pub(crate) const PLAIN_VERSION: u64 = 1;
+
+/// The first version with batch lines.
+pub(crate) const BATCH_VERSION: u64 = 3;
 
 /// Length of `{"c":"xxxxxxxx",`.
 const PREFIX_LEN: usize = 16;
@@ -40,6 +45,7 @@ const VALUE_HEAD: &[u8] = b",\"v\":";
 const DEL_TAIL: &[u8] = b",\"del\":true}";
 const HEADER_HEAD: &[u8] = b"\"format\":\"tastypod\",\"version\":";
 const SETTINGS_HEAD: &[u8] = b",\"settings\":";
+const BATCH_HEAD: &[u8] = b"\"batch\":";
 
 /// One decoded line.
 #[derive(Debug, PartialEq)]
@@ -54,6 +60,9 @@ pub(crate) enum Record<'a> {
     Put { key: Cow<'a, str>, value: &'a [u8] },
     /// `key` is removed.
     Del { key: Cow<'a, str> },
+    /// The next `count` lines (at least 2) are the records of one sync
+    /// (version 3).
+    Batch { count: u64 },
 }
 
 /// Why a line is not a valid record.
@@ -193,7 +202,7 @@ pub(crate) fn could_start_a_record(bytes: &[u8]) -> bool {
         return false;
     }
     let body = rest.get(2..).unwrap_or_default();
-    fixed(body, b"\"k\":\"") || fixed(body, HEADER_HEAD)
+    fixed(body, b"\"k\":\"") || fixed(body, HEADER_HEAD) || fixed(body, BATCH_HEAD)
 }
 
 /// The byte ranges of the complete, valid records inside the damaged line
@@ -305,7 +314,28 @@ fn decode_body(body: &[u8]) -> Result<Record<'_>, LineError> {
     if let Some(rest) = body.strip_prefix(HEADER_HEAD) {
         return decode_header(rest);
     }
-    Err(LineError::Malformed("expected a \"k\" or \"format\" field"))
+    if let Some(rest) = body.strip_prefix(BATCH_HEAD) {
+        let count = rest
+            .strip_suffix(b"}")
+            .and_then(decimal)
+            .filter(|&n| n >= 2)
+            .ok_or(LineError::Malformed(
+                "batch count is not a number of at least 2",
+            ))?;
+        return Ok(Record::Batch { count });
+    }
+    Err(LineError::Malformed(
+        "expected a \"k\", \"format\" or \"batch\" field",
+    ))
+}
+
+/// A decimal number without leading zeros.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    std::str::from_utf8(digits)
+        .ok()
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|d| d.len() == 1 || !d.starts_with('0'))
+        .and_then(|d| d.parse().ok())
 }
 
 /// The header after `"version":`: the version, then the settings or `}`.
@@ -315,11 +345,7 @@ fn decode_header(rest: &[u8]) -> Result<Record<'_>, LineError> {
         .ok_or(LineError::Malformed("header does not end with }"))?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let (number, rest) = rest.split_at(digits);
-    let version = std::str::from_utf8(number)
-        .ok()
-        .filter(|d| !d.is_empty() && (d.len() == 1 || !d.starts_with('0')))
-        .and_then(|d| d.parse::<u64>().ok())
-        .ok_or(LineError::Malformed("header version is not a number"))?;
+    let version = decimal(number).ok_or(LineError::Malformed("header version is not a number"))?;
     if rest.is_empty() {
         return Ok(Record::Header {
             version,
@@ -379,19 +405,25 @@ fn split_key(bytes: &[u8]) -> Result<(Cow<'_, str>, &[u8]), LineError> {
     Ok((key, rest))
 }
 
-/// Appends a header line to `out`: version 1, or version 2 holding
-/// `settings` (the text of a JSON object, as serde_json writes it).
+/// Appends a version-3 header line to `out`, holding `settings` (the text
+/// of a JSON object, as serde_json writes it) if any.
 pub(crate) fn encode_header(out: &mut Vec<u8>, settings: Option<&[u8]>) {
     let start = begin(out);
     out.extend_from_slice(HEADER_HEAD);
-    match settings {
-        None => out.extend_from_slice(PLAIN_VERSION.to_string().as_bytes()),
-        Some(settings) => {
-            out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
-            out.extend_from_slice(SETTINGS_HEAD);
-            out.extend_from_slice(settings);
-        }
+    out.extend_from_slice(FORMAT_VERSION.to_string().as_bytes());
+    if let Some(settings) = settings {
+        out.extend_from_slice(SETTINGS_HEAD);
+        out.extend_from_slice(settings);
     }
+    out.push(b'}');
+    finish(out, start);
+}
+
+/// Appends the batch line that frames the `count` records of one sync.
+pub(crate) fn encode_batch(out: &mut Vec<u8>, count: u64) {
+    let start = begin(out);
+    out.extend_from_slice(BATCH_HEAD);
+    out.extend_from_slice(count.to_string().as_bytes());
     out.push(b'}');
     finish(out, start);
 }
@@ -574,7 +606,7 @@ mod tests {
         assert_eq!(
             decode(line(&buf)).unwrap(),
             Record::Header {
-                version: PLAIN_VERSION,
+                version: FORMAT_VERSION,
                 settings: None,
             }
         );

@@ -3,8 +3,10 @@
 //! them (every record kind: header, puts, removals, tracker records with a
 //! lease, blank lines, and a torn tail); each opens to the contents written
 //! out below, byte for byte in its value texts, read-only and writable. A
-//! version-1 tracker given settings is rewritten as version 2 with every
-//! record kept.
+//! writable open changes nothing but a torn tail; a sync of one record
+//! appends it as before, and the first sync of several rewrites the log
+//! as version 3 (whose syncs are framed as batches) with every record
+//! kept, settings too.
 
 mod common;
 use common::*;
@@ -79,13 +81,40 @@ fn the_version_1_pod_fixture_opens_to_the_same_contents() {
         other => panic!("{other:?}"),
     }
     // A writable open cuts the torn tail and keeps the rest as it was.
-    let pod = open(&s.path);
+    let mut pod = open(&s.path);
     assert_eq!(texts(&pod), expected_texts());
+    assert_eq!(pod.format_version(), 1);
+    drop(pod.sync());
     drop(pod);
     assert_eq!(log_bytes(&s.path), &original[..torn_at]);
-    let pod = open(&s.path);
+    // One record is appended as version 1 has it; two need a batch line,
+    // so the log is rewritten as version 3 first, every text kept.
+    let mut pod = open(&s.path);
     assert!(pod.recovery().is_clean());
-    assert_eq!(texts(&pod), expected_texts());
+    pod.insert("one", json!(1)).unwrap();
+    pod.sync().unwrap();
+    assert_eq!(pod.format_version(), 1);
+    assert_eq!(
+        log_bytes(&s.path).len(),
+        torn_at + 33,
+        "one record, no batch line"
+    );
+    pod.insert("two", json!(2)).unwrap();
+    pod.insert("three", json!(3)).unwrap();
+    pod.sync().unwrap();
+    assert_eq!(pod.format_version(), 3);
+    drop(pod);
+    let log = String::from_utf8(log_bytes(&s.path)).unwrap();
+    assert!(
+        log.lines().next().unwrap().contains(r#""version":3}"#),
+        "{log}"
+    );
+    let pod = open(&s.path);
+    let mut expected = expected_texts();
+    for (k, v) in [("one", "1"), ("two", "2"), ("three", "3")] {
+        expected.push((k.to_string(), v.to_string()));
+    }
+    assert_eq!(texts(&pod), expected);
 }
 
 #[test]
@@ -120,11 +149,7 @@ fn the_version_1_tracker_fixture_opens_to_the_same_task_states() {
     // The exclusive writable open freed b's claim (the try stays counted).
     assert!(t.lease("https://b").is_none());
     assert_eq!(t.tries("https://b"), 2);
-    assert_eq!(
-        t.pod().format_version(),
-        1,
-        "no settings given: still version 1"
-    );
+    assert_eq!(t.pod().format_version(), 1, "nothing rewritten");
     drop(t);
     let pod = PodOptions::new()
         .read_only(true)
@@ -135,10 +160,10 @@ fn the_version_1_tracker_fixture_opens_to_the_same_task_states() {
 }
 
 #[test]
-fn a_version_1_tracker_given_settings_becomes_version_2_with_every_record() {
+fn a_version_1_tracker_given_settings_becomes_version_3_with_every_record() {
     let s = store_of("v1-tracker.log");
     let t = TrackerOptions::new().max_tries(4).open(&s.path).unwrap();
-    assert_eq!(t.pod().format_version(), 2);
+    assert_eq!(t.pod().format_version(), 3);
     drop(t);
     let log = String::from_utf8(log_bytes(&s.path)).unwrap();
     assert!(log.starts_with(r#"{"c":""#));
@@ -146,7 +171,7 @@ fn a_version_1_tracker_given_settings_becomes_version_2_with_every_record() {
         log.lines()
             .next()
             .unwrap()
-            .contains(r#""version":2,"settings":{"tracker":"#)
+            .contains(r#""version":3,"settings":{"tracker":"#)
     );
     let t = TrackerOptions::new().read_only(true).open(&s.path).unwrap();
     assert_eq!(t.max_tries(), 4);

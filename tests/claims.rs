@@ -337,10 +337,10 @@ fn settings_are_stored_with_the_tracker() {
         .retry_delay(retry)
         .open(&s.path)
         .unwrap();
-    assert_eq!(t.pod().format_version(), 2);
+    assert_eq!(t.pod().format_version(), 3);
     t.close().unwrap();
     let header: Value = serde_json::from_str(log_text(&s.path).lines().next().unwrap()).unwrap();
-    assert_eq!(header["version"], 2);
+    assert_eq!(header["version"], 3);
     assert_eq!(header["settings"]["tracker"]["max_tries"], 3);
     assert_eq!(header["settings"]["tracker"]["lease_ms"], 90_000);
     let t = Tracker::open(&s.path).unwrap();
@@ -374,17 +374,21 @@ fn settings_are_stored_with_the_tracker() {
 }
 
 #[test]
-fn stores_without_settings_stay_version_1() {
+fn stores_without_settings_are_version_3_with_no_settings() {
     let s = scratch();
     let mut pod: Pod = Pod::open(&s.path).unwrap();
     pod.insert("k", 1.into()).unwrap();
     pod.compact().unwrap();
-    assert_eq!(pod.format_version(), 1);
+    assert_eq!(pod.format_version(), 3);
     drop(pod);
-    assert!(log_text(&s.path).starts_with(r#"{"c":"b8e828f5","format":"tastypod","version":1}"#));
+    let header = log_text(&s.path).lines().next().unwrap().to_string();
+    assert!(
+        header.ends_with(r#","format":"tastypod","version":3}"#),
+        "{header}"
+    );
     let s = scratch();
     drop(Tracker::open(&s.path).unwrap());
-    assert_eq!(Tracker::open(&s.path).unwrap().pod().format_version(), 1);
+    assert_eq!(Tracker::open(&s.path).unwrap().pod().format_version(), 3);
 }
 
 #[test]

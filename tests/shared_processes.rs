@@ -558,10 +558,13 @@ fn sync_atomic_in_the_multi_process_mode_writes_both_or_neither() {
     assert!(!String::from_utf8_lossy(&before).contains("\"from\""));
     a.sync_atomic().unwrap();
     a.unhold().unwrap();
-    // The log was replaced whole, the other handle's record kept.
+    // Both records went out as one batch, after the other handle's record.
     let after = open_ro(&s.path);
     assert_eq!(after.keys().collect::<Vec<_>>(), ["theirs", "from", "to"]);
-    assert_eq!(after.stats().dead_bytes, 0);
+    let log = String::from_utf8(log_bytes(&s.path)).unwrap();
+    let last: Vec<&str> = log.lines().rev().take(3).collect();
+    assert!(last[2].ends_with(r#""batch":2}"#), "{log}");
+    assert!(last[1].contains(r#""k":"from""#) && last[0].contains(r#""k":"to""#));
     b.refresh().unwrap();
     assert_eq!(b.get("to").unwrap(), Some(json!(0)));
 }

@@ -229,7 +229,7 @@ fn a_checksummed_record_over_the_maximum_size_is_refused_not_cut() {
             .read_only(read_only)
             .open::<serde_json::Value>(&s.path)
             .unwrap_err();
-        assert_eq!(err.line(), Some(3), "{err}");
+        assert_eq!(err.line(), Some(4), "{err}"); // header, batch line, a, big
         let text = err.to_string();
         assert!(
             text.contains("max_record_size") && text.contains("checksum holds"),

@@ -351,7 +351,7 @@ fn a_plain_pod_is_not_a_tracker_until_converted() {
     let err = Tracker::open(&s.path).unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::NotATask { .. }));
     assert_eq!(err.key(), Some("plain"));
-    assert_eq!(err.line(), Some(3));
+    assert_eq!(err.line(), Some(4), "header, batch line, ok, plain");
     let mut pod: Pod = Pod::open(&s.path).unwrap();
     assert_eq!(Tracker::convert_pod(&mut pod).unwrap(), 2);
     pod.close().unwrap();

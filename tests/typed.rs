@@ -44,7 +44,7 @@ fn record_of_the_wrong_shape_names_key_and_line() {
     let err = pod.get("bad").unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Decode { .. }));
     assert_eq!(err.key(), Some("bad"));
-    assert_eq!(err.line(), Some(3));
+    assert_eq!(err.line(), Some(4), "header, batch line, good, bad");
     assert!(err.to_string().contains("\"bad\""));
     assert!(pod.get_mut("bad").is_err());
     assert_eq!(pod.iter().filter(|r| r.is_err()).count(), 1);

@@ -252,7 +252,7 @@ fn stat_and_compact() {
     let o = tastypod(&["stat", "--json", p(&s.path)]);
     let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(st["keys"], json!(1));
-    assert_eq!(st["format_version"], json!(1));
+    assert_eq!(st["format_version"], json!(3));
     assert_eq!(st["writer_holds_lock"], json!(false));
     assert_eq!(st["torn_tail"], Value::Null);
     assert!(st["dead_bytes"].as_u64().unwrap() > 0);
@@ -346,7 +346,7 @@ fn tracker_commands_use_the_stored_try_limit_unless_overridden() {
     assert_eq!((t.max_tries(), t.tries("a"), t.tries("b")), (2, 0, 1));
     let st: Value =
         serde_json::from_str(&stdout(&tastypod(&["stat", "--json", p(&s.path)]))).unwrap();
-    assert_eq!(st["format_version"], json!(2));
+    assert_eq!(st["format_version"], json!(3));
     assert_eq!(st["tracker"]["max_tries"], json!(2));
 }
 
@@ -517,11 +517,11 @@ fn a_record_whose_newline_is_damaged_is_corruption_and_no_writer_cuts_it() {
         vec!["compact", p(&s.path)],
         vec!["get", p(&s.path), "b"],
     ] {
-        assert_error(&tastypod(&args), "line 3");
+        assert_error(&tastypod(&args), "line 4");
         assert_eq!(log_bytes(&s.path), bytes, "{args:?} changed the log");
     }
     let o = with_stdin(&["load", p(&s.path), "-"], "{\"key\":\"c\",\"value\":3}\n");
-    assert_error(&o, "line 3");
+    assert_error(&o, "line 4");
     assert_eq!(log_bytes(&s.path), bytes);
     // Repair keeps the record: its checksum holds.
     let o = tastypod(&["repair", p(&s.path)]);
@@ -563,7 +563,7 @@ fn every_cut_of_a_torn_tail_is_reported_and_more_than_a_record_is_kept() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     let expected = format!(
-        "cut a torn final write of 1 lines ({} bytes) from line 5",
+        "cut a torn final write of 1 lines ({} bytes) from line 6",
         partial.len()
     );
     assert!(err.contains(&expected), "{err}");

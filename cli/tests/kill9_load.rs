@@ -68,7 +68,14 @@ fn a_load_killed_at_any_moment_is_all_or_nothing() {
             n => panic!("round {round}: a killed load left {n} keys"),
         }
         assert_eq!(pod.get("before").unwrap(), Some(json!(0)));
-        assert!(pod.recovery().torn_tail.is_none(), "round {round}");
+        // A load killed while it wrote leaves its batch cut short: dropped
+        // whole, and kept aside (its records' checksums hold).
+        if let Some(torn) = &pod.recovery().torn_tail {
+            assert!(
+                torn.first.reason.contains("cut short") && torn.copy.is_some(),
+                "round {round}: {torn:?}"
+            );
+        }
     }
     assert!(
         none > 0,

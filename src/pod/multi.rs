@@ -305,7 +305,10 @@ where
             reader,
             self.log.len(),
             self.log.lines(),
-            &path,
+            replay::TailOf {
+                path: &path,
+                version: self.format,
+            },
             self.opts.max_record,
         )?;
         self.log.set_position(tail.valid_len, tail.lines);

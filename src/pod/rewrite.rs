@@ -101,11 +101,7 @@ where
         index.relocate(relocation);
         self.index = index;
         self.epoch += 1;
-        self.format = if self.settings.is_some() {
-            crate::record::FORMAT_VERSION
-        } else {
-            crate::record::PLAIN_VERSION
-        };
+        self.format = crate::record::FORMAT_VERSION;
         // The new log's identity, to tell another process's rewrite from ours.
         self.followed_id = storage
             .file_id(&log_path)
@@ -305,17 +301,16 @@ where
         })
     }
 
-    /// Writes every pending change as one atomic step: the log is rewritten
-    /// with the whole current contents (like [`compact`](Pod::compact), but
-    /// without syncing first), so after a crash either all of the changes
-    /// are on disk or none is. Costs time proportional to the store. In the
-    /// multi-process mode the rewrite holds the store's operation lock, so
-    /// it holds every other process's records too.
+    /// Writes every pending change as one atomic step: after a crash either
+    /// all of the changes are on disk or none is. Every [`sync`](Pod::sync)
+    /// is atomic (its records are one batch; a log written by an older
+    /// build, of version 1 or 2, is rewritten whole as version 3 by its
+    /// first sync of several changes), so this is a sync.
     ///
     /// # Errors
     ///
-    /// As [`compact`](Pod::compact); on an error before the rename, nothing
-    /// was written and the changes are still pending.
+    /// As [`sync`](Pod::sync); nothing of a failed call is kept after a
+    /// crash, and the changes are still pending.
     ///
     /// # Examples
     ///
@@ -332,14 +327,32 @@ where
     pub fn sync_atomic(&mut self) -> Result<()> {
         self.in_op(|pod| {
             pod.writable()?;
-            pod.abandon_background();
-            let index = std::mem::take(&mut pod.index);
-            pod.rewrite(index)?;
-            if let Some(m) = pod.multi.as_mut() {
-                m.note_fsynced();
-            }
-            Ok(())
+            // Every sync of a version-3 log is one batch, all or nothing;
+            // an older log is rewritten as version 3 by a sync of several
+            // changes.
+            pod.sync_now()
         })
+    }
+
+    /// Whether the next write needs a batch line that the log's version
+    /// (1 or 2, written by an older build) does not allow: more than one
+    /// change is pending. A single record is written as it always was, so
+    /// an older build keeps reading the log until then.
+    pub(super) fn needs_upgrade(&self) -> bool {
+        self.format < crate::record::BATCH_VERSION && self.index.dirty_len() >= 2
+    }
+
+    /// Writes the pending changes by rewriting the log whole as version 3
+    /// (atomically, as a compaction does): from then on every sync is one
+    /// framed batch.
+    pub(super) fn upgrade(&mut self) -> Result<()> {
+        self.abandon_background();
+        let index = std::mem::take(&mut self.index);
+        self.rewrite(index)?;
+        if let Some(m) = self.multi.as_mut() {
+            m.note_fsynced();
+        }
+        Ok(())
     }
 
     /// Replaces the settings the log's header holds (the text of a JSON

@@ -244,7 +244,9 @@ where
     /// Writes every dirty record with one write call, then fsyncs the log
     /// (with [`Durability::Full`](crate::Durability::Full)). Its cost is
     /// proportional to the dirty keys, not to the store. Once it returns
-    /// `Ok`, the changes survive a killed process and a power loss.
+    /// `Ok`, the changes survive a killed process and a power loss. A sync
+    /// is atomic: its records are framed as one batch, so after a crash in
+    /// the middle of it, none of them is kept (DESIGN.md, rule 8).
     ///
     /// # Errors
     ///
@@ -271,7 +273,7 @@ where
         self.in_op(|pod| pod.sync_now())
     }
 
-    fn sync_now(&mut self) -> Result<()> {
+    pub(super) fn sync_now(&mut self) -> Result<()> {
         self.writable()?;
         if self.multi.is_some() {
             return self.sync_multi();
@@ -303,6 +305,9 @@ where
                 // The multi-process mode appends every change at once.
                 return pod.sync_multi();
             }
+            if pod.needs_upgrade() {
+                return pod.upgrade();
+            }
             let max_record = pod.opts.max_record;
             pod.index
                 .prepare_write(|buf, key, value| encode_value(buf, key, value, max_record))?;
@@ -319,6 +324,9 @@ where
     /// record on disk. A failure of the write poisons the handle and keeps
     /// the changes pending.
     pub(super) fn write_pending(&mut self, fsync: bool) -> Result<()> {
+        if self.needs_upgrade() {
+            return self.upgrade();
+        }
         let max_record = self.opts.max_record;
         self.index
             .prepare_write(|buf, key, value| encode_value(buf, key, value, max_record))?;
@@ -332,10 +340,21 @@ where
             Some(upto) => self.index.take_write_upto(upto),
             None => self.index.take_write(),
         };
-        let first_line = self.log.lines() + 1;
-        let written = self
-            .log
-            .append(&pending.parts(), u64::from(pending.records()), fsync);
+        // A sync of several records is framed by a batch line (version 3),
+        // so a crash keeps all of them or none.
+        let records = u64::from(pending.records());
+        let mut frame = Vec::new();
+        if records >= 2 && self.format >= record::BATCH_VERSION {
+            record::encode_batch(&mut frame, records);
+        }
+        let framed = u64::from(!frame.is_empty());
+        let mut parts = pending.parts();
+        if framed == 1 {
+            parts.insert(0, &frame);
+        }
+        let first_line = self.log.lines() + 1 + framed;
+        let written = self.log.append(&parts, records + framed, fsync);
+        drop(parts);
         match written {
             Ok(()) => {
                 self.index.written(pending, first_line);

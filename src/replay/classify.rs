@@ -210,6 +210,7 @@ impl Item<'_> {
         match self {
             Item::Blank => Seen::Blank,
             Item::Record(Record::Header { version, .. }) => Seen::Header(*version),
+            Item::Record(Record::Batch { count }) => Seen::Batch(*count),
             Item::Record(_) => Seen::Record,
             Item::Damaged(damage) => Seen::Damaged(damage),
         }
@@ -222,6 +223,8 @@ pub(crate) enum Seen<'a> {
     Blank,
     Header(u64),
     Record,
+    /// A batch line: the next this many records are one sync.
+    Batch(u64),
     Damaged(&'a Damage),
     /// This many more damaged lines of a long run, folded ([`Fold`]).
     MoreDamaged(u64),

@@ -19,14 +19,14 @@ use crate::index::{Index, KeyHasher, Loc};
 use crate::record::{self, Record};
 use classify::{Damage, Fold, Folded, Item, Span};
 use reader::{Held, Job, Line, LineReader};
-use rules::{Fatal, Rules};
+use rules::{Fatal, Rules, Take};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 pub use rules::{BadLine, TornTail};
-pub(crate) use tail::apply_tail;
 #[cfg(feature = "sim")]
 pub(crate) use tail::apply_tail_in_chunks;
+pub(crate) use tail::{TailOf, apply_tail};
 
 /// The state rebuilt from a log.
 #[derive(Debug)]
@@ -71,6 +71,8 @@ enum Found {
         at: u32,
         key_len: u32,
     },
+    /// A batch line: the next this many records are one sync.
+    Batch(u64),
     Damaged(Box<Damage>),
     /// This many more damaged lines of a long run ([`Fold`]).
     MoreDamaged(u64),
@@ -165,6 +167,7 @@ impl Decoder {
                     key_len: key.len() as u32,
                 }
             }
+            Record::Batch { count } => Found::Batch(count),
         }
     }
 }
@@ -175,6 +178,23 @@ impl Batch {
     }
 }
 
+/// A record to apply, its bytes in an adopted arena block.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Put {
+        hash: u64,
+        key: Loc,
+        value: Loc,
+        line: u32,
+        /// The bytes of the record but its value.
+        framing: u64,
+    },
+    Del {
+        hash: u64,
+        key: Loc,
+    },
+}
+
 /// The apply stage's state.
 struct Applier<'p, V> {
     index: Index<V>,
@@ -182,6 +202,8 @@ struct Applier<'p, V> {
     path: &'p Path,
     /// The log's header: its version and settings.
     header: (u64, Option<Box<[u8]>>),
+    /// The records of a batch not complete yet.
+    held: Vec<Change>,
 }
 
 /// Replays a whole log held in memory.
@@ -230,6 +252,7 @@ pub(crate) fn replay_in_chunks<V>(
         rules: Rules::new(salvage),
         path,
         header: (record::PLAIN_VERSION, None),
+        held: Vec::new(),
     };
     let lines = LineReader::new(reader, path, max_record, 0, 0).chunk(chunk);
     let decode = |job: &Job| {
@@ -250,6 +273,7 @@ pub(crate) fn replay_in_chunks<V>(
         rules,
         path,
         header: (version, settings),
+        ..
     } = applier;
     let out = rules.finish(total_len).map_err(|f| f.into_error(path))?;
     Ok(Replayed {
@@ -303,14 +327,16 @@ impl<V> Applier<'_, V> {
     fn apply_event(&mut self, ev: Event, block: u32) -> Result<(), Fatal> {
         let span = ev.span;
         let line = u32::try_from(span.no).unwrap_or(u32::MAX);
-        match ev.found {
-            Found::Blank => self.rules.blank(span),
-            Found::Damaged(damage) => self.rules.damaged(span, &damage)?,
-            Found::MoreDamaged(count) => self.rules.more_damaged(count),
+        let change = match ev.found {
+            Found::Blank => return Ok(self.rules.blank(span)),
+            Found::Damaged(damage) => return self.rules.damaged(span, &damage),
+            Found::MoreDamaged(count) => return Ok(self.rules.more_damaged(count)),
+            Found::Batch(count) => return self.rules.batch(span, count),
             Found::Header(version, settings) => {
-                if self.rules.valid(span, Some(version))? {
+                if self.rules.valid(span, Some(version))? == Take::Header {
                     self.header = (version, settings);
                 }
+                return Ok(());
             }
             Found::Put {
                 hash,
@@ -318,38 +344,59 @@ impl<V> Applier<'_, V> {
                 at,
                 key_len,
                 value_len,
-            } => {
-                if !self.rules.valid(span, None)? {
-                    return Ok(());
-                }
-                let key = Loc {
+            } => Change::Put {
+                hash,
+                key: Loc {
                     block,
                     offset: at,
                     len: key_len,
-                };
-                let value = Loc {
+                },
+                value: Loc {
                     block,
                     offset: at + key_len,
                     len: value_len,
-                };
+                },
+                line,
                 // put_len(key, n) == put_len(key, 0) + n
-                self.index
-                    .put_loc(hash, key, value, line, u64::from(framing));
-            }
-            Found::Del { hash, at, key_len } => {
-                if !self.rules.valid(span, None)? {
-                    return Ok(());
-                }
-                let key = Loc {
+                framing: u64::from(framing),
+            },
+            Found::Del { hash, at, key_len } => Change::Del {
+                hash,
+                key: Loc {
                     block,
                     offset: at,
                     len: key_len,
-                };
+                },
+            },
+        };
+        match self.rules.valid(span, None)? {
+            Take::Skip | Take::Header => {}
+            Take::Apply => self.change(change),
+            Take::Hold => self.held.push(change),
+            Take::Release => {
+                for held in std::mem::take(&mut self.held) {
+                    self.change(held);
+                }
+                self.change(change);
+            }
+        }
+        Ok(())
+    }
+
+    fn change(&mut self, change: Change) {
+        match change {
+            Change::Put {
+                hash,
+                key,
+                value,
+                line,
+                framing,
+            } => self.index.put_loc(hash, key, value, line, framing),
+            Change::Del { hash, key } => {
                 let key = self.index.bytes(key).to_vec();
                 self.index.remove_hashed(hash, &key);
             }
         }
-        Ok(())
     }
 }
 
@@ -527,14 +574,14 @@ mod tests {
 
     #[test]
     fn newer_version_is_refused_by_name() {
-        let body = b"\"format\":\"tastypod\",\"version\":3}";
+        let body = b"\"format\":\"tastypod\",\"version\":4}";
         let mut bytes = format!("{{\"c\":\"{:08x}\",", crc32fast::hash(body)).into_bytes();
         bytes.extend_from_slice(body);
         bytes.push(b'\n');
         let err = replay_bytes::<()>(&bytes, Path::new("x"), false).unwrap_err();
         assert!(matches!(
             err.kind(),
-            ErrorKind::UnsupportedVersion { found: 3, .. }
+            ErrorKind::UnsupportedVersion { found: 4, .. }
         ));
     }
 

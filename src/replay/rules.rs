@@ -25,7 +25,7 @@
 
 use super::classify::{Damage, Item, MAX_LISTED, Seen, Span};
 use crate::error::{Error, ErrorKind};
-use crate::record::{FORMAT_VERSION, LineError};
+use crate::record::{BATCH_VERSION, FORMAT_VERSION, LineError};
 use std::path::{Path, PathBuf};
 
 /// One line that is not a valid record: what an open reports of a torn
@@ -139,11 +139,39 @@ pub(crate) struct Findings {
     pub problem_count: u64,
 }
 
-/// The rules over a sequence of lines (rules 3, 4, 5 and 7). Feed every
-/// line in order, then [`finish`](Rules::finish).
+/// What to do with a line the rules took in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Take {
+    /// Nothing to apply (a batch line, a blank or damaged line, a late header).
+    Skip,
+    /// The log's header.
+    Header,
+    /// A record to apply now.
+    Apply,
+    /// A record of a batch not complete yet: hold it.
+    Hold,
+    /// The record that completes its batch: apply every record held, then
+    /// this one.
+    Release,
+}
+
+/// A batch line read, and how many of its records followed so far.
+#[derive(Debug, Clone, Copy)]
+struct OpenBatch {
+    start: Span,
+    count: u64,
+    seen: u64,
+}
+
+/// The rules over a sequence of lines (rules 3, 4, 5 and 7, and the batch
+/// rule). Feed every line in order, then [`finish`](Rules::finish).
 #[derive(Debug)]
 pub(crate) struct Rules {
     salvage: bool,
+    /// The header's format version (0 before the header).
+    version: u64,
+    /// The batch being read, if its records have not all come.
+    batch: Option<OpenBatch>,
     /// Keep going after the first fatal finding (verify), remembering it.
     keep_going: bool,
     fatal: Option<Fatal>,
@@ -167,6 +195,8 @@ impl Rules {
     pub(crate) fn new(salvage: bool) -> Self {
         Rules {
             salvage,
+            version: 0,
+            batch: None,
             keep_going: false,
             fatal: None,
             header: false,
@@ -180,10 +210,12 @@ impl Rules {
         }
     }
 
-    /// Rules for the part of a log after its first `lines` lines, which end
-    /// at byte `offset` at a valid line's end.
-    pub(crate) fn after(offset: u64, lines: u64) -> Self {
+    /// Rules for the part of a log of format `version` after its first
+    /// `lines` lines, which end at byte `offset` at a valid line's end (never
+    /// inside a batch).
+    pub(crate) fn after(offset: u64, lines: u64, version: u64) -> Self {
         let mut rules = Rules::new(false);
+        rules.version = version;
         rules.header = true;
         rules.out.has_header = true;
         rules.out.valid_len = offset;
@@ -215,42 +247,80 @@ impl Rules {
         Ok(())
     }
 
-    /// Takes in one item; returns whether it is a record to apply.
-    pub(crate) fn feed(&mut self, at: Span, item: &Item<'_>) -> Result<bool, Fatal> {
+    /// Takes in one item; returns what to do with it.
+    pub(crate) fn feed(&mut self, at: Span, item: &Item<'_>) -> Result<Take, Fatal> {
         self.take(at, item.seen())
     }
 
     /// [`feed`](Self::feed) for what was seen on a line, without its bytes.
-    pub(crate) fn take(&mut self, at: Span, seen: Seen<'_>) -> Result<bool, Fatal> {
+    pub(crate) fn take(&mut self, at: Span, seen: Seen<'_>) -> Result<Take, Fatal> {
         match seen {
             Seen::Blank => {
                 self.blank(at);
-                Ok(false)
+                Ok(Take::Skip)
             }
-            Seen::Damaged(damage) => self.damaged(at, damage).map(|()| false),
+            Seen::Damaged(damage) => self.damaged(at, damage).map(|()| Take::Skip),
             Seen::MoreDamaged(count) => {
                 self.more_damaged(count);
-                Ok(false)
+                Ok(Take::Skip)
             }
-            Seen::Header(version) => self.valid(at, Some(version)).map(|_| false),
+            Seen::Header(version) => self.valid(at, Some(version)).map(|_| Take::Skip),
+            Seen::Batch(count) => self.batch(at, count).map(|()| Take::Skip),
             Seen::Record => self.valid(at, None),
         }
     }
 
     /// A blank line.
     pub(crate) fn blank(&mut self, at: Span) {
-        if self.pending.is_none() {
+        if self.pending.is_none() && self.batch.is_none() {
             self.out.valid_len = at.end;
             self.out.valid_lines = at.no;
         }
     }
 
-    /// A valid line: a header (`Some(version)`) or a record. Returns whether
-    /// it counts: a record is to be applied, a header is the log's header
-    /// (a later one is damage).
-    pub(crate) fn valid(&mut self, at: Span, header: Option<u64>) -> Result<bool, Fatal> {
+    /// A batch line announcing that the next `count` records are one sync:
+    /// they are held until the last one comes (rule 8). A batch line
+    /// before the header, in a log older than version 3, or inside a batch
+    /// was written whole and is damage. Salvage keeps every valid record
+    /// and reads past batch lines.
+    pub(crate) fn batch(&mut self, at: Span, count: u64) -> Result<(), Fatal> {
+        if self.salvage {
+            return Ok(());
+        }
+        let misplaced = if !self.header {
+            Some("a batch line before the header")
+        } else if self.version < BATCH_VERSION {
+            Some("a batch line in a log of version 1 or 2")
+        } else if self.batch.is_some() {
+            Some("a batch line inside a batch")
+        } else {
+            None
+        };
+        if let Some(why) = misplaced {
+            let damage = Damage {
+                reason: LineError::Malformed(why),
+                hard: true,
+                partial: false,
+                header_prefix: false,
+                embedded: Vec::new(),
+            };
+            return self.damaged(at, &damage);
+        }
+        self.clear_pending()?;
+        self.batch = Some(OpenBatch {
+            start: at,
+            count,
+            seen: 0,
+        });
+        Ok(())
+    }
+
+    /// A valid line: a header (`Some(version)`) or a record. Returns what
+    /// to do with it: a record is to be applied (or held, inside a batch),
+    /// a header is the log's header (a later one is damage).
+    pub(crate) fn valid(&mut self, at: Span, header: Option<u64>) -> Result<Take, Fatal> {
         if let Some(version) = header {
-            if self.header || self.records {
+            if self.header || self.records || self.batch.is_some() {
                 let late = Damage {
                     reason: LineError::LateHeader,
                     hard: true,
@@ -259,7 +329,7 @@ impl Rules {
                     embedded: Vec::new(),
                 };
                 self.damaged(at, &late)?;
-                return Ok(false);
+                return Ok(Take::Skip);
             }
             if !(1..=FORMAT_VERSION).contains(&version) {
                 self.problem(&BadLine {
@@ -274,9 +344,22 @@ impl Rules {
             self.first_line.get_or_insert(at);
         }
         self.clear_pending()?;
-        if header.is_some() {
+        let mut take = Take::Apply;
+        if let Some(version) = header {
             self.header = true;
+            self.version = version;
             self.out.has_header = true;
+            take = Take::Header;
+        } else if let Some(batch) = self.batch.as_mut() {
+            batch.seen += 1;
+            if batch.seen < batch.count {
+                return Ok(Take::Hold);
+            }
+            let count = batch.count;
+            self.batch = None;
+            self.records = true;
+            self.out.records += count;
+            take = Take::Release;
         } else {
             // A first line that was damaged is reported already (a damaged
             // header, say): a record after it is not a second problem.
@@ -300,7 +383,7 @@ impl Rules {
         self.out.valid_len = at.end;
         self.out.valid_lines = at.no;
         self.out.needs_newline = !at.terminated;
-        Ok(true)
+        Ok(take)
     }
 
     /// A damaged line. A long run of them (a damaged tail of short lines)
@@ -400,6 +483,33 @@ impl Rules {
     }
 
     fn conclude(&mut self, total_len: u64) -> Result<(), Fatal> {
+        if let Some(batch) = self.batch.take() {
+            // A sync a crash cut short: the batch line, its records so far
+            // and any damage after them are a torn tail (a writable open
+            // keeps them aside: their checksums hold), unless damage after
+            // them was written whole.
+            let pending = self.pending.take();
+            if let Some(hard) = pending.as_ref().and_then(|p| p.hard.clone()) {
+                self.stop(Fatal::Corrupt(hard))?;
+            } else {
+                let first = BadLine {
+                    line: batch.start.no,
+                    offset: batch.start.offset,
+                    reason: format!(
+                        "a sync of {} records cut short after {} of them (a crash while it was written)",
+                        batch.count, batch.seen
+                    ),
+                };
+                self.problem(&first);
+                self.out.torn = Some(TornTail {
+                    lines: batch.seen + 1 + pending.map_or(0, |p| p.lines),
+                    bytes: total_len - batch.start.offset,
+                    partial_record: false,
+                    first,
+                    copy: None,
+                });
+            }
+        }
         if let Some(p) = self.pending.take() {
             if !self.header && !self.records && !p.header_prefix {
                 self.stop(Fatal::NotAStore(format!(

@@ -3,7 +3,7 @@
 
 use super::classify::{self, Item};
 use super::reader::{CHUNK, LineReader};
-use super::rules::{Rules, TornTail};
+use super::rules::{Rules, Take, TornTail};
 use crate::error::Result;
 use crate::index::Index;
 use crate::record::Record;
@@ -39,10 +39,10 @@ pub(crate) fn apply_tail<V>(
     reader: impl Read,
     start: u64,
     lines: u64,
-    path: &Path,
+    at: TailOf<'_>,
     max_record: usize,
 ) -> Result<Tail> {
-    apply_tail_in_chunks(index, reader, start, lines, path, max_record, CHUNK)
+    apply_tail_in_chunks(index, reader, start, lines, at, max_record, CHUNK)
 }
 
 /// [`apply_tail`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
@@ -51,12 +51,16 @@ pub(crate) fn apply_tail_in_chunks<V>(
     reader: impl Read,
     start: u64,
     lines: u64,
-    path: &Path,
+    at: TailOf<'_>,
     max_record: usize,
     chunk: usize,
 ) -> Result<Tail> {
-    let mut rules = Rules::after(start, lines);
+    let path = at.path;
+    let mut rules = Rules::after(start, lines, at.version);
     let mut tail = Tail::default();
+    // The records of a batch not complete yet (a job's bytes go away, so
+    // they are copied).
+    let mut held: Vec<(Change, u64)> = Vec::new();
     let mut reader = LineReader::new(reader, path, max_record, start, lines).chunk(chunk);
     while let Some(job) = reader.next_job()? {
         for line in job.lines() {
@@ -65,10 +69,23 @@ pub(crate) fn apply_tail_in_chunks<V>(
                 if fatal.is_some() {
                     return;
                 }
-                match rules.feed(span, &item) {
-                    Ok(true) => apply(index, item, span.no, &mut tail),
-                    Ok(false) => {}
-                    Err(f) => fatal = Some(f),
+                let take = match rules.feed(span, &item) {
+                    Ok(take) => take,
+                    Err(f) => {
+                        fatal = Some(f);
+                        return;
+                    }
+                };
+                match take {
+                    Take::Skip | Take::Header => {}
+                    Take::Apply => apply(index, item, span.no, &mut tail),
+                    Take::Hold => held.extend(Change::of(item).map(|c| (c, span.no))),
+                    Take::Release => {
+                        for (change, no) in held.drain(..) {
+                            change.apply(index, no, &mut tail);
+                        }
+                        apply(index, item, span.no, &mut tail);
+                    }
                 }
             });
             if let Some(f) = fatal {
@@ -86,6 +103,52 @@ pub(crate) fn apply_tail_in_chunks<V>(
     Ok(tail)
 }
 
+/// The log a tail is of: its path (named in errors) and its format version
+/// (which says whether batch lines may be in it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TailOf<'a> {
+    pub path: &'a Path,
+    pub version: u64,
+}
+
+/// A record to apply, its bytes copied.
+enum Change {
+    Put(String, Vec<u8>),
+    Del(String),
+}
+
+impl Change {
+    fn of(item: Item<'_>) -> Option<Change> {
+        match item {
+            Item::Record(Record::Put { key, value }) => {
+                Some(Change::Put(key.into_owned(), value.to_vec()))
+            }
+            Item::Record(Record::Del { key }) => Some(Change::Del(key.into_owned())),
+            Item::Record(Record::Header { .. } | Record::Batch { .. })
+            | Item::Blank
+            | Item::Damaged(_) => None,
+        }
+    }
+}
+
+impl Change {
+    fn apply<V>(self, index: &mut Index<V>, line: u64, tail: &mut Tail) {
+        let line = u32::try_from(line).unwrap_or(u32::MAX);
+        match self {
+            Change::Put(key, value) => {
+                index.put_text(&key, &value, line);
+                tail.changed.push(key);
+            }
+            Change::Del(key) => {
+                index.remove(&key);
+                tail.removed = true;
+                tail.changed.push(key);
+            }
+        }
+    }
+}
+
+/// Applies the record `item` holds, if it holds one.
 fn apply<V>(index: &mut Index<V>, item: Item<'_>, line: u64, tail: &mut Tail) {
     let line = u32::try_from(line).unwrap_or(u32::MAX);
     match item {
@@ -98,6 +161,8 @@ fn apply<V>(index: &mut Index<V>, item: Item<'_>, line: u64, tail: &mut Tail) {
             tail.removed = true;
             tail.changed.push(key.into_owned());
         }
-        Item::Record(Record::Header { .. }) | Item::Blank | Item::Damaged(_) => {}
+        Item::Record(Record::Header { .. } | Record::Batch { .. })
+        | Item::Blank
+        | Item::Damaged(_) => {}
     }
 }

@@ -145,7 +145,10 @@ fn check_catch_up(
             &data[start..],
             start as u64,
             prefix.valid_lines,
-            Path::new("/sim/store.pod/pod.log"),
+            replay::TailOf {
+                path: Path::new("/sim/store.pod/pod.log"),
+                version: prefix.version,
+            },
             max_record,
             4,
         );
