@@ -328,9 +328,15 @@ impl<V> Applier<'_, V> {
         let span = ev.span;
         let line = u32::try_from(span.no).unwrap_or(u32::MAX);
         let change = match ev.found {
-            Found::Blank => return Ok(self.rules.blank(span)),
+            Found::Blank => {
+                self.rules.blank(span);
+                return Ok(());
+            }
             Found::Damaged(damage) => return self.rules.damaged(span, &damage),
-            Found::MoreDamaged(count) => return Ok(self.rules.more_damaged(count)),
+            Found::MoreDamaged(count) => {
+                self.rules.more_damaged(count);
+                return Ok(());
+            }
             Found::Batch(count) => return self.rules.batch(span, count),
             Found::Header(version, settings) => {
                 if self.rules.valid(span, Some(version))? == Take::Header {
