@@ -23,6 +23,9 @@ pub(crate) trait Appender: Send + Debug {
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// A second handle on the same file (for fsyncs made without the
+    /// store's lock, [`crate::group_commit`]).
+    fn try_clone(&self) -> io::Result<Box<dyn Appender>>;
 }
 
 /// A held writer lock; dropping it releases the lock.
@@ -123,6 +126,10 @@ impl Appender for StdAppender {
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn Appender>> {
+        Ok(Box::new(StdAppender(self.0.try_clone()?)))
     }
 }
 

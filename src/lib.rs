@@ -64,6 +64,7 @@
 mod compact;
 mod error;
 mod fsio;
+mod group_commit;
 mod index;
 mod inspect;
 mod json;

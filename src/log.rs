@@ -8,8 +8,10 @@
 
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::{Appender, Storage};
+use crate::group_commit::{Syncer, Ticket};
 use crate::options::Durability;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The log file, its length and line count as this handle knows them.
 #[derive(Debug)]
@@ -24,11 +26,19 @@ pub(crate) struct LogFile {
     lines: u64,
     poisoned: bool,
     durability: Durability,
+    /// The fsyncs of this log, shared with the threads waiting on them.
+    syncer: Arc<Syncer>,
+    /// Fsyncs are owed, not made: the caller waits on [`take_owed`](Self::take_owed)'s
+    /// ticket once it has let go of its locks.
+    defer: bool,
+    /// The appends a deferred fsync owes.
+    owed: Option<Ticket>,
 }
 
 impl LogFile {
     /// The log `path` of the store `dir`, not open yet.
     pub(crate) fn new(path: PathBuf, dir: PathBuf, durability: Durability) -> Self {
+        let path_for_syncer = path.clone();
         LogFile {
             path,
             dir,
@@ -37,6 +47,9 @@ impl LogFile {
             lines: 0,
             poisoned: false,
             durability,
+            syncer: Syncer::new(path_for_syncer),
+            defer: false,
+            owed: None,
         }
     }
 
@@ -67,9 +80,16 @@ impl LogFile {
     /// appended to it; a failure poisons.
     pub(crate) fn reopen(&mut self, storage: &dyn Storage) -> Result<()> {
         self.file = None;
-        match storage.open_append(&self.path) {
-            Ok(file) => {
+        self.syncer.attach(None);
+        let opened = storage
+            .open_append(&self.path)
+            .and_then(|file| Ok((file.try_clone()?, file)));
+        match opened {
+            Ok((for_fsyncs, file)) => {
                 self.file = Some(file);
+                // What was appended to a replaced file is in its successor,
+                // which is durable as a whole.
+                self.syncer.attach(Some(for_fsyncs));
                 Ok(())
             }
             Err(e) => {
@@ -140,12 +160,12 @@ impl LogFile {
     }
 
     pub(crate) fn is_poisoned(&self) -> bool {
-        self.poisoned
+        self.poisoned || self.syncer.failed()
     }
 
     /// Fails with `Poisoned` unless writes can go on.
     pub(crate) fn writable(&self) -> Result<()> {
-        if self.poisoned || self.file.is_none() {
+        if self.is_poisoned() || self.file.is_none() {
             return fail(ErrorKind::Poisoned {
                 path: self.dir.clone(),
             });
@@ -187,18 +207,46 @@ impl LogFile {
         })?;
         self.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         self.lines += lines;
+        self.syncer.note_append();
         if fsync {
             self.fsync()?;
         }
         Ok(())
     }
 
-    /// Makes everything appended durable (with [`Durability::Full`]).
+    /// Makes everything appended durable (unless the durability is
+    /// [`Durability::Process`]): with one fsync, shared with the other
+    /// threads waiting for one ([`crate::group_commit`]); while fsyncs are
+    /// deferred, the caller waits for it later. Nothing to do if every
+    /// append is durable already. A failed fsync poisons.
     pub(crate) fn fsync(&mut self) -> Result<()> {
-        if self.durability != Durability::Full {
-            return self.writable();
+        self.writable()?;
+        if self.durability == Durability::Process || !self.syncer.has_unsynced() {
+            return Ok(());
         }
-        self.with_file("fsync", |f| f.sync())
+        let ticket = self.syncer.ticket();
+        if self.defer {
+            self.owed = Some(ticket);
+            return Ok(());
+        }
+        ticket.wait().inspect_err(|_| self.poisoned = true)
+    }
+
+    /// Whether appends were made that are not durable yet.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        self.syncer.has_unsynced()
+    }
+
+    /// Defers fsyncs (`true`) or makes them at once (`false`); returns the
+    /// setting before.
+    pub(crate) fn set_defer(&mut self, defer: bool) -> bool {
+        std::mem::replace(&mut self.defer, defer)
+    }
+
+    /// The fsync owed since fsyncs were deferred, if any, to be waited on
+    /// once the caller let go of its locks.
+    pub(crate) fn take_owed(&mut self) -> Option<Ticket> {
+        self.owed.take()
     }
 
     /// Cuts the file back to `len` bytes (a torn tail), then fsyncs it.

@@ -183,7 +183,8 @@ pub(crate) fn decode(line: &[u8]) -> Result<Record<'_>, LineError> {
 
 /// Whether `bytes` could be the start of a record as tastypod writes it
 /// (what a crash can leave of one): a prefix of `{"c":"<8 hex digits>",`
-/// followed by a prefix of `"k":"` or of the header's body.
+/// followed by a prefix of `"k":"`, of the header's body or of a batch
+/// line's body.
 pub(crate) fn could_start_a_record(bytes: &[u8]) -> bool {
     let fixed = |have: &[u8], want: &[u8]| {
         let n = have.len().min(want.len());

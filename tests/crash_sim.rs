@@ -49,6 +49,7 @@ fn check_every_crash_point(what: &str, run: impl Fn(&SimStorage) -> Trace) -> us
                 Err(e) => panic!("{what}: open failed: {e}"),
             };
             check(&contents(&pod), &trace, &what);
+            check_passed(&contents(&pod), &trace, &what);
             images += 1;
         }
     }
@@ -64,6 +65,23 @@ fn every_crash_point_recovers_what_was_acknowledged() {
     }
     eprintln!("checked {images} crash images");
     assert!(images >= 10_000, "only {images} crash images");
+}
+
+/// The same with every change durable before its call returns
+/// (`Durability::EveryChange`): each call's records are one atomic batch,
+/// fsynced before it returns (the workload checks that), so a crash keeps
+/// every call that returned and, of the one under way, all or nothing.
+#[test]
+fn every_change_durable_recovers_every_call_that_returned() {
+    let mut images = 0;
+    for seed in 1..=40u64 {
+        let script = script(seed, 60);
+        images += check_every_crash_point(&format!("every change, seed {seed}"), |sim| {
+            run_with(sim, &script, tastypod::Durability::EveryChange)
+        });
+    }
+    eprintln!("checked {images} crash images");
+    assert!(images >= 5_000, "only {images} crash images");
 }
 
 #[test]

@@ -185,6 +185,15 @@ where
     /// The settings the log's header holds (a JSON object's text): a
     /// tracker's stored options.
     settings: Option<Vec<u8>>,
+    /// How deeply operations nest (exclusive mode; the multi-process mode
+    /// counts its own).
+    ops: usize,
+    /// The current call writes its changes without waiting for them to be
+    /// durable (a claim, under [`Durability::EveryChange`]).
+    lazy: bool,
+    /// Whether fsyncs were deferred before the outermost operation began
+    /// (multi-process mode, which defers them past its lock).
+    outer_defer: bool,
 }
 
 impl<V> std::fmt::Debug for Pod<V>
@@ -261,6 +270,9 @@ where
             external: multi::External::default(),
             format: record::PLAIN_VERSION,
             settings: None,
+            ops: 0,
+            lazy: false,
+            outer_defer: false,
             opts,
         };
         if pod.opts.read_only {
@@ -578,10 +590,15 @@ where
             return;
         };
         self.in_shutdown_sync = true;
+        // The process may exit right after: fsync here, deferring nothing.
+        let outer = self.log.set_defer(false);
+        let owed = self.log.take_owed();
         if !self.opts.read_only
             && !self.is_poisoned()
-            && self.has_unsynced()
-            && let Err(e) = self.sync()
+            && (self.has_unsynced() || owed.is_some())
+            && let Err(e) = self
+                .sync()
+                .and_then(|()| owed.map_or(Ok(()), |ticket| ticket.wait()))
         {
             eprintln!(
                 "tastypod: could not sync {} on a signal: {}",
@@ -589,6 +606,7 @@ where
                 crate::error_chain(&e)
             );
         }
+        self.log.set_defer(outer);
         self.in_shutdown_sync = false;
         entry.mark_synced();
     }
@@ -727,6 +745,7 @@ where
     pub fn close(mut self) -> Result<()> {
         self.closed = true;
         self.holds = 0;
+        self.log.set_defer(false);
         if !self.opts.read_only
             && self.has_unsynced()
             && let Err(e) = self.sync()
@@ -742,7 +761,9 @@ where
     /// Whether anything is not yet durable: dirty keys, or (multi-process
     /// mode) records appended but not fsynced.
     fn has_unsynced(&self) -> bool {
-        self.index.has_changes() || self.multi.as_ref().is_some_and(MultiProcess::has_unfsynced)
+        self.index.has_changes()
+            || self.log.has_unsynced()
+            || self.multi.as_ref().is_some_and(MultiProcess::has_unfsynced)
     }
 }
 
@@ -755,6 +776,7 @@ where
             return;
         }
         self.holds = 0;
+        self.log.set_defer(false);
         if !self.is_poisoned()
             && self.has_unsynced()
             && let Err(e) = self.sync()

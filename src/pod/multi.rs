@@ -123,15 +123,24 @@ where
     /// Starts an operation (see [`in_op`](Self::in_op)); operations nest.
     pub(crate) fn op_begin(&mut self) -> Result<()> {
         let Some(m) = self.multi.as_mut() else {
+            self.ops += 1;
             return Ok(());
         };
         m.depth += 1;
+        if m.depth == 1 {
+            // Fsyncs wait until the lock is released (see `op_end`).
+            self.outer_defer = self.log.set_defer(true);
+        }
+        let Some(m) = self.multi.as_mut() else {
+            return Ok(());
+        };
         if m.depth > 1 || m.locked {
             // Nested, or a hold keeps the lock: nobody else wrote since.
             return Ok(());
         }
         if let Err(e) = m.oplock.lock() {
             m.depth -= 1;
+            self.log.set_defer(self.outer_defer);
             return Err(Error::io("lock", &self.dir.join(super::OPLOCK_FILE), e));
         }
         m.locked = true;
@@ -151,6 +160,11 @@ where
                 m.depth -= 1;
             }
             let _ = self.unlock();
+            self.log.set_defer(self.outer_defer);
+            // Best effort: a failed fsync poisons, which the error above reports anyway.
+            if !self.outer_defer {
+                let _ = self.wait_owed();
+            }
         }
         caught_up
     }
@@ -159,22 +173,39 @@ where
     /// and releases the lock, unless a hold keeps both.
     pub(crate) fn op_end(&mut self) -> Result<()> {
         let Some(m) = self.multi.as_mut() else {
-            return Ok(());
+            self.ops = self.ops.saturating_sub(1);
+            return if self.ops == 0 {
+                self.end_of_call()
+            } else {
+                Ok(())
+            };
         };
         if m.depth == 0 {
             return Ok(());
         }
         m.depth -= 1;
-        if m.depth > 0 || (self.holds > 0 && !self.log.is_poisoned()) {
+        if m.depth > 0 {
             return Ok(());
         }
-        let flushed = if self.log.is_attached() {
-            self.flush()
-        } else {
+        let mut ended = Ok(());
+        if self.holds == 0 || self.log.is_poisoned() {
+            let flushed = if self.log.is_attached() {
+                self.flush().and_then(|()| self.end_of_call())
+            } else {
+                Ok(())
+            };
+            let unlocked = self.unlock();
+            ended = flushed.and(unlocked);
+        }
+        // The fsyncs the operation owes are made with the lock released,
+        // so other processes' operations do not wait on the disk.
+        self.log.set_defer(self.outer_defer);
+        let waited = if self.outer_defer {
             Ok(())
+        } else {
+            self.wait_owed()
         };
-        let unlocked = self.unlock();
-        flushed.and(unlocked)
+        ended.and(waited)
     }
 
     /// Releases the operation lock if a hold kept it after its last

@@ -4,8 +4,10 @@
 
 use super::Pod;
 use crate::error::{Error, ErrorKind, Result, fail};
+use crate::group_commit::Ticket;
 use crate::index::ValueRef;
 use crate::json;
+use crate::options::Durability;
 use crate::record;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -58,6 +60,61 @@ impl<V> Pod<V>
 where
     V: Serialize + DeserializeOwned,
 {
+    /// The end of the outermost operation of a call, under
+    /// [`Durability::EveryChange`]: its changes are written and made
+    /// durable (or, for a claim, written and left to the next fsync),
+    /// unless a hold defers them.
+    pub(crate) fn end_of_call(&mut self) -> Result<()> {
+        if self.opts.durability != Durability::EveryChange
+            || self.holds > 0
+            || self.opts.read_only
+            || self.is_poisoned()
+            || !self.log.is_attached()
+        {
+            return Ok(());
+        }
+        if self.multi.is_some() {
+            // The operation appended its changes: only the fsync is left.
+            return if self.lazy { Ok(()) } else { self.log.fsync() };
+        }
+        if self.lazy {
+            if self.index.has_changes() {
+                self.write_pending(false)?;
+            }
+            return Ok(());
+        }
+        if self.index.has_changes() || self.log.has_unsynced() {
+            self.sync_now()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the current call is to write its changes without waiting for
+    /// them to be durable (claims); returns the setting before.
+    pub(crate) fn set_lazy(&mut self, lazy: bool) -> bool {
+        std::mem::replace(&mut self.lazy, lazy)
+    }
+
+    /// Defers fsyncs (see [`take_owed`](Self::take_owed)) or makes them at
+    /// once; returns the setting before. A handle that threads share defers
+    /// them while it holds its mutex and waits once it let go of it.
+    pub(crate) fn defer_fsyncs(&mut self, defer: bool) -> bool {
+        self.log.set_defer(defer)
+    }
+
+    /// The fsync owed by the calls made while fsyncs were deferred.
+    pub(crate) fn take_owed(&mut self) -> Option<Ticket> {
+        self.log.take_owed()
+    }
+
+    /// Waits for the fsync owed, if any (poisoning the handle if it fails).
+    pub(super) fn wait_owed(&mut self) -> Result<()> {
+        match self.log.take_owed() {
+            Some(ticket) => ticket.wait(),
+            None => Ok(()),
+        }
+    }
+
     /// Syncs if enough keys are dirty and no hold is active.
     pub(crate) fn after_change(&mut self) -> Result<()> {
         if self.holds == 0 && self.dirty_len() >= self.opts.sync_at {
@@ -281,6 +338,10 @@ where
         let wrote = self.index.has_changes();
         if wrote {
             self.write_pending(true)?;
+        } else {
+            // Records written and not fsynced yet (claims, under
+            // `Durability::EveryChange`): nothing to do if there are none.
+            self.log.fsync()?;
         }
         // A background compaction that is done switches in now.
         self.finish_background(false)?;

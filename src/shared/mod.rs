@@ -148,7 +148,24 @@ where
     ///
     /// What `f` returns, or an error taking the store's lock.
     pub fn locked<R>(&self, f: impl FnOnce(&mut Pod<V>) -> Result<R>) -> Result<R> {
-        lock(&self.inner).atomically(f)
+        self.with(|p| p.atomically(f))
+    }
+
+    /// Runs `f` with the pod locked and its fsyncs deferred; then, with the
+    /// lock released, waits for the fsync its changes need (shared with the
+    /// other threads waiting for one: group commit).
+    fn with<R>(&self, f: impl FnOnce(&mut Pod<V>) -> Result<R>) -> Result<R> {
+        let (out, owed) = {
+            let mut pod = lock(&self.inner);
+            pod.defer_fsyncs(true);
+            let out = f(&mut pod);
+            pod.defer_fsyncs(false);
+            (out, pod.take_owed())
+        };
+        let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
+        let out = out?;
+        waited?;
+        Ok(out)
     }
 
     /// See [`Pod::get`].
@@ -169,7 +186,7 @@ where
     ///
     /// As [`Pod::insert`].
     pub fn insert(&self, key: &str, value: V) -> Result<()> {
-        lock(&self.inner).insert(key, value)
+        self.with(|p| p.insert(key, value))
     }
 
     /// See [`Pod::insert_ref`].
@@ -178,7 +195,7 @@ where
     ///
     /// As [`Pod::insert`].
     pub fn insert_ref(&self, key: &str, value: &V) -> Result<()> {
-        lock(&self.inner).insert_ref(key, value)
+        self.with(|p| p.insert_ref(key, value))
     }
 
     /// See [`Pod::update`].
@@ -187,7 +204,7 @@ where
     ///
     /// As [`Pod::update`].
     pub fn update<R>(&self, key: &str, f: impl FnOnce(&mut V) -> R) -> Result<Option<R>> {
-        lock(&self.inner).update(key, f)
+        self.with(|p| p.update(key, f))
     }
 
     /// See [`Pod::remove`].
@@ -196,7 +213,7 @@ where
     ///
     /// As [`Pod::remove`].
     pub fn remove(&self, key: &str) -> Result<bool> {
-        lock(&self.inner).remove(key)
+        self.with(|p| p.remove(key))
     }
 
     /// See [`Pod::contains_key`].
@@ -246,7 +263,7 @@ where
     ///
     /// As [`Pod::next_keys`].
     pub fn next_keys(&self, cursor: &mut crate::Cursor, n: usize) -> Result<Vec<String>> {
-        lock(&self.inner).next_keys(cursor, n)
+        self.with(|p| p.next_keys(cursor, n))
     }
 
     /// See [`Pod::next_items_json`].
@@ -259,7 +276,7 @@ where
         cursor: &mut crate::Cursor,
         n: usize,
     ) -> Result<Vec<(String, String)>> {
-        lock(&self.inner).next_items_json(cursor, n)
+        self.with(|p| p.next_items_json(cursor, n))
     }
 
     /// See [`Pod::sync`].
@@ -268,7 +285,7 @@ where
     ///
     /// As [`Pod::sync`].
     pub fn sync(&self) -> Result<()> {
-        lock(&self.inner).sync()
+        self.with(|p| p.sync())
     }
 
     /// See [`Pod::compact`].
@@ -277,6 +294,6 @@ where
     ///
     /// As [`Pod::compact`].
     pub fn compact(&self) -> Result<()> {
-        lock(&self.inner).compact()
+        self.with(|p| p.compact())
     }
 }

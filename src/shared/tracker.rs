@@ -114,9 +114,29 @@ impl SharedTracker {
 
     /// Runs `f` on the tracker, then wakes the waiting workers.
     fn change<R>(&self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
-        let out = f(&mut lock(&self.inner));
-        self.changed.notify_all();
-        out
+        self.with(true, f)
+    }
+
+    /// Runs `f` with the tracker locked and its fsyncs deferred; wakes the
+    /// waiting workers if `wake`; then, with the lock released, waits for
+    /// the fsync that `f`'s changes need (group commit: one fsync serves
+    /// every worker waiting for one, and no worker's claim waits on the
+    /// disk).
+    fn with<R>(&self, wake: bool, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
+        let (out, owed) = {
+            let mut tracker = lock(&self.inner);
+            tracker.defer_fsyncs(true);
+            let out = f(&mut tracker);
+            tracker.defer_fsyncs(false);
+            (out, tracker.take_owed())
+        };
+        if wake {
+            self.changed.notify_all();
+        }
+        let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
+        let out = out?;
+        waited?;
+        Ok(out)
     }
 
     /// Runs `f` on the tracker without changing it.
@@ -144,7 +164,7 @@ impl SharedTracker {
     ///
     /// As [`Tracker::claim_next`].
     pub fn claim_next(&self) -> Result<Claim> {
-        lock(&self.inner).claim_next(&self.owner)
+        self.with(false, |t| t.claim_next(&self.owner))
     }
 
     /// See [`Tracker::claim_many`]; claims under [`owner`](SharedTracker::owner).
@@ -153,7 +173,7 @@ impl SharedTracker {
     ///
     /// As [`Tracker::claim_next`].
     pub fn claim_many(&self, n: usize) -> Result<Vec<Lease>> {
-        lock(&self.inner).claim_many(&self.owner, n)
+        self.with(false, |t| t.claim_many(&self.owner, n))
     }
 
     /// [`claim_next`](SharedTracker::claim_next), waiting up to `timeout`
@@ -171,21 +191,29 @@ impl SharedTracker {
     pub fn claim_next_wait(&self, timeout: Duration) -> Result<Claim> {
         let deadline = Instant::now() + timeout;
         let mut tracker = lock(&self.inner);
-        loop {
-            let claim = tracker.claim_next(&self.owner)?;
-            let Claim::Wait(until) = claim else {
-                return Ok(claim);
+        tracker.defer_fsyncs(true);
+        let claim = loop {
+            let claim = match tracker.claim_next(&self.owner) {
+                Ok(Claim::Wait(until)) => until,
+                other => break other,
             };
             let multi = tracker.pod().is_multi_process();
             let now = tracker.clock_now();
-            let Some(pause) = crate::tracker::pause_before(until, now, deadline, multi) else {
-                return Ok(claim);
+            let Some(pause) = crate::tracker::pause_before(claim, now, deadline, multi) else {
+                break Ok(Claim::Wait(claim));
             };
             tracker = match self.changed.wait_timeout(tracker, pause) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
-        }
+        };
+        tracker.defer_fsyncs(false);
+        let owed = tracker.take_owed();
+        drop(tracker);
+        let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
+        let claim = claim?;
+        waited?;
+        Ok(claim)
     }
 
     /// See [`Tracker::mark_done`] (ends the claim).
@@ -398,13 +426,15 @@ impl SharedTracker {
         self.change(Tracker::refresh)
     }
 
-    /// See [`Tracker::sync`].
+    /// See [`Tracker::sync`]. The fsync is made with the tracker unlocked
+    /// (and shared with the other workers waiting for one), so the other
+    /// workers' claims do not wait on the disk.
     ///
     /// # Errors
     ///
     /// As [`Tracker::sync`].
     pub fn sync(&self) -> Result<()> {
-        lock(&self.inner).sync()
+        self.with(false, Tracker::sync)
     }
 }
 

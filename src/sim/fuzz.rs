@@ -4,7 +4,7 @@
 
 use super::SimStorage;
 use super::two_writers::{Step, run_two};
-use super::workload::{Op, check, contents, log, open_sim, run, store};
+use super::workload::{Op, check, check_passed, contents, log, open_sim, run, store};
 use crate::{Compaction, Pod, PodOptions};
 use serde_json::Value;
 
@@ -133,11 +133,11 @@ pub fn fuzz_ops(data: &[u8]) {
     ] {
         let image = sim.crash_image(Some(&log()), tail);
         match open_sim(&image) {
-            Ok(pod) => check(
-                &contents(&pod),
-                &trace,
-                &format!("crash at {crash}, {tail:?}"),
-            ),
+            Ok(pod) => {
+                let what = format!("crash at {crash}, {tail:?}");
+                check(&contents(&pod), &trace, &what);
+                check_passed(&contents(&pod), &trace, &what);
+            }
             Err(e) => unreachable!("crash image does not open: {e}"),
         }
     }
@@ -165,11 +165,11 @@ fn fuzz_two(crash: u8, script: Vec<Op>, writers: &[u8]) {
     ] {
         let image = sim.crash_image(Some(&log), tail);
         match open_sim(&image) {
-            Ok(pod) => check(
-                &contents(&pod),
-                &trace,
-                &format!("two writers, crash at {crash}, {tail:?}"),
-            ),
+            Ok(pod) => {
+                let what = format!("two writers, crash at {crash}, {tail:?}");
+                check(&contents(&pod), &trace, &what);
+                check_passed(&contents(&pod), &trace, &what);
+            }
             Err(e) => unreachable!("crash image does not open: {e}"),
         }
     }

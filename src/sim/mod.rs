@@ -54,6 +54,10 @@ struct Sim {
     locks: BTreeSet<PathBuf>,
     ops: u64,
     fail: Option<(u64, FailMode)>,
+    /// How long each fsync takes (a slow disk), with the file system free meanwhile.
+    fsync_delay: std::time::Duration,
+    /// How many fsyncs of files were made.
+    fsyncs: u64,
 }
 
 impl Sim {
@@ -132,6 +136,23 @@ impl SimStorage {
         sim.files.get(id).map(|f| f.data.clone())
     }
 
+    /// Makes every fsync take `delay` (a slow disk); other operations go on meanwhile.
+    pub fn set_fsync_delay(&self, delay: std::time::Duration) {
+        self.state().fsync_delay = delay;
+    }
+
+    /// How many fsyncs of files were made.
+    pub fn fsyncs(&self) -> u64 {
+        self.state().fsyncs
+    }
+
+    /// The durable (fsynced) bytes of the file at `path`.
+    pub fn read_durable(&self, path: &Path) -> Option<Vec<u8>> {
+        let sim = self.state();
+        let id = *sim.names.get(path)?;
+        sim.files.get(id).map(|f| f.durable.clone())
+    }
+
     /// How many bytes of `path` were written but not fsynced.
     pub fn unsynced_len(&self, path: &Path) -> usize {
         let sim = self.state();
@@ -202,8 +223,20 @@ impl Appender for SimAppender {
     fn sync(&mut self) -> io::Result<()> {
         let mut sim = self.state();
         sim.op("fsync")?;
+        sim.fsyncs += 1;
+        // What was written before the call is what the fsync makes durable.
+        let snapshot = sim.file_mut(self.id)?.data.clone();
+        let delay = sim.fsync_delay;
+        if !delay.is_zero() {
+            drop(sim);
+            std::thread::sleep(delay);
+            sim = self.state();
+        }
         let file = sim.file_mut(self.id)?;
-        file.durable = file.data.clone();
+        // Slow fsyncs may end out of order: a later one never undoes an earlier one.
+        if delay.is_zero() || file.durable.len() < snapshot.len() {
+            file.durable = snapshot;
+        }
         Ok(())
     }
 
@@ -213,6 +246,13 @@ impl Appender for SimAppender {
         let len = usize::try_from(len).map_err(io::Error::other)?;
         sim.file_mut(self.id)?.data.truncate(len);
         Ok(())
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn Appender>> {
+        Ok(Box::new(SimAppender {
+            sim: Arc::clone(&self.sim),
+            id: self.id,
+        }))
     }
 }
 

@@ -35,7 +35,10 @@ pub fn script_two(seed: u64, len: usize) -> Vec<Step> {
 /// what they wrote (a `sync` promises what its own handle wrote; a
 /// compaction rewrites the whole log durably).
 pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
-    let mut trace = Trace::default();
+    let mut trace = Trace {
+        passed: vec![Vec::new()],
+        ..Trace::default()
+    };
     let mut model: State = Vec::new();
     let mut writers = Vec::new();
     for _ in 0..2 {
@@ -82,6 +85,7 @@ pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
                 open_writer(sim).and_then(|new| std::mem::replace(pod, new).close())
             }
         };
+        trace.passed.push(model.clone());
         if result.is_err() {
             trace.failed = true;
             for w in writers {
@@ -97,6 +101,7 @@ pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
         if unsynced == [false; 2] {
             trace.acked = model.clone();
             trace.later.clear();
+            trace.passed = vec![model.clone()];
         }
     }
     let mut closed = Ok(());
@@ -105,8 +110,9 @@ pub fn run_two(sim: &SimStorage, script: &[Step]) -> Trace {
     }
     match closed {
         Ok(()) => {
-            trace.acked = model;
+            trace.acked = model.clone();
             trace.later.clear();
+            trace.passed = vec![model];
         }
         Err(_) => trace.failed = true,
     }

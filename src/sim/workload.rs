@@ -3,7 +3,7 @@
 //! the crash and I/O-error tests and the fuzz targets.
 
 use super::SimStorage;
-use crate::{Compaction, Pod, PodOptions};
+use crate::{Compaction, Durability, Pod, PodOptions};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -65,6 +65,10 @@ pub struct Trace {
     pub later: BTreeMap<String, BTreeSet<Option<String>>>,
     /// Whether any call failed.
     pub failed: bool,
+    /// Every state the program passed through since the acknowledgement
+    /// (the acknowledged one first): a crash leaves one of them, since a
+    /// sync is atomic and records reach the log in the order of the calls.
+    pub passed: Vec<State>,
 }
 
 /// The options of the simulated workloads: small sync and compaction
@@ -124,9 +128,20 @@ pub(super) fn model_mutate(trace: &mut Trace, model: &mut State, key: &str, mark
 
 /// Runs `script` until its first failure; returns what was acknowledged.
 pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
-    let mut trace = Trace::default();
+    run_with(sim, script, Durability::Full)
+}
+
+/// [`run`] with the store opened with `durability`. Under
+/// [`Durability::EveryChange`] every call that returns `Ok` must have left
+/// nothing unsynced in the log (checked: panics otherwise).
+pub fn run_with(sim: &SimStorage, script: &[Op], durability: Durability) -> Trace {
+    let open = || opts(sim).durability(durability).open(store());
+    let mut trace = Trace {
+        passed: vec![Vec::new()],
+        ..Trace::default()
+    };
     let mut model: State = Vec::new();
-    let mut pod = match open_sim(sim) {
+    let mut pod = match open() {
         Ok(p) => p,
         Err(_) => {
             trace.failed = true;
@@ -153,10 +168,11 @@ pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
             Op::Compact => pod.compact(),
             Op::Reopen => reopen_placeholder().and_then(|placeholder| {
                 std::mem::replace(&mut pod, placeholder).close()?;
-                pod = open_sim(sim)?;
+                pod = open()?;
                 Ok(())
             }),
         };
+        trace.passed.push(model.clone());
         if result.is_err() {
             trace.failed = true;
             // Close rather than drop: the injected failure is expected, and a
@@ -164,20 +180,41 @@ pub fn run(sim: &SimStorage, script: &[Op]) -> Trace {
             let _ = pod.close();
             return trace;
         }
+        if durability == Durability::EveryChange {
+            assert_eq!(
+                (pod.dirty_len(), sim.unsynced_len(&log())),
+                (0, 0),
+                "{op:?} returned before its change was durable"
+            );
+        }
         if pod.dirty_len() == 0 {
             trace.acked = model.clone();
             trace.later.clear();
+            trace.passed = vec![model.clone()];
         }
     }
     // Close explicitly: a drop would sync too, but could only print an error.
     match pod.close() {
         Ok(()) => {
-            trace.acked = model;
+            trace.acked = model.clone();
             trace.later.clear();
+            trace.passed = vec![model];
         }
         Err(_) => trace.failed = true,
     }
     trace
+}
+
+/// Checks that `got` is, keys, values and order, one of the states the
+/// program passed through since its last acknowledgement: never a part of
+/// a sync without the rest of it.
+pub fn check_passed(got: &State, trace: &Trace, what: &str) {
+    assert!(
+        trace.passed.iter().any(|state| state == got),
+        "{what}: the store holds {got:?}, a state the program never passed through \
+         (it passed through {:?})",
+        trace.passed
+    );
 }
 
 /// An empty read-only pod on its own in-memory file system, to hold the

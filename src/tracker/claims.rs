@@ -134,7 +134,7 @@ impl Tracker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim_next(&mut self, owner: &str) -> Result<Claim> {
-        self.op(|t| t.claim_next_now(owner))
+        self.claim_op(|t| t.claim_next_now(owner))
     }
 
     /// Claims up to `n` claimable tasks at once (in one operation), as
@@ -145,7 +145,7 @@ impl Tracker {
     ///
     /// As [`claim_next`](Tracker::claim_next).
     pub fn claim_many(&mut self, owner: &str, n: usize) -> Result<Vec<Lease>> {
-        self.op(|t| {
+        self.claim_op(|t| {
             let mut leases = Vec::new();
             while leases.len() < n {
                 match t.claim_next_now(owner)? {
@@ -438,7 +438,7 @@ impl Tracker {
     ///
     /// As [`complete`](Tracker::complete).
     pub fn extend_claim(&mut self, lease: &Lease) -> Result<Lease> {
-        self.op(|t| {
+        self.claim_op(|t| {
             t.check_claim(lease)?;
             let extended = Lease {
                 until: t.now() + t.settings.lease,

@@ -163,6 +163,44 @@ impl Tracker {
         )
     }
 
+    /// [`op`](Self::op) for a claim: under [`Durability::EveryChange`](crate::Durability::EveryChange)
+    /// its records are written at once but not waited for (the next
+    /// durable change takes them along).
+    fn claim_op<R>(&mut self, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
+        let lazy_before = self.pod.set_lazy(true);
+        crate::pod::operation(
+            self,
+            move |t| {
+                let begun = t.pod.op_begin();
+                if begun.is_err() {
+                    t.pod.set_lazy(lazy_before);
+                }
+                begun
+            },
+            move |t| {
+                let ended = t.pod.op_end();
+                t.pod.set_lazy(lazy_before);
+                ended
+            },
+            |t| {
+                t.absorb()?;
+                let out = f(t)?;
+                t.check_counts();
+                Ok(out)
+            },
+        )
+    }
+
+    /// See [`Pod::defer_fsyncs`].
+    pub(crate) fn defer_fsyncs(&mut self, defer: bool) -> bool {
+        self.pod.defer_fsyncs(defer)
+    }
+
+    /// See [`Pod::take_owed`].
+    pub(crate) fn take_owed(&mut self) -> Option<crate::group_commit::Ticket> {
+        self.pod.take_owed()
+    }
+
     /// Picks up what other processes wrote since this handle last looked
     /// (multi-process mode), or newly synced records (read-only handles).
     ///

@@ -145,6 +145,15 @@ impl TrackerOptions {
         self
     }
 
+    /// See [`PodOptions::simulated`] (tests only).
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    #[must_use]
+    pub fn simulated(mut self, storage: crate::sim::SimStorage) -> Self {
+        self.pod = self.pod.simulated(storage);
+        self
+    }
+
     /// See [`PodOptions::max_record_size`]. Default: 128 MiB.
     #[must_use]
     pub fn max_record_size(mut self, bytes: usize) -> Self {

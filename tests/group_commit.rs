@@ -1,0 +1,145 @@
+//! `Durability::EveryChange`: every completing call returns only once its
+//! records are durable, and threads sharing a tracker share the fsyncs
+//! (group commit), in both modes. On the simulated file system with a slow
+//! fsync, so that the durable bytes and the number of fsyncs can be read.
+#![cfg(feature = "sim")]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tastypod::sim::SimStorage;
+use tastypod::{Claim, Durability, SharedTracker, TrackerOptions};
+
+const WORKERS: usize = 8;
+const TASKS: usize = 160;
+
+fn store() -> PathBuf {
+    PathBuf::from("/sim/jobs")
+}
+
+fn open(sim: &SimStorage, multi: bool) -> SharedTracker {
+    TrackerOptions::new()
+        .durability(Durability::EveryChange)
+        .multi_process(multi)
+        .simulated(sim.clone())
+        .open_shared(store())
+        .expect("open")
+}
+
+/// Whether the durable bytes of the log hold a record of `key` done.
+fn durably_done(sim: &SimStorage, log: &Path, key: &str) -> bool {
+    let durable = sim.read_durable(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&durable);
+    let needle = format!("\"k\":\"{key}\"");
+    text.lines()
+        .any(|line| line.contains(&needle) && line.contains("\"_done\":true"))
+}
+
+fn run_workers(multi: bool) {
+    let sim = SimStorage::new();
+    let tracker = open(&sim, multi);
+    let keys: Vec<String> = (0..TASKS).map(|n| format!("task-{n}")).collect();
+    tracker.add_many_if_absent(&keys).expect("add");
+    let log = store().join(tastypod::LOG_FILE);
+    assert_eq!(
+        sim.unsynced_len(&log),
+        0,
+        "add_many_if_absent returned before its records were durable"
+    );
+    sim.set_fsync_delay(Duration::from_millis(4));
+    let before = sim.fsyncs();
+    std::thread::scope(|s| {
+        for _ in 0..WORKERS {
+            let tracker = tracker.clone();
+            let (sim, log) = (sim.clone(), log.clone());
+            s.spawn(move || {
+                loop {
+                    match tracker
+                        .claim_next_wait(Duration::from_secs(10))
+                        .expect("claim")
+                    {
+                        Claim::Task(task) => {
+                            tracker.mark_done(&task.key).expect("done");
+                            assert!(
+                                durably_done(&sim, &log, &task.key),
+                                "mark_done({}) returned before its record was durable",
+                                task.key
+                            );
+                        }
+                        Claim::Wait(_) => {}
+                        Claim::Finished => return,
+                    }
+                }
+            });
+        }
+    });
+    let fsyncs = sim.fsyncs() - before;
+    assert_eq!(tracker.counts().done, TASKS);
+    // One fsync per completion without group commit; the workers share them.
+    assert!(
+        fsyncs <= (TASKS / 2) as u64,
+        "{fsyncs} fsyncs for {TASKS} completions by {WORKERS} workers"
+    );
+    eprintln!("{fsyncs} fsyncs for {TASKS} durable completions by {WORKERS} workers");
+}
+
+#[test]
+fn concurrent_completions_are_each_durable_and_share_fsyncs() {
+    run_workers(false);
+}
+
+#[test]
+fn the_same_in_the_multi_process_mode() {
+    run_workers(true);
+}
+
+/// A claim is written at once but not waited for: it costs no fsync of its own.
+#[test]
+fn claims_do_not_wait_for_an_fsync() {
+    let sim = SimStorage::new();
+    let tracker = open(&sim, false);
+    tracker.add_many_if_absent(["a", "b"]).expect("add");
+    let before = sim.fsyncs();
+    let Claim::Task(task) = tracker.claim_next().expect("claim") else {
+        panic!("no task");
+    };
+    assert_eq!(sim.fsyncs(), before, "the claim fsynced");
+    let log = store().join(tastypod::LOG_FILE);
+    assert!(sim.unsynced_len(&log) > 0, "the claim was not written");
+    tracker.mark_done(&task.key).expect("done");
+    assert_eq!(sim.unsynced_len(&log), 0);
+    assert_eq!(
+        sim.fsyncs(),
+        before + 1,
+        "claim and completion share one fsync"
+    );
+}
+
+/// `sync` waits for its fsync with the tracker unlocked: another thread
+/// claims meanwhile.
+#[test]
+fn sync_does_not_hold_the_tracker_through_the_fsync() {
+    let sim = SimStorage::new();
+    let tracker = TrackerOptions::new()
+        .simulated(sim.clone())
+        .open_shared(store())
+        .expect("open");
+    tracker.add_many_if_absent(["a", "b", "c"]).expect("add");
+    tracker.mark_done("a").expect("done");
+    sim.set_fsync_delay(Duration::from_millis(300));
+    let fsyncs = sim.fsyncs();
+    std::thread::scope(|s| {
+        let syncing = tracker.clone();
+        let sync = s.spawn(move || syncing.sync());
+        // Until the fsync has begun.
+        while sim.fsyncs() == fsyncs {
+            std::thread::yield_now();
+        }
+        let claim = tracker.claim_next().expect("claim");
+        assert!(matches!(claim, Claim::Task(_)));
+        assert!(
+            !sync.is_finished(),
+            "the claim waited for another thread's fsync to end"
+        );
+        sync.join().expect("join").expect("sync");
+    });
+}
