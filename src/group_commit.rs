@@ -10,11 +10,29 @@
 //! that number durable and wakes the others. Appends made while an fsync
 //! runs are taken by the next one, so with `n` threads writing, one fsync
 //! serves up to `n` of them.
+//!
+//! A thread that finds other threads in the middle of a call on the same
+//! handle ([`Syncer::enter`]: they are about to append), or released by
+//! the last fsync and not yet back with their next call, waits for them
+//! before it starts, at most half as long as the last fsync took, so that
+//! threads released together by one fsync are taken by the next one
+//! together, rather than in two groups taking turns. A thread alone, or
+//! threads busy with their own work between calls, never wait for that.
 
 use crate::fsio::Appender;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The longest a leader waits for the threads in the middle of a call.
+const MAX_GATHER: Duration = Duration::from_millis(2);
+
+thread_local! {
+    /// The syncer (its address) whose fsync released this thread last, until
+    /// the thread begins its next call on it.
+    static RETURNING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// The fsync state of one log, shared by its handle and the threads
 /// waiting on it.
@@ -23,7 +41,8 @@ pub(crate) struct Syncer {
     /// The log, named by errors.
     path: PathBuf,
     state: Mutex<State>,
-    /// Notified when an fsync ends.
+    /// Notified when an fsync ends, or when no thread is in the middle of a
+    /// call any more and none of them is coming to lead.
     ended: Condvar,
 }
 
@@ -40,6 +59,20 @@ struct State {
     /// An fsync failed: the kernel may have dropped the pages, so nothing
     /// appended since can be called durable again.
     failed: Option<(io::ErrorKind, String)>,
+    /// Threads in the middle of a call on a shared handle.
+    busy: usize,
+    /// Threads an fsync released that have not begun their next call.
+    returning: usize,
+    /// Threads waiting for an fsync (the leader among them).
+    waiting: usize,
+    /// How many threads were waiting when the last fsync ended.
+    released: usize,
+    /// Threads waiting for the busy ones before one of them leads.
+    gathering: usize,
+    /// Since when they wait.
+    gathering_since: Option<Instant>,
+    /// How long the last fsync took.
+    last_fsync: Duration,
 }
 
 /// The appends a call made and must see durable before it returns.
@@ -75,6 +108,30 @@ impl Syncer {
             state: Mutex::new(State::default()),
             ended: Condvar::new(),
         })
+    }
+
+    /// Notes a thread in the middle of a call (it may append soon) until
+    /// the returned guard is dropped.
+    pub(crate) fn enter(&self) -> Busy<'_> {
+        let mut state = lock(&self.state);
+        state.busy += 1;
+        if RETURNING.with(|r| r.replace(0)) == self.id() {
+            state.returning = state.returning.saturating_sub(1);
+        }
+        Busy(self)
+    }
+
+    /// This syncer's identity, for [`RETURNING`].
+    fn id(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Notes that the calling thread was released by an fsync and is
+    /// expected back with its next call soon.
+    fn note_returning(&self, state: &mut State) {
+        if RETURNING.with(|r| r.replace(self.id())) != self.id() {
+            state.returning += 1;
+        }
     }
 
     /// Fsyncs go through `handle` from now on, and everything appended so
@@ -116,30 +173,101 @@ impl Syncer {
     /// Waits until append `upto` is durable, leading an fsync if none runs.
     fn wait(&self, upto: u64) -> io::Result<()> {
         let mut state = lock(&self.state);
+        let mut waiting = false;
         loop {
-            if let Some((kind, message)) = &state.failed {
-                return Err(io::Error::new(*kind, message.clone()));
+            if let Some((kind, message)) = state.failed.clone() {
+                if waiting {
+                    state.waiting -= 1;
+                }
+                return Err(io::Error::new(kind, message));
             }
             if state.durable >= upto {
+                if waiting {
+                    state.waiting -= 1;
+                    // Released with others: the next fsync waits for them.
+                    if state.released > 1 {
+                        self.note_returning(&mut state);
+                    }
+                }
                 return Ok(());
+            }
+            if !waiting {
+                waiting = true;
+                state.waiting += 1;
             }
             if state.leading {
                 state = self.ended.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
+            if state.busy > 0 || state.returning > 0 {
+                // Others are about to append: the last of them leads (it
+                // runs already, no wake-up needed), unless they are slow.
+                let since = *state.gathering_since.get_or_insert_with(Instant::now);
+                let limit = state.last_fsync.min(MAX_GATHER);
+                if let Some(left) = (since + limit).checked_duration_since(Instant::now()) {
+                    state.gathering += 1;
+                    state = match self.ended.wait_timeout(state, left) {
+                        Ok((guard, _)) => guard,
+                        Err(poisoned) => poisoned.into_inner().0,
+                    };
+                    state.gathering -= 1;
+                    continue;
+                }
+                // Those not back by now went on to other work (or ended).
+                state.returning = 0;
+            }
             let Some(handle) = state.handle.clone() else {
                 return Err(io::Error::other("the log is not open for writing"));
             };
             state.leading = true;
+            state.gathering_since = None;
             let target = state.written;
             drop(state);
+            let started = Instant::now();
             let synced = handle.lock().unwrap_or_else(|e| e.into_inner()).sync();
+            let took = started.elapsed();
             state = lock(&self.state);
             state.leading = false;
+            state.last_fsync = took;
+            state.released = state.waiting;
             match synced {
                 Ok(()) => state.durable = state.durable.max(target),
                 Err(e) => state.failed = Some((e.kind(), e.to_string())),
             }
+            if state.waiting > 1 {
+                self.ended.notify_all();
+            }
+        }
+    }
+}
+
+/// A thread in the middle of a call; see [`Syncer::enter`].
+#[derive(Debug)]
+pub(crate) struct Busy<'a>(&'a Syncer);
+
+impl Busy<'_> {
+    /// Ends the call's busy part; `will_wait` says whether the thread is
+    /// about to wait for an fsync (and so to lead one, if it is the last).
+    pub(crate) fn leave(self, will_wait: bool) {
+        let syncer = self.0;
+        std::mem::forget(self);
+        syncer.leave(will_wait);
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.leave(false);
+    }
+}
+
+impl Syncer {
+    fn leave(&self, will_wait: bool) {
+        let mut state = lock(&self.state);
+        state.busy = state.busy.saturating_sub(1);
+        // Threads wait for the busy ones to come and lead; one that leaves
+        // without waiting wakes them.
+        if state.busy == 0 && state.returning == 0 && state.gathering > 0 && !will_wait {
             self.ended.notify_all();
         }
     }

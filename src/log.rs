@@ -232,6 +232,11 @@ impl LogFile {
         ticket.wait().inspect_err(|_| self.poisoned = true)
     }
 
+    /// The fsyncs of this log (the same for the handle's whole life).
+    pub(crate) fn syncer(&self) -> Arc<Syncer> {
+        Arc::clone(&self.syncer)
+    }
+
     /// Whether appends were made that are not durable yet.
     pub(crate) fn has_unsynced(&self) -> bool {
         self.syncer.has_unsynced()

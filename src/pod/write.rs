@@ -102,6 +102,11 @@ where
         self.log.set_defer(defer)
     }
 
+    /// The fsyncs of this handle's log, shared by the threads that wait on them.
+    pub(crate) fn syncer(&self) -> std::sync::Arc<crate::group_commit::Syncer> {
+        self.log.syncer()
+    }
+
     /// The fsync owed by the calls made while fsyncs were deferred.
     pub(crate) fn take_owed(&mut self) -> Option<Ticket> {
         self.log.take_owed()

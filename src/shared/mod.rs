@@ -80,6 +80,8 @@ where
     V: Serialize + DeserializeOwned,
 {
     inner: Arc<Mutex<Pod<V>>>,
+    /// The fsyncs of the pod's log (group commit).
+    syncer: Arc<crate::group_commit::Syncer>,
 }
 
 impl<V> Clone for SharedPod<V>
@@ -89,6 +91,7 @@ where
     fn clone(&self) -> Self {
         SharedPod {
             inner: Arc::clone(&self.inner),
+            syncer: Arc::clone(&self.syncer),
         }
     }
 }
@@ -110,9 +113,10 @@ where
 {
     fn from(pod: Pod<V>) -> Self {
         let entry = pod.signal_entry();
+        let syncer = pod.syncer();
         let inner = Arc::new(Mutex::new(pod));
         let_handler_sync(entry, &inner, Pod::sync_for_shutdown);
-        SharedPod { inner }
+        SharedPod { inner, syncer }
     }
 }
 
@@ -155,6 +159,7 @@ where
     /// lock released, waits for the fsync its changes need (shared with the
     /// other threads waiting for one: group commit).
     fn with<R>(&self, f: impl FnOnce(&mut Pod<V>) -> Result<R>) -> Result<R> {
+        let busy = self.syncer.enter();
         let (out, owed) = {
             let mut pod = lock(&self.inner);
             pod.defer_fsyncs(true);
@@ -162,6 +167,7 @@ where
             pod.defer_fsyncs(false);
             (out, pod.take_owed())
         };
+        busy.leave(owed.is_some());
         let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
         let out = out?;
         waited?;

@@ -3,11 +3,12 @@
 
 use super::{let_handler_sync, lock};
 use crate::error::Result;
+use crate::group_commit::Syncer;
 use crate::queue::TaskQueue;
 use crate::tracker::{Aborted, Claim, Lease, TaskCounts, TaskState, Tracker, TrackerOptions};
 use serde_json::{Map, Value};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,11 @@ pub struct SharedTracker {
     inner: Arc<Mutex<Tracker>>,
     /// Notified after every change made through any clone.
     changed: Arc<Condvar>,
+    /// How many threads sleep on `changed` (no wake-up call without one).
+    sleepers: Arc<AtomicUsize>,
     owner: Arc<str>,
+    /// The fsyncs of the tracker's log (group commit).
+    syncer: Arc<Syncer>,
 }
 
 /// A name for this process's claims: `pid-<pid>-<n>`.
@@ -69,12 +74,15 @@ fn default_owner() -> String {
 impl From<Tracker> for SharedTracker {
     fn from(tracker: Tracker) -> Self {
         let entry = tracker.pod().signal_entry();
+        let syncer = tracker.pod().syncer();
         let inner = Arc::new(Mutex::new(tracker));
         let_handler_sync(entry, &inner, Tracker::sync_for_shutdown);
         SharedTracker {
             inner,
             changed: Arc::new(Condvar::new()),
+            sleepers: Arc::new(AtomicUsize::new(0)),
             owner: default_owner().into(),
+            syncer,
         }
     }
 }
@@ -97,7 +105,9 @@ impl SharedTracker {
         SharedTracker {
             inner: Arc::clone(&self.inner),
             changed: Arc::clone(&self.changed),
+            sleepers: Arc::clone(&self.sleepers),
             owner: owner.into(),
+            syncer: Arc::clone(&self.syncer),
         }
     }
 
@@ -123,6 +133,7 @@ impl SharedTracker {
     /// every worker waiting for one, and no worker's claim waits on the
     /// disk).
     fn with<R>(&self, wake: bool, f: impl FnOnce(&mut Tracker) -> Result<R>) -> Result<R> {
+        let busy = self.syncer.enter();
         let (out, owed) = {
             let mut tracker = lock(&self.inner);
             tracker.defer_fsyncs(true);
@@ -130,7 +141,11 @@ impl SharedTracker {
             tracker.defer_fsyncs(false);
             (out, tracker.take_owed())
         };
-        if wake {
+        busy.leave(owed.is_some());
+        // A sleeper counted itself under the lock before sleeping, so one
+        // that slept before this change is seen here; one that came after
+        // it saw the change.
+        if wake && self.sleepers.load(Ordering::SeqCst) > 0 {
             self.changed.notify_all();
         }
         let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
@@ -190,6 +205,7 @@ impl SharedTracker {
     /// As [`Tracker::claim_next`].
     pub fn claim_next_wait(&self, timeout: Duration) -> Result<Claim> {
         let deadline = Instant::now() + timeout;
+        let mut busy = Some(self.syncer.enter());
         let mut tracker = lock(&self.inner);
         tracker.defer_fsyncs(true);
         let claim = loop {
@@ -202,14 +218,22 @@ impl SharedTracker {
             let Some(pause) = crate::tracker::pause_before(claim, now, deadline, multi) else {
                 break Ok(Claim::Wait(claim));
             };
+            // Asleep, this thread is about to append nothing.
+            drop(busy.take());
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
             tracker = match self.changed.wait_timeout(tracker, pause) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            busy = Some(self.syncer.enter());
         };
         tracker.defer_fsyncs(false);
         let owed = tracker.take_owed();
         drop(tracker);
+        if let Some(busy) = busy {
+            busy.leave(owed.is_some());
+        }
         let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
         let claim = claim?;
         waited?;
