@@ -95,15 +95,16 @@ pub use pod::{
     Cursor, Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store,
 };
 #[cfg(feature = "progress")]
-pub use progress::Progress;
+pub use progress::{Progress, Watch};
 pub use queue::TaskQueue;
 pub use record::FORMAT_VERSION;
 pub use replay::{BadLine, TornTail};
 pub use shared::{SharedPod, SharedTracker};
 pub use signals::{GRACE, stop_on_signals, stop_requested, sync_on_signals};
 pub use tracker::{
-    ABORTED, Aborted, Claim, DEFAULT_LEASE, DONE, LEASE, Lease, NOT_BEFORE, RESERVED, RetryDelay,
-    Status, TRIES, TaskCounts, TaskMut, TaskState, Tracker, TrackerOptions, TryItems, TryKeys,
+    ABORTED, Aborted, Claim, DEFAULT_LEASE, DONE, FreedClaims, LEASE, Lease, NOT_BEFORE, RESERVED,
+    RetryDelay, Status, TRIES, TaskCounts, TaskMut, TaskState, Tracker, TrackerOptions, TryItems,
+    TryKeys,
 };
 #[doc(hidden)]
 pub use tracker::{Clock, ManualClock};

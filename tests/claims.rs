@@ -498,3 +498,43 @@ fn agree_with_the_records(multi: bool) {
 fn log_text(store: &std::path::Path) -> String {
     String::from_utf8(log_bytes(store)).unwrap()
 }
+
+/// An open lists the claims it freed, and the tasks given up because the
+/// freed claim was their last try.
+#[test]
+fn the_open_reports_the_claims_it_freed_and_the_tasks_it_gave_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    {
+        let mut t = TrackerOptions::new().max_tries(2).open(&path).unwrap();
+        t.add_many(["a", "b", "c"]).unwrap();
+        assert_eq!(t.claim_next("w").unwrap().key(), Some("a"));
+        assert_eq!(t.claim_next("w").unwrap().key(), Some("b"));
+        t.release("b").unwrap();
+        assert_eq!(t.claim_next("w").unwrap().key(), Some("b")); // its last try
+        assert_eq!(t.claim_next("w").unwrap().key(), Some("c"));
+        t.mark_done("c").unwrap();
+        assert!(t.freed_at_open().is_empty());
+        // Dropped with two claims open, as a killed run leaves them.
+    }
+    let t = TrackerOptions::new().open_shared(&path).unwrap();
+    let freed = t.freed_at_open();
+    assert_eq!(freed.freed, ["a"]);
+    assert_eq!(freed.exhausted, ["b"]);
+    assert_eq!(
+        freed.to_string(),
+        "freed 2 claims left unfinished by an earlier run (each try stays counted); \
+         to do again: \"a\"; given up, that was their last try: \"b\""
+    );
+    assert!(t.exhausted("b") && !t.aborted("b"));
+    assert_eq!(t.tries("a"), 1);
+    let counts = t.counts();
+    assert_eq!(
+        (counts.done, counts.todo, counts.exhausted, counts.claimed),
+        (1, 1, 1, 0)
+    );
+    drop(t);
+    // Nothing is left to free at the next open.
+    let t = Tracker::open(&path).unwrap();
+    assert!(t.freed_at_open().is_empty());
+}

@@ -5,7 +5,9 @@ use super::{let_handler_sync, lock};
 use crate::error::Result;
 use crate::group_commit::Syncer;
 use crate::queue::TaskQueue;
-use crate::tracker::{Aborted, Claim, Lease, TaskCounts, TaskState, Tracker, TrackerOptions};
+use crate::tracker::{
+    Aborted, Claim, FreedClaims, Lease, TaskCounts, TaskState, Tracker, TrackerOptions,
+};
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -448,6 +450,11 @@ impl SharedTracker {
     /// As [`Tracker::refresh`].
     pub fn refresh(&self) -> Result<()> {
         self.change(Tracker::refresh)
+    }
+
+    /// See [`Tracker::freed_at_open`]: the claims the open freed.
+    pub fn freed_at_open(&self) -> FreedClaims {
+        self.read(|t| t.freed_at_open().clone())
     }
 
     /// See [`Tracker::sync`]. The fsync is made with the tracker unlocked

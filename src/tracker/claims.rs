@@ -41,11 +41,15 @@ use std::time::{Duration, SystemTime};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub enum Claim {
-    /// This task is claimed for you (its lease tells which, and until
-    /// when): finish it with [`mark_done`](Tracker::mark_done),
-    /// [`abort`](Tracker::abort) or [`release`](Tracker::release) (or,
-    /// fenced by the lease, [`complete`](Tracker::complete) and its
-    /// siblings) before its lease ends.
+    /// This task is claimed for you (its lease tells which, until when,
+    /// and which try this is: the claim counted it): finish it with
+    /// [`mark_done`](Tracker::mark_done), [`abort`](Tracker::abort) or
+    /// [`release`](Tracker::release) (or, fenced by the lease,
+    /// [`complete`](Tracker::complete) and its siblings) before its lease
+    /// ends. A claim on the task's last try
+    /// ([`max_tries`](crate::TrackerOptions::max_tries)) that ends any
+    /// other way (a release, the lease running out, the process killed
+    /// before the next open) gives the task up: it is *exhausted*.
     Task(Lease),
     /// Nothing is claimable now, but tasks are still to do: claimed by
     /// other workers, or waiting for a retry. At this time one becomes
@@ -328,8 +332,22 @@ impl Tracker {
         stale.sort_by_key(|key| self.pod.slot_of(key));
         for key in stale {
             self.end_claim_now(&key, Ending::Freed, None)?;
+            if self.exhausted(&key) {
+                self.freed_at_open.exhausted.push(key);
+            } else {
+                self.freed_at_open.freed.push(key);
+            }
         }
         Ok(())
+    }
+
+    /// The claims this open freed: the tasks a run left claimed (it was
+    /// killed, or ended without finishing them), in the exclusive mode
+    /// every claim, in the multi-process mode the expired ones. Each freed
+    /// claim keeps its try counted; for a task on its last try that means
+    /// it is given up ([`exhausted`](Tracker::exhausted)).
+    pub fn freed_at_open(&self) -> &FreedClaims {
+        &self.freed_at_open
     }
 
     // ---- fenced by the lease ----
@@ -483,4 +501,59 @@ pub(crate) fn pause_before(
         pause = pause.min(POLL);
     }
     Some(pause)
+}
+
+/// The claims an open freed ([`Tracker::freed_at_open`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FreedClaims {
+    /// Tasks claimable again; the try each claim counted stays counted.
+    pub freed: Vec<String>,
+    /// Tasks whose freed claim was their last try: given up (exhausted).
+    /// Raising [`max_tries`](crate::TrackerOptions::max_tries), or
+    /// `tastypod tracker reset --exhausted`, makes them to do again.
+    pub exhausted: Vec<String>,
+}
+
+impl FreedClaims {
+    /// Whether the open freed no claim.
+    pub fn is_empty(&self) -> bool {
+        self.freed.is_empty() && self.exhausted.is_empty()
+    }
+}
+
+/// `freed 2 claims left unfinished by an earlier run (tries stay counted): a, b; given up on their last try: c`.
+impl std::fmt::Display for FreedClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn list(keys: &[String]) -> String {
+            const SHOWN: usize = 10;
+            let mut text = keys
+                .iter()
+                .take(SHOWN)
+                .map(|k| serde_json::Value::from(k.as_str()).to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if keys.len() > SHOWN {
+                text.push_str(&format!(" and {} more", keys.len() - SHOWN));
+            }
+            text
+        }
+        let n = self.freed.len() + self.exhausted.len();
+        write!(
+            f,
+            "freed {n} claim{} left unfinished by an earlier run (each try stays counted)",
+            if n == 1 { "" } else { "s" }
+        )?;
+        if !self.freed.is_empty() {
+            write!(f, "; to do again: {}", list(&self.freed))?;
+        }
+        if !self.exhausted.is_empty() {
+            write!(
+                f,
+                "; given up, that was their last try: {}",
+                list(&self.exhausted)
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -17,8 +17,8 @@ mod schedule;
 mod schema;
 mod settings;
 
-pub use claims::Claim;
 pub(crate) use claims::pause_before;
+pub use claims::{Claim, FreedClaims};
 pub use clock::{Clock, ManualClock};
 pub use counts::TaskCounts;
 pub use iter::{TaskMut, TryItems, TryKeys};
@@ -87,6 +87,8 @@ pub struct Tracker {
     not_before: HashMap<String, u64>,
     schedule: Schedule,
     clock: Arc<dyn Clock>,
+    /// The claims the open freed.
+    freed_at_open: FreedClaims,
 }
 
 impl Tracker {
@@ -113,6 +115,7 @@ impl Tracker {
             not_before: HashMap::new(),
             schedule: Schedule::default(),
             clock,
+            freed_at_open: FreedClaims::default(),
         };
         tracker.op(|t| {
             let stored = t.stored_settings()?;

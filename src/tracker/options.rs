@@ -68,8 +68,18 @@ impl TrackerOptions {
     }
 
     /// How long a claim made by [`Tracker::claim_next`] lasts before another
-    /// worker may claim the task again. Stored with the tracker. Default:
-    /// the stored length, else [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (60 s).
+    /// worker may claim the task again. A lease that ends without its
+    /// worker finishing the task (the worker hung, or died in another
+    /// process) makes the task claimable again at once, its try still
+    /// counted: on its last try ([`max_tries`](Self::max_tries)) the task
+    /// is given up (*exhausted*) instead. A worker whose lease ended and
+    /// whose task another worker claimed since can no longer finish it
+    /// ([`Tracker::complete`] fails with `LeaseLost`);
+    /// [`Tracker::extend_claim`] renews a lease before it ends. In the
+    /// exclusive mode an open frees every claim of an earlier run at once,
+    /// leases notwithstanding ([`Tracker::freed_at_open`]). Stored with the
+    /// tracker. Default: the stored length, else
+    /// [`DEFAULT_LEASE`](crate::DEFAULT_LEASE) (60 s).
     #[must_use]
     pub fn lease(mut self, lease: Duration) -> Self {
         self.given.lease = Some(lease);
