@@ -1,6 +1,9 @@
-//! Invariant: after `sync` returns, a power loss keeps the change. Checked on
-//! a real ext4 file system by `tests/power_loss.sh` (root only: it mounts a
-//! loop device; skipped with a message elsewhere, required when CI=true).
+//! Invariants: after `sync` returns, a power loss keeps the change; and a
+//! sync is atomic: the store a power loss leaves is the state after some
+//! sync, never part of one (each sync here writes 4 records, one batch).
+//! Checked on a real ext4 file system by `tests/power_loss.sh` (root only:
+//! it mounts a loop device; skipped with a message elsewhere, required when
+//! CI=true).
 
 mod common;
 use serde_json::json;
@@ -83,6 +86,40 @@ fn power_checker() {
             got.is_some_and(|g| g >= v),
             "{k}: acknowledged {v}, found {got:?}"
         );
+    }
+    // Atomic syncs: the last run's values are those after its sync number
+    // `s` for some `s` (write `n` went to key `k{n % 40}` as base + n, 4
+    // writes a sync), never a part of a sync.
+    let base = pod.get("base").unwrap().and_then(|v| v.as_u64()).unwrap();
+    let value = |j: u64| {
+        pod.get(&format!("k{j}"))
+            .unwrap()
+            .and_then(|x| x["v"].as_u64())
+    };
+    let last_n = (0..40)
+        .filter_map(value)
+        .filter(|&v| v > base)
+        .map(|v| v - base)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        last_n.is_multiple_of(4),
+        "the last write on disk is write {last_n} of a sync of writes {}..={}",
+        last_n.div_ceil(4) * 4 - 3,
+        last_n.div_ceil(4) * 4
+    );
+    for j in 0..40u64 {
+        // The last write to key j up to write last_n, if any in this run.
+        let expected = (1..=last_n).rev().find(|n| n % 40 == j).map(|n| base + n);
+        let got = value(j);
+        match expected {
+            Some(e) => assert_eq!(got, Some(e), "k{j} after sync {}", last_n / 4),
+            None => assert!(
+                got.is_none_or(|g| g < base),
+                "k{j} holds {got:?}, written after sync {}",
+                last_n / 4
+            ),
+        }
     }
 }
 
