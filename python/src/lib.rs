@@ -1,0 +1,702 @@
+//! `tastypod._tastypod`: the native half of the Python package. It holds
+//! the stores (`tastypod::SharedPod`, `tastypod::SharedTracker`) and turns
+//! Python objects into JSON text and back; the Python half
+//! (`python/tastypod/`) gives them tastypy's API. Every call that may touch
+//! the disk or wait for a lock runs with the interpreter released.
+
+mod convert;
+mod errors;
+
+use convert::{read_json, write_json};
+use errors::to_py;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::sync::Mutex;
+use std::time::Duration;
+use tastypod::{Aborted, Claim, Durability, PodOptions, SharedPod, SharedTracker, TrackerOptions};
+
+type Raw = Box<RawValue>;
+
+/// `obj` as compact JSON text.
+#[pyfunction]
+fn dumps(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    let mut out = String::new();
+    write_json(obj, &mut out, 0)?;
+    Ok(out)
+}
+
+/// The Python object of the JSON text `text`.
+#[pyfunction]
+fn loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| PyValueError::new_err(format!("not one JSON value: {e}")))?;
+    read_json(py, text)
+}
+
+/// The JSON text of `value` for `key`, checked by the store's value rules.
+fn value_text(key: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
+    let mut text = String::new();
+    write_json(value, &mut text, 0)?;
+    tastypod::check_json(key, &text).map_err(|e| to_py(value.py(), &e))?;
+    Ok(text)
+}
+
+fn raw(text: String) -> PyResult<Raw> {
+    RawValue::from_string(text).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+fn durability(durable: bool) -> Durability {
+    if durable {
+        Durability::EveryChange
+    } else {
+        Durability::Full
+    }
+}
+
+/// An open store of JSON values (a `POD`'s native half).
+#[pyclass(module = "tastypod._tastypod", frozen)]
+struct NativePod {
+    /// `None` once closed.
+    pod: Mutex<Option<SharedPod<Raw>>>,
+    read_only: bool,
+}
+
+impl NativePod {
+    /// The open store, or the error a closed one gives.
+    fn pod(&self, py: Python<'_>) -> PyResult<SharedPod<Raw>> {
+        match &*self.pod.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(pod) => Ok(pod.clone()),
+            None => Err(errors::closed(py)),
+        }
+    }
+
+    /// Runs `f` on the store with the interpreter released.
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&SharedPod<Raw>) -> tastypod::Result<R> + Send,
+    ) -> PyResult<R> {
+        let pod = self.pod(py)?;
+        py.detach(|| f(&pod)).map_err(|e| to_py(py, &e))
+    }
+}
+
+#[pymethods]
+impl NativePod {
+    #[new]
+    #[pyo3(signature = (path, sync_at=1000, read_only=false, multi_process=false, durable=false))]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        sync_at: usize,
+        read_only: bool,
+        multi_process: bool,
+        durable: bool,
+    ) -> PyResult<Self> {
+        let options = PodOptions::new()
+            .sync_at(sync_at.max(1))
+            .read_only(read_only)
+            .multi_process(multi_process)
+            .durability(durability(durable));
+        let pod = py
+            .detach(|| options.open::<Raw>(&path))
+            .map_err(|e| to_py(py, &e))?;
+        Ok(NativePod {
+            pod: Mutex::new(Some(pod.into())),
+            read_only,
+        })
+    }
+
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.pod.lock().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    fn get_json(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
+        self.with(py, |p| {
+            p.locked(|p| Ok(p.get_json(key)?.map(|t| t.into_owned())))
+        })
+    }
+
+    /// The value of `key`; `KeyError` if absent.
+    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.get_json(py, key)? {
+            Some(text) => read_json(py, &text),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_string())),
+        }
+    }
+
+    /// Sets `key` to `value` (converted to JSON, refused as a whole if it
+    /// cannot be).
+    fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let text = raw(value_text(key, value)?)?;
+        self.with(py, |p| p.insert(key, text))
+    }
+
+    /// Sets `key` to `value` unless it holds that already; returns whether
+    /// it wrote.
+    fn set_if_changed(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let text = value_text(key, value)?;
+        self.with(py, |p| {
+            p.locked(|p| {
+                if p.get_json(key)?.as_deref() == Some(text.as_str()) {
+                    return Ok(false);
+                }
+                let value = RawValue::from_string(text).map_err(|e| {
+                    tastypod::Error::from(tastypod::ErrorKind::InvalidValue {
+                        key: key.to_string(),
+                        reason: e.to_string(),
+                    })
+                })?;
+                p.insert(key, value)?;
+                Ok(true)
+            })
+        })
+    }
+
+    fn remove(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |p| p.remove(key))
+    }
+
+    fn contains(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |p| p.contains_key(key))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, SharedPod::len)
+    }
+
+    fn keys(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with(py, SharedPod::keys)
+    }
+
+    /// The next `n` pairs after `cursor`, values as Python objects; the
+    /// cursor moves past them.
+    fn items_page<'py>(
+        &self,
+        py: Python<'py>,
+        cursor: &NativeCursor,
+        n: usize,
+    ) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+        let mut at = cursor.get();
+        let page = self.with(py, |p| p.next_items_json(&mut at, n))?;
+        cursor.set(at);
+        page.into_iter()
+            .map(|(k, v)| Ok((k, read_json(py, &v)?)))
+            .collect()
+    }
+
+    /// The next `n` keys after `cursor`.
+    fn keys_page(&self, py: Python<'_>, cursor: &NativeCursor, n: usize) -> PyResult<Vec<String>> {
+        let mut at = cursor.get();
+        let keys = self.with(py, |p| p.next_keys(&mut at, n))?;
+        cursor.set(at);
+        Ok(keys)
+    }
+
+    /// A place before the first key, for `items_page` and `keys_page`.
+    fn cursor(&self, py: Python<'_>) -> PyResult<NativeCursor> {
+        let pod = self.pod(py)?;
+        Ok(NativeCursor {
+            at: Mutex::new(pod.cursor()),
+        })
+    }
+
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, SharedPod::sync)
+    }
+
+    fn sync_key(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |p| p.locked(|p| p.sync_key(key)))
+    }
+
+    fn mark_dirty(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |p| p.locked(|p| p.mark_dirty(key)))
+    }
+
+    fn dirty_len(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |p| p.locked(|p| Ok(p.dirty_len())))
+    }
+
+    fn hold(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| {
+            p.locked(|p| {
+                p.hold();
+                Ok(())
+            })
+        })
+    }
+
+    fn unhold(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| p.locked(|p| p.unhold()))
+    }
+
+    fn is_held(&self, py: Python<'_>) -> PyResult<bool> {
+        self.with(py, |p| p.locked(|p| Ok(p.is_held())))
+    }
+
+    fn revert(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |p| p.locked(|p| p.revert()))
+    }
+
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, SharedPod::compact)
+    }
+
+    /// Syncs and closes; later calls raise. Closing twice does nothing.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let pod = self.pod.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(pod) = pod else {
+            return Ok(());
+        };
+        let synced = if self.read_only {
+            Ok(())
+        } else {
+            py.detach(|| pod.sync())
+        };
+        // The store (and its lock) goes with the last reference.
+        py.detach(|| drop(pod));
+        synced.map_err(|e| to_py(py, &e))
+    }
+}
+
+/// A place in a store's key order.
+#[pyclass(module = "tastypod._tastypod", frozen)]
+struct NativeCursor {
+    at: Mutex<tastypod::Cursor>,
+}
+
+impl NativeCursor {
+    fn get(&self) -> tastypod::Cursor {
+        self.at.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, at: tastypod::Cursor) {
+        *self.at.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+}
+
+/// What `claim_next` found: `("task", key, try_number)`, `("wait",
+/// seconds)` or `("finished",)`.
+type ClaimTuple = (String, Option<String>, Option<f64>);
+
+fn claim_tuple(claim: Claim) -> ClaimTuple {
+    match claim {
+        Claim::Task(lease) => (
+            "task".into(),
+            Some(lease.key),
+            Some(f64::from(lease.try_number)),
+        ),
+        Claim::Wait(until) => {
+            let secs = until
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
+                .as_secs_f64();
+            ("wait".into(), None, Some(secs))
+        }
+        _ => ("finished".into(), None, None),
+    }
+}
+
+fn aborted(allow_aborted: bool) -> Aborted {
+    if allow_aborted {
+        Aborted::Allow
+    } else {
+        Aborted::Skip
+    }
+}
+
+/// total, done, aborted, exhausted, todo, claimed, tried, tries.
+type CountsTuple = (usize, usize, usize, usize, usize, usize, usize, u64);
+
+/// An open tracker (a `Tracker`'s native half).
+#[pyclass(module = "tastypod._tastypod", frozen)]
+struct NativeTracker {
+    tracker: Mutex<Option<SharedTracker>>,
+    read_only: bool,
+}
+
+impl NativeTracker {
+    fn tracker(&self, py: Python<'_>) -> PyResult<SharedTracker> {
+        match &*self.tracker.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(t) => Ok(t.clone()),
+            None => Err(errors::closed(py)),
+        }
+    }
+
+    /// Runs `f` on the tracker, locked, with the interpreter released (in
+    /// the multi-process mode after taking in other processes' changes).
+    fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut tastypod::Tracker) -> tastypod::Result<R> + Send,
+    ) -> PyResult<R> {
+        let tracker = self.tracker(py)?;
+        py.detach(|| tracker.locked(f)).map_err(|e| to_py(py, &e))
+    }
+
+    /// Runs `f` on the shared handle with the interpreter released.
+    fn shared<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&SharedTracker) -> tastypod::Result<R> + Send,
+    ) -> PyResult<R> {
+        let tracker = self.tracker(py)?;
+        py.detach(|| f(&tracker)).map_err(|e| to_py(py, &e))
+    }
+}
+
+#[pymethods]
+impl NativeTracker {
+    #[new]
+    #[pyo3(signature = (path, max_tries=None, sync_at=1000, read_only=false, multi_process=false, durable=false, lease=None))]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the Python constructor's keyword arguments"
+    )]
+    fn new(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        max_tries: Option<u32>,
+        sync_at: usize,
+        read_only: bool,
+        multi_process: bool,
+        durable: bool,
+        lease: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut options = TrackerOptions::new()
+            .sync_at(sync_at.max(1))
+            .read_only(read_only)
+            .multi_process(multi_process)
+            .durability(durability(durable));
+        if let Some(n) = max_tries {
+            options = options.max_tries(n);
+        }
+        if let Some(secs) = lease {
+            let lease = Duration::try_from_secs_f64(secs)
+                .map_err(|e| PyValueError::new_err(format!("lease: {e}")))?;
+            options = options.lease(lease);
+        }
+        let tracker = py
+            .detach(|| options.open_shared(&path))
+            .map_err(|e| to_py(py, &e))?;
+        Ok(NativeTracker {
+            tracker: Mutex::new(Some(tracker)),
+            read_only,
+        })
+    }
+
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+    }
+
+    fn get_json(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
+        let value = self.with(py, |t| t.get(key))?;
+        Ok(value.map(|v| v.to_string()))
+    }
+
+    /// The value of `key`; `KeyError` if absent.
+    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.get_json(py, key)? {
+            Some(text) => read_json(py, &text),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_string())),
+        }
+    }
+
+    /// Replaces the record of `key` unless it holds that already, adding
+    /// the task if absent; returns whether it wrote. With `keep_state`
+    /// (a record read earlier and changed in place) only the user's fields
+    /// are taken from `value`: the task's state stays as it is now, since
+    /// calls made since may have changed it. Otherwise the reserved fields
+    /// of `value` are honoured when well typed.
+    #[pyo3(signature = (key, value, keep_state=false))]
+    fn set_if_changed(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        value: &Bound<'_, PyAny>,
+        keep_state: bool,
+    ) -> PyResult<bool> {
+        let text = value_text(key, value)?;
+        let new: Value =
+            serde_json::from_str(&text).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let Value::Object(mut fields) = new else {
+            return Err(PyValueError::new_err(format!(
+                "the record of {key:?} must be a dict (a task's record is a JSON object)"
+            )));
+        };
+        self.with(py, |t| {
+            if !t.contains_key(key) {
+                t.add(key)?;
+            }
+            let Some(Value::Object(old)) = t.get(key)? else {
+                return Err(tastypod::ErrorKind::InvalidValue {
+                    key: key.into(),
+                    reason: "its record is not a JSON object".into(),
+                }
+                .into());
+            };
+            if keep_state {
+                fields.retain(|k, _| !tastypod::RESERVED.contains(&k.as_str()));
+                for (k, v) in &old {
+                    if tastypod::RESERVED.contains(&k.as_str()) {
+                        fields.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            if old == fields {
+                return Ok(false);
+            }
+            t.update_task(key, |record| *record = Value::Object(fields))?;
+            Ok(true)
+        })
+    }
+
+    fn contains(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |t| Ok(t.contains_key(key)))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |t| Ok(t.len()))
+    }
+
+    fn keys(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.with(py, |t| Ok(t.keys().map(str::to_string).collect()))
+    }
+
+    /// The records of `keys` (`None` for an absent one), in one step.
+    fn records<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+    ) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
+        let texts = self.with(py, |t| {
+            keys.iter()
+                .map(|k| Ok(t.get(k)?.map(|v| v.to_string())))
+                .collect::<tastypod::Result<Vec<_>>>()
+        })?;
+        texts
+            .into_iter()
+            .map(|t| t.map(|t| read_json(py, &t)).transpose())
+            .collect()
+    }
+
+    fn add(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |t| t.add(key))
+    }
+
+    fn add_if_absent(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |t| t.add_if_absent(key))
+    }
+
+    fn add_many(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<()> {
+        self.with(py, |t| t.add_many(&keys))
+    }
+
+    fn add_many_if_absent(&self, py: Python<'_>, keys: Vec<String>) -> PyResult<usize> {
+        self.shared(py, |t| t.add_many_if_absent(&keys))
+    }
+
+    fn done(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |t| Ok(t.done(key)))
+    }
+
+    fn tries(&self, py: Python<'_>, key: &str) -> PyResult<u32> {
+        self.with(py, |t| Ok(t.tries(key)))
+    }
+
+    fn aborted(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |t| Ok(t.aborted(key)))
+    }
+
+    fn exhausted(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.with(py, |t| Ok(t.exhausted(key)))
+    }
+
+    fn should_do(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+        self.with(py, |t| Ok(t.should_do(key, aborted(allow_aborted))))
+    }
+
+    fn should_try(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+        self.with(py, |t| t.should_try(key, aborted(allow_aborted)))
+    }
+
+    fn check_or_add(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+        self.with(py, |t| t.should_do_add(key, aborted(allow_aborted)))
+    }
+
+    fn try_it(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+        self.with(py, |t| t.should_try_add(key, aborted(allow_aborted)))
+    }
+
+    fn mark_done(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.shared(py, |t| t.mark_done(key))
+    }
+
+    fn mark_not_done(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |t| t.mark_not_done(key))
+    }
+
+    fn increment_tries(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |t| t.increment_tries(key))
+    }
+
+    fn decrement_tries(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |t| t.decrement_tries(key))
+    }
+
+    fn reset_tries(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |t| t.reset_tries(key))
+    }
+
+    fn abort(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.shared(py, |t| t.abort(key))
+    }
+
+    fn unabort(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        self.with(py, |t| t.unabort(key))
+    }
+
+    fn todo_keys(&self, py: Python<'_>, allow_aborted: bool) -> PyResult<Vec<String>> {
+        self.with(py, |t| {
+            Ok(t.todo_keys(aborted(allow_aborted))
+                .map(str::to_string)
+                .collect())
+        })
+    }
+
+    /// The counts: total, done, aborted, exhausted, todo, claimed, tried, tries.
+    fn counts(&self, py: Python<'_>) -> PyResult<CountsTuple> {
+        let c = self.with(py, |t| Ok(t.counts()))?;
+        Ok((
+            c.total,
+            c.done,
+            c.aborted,
+            c.exhausted,
+            c.todo,
+            c.claimed,
+            c.tried,
+            c.tries,
+        ))
+    }
+
+    fn summary(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |t| Ok(t.summary()))
+    }
+
+    fn max_tries(&self, py: Python<'_>) -> PyResult<u32> {
+        self.shared(py, |t| Ok(t.max_tries()))
+    }
+
+    /// Claims the next task: `("task", key, try)`, `("wait", None, secs)`
+    /// or `("finished", None, None)`; waits up to `timeout` seconds while
+    /// the answer would be "wait" (0: not at all).
+    fn claim_next(&self, py: Python<'_>, timeout: f64) -> PyResult<ClaimTuple> {
+        let wait = Duration::try_from_secs_f64(timeout.max(0.0))
+            .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
+        let claim = self.shared(py, |t| {
+            if wait.is_zero() {
+                t.claim_next()
+            } else {
+                t.claim_next_wait(wait)
+            }
+        })?;
+        Ok(claim_tuple(claim))
+    }
+
+    #[pyo3(signature = (key, delay=None))]
+    fn release(&self, py: Python<'_>, key: &str, delay: Option<f64>) -> PyResult<()> {
+        match delay {
+            Some(secs) => {
+                let delay = Duration::try_from_secs_f64(secs.max(0.0))
+                    .map_err(|e| PyValueError::new_err(format!("delay: {e}")))?;
+                self.shared(py, |t| t.release_after(key, delay))
+            }
+            None => self.shared(py, |t| t.release(key)),
+        }
+    }
+
+    /// The claims the open freed: `(to do again, given up)`.
+    fn freed_at_open(&self, py: Python<'_>) -> PyResult<(Vec<String>, Vec<String>)> {
+        let freed = self.shared(py, |t| Ok(t.freed_at_open()))?;
+        Ok((freed.freed, freed.exhausted))
+    }
+
+    fn sync(&self, py: Python<'_>) -> PyResult<()> {
+        self.shared(py, SharedTracker::sync)
+    }
+
+    fn dirty_len(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |t| Ok(t.dirty_len()))
+    }
+
+    fn hold(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |t| {
+            t.hold();
+            Ok(())
+        })
+    }
+
+    fn unhold(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |t| t.unhold())
+    }
+
+    fn revert(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |t| t.revert())
+    }
+
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |t| t.compact())
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let tracker = self
+            .tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(tracker) = tracker else {
+            return Ok(());
+        };
+        let synced = if self.read_only {
+            Ok(())
+        } else {
+            py.detach(|| tracker.sync())
+        };
+        py.detach(|| drop(tracker));
+        synced.map_err(|e| to_py(py, &e))
+    }
+}
+
+/// The native half of the `tastypod` package.
+#[pymodule]
+fn _tastypod(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativePod>()?;
+    m.add_class::<NativeTracker>()?;
+    m.add_class::<NativeCursor>()?;
+    m.add_function(wrap_pyfunction!(dumps, m)?)?;
+    m.add_function(wrap_pyfunction!(loads, m)?)?;
+    m.add("FORMAT_VERSION", tastypod::FORMAT_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,43 @@
+"""One format for every tool: a store written from Python is read by the
+Rust command-line tool and the other way round; a tastypy store migrated
+with `import-tastypy` opens from Python with the keys tastypy showed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import REPO
+
+import tastypod
+
+
+def test_python_writes_the_cli_reads(tmp_path, tastypod_cli):
+    path = tmp_path / "p"
+    with tastypod.POD(path) as pod:
+        pod["a"] = {"z": 1, "y": [True, None, 1.5]}
+        pod[7] = "seven"
+    out = subprocess.run([tastypod_cli, "get", path, "a"], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {"z": 1, "y": [True, None, 1.5]}
+    keys = subprocess.run([tastypod_cli, "keys", path], capture_output=True, text=True, check=True)
+    assert keys.stdout.split() == ["a", "7"]
+    verify = subprocess.run([tastypod_cli, "verify", path], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_the_cli_writes_python_reads(tmp_path, tastypod_cli):
+    path = tmp_path / "p"
+    subprocess.run([tastypod_cli, "set", path, "k", '{"n": [1, 2]}'], check=True)
+    with tastypod.POD(path) as pod:
+        assert pod["k"] == {"n": [1, 2]}
+
+
+def test_a_migrated_tastypy_tracker_opens_from_python(tmp_path, tastypod_cli):
+    fixture = REPO / "cli" / "tests" / "fixtures" / "tastypy" / "tracker"
+    dest = tmp_path / "migrated"
+    subprocess.run([tastypod_cli, "import-tastypy", fixture, dest], check=True, capture_output=True)
+    t = tastypod.Tracker(dest, mode="r")
+    assert len(t) > 0
+    for key in t:
+        record = t[key]
+        assert set(["_done", "_tries"]) <= set(record)

@@ -1,0 +1,118 @@
+"""Several processes on one store: SharedPOD and SharedTracker pickle as
+their path, multiprocessing workers drain one tracker with no task given
+twice, and exit paths sync."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import run_python
+
+import tastypod
+
+
+def _drain(path: str) -> list:
+    tracker = tastypod.SharedTracker(path)
+    mine = []
+    while True:
+        key = tracker.claim_next(timeout=30)
+        if key is None:
+            break
+        mine.append(key)
+        tracker.mark_done(key)
+    tracker.close()
+    return mine
+
+
+def test_workers_drain_one_tracker_with_no_task_given_twice(tmp_path):
+    path = str(tmp_path / "jobs")
+    t = tastypod.SharedTracker(path)
+    t.add_many([f"task-{i}" for i in range(400)])
+    t.sync()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.map(_drain, [path] * 4)
+    claimed = [k for r in results for k in r]
+    assert sorted(claimed) == sorted(f"task-{i}" for i in range(400))
+    assert len(set(claimed)) == len(claimed)
+    assert t.num_done() == 400
+    t.close()
+
+
+def test_shared_handles_pickle_as_their_path(tmp_path):
+    pod = tastypod.SharedPOD(tmp_path / "p")
+    pod["a"] = 1
+    pod.sync()
+    again = pickle.loads(pickle.dumps(pod))
+    assert isinstance(again, tastypod.SharedPOD) and again["a"] == 1
+    again["b"] = 2
+    again.sync()
+    assert pod["b"] == 2
+
+
+def _writes_then(path: str, end: str) -> str:
+    return (
+        "import os, signal, sys, time\n"
+        "from tastypod import POD\n"
+        f"pod = POD({path!r})\n"
+        "for i in range(10):\n"
+        "    pod[f'k{i}'] = i\n"
+        "pod['k0'] = {'nested': []}\n"
+        "pod['k0']['nested'].append('x')\n"
+        f"{end}\n"
+    )
+
+
+def test_sync_at_exit_on_every_path(tmp_path):
+    ends = {
+        "exit": ("pass", 0),
+        "exception": ("raise RuntimeError('boom')", 1),
+        # An uncaught KeyboardInterrupt ends Python as SIGINT does.
+        "ctrl-c": ("raise KeyboardInterrupt", -signal.SIGINT),
+        "sys.exit": ("sys.exit(3)", 3),
+    }
+    for name, (end, code) in ends.items():
+        path = str(tmp_path / name)
+        proc = run_python(_writes_then(path, end), check=False)
+        assert proc.returncode == code, (name, proc.stderr)
+        with tastypod.POD(path, mode="r") as pod:
+            assert len(pod) == 10, name
+            assert pod["k0"] == {"nested": ["x"]}, name
+
+
+def test_sigterm_syncs_then_exits_as_sigterm(tmp_path):
+    path = str(tmp_path / "term")
+    code = _writes_then(path, "print('ready', flush=True)\ntime.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == -signal.SIGTERM
+    with tastypod.POD(path, mode="r") as pod:
+        assert len(pod) == 10 and pod["k0"] == {"nested": ["x"]}
+
+
+def test_sigterm_calls_the_handler_that_was_there(tmp_path):
+    path = str(tmp_path / "term2")
+    code = (
+        "import signal, sys, time\n"
+        "def mine(signum, frame):\n"
+        "    print('mine', flush=True)\n"
+        "    sys.exit(7)\n"
+        "signal.signal(signal.SIGTERM, mine)\n"
+        + _writes_then(path, "print('ready', flush=True)\ntime.sleep(60)")
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 7
+    assert "mine" in proc.stdout.read()
+    with tastypod.POD(path, mode="r") as pod:
+        assert len(pod) == 10
