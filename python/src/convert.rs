@@ -19,7 +19,10 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyR
             tastypod::MAX_DEPTH
         )));
     }
-    if obj.is_none() {
+    // The most frequent kinds first; `bool` before `int`, which it subclasses.
+    if let Ok(s) = obj.cast::<PyString>() {
+        write_str(&s.to_cow()?, out);
+    } else if obj.is_none() {
         out.push_str("null");
     } else if let Ok(b) = obj.cast::<PyBool>() {
         out.push_str(if b.is_true() { "true" } else { "false" });
@@ -27,8 +30,6 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyR
         write_int(i, out)?;
     } else if let Ok(f) = obj.cast::<PyFloat>() {
         write_float(f.value(), out)?;
-    } else if let Ok(s) = obj.cast::<PyString>() {
-        write_str(&s.to_cow()?, out);
     } else if let Ok(d) = obj.cast::<PyDict>() {
         out.push('{');
         for (n, (k, v)) in d.iter().enumerate() {
@@ -94,8 +95,12 @@ fn write_float(f: f64, out: &mut String) -> PyResult<()> {
 }
 
 fn write_str(s: &str, out: &mut String) {
-    // A `str` always serializes.
-    if let Ok(text) = serde_json::to_string(s) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(text) = serde_json::to_string(s) {
+        // (A `str` always serializes.)
         out.push_str(&text);
     }
 }

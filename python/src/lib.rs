@@ -35,16 +35,11 @@ fn loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
     read_json(py, text)
 }
 
-/// The JSON text of `value` for `key`, checked by the store's value rules.
-fn value_text(key: &str, value: &Bound<'_, PyAny>) -> PyResult<String> {
+/// The JSON text of `value` (the store checks it by its value rules).
+fn value_text(value: &Bound<'_, PyAny>) -> PyResult<String> {
     let mut text = String::new();
     write_json(value, &mut text, 0)?;
-    tastypod::check_json(key, &text).map_err(|e| to_py(value.py(), &e))?;
     Ok(text)
-}
-
-fn raw(text: String) -> PyResult<Raw> {
-    RawValue::from_string(text).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 fn durability(durable: bool) -> Durability {
@@ -136,8 +131,8 @@ impl NativePod {
     /// Sets `key` to `value` (converted to JSON, refused as a whole if it
     /// cannot be).
     fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let text = raw(value_text(key, value)?)?;
-        self.with(py, |p| p.insert(key, text))
+        let text = value_text(value)?;
+        self.with(py, |p| p.insert_json(key, &text))
     }
 
     /// Sets `key` to `value` unless it holds that already; returns whether
@@ -148,19 +143,13 @@ impl NativePod {
         key: &str,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        let text = value_text(key, value)?;
+        let text = value_text(value)?;
         self.with(py, |p| {
             p.locked(|p| {
                 if p.get_json(key)?.as_deref() == Some(text.as_str()) {
                     return Ok(false);
                 }
-                let value = RawValue::from_string(text).map_err(|e| {
-                    tastypod::Error::from(tastypod::ErrorKind::InvalidValue {
-                        key: key.to_string(),
-                        reason: e.to_string(),
-                    })
-                })?;
-                p.insert(key, value)?;
+                p.insert_json(key, &text)?;
                 Ok(true)
             })
         })
@@ -438,7 +427,8 @@ impl NativeTracker {
         value: &Bound<'_, PyAny>,
         keep_state: bool,
     ) -> PyResult<bool> {
-        let text = value_text(key, value)?;
+        let text = value_text(value)?;
+        tastypod::check_json(key, &text).map_err(|e| to_py(py, &e))?;
         let new: Value =
             serde_json::from_str(&text).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let Value::Object(mut fields) = new else {

@@ -178,12 +178,14 @@ where
     /// Reads and replays the log file.
     pub(super) fn read_log(&self) -> Result<Replayed<V>> {
         let path = self.log.path();
-        let (reader, size) = self
-            .storage()
-            .open_read(path)
-            .map_err(|e| Error::io("open", path, e))?;
+        let storage = self.storage();
+        let open = || {
+            storage
+                .open_read(path)
+                .map_err(|e| Error::io("open", path, e))
+        };
         let salvage = self.opts.recovery == Recovery::Salvage;
-        replay::replay(reader, size, path, salvage, self.opts.max_record)
+        replay::replay(open, path, salvage, self.opts.max_record)
     }
 
     /// Makes a replayed log the in-memory state.

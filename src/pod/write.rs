@@ -11,6 +11,7 @@ use crate::options::Durability;
 use crate::record;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::any::TypeId;
 
 /// Encodes a value as compact JSON by the rules of values ([`json`]).
 pub(super) fn encode<V: Serialize>(key: &str, value: &V) -> Result<Vec<u8>> {
@@ -188,8 +189,20 @@ where
     /// assert!(pod.insert_json("big", "123456789012345678901234567890").is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn insert_json(&mut self, key: &str, json: &str) -> Result<()> {
+    pub fn insert_json(&mut self, key: &str, json: &str) -> Result<()>
+    where
+        V: 'static,
+    {
         json::check_json(key, json)?;
+        // A value of one line is stored as written (decoded only when read
+        // typed), unless `V` may not hold every JSON value: then it must
+        // decode into `V` now. JSON's whitespace may hold a newline, which
+        // a line of the log cannot: such a text is written anew.
+        let any_json = TypeId::of::<V>() == TypeId::of::<serde_json::Value>()
+            || TypeId::of::<V>() == TypeId::of::<Box<serde_json::value::RawValue>>();
+        if any_json && !json.contains(['\n', '\r']) {
+            return self.in_op(|pod| pod.insert_text_now(key, json));
+        }
         let value: V = serde_json::from_str(json).map_err(|e| {
             Error::from(ErrorKind::InvalidValue {
                 key: key.to_string(),
@@ -197,6 +210,27 @@ where
             })
         })?;
         self.insert(key, value)
+    }
+
+    /// Inserts the checked JSON text `json` of one line as it is.
+    fn insert_text_now(&mut self, key: &str, json: &str) -> Result<()> {
+        self.writable()?;
+        let hash = self.index.hash(key.as_bytes());
+        let max_record = self.opts.max_record as u64;
+        self.index.put_pending(hash, key, |buf| {
+            // The line without its newline.
+            let len = record::put_len(key, json.len()) - 1;
+            if len > max_record {
+                return fail(ErrorKind::RecordTooLarge {
+                    key: key.to_string(),
+                    len,
+                    max: max_record,
+                });
+            }
+            buf.extend_from_slice(json.as_bytes());
+            Ok(())
+        })?;
+        self.after_change()
     }
 
     fn insert_now(&mut self, key: &str, value: &V) -> Result<()> {

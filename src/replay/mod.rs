@@ -50,6 +50,9 @@ pub(crate) struct Replayed<V> {
     pub skipped: Vec<BadLine>,
     /// How many damaged lines were skipped in salvage mode.
     pub skipped_count: u64,
+    /// The last batch was cut short after its records were applied: the
+    /// state is that of the log's first this many bytes (read them again).
+    reread_to: Option<u64>,
 }
 
 /// What the decode stage found on one line.
@@ -210,29 +213,60 @@ struct Applier<'p, V> {
 #[cfg(test)]
 pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Result<Replayed<V>> {
     replay(
-        bytes,
-        bytes.len() as u64,
+        || Ok((bytes, bytes.len() as u64)),
         path,
         salvage,
         crate::DEFAULT_MAX_RECORD_SIZE,
     )
 }
 
-/// Replays the log read from `reader`. `size_hint` (the file size) sizes the
-/// map up front and picks one thread or several; `path` only names the file
-/// in errors; lines longer than `max_record` bytes are damage.
-pub(crate) fn replay<V>(
-    reader: impl Read + Send,
-    size_hint: u64,
+/// Replays the log that `open` reads (it gives a reader and the file size).
+/// The size sizes the map up front and picks one thread or several; `path`
+/// only names the file in errors; lines longer than `max_record` bytes are
+/// damage.
+pub(crate) fn replay<V, R: Read + Send>(
+    open: impl Fn() -> Result<(R, u64)>,
     path: &Path,
     salvage: bool,
     max_record: usize,
 ) -> Result<Replayed<V>> {
-    replay_in_chunks(reader, size_hint, path, salvage, max_record, reader::CHUNK)
+    replay_in_chunks(open, path, salvage, max_record, reader::CHUNK)
 }
 
 /// [`replay`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
-pub(crate) fn replay_in_chunks<V>(
+///
+/// A batch's records are applied as they come. If the last batch was cut
+/// short (a crash while a sync was written), the log is read a second time
+/// up to that batch's line, and the torn tail of the first reading is
+/// reported: the rare crash pays for the common open, which never holds a
+/// large sync's records.
+pub(crate) fn replay_in_chunks<V, R: Read + Send>(
+    open: impl Fn() -> Result<(R, u64)>,
+    path: &Path,
+    salvage: bool,
+    max_record: usize,
+    chunk: usize,
+) -> Result<Replayed<V>> {
+    let (reader, size) = open()?;
+    let first = replay_pass(reader, size, path, salvage, max_record, chunk)?;
+    let Some(offset) = first.reread_to else {
+        return Ok(first);
+    };
+    let (reader, _) = open()?;
+    let mut second: Replayed<V> = replay_pass(
+        reader.take(offset),
+        offset,
+        path,
+        salvage,
+        max_record,
+        chunk,
+    )?;
+    second.torn = first.torn;
+    Ok(second)
+}
+
+/// One reading of a log (or of its first bytes).
+fn replay_pass<V>(
     reader: impl Read + Send,
     size_hint: u64,
     path: &Path,
@@ -249,7 +283,7 @@ pub(crate) fn replay_in_chunks<V>(
     };
     let mut applier = Applier {
         index,
-        rules: Rules::new(salvage),
+        rules: Rules::new(salvage).optimistic(),
         path,
         header: (record::PLAIN_VERSION, None),
         held: Vec::new(),
@@ -287,6 +321,7 @@ pub(crate) fn replay_in_chunks<V>(
         torn: out.torn,
         skipped: out.skipped,
         skipped_count: out.skipped_count,
+        reread_to: out.reread_to,
     })
 }
 
@@ -455,8 +490,7 @@ mod tests {
     /// thread or several).
     fn replay_hinted(bytes: &[u8], size_hint: u64) -> Result<Replayed<()>> {
         replay(
-            bytes,
-            size_hint,
+            || Ok((bytes, size_hint)),
             Path::new("x"),
             false,
             crate::DEFAULT_MAX_RECORD_SIZE,

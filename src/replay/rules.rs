@@ -126,6 +126,10 @@ pub(crate) struct Outcome {
     pub skipped_count: u64,
     /// Valid records read.
     pub records: u64,
+    /// With [`Rules::optimistic`]: the records of the batch cut short at
+    /// the end were applied as they came; the state is that of the log's
+    /// first this many bytes, to be read again.
+    pub reread_to: Option<u64>,
 }
 
 /// What [`Rules::finish_all`] found.
@@ -172,6 +176,12 @@ pub(crate) struct Rules {
     version: u64,
     /// The batch being read, if its records have not all come.
     batch: Option<OpenBatch>,
+    /// A batch's records are applied as they come (not held), and a batch
+    /// cut short at the end asks for the log to be read again up to it
+    /// ([`Outcome::reread_to`]): only the last batch can be cut short, and
+    /// only by a crash, so a whole log is read once, without holding a
+    /// large sync's records in memory.
+    optimistic: bool,
     /// Keep going after the first fatal finding (verify), remembering it.
     keep_going: bool,
     fatal: Option<Fatal>,
@@ -197,6 +207,7 @@ impl Rules {
             salvage,
             version: 0,
             batch: None,
+            optimistic: false,
             keep_going: false,
             fatal: None,
             header: false,
@@ -208,6 +219,12 @@ impl Rules {
             problems: Vec::new(),
             problem_count: 0,
         }
+    }
+
+    /// Applies a batch's records as they come; see [`Outcome::reread_to`].
+    pub(crate) fn optimistic(mut self) -> Self {
+        self.optimistic = true;
+        self
     }
 
     /// Rules for the part of a log of format `version` after its first
@@ -353,7 +370,11 @@ impl Rules {
         } else if let Some(batch) = self.batch.as_mut() {
             batch.seen += 1;
             if batch.seen < batch.count {
-                return Ok(Take::Hold);
+                return Ok(if self.optimistic {
+                    Take::Apply
+                } else {
+                    Take::Hold
+                });
             }
             let count = batch.count;
             self.batch = None;
@@ -501,6 +522,9 @@ impl Rules {
                     ),
                 };
                 self.problem(&first);
+                if self.optimistic && batch.seen > 0 {
+                    self.out.reread_to = Some(batch.start.offset);
+                }
                 self.out.torn = Some(TornTail {
                     lines: batch.seen + 1 + pending.map_or(0, |p| p.lines),
                     bytes: total_len - batch.start.offset,

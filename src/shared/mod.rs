@@ -195,6 +195,16 @@ where
         self.with(|p| p.insert(key, value))
     }
 
+    /// See [`Pod::insert_json`]: the value written as the JSON text `json`,
+    /// checked by the store's rules and stored as written.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::insert_json`].
+    pub fn insert_json(&self, key: &str, json: &str) -> Result<()> {
+        self.with(|p| p.insert_json(key, json))
+    }
+
     /// See [`Pod::insert_ref`].
     ///
     /// # Errors

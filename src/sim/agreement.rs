@@ -79,7 +79,13 @@ fn replay_of(
     chunk: usize,
     salvage: bool,
 ) -> crate::Result<Replayed<Value>> {
-    replay::replay_in_chunks(data, data.len() as u64, &path(), salvage, max_record, chunk)
+    replay::replay_in_chunks(
+        || Ok((data, data.len() as u64)),
+        &path(),
+        salvage,
+        max_record,
+        chunk,
+    )
 }
 
 fn check_with(data: &[u8], max_record: usize) {

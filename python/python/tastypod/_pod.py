@@ -88,6 +88,20 @@ def _register(store: "POD") -> None:
 
 atexit.register(_sync_all)
 
+# Bumped in the child of every fork: a store opened before the fork belongs
+# to the parent (its lock, its log handle) and refuses to work in the child.
+_fork_generation = 0
+
+
+def _forked() -> None:
+    global _fork_generation
+    _fork_generation += 1
+    _open_stores.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 
 class POD(MutableMapping):  # type: ignore[type-arg]
     """A persistent ordered dict: ``pod = POD('path/to/my.pod')``.
@@ -132,6 +146,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         self._mode = mode
         self._durable = durable
         self._pid = os.getpid()
+        self._generation = _fork_generation
         self._live: Dict[str, Any] = {}
         self._holds = 0
         self._native = self._open_native()
@@ -153,7 +168,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
 
     @property
     def _n(self) -> Any:
-        if os.getpid() != self._pid:
+        if self._generation != _fork_generation:
             raise ClosedError(
                 f"{self._path} was opened in process {self._pid}: a forked process must open the store itself"
             )
@@ -193,15 +208,16 @@ class POD(MutableMapping):  # type: ignore[type-arg]
     # ---- the dict protocol ----
 
     def __getitem__(self, key: Key) -> Any:
-        k = _key(key)
+        k = key if type(key) is str else _key(key)
         value = self._live.get(k, _MISSING)
         if value is not _MISSING:
             return value
         return self._track(k, self._n.get(k))
 
     def __setitem__(self, key: Key, value: Any) -> None:
-        k = _key(key)
-        self._live.pop(k, None)
+        k = key if type(key) is str else _key(key)
+        if self._live:
+            self._live.pop(k, None)
         self._n.set(k, value)
 
     def __delitem__(self, key: Key) -> None:
@@ -333,7 +349,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
     def close(self) -> None:
         """Syncs and closes the store (releasing its lock). Closing twice
         does nothing; any later use raises :class:`ClosedError`."""
-        if os.getpid() != self._pid or self._native.closed:
+        if self._generation != _fork_generation or self._native.closed:
             return
         try:
             if self._mode == "w":
