@@ -29,8 +29,9 @@ def cli() -> Optional[Path]:
     env = os.environ.get("TASTYPOD_CLI")
     if env:
         return Path(env)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
     for profile in ("debug", "release"):
-        path = REPO / "target" / profile / "tastypod"
+        path = target / profile / "tastypod"
         if path.exists():
             return path
     return None
