@@ -170,6 +170,7 @@ def test_read_only_mode_takes_no_lock(tmp_path):
     writer.sync()
     reader = POD(path, mode="r")
     assert reader["a"] == 1
+    assert list(reader.items()) == [("a", 1)] and list(reader.values()) == [1]
     with pytest.raises(tastypod.ReadOnlyError):
         reader["b"] = 2
     with pytest.raises(tastypod.LockedError):

@@ -218,6 +218,20 @@ impl<V> Index<V> {
                 .any(|s| s.is_dirty() && s.is_pending() && s.live.is_some())
     }
 
+    /// Whether the pending records are in the order of the changes that
+    /// made them, so that every prefix of them is a state the program
+    /// passed through: nothing was changed in place (such changes become
+    /// records at the end) and no pending record was superseded (a rebuild
+    /// orders them by kind and key).
+    pub(crate) fn in_call_order(&self) -> bool {
+        !self.needs_rebuild()
+            && !self.dirty.iter().any(|&i| {
+                self.slots
+                    .get(i as usize)
+                    .is_some_and(|s| s.is_dirty() && !s.is_pending())
+            })
+    }
+
     /// Makes the pending block exact: afterwards it holds exactly the
     /// records the next write must add (every dirty slot is `PENDING`).
     /// `encode` writes a value changed in place. On an error nothing

@@ -261,6 +261,10 @@ class POD(MutableMapping):  # type: ignore[type-arg]
             page = native.items_page(cursor, _PAGE)
             if not page:
                 return
+            if self._mode == "r":
+                # Nothing to track: values read are never written back.
+                yield from page
+                continue
             for k, v in page:
                 live = self._live.get(k, _MISSING)
                 yield (k, live) if live is not _MISSING else (k, self._track(k, v))
