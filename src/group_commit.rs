@@ -134,12 +134,15 @@ impl Syncer {
         }
     }
 
-    /// Fsyncs go through `handle` from now on, and everything appended so
-    /// far is durable (the log was just opened, or replaced by a complete,
-    /// fsynced file).
+    /// Fsyncs go through `handle` from now on.
     pub(crate) fn attach(&self, handle: Option<Box<dyn Appender>>) {
+        lock(&self.state).handle = handle.map(|h| Arc::new(Mutex::new(h)));
+    }
+
+    /// Everything appended so far is durable: the log was replaced by a
+    /// complete, fsynced file holding it.
+    pub(crate) fn all_durable(&self) {
         let mut state = lock(&self.state);
-        state.handle = handle.map(|h| Arc::new(Mutex::new(h)));
         state.durable = state.written;
     }
 
@@ -188,6 +191,10 @@ impl Syncer {
                     if state.released > 1 {
                         self.note_returning(&mut state);
                     }
+                } else if state.gathering > 0 && state.busy == 0 && state.returning == 0 {
+                    // Nothing to fsync for this thread, and nobody else is
+                    // coming: those waiting to gather may lead now.
+                    self.ended.notify_all();
                 }
                 return Ok(());
             }
@@ -217,6 +224,8 @@ impl Syncer {
                 state.returning = 0;
             }
             let Some(handle) = state.handle.clone() else {
+                state.waiting -= 1;
+                state.gathering_since = None;
                 return Err(io::Error::other("the log is not open for writing"));
             };
             state.leading = true;
@@ -224,7 +233,15 @@ impl Syncer {
             let target = state.written;
             drop(state);
             let started = Instant::now();
-            let synced = handle.lock().unwrap_or_else(|e| e.into_inner()).sync();
+            // A panic in the fsync (a storage that panics) must not leave
+            // `leading` set, which would block every waiter for good.
+            let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.lock().unwrap_or_else(|e| e.into_inner()).sync()
+            }));
+            let (synced, panic) = match synced {
+                Ok(result) => (result, None),
+                Err(panic) => (Err(io::Error::other("the fsync panicked")), Some(panic)),
+            };
             let took = started.elapsed();
             state = lock(&self.state);
             state.leading = false;
@@ -236,6 +253,11 @@ impl Syncer {
             }
             if state.waiting > 1 {
                 self.ended.notify_all();
+            }
+            if let Some(panic) = panic {
+                state.waiting -= 1;
+                drop(state);
+                std::panic::resume_unwind(panic);
             }
         }
     }
@@ -301,6 +323,28 @@ mod tests {
         // Nothing new: no fsync needed, none made.
         syncer.ticket().wait()?;
         assert_eq!(sim.fsyncs(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_fsync_fails_every_waiter_and_stays_failed() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let sim = SimStorage::new();
+        let path = Path::new("/s/log");
+        let storage: &dyn crate::fsio::Storage = &sim;
+        storage.create_dir_all(Path::new("/s"))?;
+        let mut file = storage.create_new(path)?;
+        let syncer = Syncer::new(path.to_path_buf());
+        syncer.attach(Some(file.try_clone()?));
+        file.append(b"a\n")?;
+        syncer.note_append();
+        let ticket = syncer.ticket();
+        // The next storage operation (the fsync) fails.
+        sim.fail_at(Some((sim.ops() + 1, crate::sim::FailMode::Once)));
+        assert!(ticket.wait().is_err());
+        assert!(syncer.failed());
+        // Later fsyncs cannot vouch for those pages: every wait fails.
+        assert!(syncer.ticket().wait().is_err());
         Ok(())
     }
 }

@@ -87,8 +87,10 @@ impl LogFile {
         match opened {
             Ok((for_fsyncs, file)) => {
                 self.file = Some(file);
-                // What was appended to a replaced file is in its successor,
-                // which is durable as a whole.
+                // Appends not yet durable stay so: the next fsync (through
+                // the new handle) covers them if this is the same file, and
+                // is harmless if another process replaced it (its file,
+                // fsynced before the rename, holds them).
                 self.syncer.attach(Some(for_fsyncs));
                 Ok(())
             }
@@ -127,6 +129,9 @@ impl LogFile {
         }
         self.len = len;
         self.lines = lines;
+        // What was appended to the replaced log is in its successor, which
+        // was complete and fsynced before the rename.
+        self.syncer.all_durable();
         self.reopen(storage)
     }
 

@@ -66,12 +66,17 @@ where
     /// durable (or, for a claim, written and left to the next fsync),
     /// unless a hold defers them.
     pub(crate) fn end_of_call(&mut self) -> Result<()> {
-        if self.opts.durability != Durability::EveryChange
-            || self.holds > 0
-            || self.opts.read_only
-            || self.is_poisoned()
-            || !self.log.is_attached()
+        if self.opts.durability != Durability::EveryChange || self.holds > 0 || self.opts.read_only
         {
+            return Ok(());
+        }
+        if self.is_poisoned() || !self.log.is_attached() {
+            // Another thread's failed fsync may have poisoned the handle
+            // during this call: changes it leaves unwritten or unsynced
+            // are not durable, and the call must not say they are.
+            if self.index.has_changes() || self.log.has_unsynced() {
+                return self.log.writable();
+            }
             return Ok(());
         }
         if self.multi.is_some() {

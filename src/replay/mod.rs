@@ -247,23 +247,38 @@ pub(crate) fn replay_in_chunks<V, R: Read + Send>(
     max_record: usize,
     chunk: usize,
 ) -> Result<Replayed<V>> {
-    let (reader, size) = open()?;
-    let first = replay_pass(reader, size, path, salvage, max_record, chunk)?;
-    let Some(offset) = first.reread_to else {
-        return Ok(first);
-    };
-    let (reader, _) = open()?;
-    let mut second: Replayed<V> = replay_pass(
-        reader.take(offset),
-        offset,
+    // A reader without the lock may see a writer's batch half written, and
+    // the file may be replaced between two readings: a second reading that
+    // does not end cleanly where the batch began starts over.
+    for _ in 0..REREADS {
+        let (reader, size) = open()?;
+        let first = replay_pass(reader, size, path, salvage, max_record, chunk)?;
+        let Some(offset) = first.reread_to else {
+            return Ok(first);
+        };
+        let (reader, _) = open()?;
+        let mut second: Replayed<V> = replay_pass(
+            reader.take(offset),
+            offset,
+            path,
+            salvage,
+            max_record,
+            chunk,
+        )?;
+        if second.valid_len == offset && second.torn.is_none() && second.reread_to.is_none() {
+            second.torn = first.torn;
+            return Ok(second);
+        }
+    }
+    Err(crate::Error::io(
+        "read",
         path,
-        salvage,
-        max_record,
-        chunk,
-    )?;
-    second.torn = first.torn;
-    Ok(second)
+        std::io::Error::other("the log kept changing while it was read"),
+    ))
 }
+
+/// How many times a log whose last batch was cut short is read again.
+const REREADS: usize = 5;
 
 /// One reading of a log (or of its first bytes).
 fn replay_pass<V>(

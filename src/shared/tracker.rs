@@ -210,6 +210,9 @@ impl SharedTracker {
         let mut busy = Some(self.syncer.enter());
         let mut tracker = lock(&self.inner);
         tracker.defer_fsyncs(true);
+        // The fsync owed so far, kept here while the lock is let go (another
+        // thread's call would take it from the handle).
+        let mut owed_before = None;
         let claim = loop {
             let claim = match tracker.claim_next(&self.owner) {
                 Ok(Claim::Wait(until)) => until,
@@ -220,6 +223,10 @@ impl SharedTracker {
             let Some(pause) = crate::tracker::pause_before(claim, now, deadline, multi) else {
                 break Ok(Claim::Wait(claim));
             };
+            if let Some(ticket) = tracker.take_owed() {
+                owed_before = Some(ticket);
+            }
+            tracker.defer_fsyncs(false);
             // Asleep, this thread is about to append nothing.
             drop(busy.take());
             self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -229,9 +236,11 @@ impl SharedTracker {
             };
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             busy = Some(self.syncer.enter());
+            tracker.defer_fsyncs(true);
         };
         tracker.defer_fsyncs(false);
-        let owed = tracker.take_owed();
+        // A later ticket covers an earlier one.
+        let owed = tracker.take_owed().or(owed_before);
         drop(tracker);
         if let Some(busy) = busy {
             busy.leave(owed.is_some());
