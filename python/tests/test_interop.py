@@ -36,8 +36,14 @@ def test_a_migrated_tastypy_tracker_opens_from_python(tmp_path, tastypod_cli):
     fixture = REPO / "cli" / "tests" / "fixtures" / "tastypy" / "tracker"
     dest = tmp_path / "migrated"
     subprocess.run([tastypod_cli, "import-tastypy", fixture, dest], check=True, capture_output=True)
+    # What tastypy showed: its reader's rules on the same directory.
+    expected = [
+        json.loads(line)
+        for line in (fixture / "expected.jsonl").read_text(encoding="utf8").splitlines()
+    ]
     t = tastypod.Tracker(dest, mode="r")
-    assert len(t) > 0
-    for key in t:
-        record = t[key]
-        assert set(["_done", "_tries"]) <= set(record)
+    assert list(t) == [e["key"] for e in expected]
+    for e in expected:
+        assert t[e["key"]] == e["value"], e["key"]
+    done = sum(1 for e in expected if e["value"]["_done"])
+    assert t.num_done() == done
