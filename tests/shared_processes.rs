@@ -568,3 +568,20 @@ fn sync_atomic_in_the_multi_process_mode_writes_both_or_neither() {
     b.refresh().unwrap();
     assert_eq!(b.get("to").unwrap(), Some(json!(0)));
 }
+
+/// A `SharedTracker`'s reads (counters, a task's state) take in what other
+/// processes wrote first, in the multi-process mode.
+#[test]
+fn shared_tracker_reads_see_other_processes_changes() {
+    let s = scratch();
+    let options = tastypod::TrackerOptions::new().multi_process(true);
+    let a = options.clone().open_shared(&s.path).unwrap();
+    let b = options.open_shared(&s.path).unwrap();
+    a.add_many_if_absent(["x", "y"]).unwrap();
+    a.mark_done("x").unwrap();
+    a.sync().unwrap();
+    assert_eq!(b.counts().total, 2);
+    assert_eq!(b.counts().done, 1);
+    assert!(b.done("x") && !b.done("y"));
+    assert!(b.summary().starts_with("done 1/2"));
+}

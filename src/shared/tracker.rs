@@ -156,9 +156,28 @@ impl SharedTracker {
         Ok(out)
     }
 
-    /// Runs `f` on the tracker without changing it.
+    /// Runs `f` on the tracker without changing it. In the multi-process
+    /// mode the tracker first takes in what other processes wrote (if that
+    /// fails, `f` sees what this handle saw last; the next writing call
+    /// reports the error).
     fn read<R>(&self, f: impl FnOnce(&Tracker) -> R) -> R {
-        f(&lock(&self.inner))
+        let mut tracker = lock(&self.inner);
+        if !tracker.pod().is_multi_process() {
+            return f(&tracker);
+        }
+        tracker.defer_fsyncs(true);
+        // A failure here is reported by the next writing call.
+        let _ = tracker.refresh();
+        tracker.defer_fsyncs(false);
+        let owed = tracker.take_owed();
+        let out = f(&tracker);
+        drop(tracker);
+        if let Some(ticket) = owed {
+            // As above: a failed fsync poisons the handle, which the next
+            // writing call reports.
+            let _ = ticket.wait();
+        }
+        out
     }
 
     /// Runs `f` with the tracker locked: no other thread's call
