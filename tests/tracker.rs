@@ -583,3 +583,33 @@ fn a_try_beyond_the_most_a_tracker_counts_is_refused_and_nothing_changes() {
     assert_eq!(t.tries("a"), u32::MAX);
     assert_eq!(t.get("a").unwrap().unwrap()["_tries"], json!(u32::MAX));
 }
+
+/// `remove` takes a task out with its counts, claims and retry times; the
+/// rest is as before, also after a reopen.
+#[test]
+fn remove_takes_a_task_out_and_keeps_the_counts_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    let mut t = tastypod::TrackerOptions::new()
+        .max_tries(3)
+        .open(&path)
+        .unwrap();
+    t.add_many(["a", "b", "c", "d"]).unwrap();
+    t.mark_done("a").unwrap();
+    let claim = t.claim_next("w").unwrap();
+    assert_eq!(claim.key(), Some("b"));
+    assert!(t.remove("a").unwrap());
+    assert!(t.remove("b").unwrap());
+    assert!(!t.remove("zz").unwrap());
+    let counts = t.counts();
+    assert_eq!(
+        (counts.total, counts.done, counts.claimed, counts.todo),
+        (2, 0, 0, 2)
+    );
+    assert!(t.lease("b").is_none());
+    assert_eq!(t.claim_next("w").unwrap().key(), Some("c"));
+    drop(t);
+    let t = tastypod::Tracker::open(&path).unwrap();
+    assert_eq!(t.keys().collect::<Vec<_>>(), ["c", "d"]);
+    assert_eq!(t.counts().total, 2);
+}

@@ -492,6 +492,10 @@ impl NativeTracker {
             .collect()
     }
 
+    fn remove(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+        self.shared(py, |t| t.remove(key))
+    }
+
     fn add(&self, py: Python<'_>, key: &str) -> PyResult<()> {
         self.with(py, |t| t.add(key))
     }

@@ -83,13 +83,16 @@ def test_fields_and_mark_done_both_kept(tmp_path):
     assert t["k"]["result"] == 42 and t["k"]["note"] == "before"
 
 
-def test_setting_a_record_and_removing_is_refused(tmp_path):
+def test_setting_a_record_and_removing_one(tmp_path):
     t = Tracker(tmp_path / "t")
     t["new"] = {"url": "x"}
     assert t["new"]["url"] == "x" and not t.check("new")
     with pytest.raises(ValueError):
         t["bad"] = 5
-    with pytest.raises(TypeError):
+    t.add("other")
+    del t["new"]
+    assert "new" not in t and list(t) == ["other"] and t.counts()["total"] == 1
+    with pytest.raises(KeyError):
         del t["new"]
 
 

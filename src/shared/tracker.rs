@@ -480,6 +480,15 @@ impl SharedTracker {
         self.change(Tracker::refresh)
     }
 
+    /// See [`Tracker::remove`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Tracker::remove`].
+    pub fn remove(&self, key: &str) -> Result<bool> {
+        self.change(|t| t.remove(key))
+    }
+
     /// See [`Tracker::freed_at_open`]: the claims the open freed.
     pub fn freed_at_open(&self) -> FreedClaims {
         self.read(|t| t.freed_at_open().clone())

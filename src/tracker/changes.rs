@@ -124,6 +124,24 @@ impl Tracker {
         Ok(())
     }
 
+    /// Removes the task `key` (tastypy's `del tracker[key]`); returns
+    /// whether it was there. A removal is rare: it costs a recount of every
+    /// task (O(n)). A worker holding a claim on it fails to finish it
+    /// (`MissingKey`, or `LeaseLost` through its lease).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pod::remove`].
+    pub fn remove(&mut self, key: &str) -> Result<bool> {
+        self.op(|t| {
+            if !t.pod.remove(key)? {
+                return Ok(false);
+            }
+            t.load_states()?;
+            Ok(true)
+        })
+    }
+
     // ---- user data ----
 
     /// Runs `f` on the whole record of `key` and marks it dirty; a mutated

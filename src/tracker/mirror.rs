@@ -149,7 +149,8 @@ impl Tracker {
         }
         for key in external.changed {
             let Some(i) = self.pod.slot_of(&key) else {
-                // Trackers do not remove keys; if someone did, recount.
+                // Removed (`Tracker::remove`, in another process): slots
+                // may have moved, so recount.
                 return self.load_states();
             };
             let state = self.read_state(i)?;

@@ -98,9 +98,11 @@ class Tracker(POD):
         self._n.set_if_changed(k, value, keep_state=False)
 
     def __delitem__(self, key: Key) -> None:
-        raise TypeError(
-            "a task cannot be removed from a tracker; abort it (tracker.abort(key)) to give it up"
-        )
+        """Removes the task (rare: it recounts every task)."""
+        k = _key(key)
+        self._live.pop(k, None)
+        if not self._n.remove(k):
+            raise KeyError(key)
 
     def _iter_items(self) -> Iterator[Tuple[str, Any]]:
         keys = self._n.keys()
