@@ -613,3 +613,37 @@ fn remove_takes_a_task_out_and_keeps_the_counts_right() {
     assert_eq!(t.keys().collect::<Vec<_>>(), ["c", "d"]);
     assert_eq!(t.counts().total, 2);
 }
+
+/// `Tracker::from_opened` makes a tracker of a store opened as a pod (one
+/// open for a look at a store that may be either), or hands the pod back.
+#[test]
+fn from_opened_reads_a_store_once_as_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t");
+    let mut t = tastypod::TrackerOptions::new()
+        .max_tries(2)
+        .open(&path)
+        .unwrap();
+    t.add_many(["a", "b"]).unwrap();
+    t.mark_done("a").unwrap();
+    drop(t);
+    let pod: tastypod::Pod = tastypod::PodOptions::new()
+        .read_only(true)
+        .open(&path)
+        .unwrap();
+    let t = tastypod::Tracker::from_opened(pod).unwrap_or_else(|(e, _)| panic!("{e}"));
+    assert_eq!(
+        (t.counts().total, t.counts().done, t.max_tries()),
+        (2, 1, 2)
+    );
+    let mut plain: tastypod::Pod = tastypod::Pod::open(dir.path().join("p")).unwrap();
+    plain.insert("x", serde_json::json!([1])).unwrap();
+    let (e, plain) = tastypod::Tracker::from_opened(plain)
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), tastypod::ErrorKind::NotATask { .. }),
+        "{e}"
+    );
+    assert_eq!(plain.get("x").unwrap(), Some(serde_json::json!([1])));
+}

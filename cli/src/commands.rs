@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use tastypod::{ErrorKind, Pod, Recovery, TrackerOptions};
+use tastypod::{ErrorKind, Pod, Recovery, Tracker};
 
 pub fn run(command: Command, stores: &Stores) -> CliResult<ExitCode> {
     match command {
@@ -90,7 +90,17 @@ pub fn run(command: Command, stores: &Stores) -> CliResult<ExitCode> {
 }
 
 fn stat(stores: &Stores, path: &Path, json: bool) -> CliResult<ExitCode> {
-    let pod = stores.read_only(path)?;
+    // One open: the store as a tracker if it is one, else as a pod.
+    let opened = match Tracker::from_opened(stores.read_only(path)?) {
+        Ok(t) => Ok(t),
+        Err((e, pod)) if matches!(e.kind(), ErrorKind::NotATask { .. }) => Err(pod),
+        Err((e, _)) => return Err(e.into()),
+    };
+    let pod: &Pod = match &opened {
+        Ok(t) => t.pod(),
+        Err(pod) => pod,
+    };
+    let tracker = opened.as_ref().ok();
     let st = pod.stats();
     let version = pod.format_version();
     let torn = pod.recovery().torn_tail.clone();
@@ -101,15 +111,7 @@ fn stat(stores: &Stores, path: &Path, json: bool) -> CliResult<ExitCode> {
         tastypod::Writers::MultiProcess { pids } => ("multi-process", pids.clone()),
         _ => ("none", None),
     };
-    let tracker = match TrackerOptions::from(stores.options())
-        .read_only(true)
-        .open(path)
-    {
-        Ok(t) => Some(t),
-        Err(e) if matches!(e.kind(), ErrorKind::NotATask { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let tracker_json = tracker.as_ref().map(|t| {
+    let tracker_json = tracker.map(|t| {
         let mut counts = crate::tracker_cmd::counts(t);
         counts.insert("percent_done".into(), json!(t.percent_done(2)));
         counts

@@ -28,7 +28,7 @@ pub use schema::{
 };
 pub use settings::RetryDelay;
 
-use crate::error::{ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::pod::{Pod, PodStats, RecoveryReport};
 use counts::Counts;
 use schedule::Schedule;
@@ -106,6 +106,46 @@ impl Tracker {
     /// stores the given ones if they differ, unless read-only), reads every
     /// record's state, and frees the claims no worker can hold any more.
     fn from_pod(pod: Pod<Value>, given: Given, clock: Arc<dyn Clock>) -> Result<Self> {
+        Tracker::from_pod_or_back(pod, given, clock).map_err(|(e, _)| e)
+    }
+
+    /// The tracker over `pod`, a store opened as a [`Pod`], if every record
+    /// in it is a task: as [`Tracker::open`] would open it, with no
+    /// settings given (a writable one frees the claims an earlier run
+    /// left). Otherwise the error ([`ErrorKind::NotATask`] names the first
+    /// record that is not a task) and `pod` back, unchanged but for the
+    /// tracker's own bookkeeping in its slots: a look at a store that may
+    /// or may not be a tracker reads it once (`tastypod stat`).
+    ///
+    /// # Errors
+    ///
+    /// The error and the pod, as above; [`ErrorKind::BadSettings`] for
+    /// stored settings that cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tastypod::{Pod, Tracker};
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut pod = Pod::open(dir.path().join("p"))?;
+    /// pod.insert("k", 1.into())?;
+    /// let (error, pod) = Tracker::from_opened(pod).unwrap_err();
+    /// assert!(matches!(error.kind(), tastypod::ErrorKind::NotATask { .. }));
+    /// assert_eq!(pod.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[expect(clippy::result_large_err, reason = "the pod is handed back whole")]
+    pub fn from_opened(pod: Pod<Value>) -> std::result::Result<Self, (Error, Pod<Value>)> {
+        Tracker::from_pod_or_back(pod, Given::default(), Arc::new(clock::SystemClock))
+    }
+
+    /// [`from_pod`](Self::from_pod), handing the pod back on a failure.
+    #[expect(clippy::result_large_err, reason = "the pod is handed back whole")]
+    fn from_pod_or_back(
+        pod: Pod<Value>,
+        given: Given,
+        clock: Arc<dyn Clock>,
+    ) -> std::result::Result<Self, (Error, Pod<Value>)> {
         let mut tracker = Tracker {
             pod,
             settings: Settings::default(),
@@ -117,7 +157,7 @@ impl Tracker {
             clock,
             freed_at_open: FreedClaims::default(),
         };
-        tracker.op(|t| {
+        let opened = tracker.op(|t| {
             let stored = t.stored_settings()?;
             t.settings = given.over(stored.unwrap_or_default());
             if !t.pod.is_read_only() && !given.is_empty() && stored != Some(t.settings) {
@@ -126,8 +166,11 @@ impl Tracker {
             }
             t.load_states()?;
             t.free_stale_claims()
-        })?;
-        Ok(tracker)
+        });
+        match opened {
+            Ok(()) => Ok(tracker),
+            Err(e) => Err((e, tracker.pod)),
+        }
     }
 
     /// The settings the log's header holds, if any.
