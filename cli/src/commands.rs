@@ -7,7 +7,7 @@ use crate::errors::{CliResult, Message, fail};
 use crate::open::{Place, Stores, opened, place};
 use crate::output::{bad, good, json_path, note_recovery, print_json, printable_key};
 use crate::staging::{Staged, load_all};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -44,7 +44,17 @@ pub fn run(command: Command, stores: &Stores) -> CliResult<ExitCode> {
         Command::Keys { path, json } => {
             let pod = stores.read_only(&path)?;
             if json {
-                print_json(&Value::from(pod.keys().collect::<Vec<_>>()))?;
+                // Streamed, as `print_json` would print the array (pretty),
+                // so the keys are never copied into one value.
+                let mut out = BufWriter::new(std::io::stdout().lock());
+                let mut first = true;
+                for key in pod.keys() {
+                    out.write_all(if first { b"[\n  " } else { b",\n  " })?;
+                    serde_json::to_writer(&mut out, key)?;
+                    first = false;
+                }
+                out.write_all(if first { b"[]\n" } else { b"\n]\n" })?;
+                out.flush()?;
             } else {
                 let mut out = BufWriter::new(std::io::stdout().lock());
                 for key in pod.keys() {
