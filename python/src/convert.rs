@@ -133,23 +133,57 @@ fn member_name(k: &Bound<'_, PyAny>) -> PyResult<String> {
 /// The Python object for the JSON text `json` (one value, as the store
 /// holds them: valid, so an error here is not expected).
 pub fn read_json<'py>(py: Python<'py>, json: &str) -> PyResult<Bound<'py, PyAny>> {
+    read_json_with(py, json, &Names::default())
+}
+
+/// [`read_json`], taking member names from `names` (shared by the values of
+/// one page: records of one shape share their member names, so each name
+/// is made once and its hash computed once).
+pub fn read_json_with<'py>(
+    py: Python<'py>,
+    json: &str,
+    names: &Names<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
     // Stored values are nested at most MAX_DEPTH deep, within serde_json's limit.
     let mut de = serde_json::Deserializer::from_str(json);
-    let value = ToPython(py)
+    let value = ToPython { py, names }
         .deserialize(&mut de)
         .map_err(|e| PyValueError::new_err(format!("stored value does not read: {e}")))?;
     Ok(value)
 }
 
+/// Member names made so far (at most [`Names::MAX`]).
+#[derive(Default)]
+pub struct Names<'py>(std::cell::RefCell<std::collections::HashMap<String, Bound<'py, PyString>>>);
+
+impl<'py> Names<'py> {
+    const MAX: usize = 256;
+
+    fn get(&self, py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+        let mut map = self.0.borrow_mut();
+        if let Some(s) = map.get(name) {
+            return s.clone();
+        }
+        let s = PyString::new(py, name);
+        if map.len() < Self::MAX {
+            map.insert(name.to_string(), s.clone());
+        }
+        s
+    }
+}
+
 /// Builds Python objects while serde_json reads the text.
 #[derive(Clone, Copy)]
-struct ToPython<'py>(Python<'py>);
+struct ToPython<'py, 'n> {
+    py: Python<'py>,
+    names: &'n Names<'py>,
+}
 
 fn py_err<E: serde::de::Error>(e: PyErr) -> E {
     E::custom(e.to_string())
 }
 
-impl<'de, 'py> DeserializeSeed<'de> for ToPython<'py> {
+impl<'de, 'py> DeserializeSeed<'de> for ToPython<'py, '_> {
     type Value = Bound<'py, PyAny>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -157,7 +191,7 @@ impl<'de, 'py> DeserializeSeed<'de> for ToPython<'py> {
     }
 }
 
-impl<'de, 'py> Visitor<'de> for ToPython<'py> {
+impl<'de, 'py> Visitor<'de> for ToPython<'py, '_> {
     type Value = Bound<'py, PyAny>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,37 +199,37 @@ impl<'de, 'py> Visitor<'de> for ToPython<'py> {
     }
 
     fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(self.0.None().into_bound(self.0))
+        Ok(self.py.None().into_bound(self.py))
     }
 
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(PyBool::new(self.0, v).to_owned().into_any())
+        Ok(PyBool::new(self.py, v).to_owned().into_any())
     }
 
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        match v.into_pyobject(self.0) {
+        match v.into_pyobject(self.py) {
             Ok(int) => Ok(int.into_any()),
             Err(never) => match never {},
         }
     }
 
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        match v.into_pyobject(self.0) {
+        match v.into_pyobject(self.py) {
             Ok(int) => Ok(int.into_any()),
             Err(never) => match never {},
         }
     }
 
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(PyFloat::new(self.0, v).into_any())
+        Ok(PyFloat::new(self.py, v).into_any())
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(PyString::new(self.0, v).into_any())
+        Ok(PyString::new(self.py, v).into_any())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let list = PyList::empty(self.0);
+        let list = PyList::empty(self.py);
         while let Some(item) = seq.next_element_seed(self)? {
             list.append(item).map_err(py_err)?;
         }
@@ -203,10 +237,11 @@ impl<'de, 'py> Visitor<'de> for ToPython<'py> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let dict = PyDict::new(self.0);
+        let dict = PyDict::new(self.py);
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let name = self.names.get(self.py, &key);
             let value = map.next_value_seed(self)?;
-            dict.set_item(key.as_ref(), value).map_err(py_err)?;
+            dict.set_item(name, value).map_err(py_err)?;
         }
         Ok(dict.into_any())
     }

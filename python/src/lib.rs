@@ -182,8 +182,9 @@ impl NativePod {
         let mut at = cursor.get();
         let page = self.with(py, |p| p.next_items_json(&mut at, n))?;
         cursor.set(at);
+        let names = convert::Names::default();
         page.into_iter()
-            .map(|(k, v)| Ok((k, read_json(py, &v)?)))
+            .map(|(k, v)| Ok((k, convert::read_json_with(py, &v, &names)?)))
             .collect()
     }
 
@@ -486,9 +487,13 @@ impl NativeTracker {
                 .map(|k| Ok(t.get(k)?.map(|v| v.to_string())))
                 .collect::<tastypod::Result<Vec<_>>>()
         })?;
+        let names = convert::Names::default();
         texts
             .into_iter()
-            .map(|t| t.map(|t| read_json(py, &t)).transpose())
+            .map(|t| {
+                t.map(|t| convert::read_json_with(py, &t, &names))
+                    .transpose()
+            })
             .collect()
     }
 
