@@ -425,6 +425,9 @@ impl<V> Index<V> {
 
     /// Marks slot `i` dirty; returns whether it was clean.
     pub(crate) fn mark_dirty(&mut self, i: usize) -> bool {
+        if i < self.slots.len() {
+            self.pending.in_place = true;
+        }
         match self.slots.get_mut(i) {
             Some(slot) if slot.is_live() && !slot.flags.contains(Flags::DIRTY) => {
                 slot.flags.insert(Flags::DIRTY);

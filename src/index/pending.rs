@@ -50,6 +50,10 @@ pub(super) struct Pending {
     /// Keys with a record on disk that were removed since the last write,
     /// with the number of their removal record.
     pub(super) removals: HashMap<String, u32>,
+    /// A value was changed in place since the last full write (even if a
+    /// later insert superseded the change): such a change has no record
+    /// where it happened, so the records are not in call order.
+    pub(super) in_place: bool,
 }
 
 /// One key's unwritten change: the key, its value changed in place, the
@@ -224,7 +228,8 @@ impl<V> Index<V> {
     /// records at the end) and no pending record was superseded (a rebuild
     /// orders them by kind and key).
     pub(crate) fn in_call_order(&self) -> bool {
-        !self.needs_rebuild()
+        !self.pending.in_place
+            && !self.needs_rebuild()
             && !self.dirty.iter().any(|&i| {
                 self.slots
                     .get(i as usize)
@@ -379,6 +384,8 @@ impl<V> Index<V> {
             .collect();
         if upto < self.pending.records {
             self.split_off_after(&mut chunks, count);
+        } else {
+            self.pending.in_place = false;
         }
         self.pending.base = upto;
         PendingWrite {

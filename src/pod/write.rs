@@ -398,12 +398,13 @@ where
     /// Writes `key`'s pending change (a new value or a removal) now, with
     /// the changes made before it (so the order on disk stays the order in
     /// memory), then fsyncs; later changes stay pending. Nothing is written
-    /// if `key` has no pending change. If changes made in place
+    /// if `key` has no pending change. If a change was made in place
     /// ([`get_mut`](Pod::get_mut), [`update`](Pod::update),
-    /// [`mark_dirty`](Pod::mark_dirty)) or a key changed twice are pending,
-    /// every pending change is written, as by [`sync`](Pod::sync): their
-    /// records are not in the order of the calls, so a part of them might
-    /// be a state the program never passed through.
+    /// [`mark_dirty`](Pod::mark_dirty)) since the last sync, even one a
+    /// later insert replaced, or a key changed twice, every pending change
+    /// is written, as by [`sync`](Pod::sync): the records are then not in
+    /// the order of the calls, so a part of them might be a state the
+    /// program never passed through.
     ///
     /// # Errors
     ///
