@@ -295,7 +295,8 @@ impl Syncer {
     }
 }
 
-#[cfg(test)]
+// On the simulated file system, which the feature `sim` builds.
+#[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
     use crate::sim::SimStorage;
