@@ -302,15 +302,27 @@ mod tests {
     use crate::sim::SimStorage;
     use std::path::Path;
 
-    #[test]
-    fn one_fsync_serves_every_append_before_it() -> Result<(), Box<dyn std::error::Error>> {
+    const LOG: &str = "/s/log";
+
+    /// A simulated file system, a log's writing handle, and its syncer.
+    type SimLog = (SimStorage, Box<dyn Appender>, Arc<Syncer>);
+
+    /// A new log on a simulated file system, its writing handle, and its
+    /// syncer fsyncing through a second handle.
+    fn log_on_sim() -> Result<SimLog, Box<dyn std::error::Error>> {
         let sim = SimStorage::new();
-        let path = Path::new("/s/log");
         let storage: &dyn crate::fsio::Storage = &sim;
         storage.create_dir_all(Path::new("/s"))?;
-        let mut file = storage.create_new(path)?;
-        let syncer = Syncer::new(path.to_path_buf());
+        let file = storage.create_new(Path::new(LOG))?;
+        let syncer = Syncer::new(LOG.into());
         syncer.attach(Some(file.try_clone()?));
+        Ok((sim, file, syncer))
+    }
+
+    #[test]
+    fn one_fsync_serves_every_append_before_it() -> Result<(), Box<dyn std::error::Error>> {
+        let (sim, mut file, syncer) = log_on_sim()?;
+        let path = Path::new(LOG);
         for part in [b"a\n", b"b\n"] {
             file.append(part)?;
             syncer.note_append();
@@ -330,13 +342,7 @@ mod tests {
     #[test]
     fn a_failed_fsync_fails_every_waiter_and_stays_failed() -> Result<(), Box<dyn std::error::Error>>
     {
-        let sim = SimStorage::new();
-        let path = Path::new("/s/log");
-        let storage: &dyn crate::fsio::Storage = &sim;
-        storage.create_dir_all(Path::new("/s"))?;
-        let mut file = storage.create_new(path)?;
-        let syncer = Syncer::new(path.to_path_buf());
-        syncer.attach(Some(file.try_clone()?));
+        let (sim, mut file, syncer) = log_on_sim()?;
         file.append(b"a\n")?;
         syncer.note_append();
         let ticket = syncer.ticket();
