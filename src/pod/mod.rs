@@ -761,9 +761,7 @@ where
     /// Whether anything is not yet durable: dirty keys, or (multi-process
     /// mode) records appended but not fsynced.
     fn has_unsynced(&self) -> bool {
-        self.index.has_changes()
-            || self.log.has_unsynced()
-            || self.multi.as_ref().is_some_and(MultiProcess::has_unfsynced)
+        self.index.has_changes() || self.log.has_unsynced()
     }
 }
 

@@ -20,7 +20,8 @@ pub(crate) struct MultiProcess {
     /// Whether this handle holds the operation lock (an operation runs, or
     /// a hold keeps it).
     locked: bool,
-    /// Records appended since the last fsync.
+    /// Records appended since the last fsync (for `sync_at`; whether any
+    /// append is not durable is the log's to say).
     unfsynced: usize,
     /// The current operation is a revert, which drops pending changes.
     discarding: bool,
@@ -44,11 +45,6 @@ impl MultiProcess {
             unfsynced: 0,
             discarding: false,
         }
-    }
-
-    /// Whether records were appended and not fsynced.
-    pub(super) fn has_unfsynced(&self) -> bool {
-        self.unfsynced > 0
     }
 
     /// Notes that everything appended is durable.
@@ -131,9 +127,6 @@ where
             // Fsyncs wait until the lock is released (see `op_end`).
             self.outer_defer = self.log.set_defer(true);
         }
-        let Some(m) = self.multi.as_mut() else {
-            return Ok(());
-        };
         if m.depth > 1 || m.locked {
             // Nested, or a hold keeps the lock: nobody else wrote since.
             return Ok(());
@@ -261,11 +254,10 @@ where
                 m.unfsynced += n.max(1);
             }
         }
-        if self.multi.as_ref().is_some_and(MultiProcess::has_unfsynced) {
-            self.log.fsync()?;
-            if let Some(m) = self.multi.as_mut() {
-                m.note_fsynced();
-            }
+        // Nothing to do if every append is durable already.
+        self.log.fsync()?;
+        if let Some(m) = self.multi.as_mut() {
+            m.note_fsynced();
         }
         Ok(())
     }
