@@ -185,6 +185,21 @@ pub enum ErrorKind {
         /// The store directory.
         path: PathBuf,
     },
+    /// A database server refused a statement or could not be reached (the
+    /// PostgreSQL tracker; a lost connection is retried first, see
+    /// `PgTracker::reconnect_within`).
+    #[error("{what} on {url} failed{}", code.as_deref().map(|c| format!(" (SQLSTATE {c})")).unwrap_or_default())]
+    Database {
+        /// The database's URL, without its password.
+        url: String,
+        /// What was being done.
+        what: String,
+        /// The server's SQLSTATE code, if it sent one.
+        code: Option<String>,
+        /// The client library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The settings stored in the log's header (line 1) cannot be read.
     #[error("the settings in the header (line 1) of {} cannot be read: {reason}", path.display())]
     BadSettings {

@@ -70,6 +70,8 @@ mod inspect;
 mod json;
 mod log;
 mod options;
+#[cfg(feature = "postgres")]
+mod pg;
 mod pod;
 #[cfg(feature = "progress")]
 mod progress;
@@ -91,6 +93,8 @@ pub use json::{MAX_DEPTH, check_json};
 pub use options::{
     Compaction, DEFAULT_MAX_RECORD_SIZE, Durability, MAX_RECORD_SIZE_LIMIT, PodOptions, Recovery,
 };
+#[cfg(feature = "postgres")]
+pub use pg::{DEFAULT_TRACKER, PgTracker, is_postgres_url};
 pub use pod::{
     Cursor, Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store,
 };

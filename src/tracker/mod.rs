@@ -20,9 +20,13 @@ mod settings;
 pub(crate) use claims::pause_before;
 pub use claims::{Claim, FreedClaims};
 pub use clock::{Clock, ManualClock};
+#[cfg(feature = "postgres")]
+pub(crate) use clock::{duration_ms, millis, time_of};
 pub use counts::TaskCounts;
 pub use iter::{TaskMut, TryItems, TryKeys};
 pub use options::TrackerOptions;
+#[cfg(feature = "postgres")]
+pub(crate) use schema::user_fields;
 pub use schema::{
     ABORTED, DEFAULT_LEASE, DONE, LEASE, Lease, NOT_BEFORE, RESERVED, Status, TRIES, TaskState,
 };
@@ -33,7 +37,8 @@ use crate::pod::{Pod, PodStats, RecoveryReport};
 use counts::Counts;
 use schedule::Schedule;
 use serde_json::Value;
-use settings::{Given, Settings};
+use settings::Given;
+pub(crate) use settings::Settings;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

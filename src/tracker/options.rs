@@ -200,6 +200,12 @@ impl TrackerOptions {
         Ok(self.open(path)?.into())
     }
 
+    /// The tracker settings given to these options.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn given(&self) -> super::settings::Given {
+        self.given
+    }
+
     /// Measures leases and retry delays by `clock` instead of the system's
     /// (tests only: a [`ManualClock`](crate::ManualClock) moves only when
     /// told, so no lease test sleeps).

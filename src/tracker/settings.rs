@@ -63,7 +63,7 @@ impl RetryDelay {
         }
     }
 
-    fn to_json(self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match self {
             RetryDelay::None => Value::Null,
@@ -74,7 +74,7 @@ impl RetryDelay {
         }
     }
 
-    fn from_json(value: &Value) -> Result<Self, String> {
+    pub(crate) fn from_json(value: &Value) -> Result<Self, String> {
         let ms = |field: &str| {
             value
                 .get(field)

@@ -1,0 +1,188 @@
+//! Whole records in and out of a [`PgTracker`], in order: what
+//! `tastypod copy` moves between a file tracker and PostgreSQL, and what
+//! `tastypod tracker reset` changes.
+
+use super::{Columns, PgTracker, fields_text, sql};
+use crate::error::{ErrorKind, Result, fail};
+use crate::tracker::{RESERVED, TaskState, millis};
+use serde_json::Value;
+
+/// How many tasks one statement moves.
+const PAGE: i64 = 2000;
+
+impl PgTracker {
+    /// Whether the tracker holds no task.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub fn is_empty(&self) -> Result<bool> {
+        let any: bool = self.pool.run("looking for tasks", |conn, _| {
+            let any = conn.statement(sql::ANY_TASK)?;
+            conn.client().query_one(&any, &[&self.id])?.try_get(0)
+        })?;
+        Ok(!any)
+    }
+
+    /// Calls `f` with each task's key and whole record (reserved fields and
+    /// the user's, as a file tracker holds it), in the order the tasks were
+    /// added, a page of tasks at a time.
+    ///
+    /// # Errors
+    ///
+    /// The database's error, or `f`'s.
+    pub fn for_each_record(&self, mut f: impl FnMut(&str, Value) -> Result<()>) -> Result<()> {
+        let mut after = 0i64;
+        loop {
+            let rows = self.pool.run("reading tasks in order", |conn, _| {
+                let page = conn.statement(sql::PAGE)?;
+                conn.client()
+                    .query(&page, &[&self.id, &after, &PAGE])?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            row.try_get::<_, i64>(0)?,
+                            row.try_get::<_, String>(1)?,
+                            Columns {
+                                done: row.try_get(2)?,
+                                aborted: row.try_get(3)?,
+                                tries: row.try_get(4)?,
+                                owner: row.try_get(5)?,
+                                lease_until: row.try_get(6)?,
+                                not_before: row.try_get(7)?,
+                                fields: row.try_get(8)?,
+                            },
+                        ))
+                    })
+                    .collect::<std::result::Result<Vec<_>, postgres::Error>>()
+            })?;
+            let Some((last, ..)) = rows.last() else {
+                return Ok(());
+            };
+            after = *last;
+            for (_, key, columns) in rows {
+                let record = columns.record(&key)?;
+                f(&key, record)?;
+            }
+        }
+    }
+
+    /// Appends whole task records (reserved fields and the user's, as a
+    /// file tracker holds them), in order, in statements of a page each.
+    /// A key already present fails the statement (nothing of its page is
+    /// added).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotATask`] for a record that is not a task record; the
+    /// database's error.
+    pub fn insert_records(&self, records: &[(String, Value)]) -> Result<()> {
+        for page in records.chunks(usize::try_from(PAGE).unwrap_or(1000)) {
+            let mut keys = Vec::with_capacity(page.len());
+            let (mut done, mut aborted, mut tries) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut owners, mut leases, mut waits, mut fields) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (key, record) in page {
+                let state = TaskState::from_record(key, record).map_err(|why| {
+                    crate::Error::from(ErrorKind::NotATask {
+                        path: self.url().into(),
+                        key: key.clone(),
+                        line: 0,
+                        why,
+                    })
+                })?;
+                let Value::Object(obj) = record else {
+                    return fail(ErrorKind::InvalidValue {
+                        key: key.clone(),
+                        reason: "not a JSON object".into(),
+                    });
+                };
+                let mut user = obj.clone();
+                user.retain(|k, _| !RESERVED.contains(&k.as_str()));
+                keys.push(key.as_str());
+                done.push(state.done);
+                aborted.push(state.aborted);
+                tries.push(i64::from(state.tries));
+                owners.push(state.lease.as_ref().map(|l| l.owner.clone()));
+                leases.push(
+                    state
+                        .lease
+                        .as_ref()
+                        .map(|l| i64::try_from(millis(l.until)).unwrap_or(i64::MAX)),
+                );
+                waits.push(
+                    state
+                        .not_before
+                        .map(|t| i64::try_from(millis(t)).unwrap_or(i64::MAX)),
+                );
+                fields.push(fields_text(&user));
+            }
+            let max = self.max();
+            self.pool.run("adding whole tasks", |conn, _| {
+                let insert = conn.statement(sql::INSERT_TASKS)?;
+                conn.client().execute(
+                    &insert,
+                    &[
+                        &self.id, &keys, &done, &aborted, &tries, &owners, &leases, &waits,
+                        &fields, &max,
+                    ],
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Resets tasks so a job tries them again: `keys`, every aborted task
+    /// if `aborted`, every task out of tries at `exhausted_at` if given.
+    /// Their tries go back to 0 and their abort, claim and retry wait are
+    /// cleared (done tasks stay done). Returns the keys reset.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::MissingKey`] if one of `keys` is not a task (nothing
+    /// changes); the database's error.
+    pub fn reset(
+        &self,
+        keys: &[&str],
+        aborted: bool,
+        exhausted_at: Option<u32>,
+    ) -> Result<Vec<String>> {
+        for key in keys {
+            if self.columns(key)?.is_none() {
+                return fail(ErrorKind::MissingKey {
+                    key: (*key).to_string(),
+                });
+            }
+        }
+        let limit = i64::from(exhausted_at.unwrap_or(0));
+        self.pool.run("resetting tasks", |conn, _| {
+            let reset = conn.statement(sql::RESET)?;
+            conn.client()
+                .query(&reset, &[&self.id, &keys, &aborted, &limit])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })
+    }
+
+    /// Up to `limit` keys still to do, in order, with the aborted ones among
+    /// them if `aborted` (`tastypod tracker todo --aborted`).
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub fn todo_keys_with(&self, limit: usize, aborted: bool) -> Result<Vec<String>> {
+        if !aborted {
+            return crate::TaskQueue::todo_keys(self, limit);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.pool.run("listing the tasks to do", |conn, _| {
+            let todo = conn.statement(sql::TODO_OR_ABORTED_KEYS)?;
+            conn.client()
+                .query(&todo, &[&self.id, &limit])?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect()
+        })
+    }
+}

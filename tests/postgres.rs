@@ -1,0 +1,3 @@
+//! Invariants of the PostgreSQL tracker beyond the conformance suite.
+
+mod pg_server;
