@@ -221,7 +221,7 @@ impl PgTracker {
         Self::open_with(url, &TrackerOptions::new())
     }
 
-    fn open_with(url: &str, options: &TrackerOptions) -> Result<Self> {
+    fn open_with(url: &str, options_given: &TrackerOptions) -> Result<Self> {
         let url = TrackerUrl::parse(url)?;
         let config: postgres::Config =
             url.connection
@@ -230,8 +230,16 @@ impl PgTracker {
                     name: "url",
                     why: format!("{}: {e}", url.shown),
                 })?;
+        let mut config = config;
+        // The statements are prepared once per connection; their generic
+        // plans are the ones DESIGN.md shows (no planning per call).
+        let options = format!(
+            "{} -c plan_cache_mode=force_generic_plan",
+            config.get_options().unwrap_or_default()
+        );
+        config.options(options.trim());
         let pool = Pool::new(config, url.shown.clone());
-        let given = options.given();
+        let given = options_given.given();
         let (id, settings) = pool.run("creating the tracker's tables", |conn, _| {
             let mut tx = conn.client().transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&sql::SCHEMA_LOCK])?;
@@ -256,6 +264,7 @@ impl PgTracker {
             )?;
             let row = tx.query_one(sql::SETTINGS, &[&url.tracker])?;
             let id: i32 = row.try_get(0)?;
+            tx.batch_execute(&sql::CREATE_TASKS.replace("{t}", &table_of(id)))?;
             let stored: (i64, i64, Option<String>) =
                 (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
             if versions.iter().all(|v| *v == sql::SCHEMA_VERSION) {
@@ -304,12 +313,15 @@ impl PgTracker {
                             &retry_text(settings.retry),
                         ],
                     )?;
-                    tx.execute(sql::RECOUNT_TODO, &[&id, &i64::from(settings.max_tries)])?;
+                    let recount = sql::RECOUNT_TODO.replace("{t}", &table_of(id));
+                    tx.execute(recount.as_str(), &[&i64::from(settings.max_tries)])?;
                     tx.commit()
                 })?;
             }
             Ok((id, settings))
         })?;
+        let mut pool = pool;
+        pool.table = table_of(id).into();
         Ok(PgTracker {
             pool: Arc::new(pool),
             id,
@@ -366,6 +378,7 @@ impl PgTracker {
     pub fn reconnect_within(mut self, within: Duration) -> Self {
         let mut pool = Pool::new(self.pool_config(), self.pool.shown.clone());
         pool.reconnect_within = within;
+        pool.table = Arc::clone(&self.pool.table);
         self.pool = Arc::new(pool);
         self
     }
@@ -379,6 +392,35 @@ impl PgTracker {
     #[doc(hidden)]
     pub fn advance_clock(&self, by: Duration) {
         self.offset.fetch_add(ms_i64(by), Ordering::SeqCst);
+    }
+
+    /// The plan of the claim statement, as `EXPLAIN (ANALYZE, COSTS OFF)`
+    /// prints it after `ANALYZE` of the tasks (run in a transaction that is
+    /// rolled back: nothing is claimed). For DESIGN.md and the test that the
+    /// claim uses its index.
+    #[doc(hidden)]
+    pub fn explain_claim(&self, n: usize) -> Result<String> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let lease_ms = ms_i64(self.settings.lease);
+        self.pool.run("explaining the claim", |conn, _| {
+            let table = table_of(self.id);
+            conn.client().batch_execute(&format!("ANALYZE {table}"))?;
+            let mut tx = conn.client().transaction()?;
+            let explain = format!(
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {}",
+                sql::CLAIM.replace("{t}", &table)
+            );
+            let rows = tx.query(
+                explain.as_str(),
+                &[&self.offset(), &self.max(), &n, &&*self.owner, &lease_ms],
+            )?;
+            let lines = rows
+                .iter()
+                .map(|r| r.try_get::<_, String>(0))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            tx.rollback()?;
+            Ok(lines.join("\n"))
+        })
     }
 
     fn offset(&self) -> i64 {
@@ -399,14 +441,7 @@ impl PgTracker {
             conn.client()
                 .query(
                     &claim,
-                    &[
-                        &self.id,
-                        &self.offset(),
-                        &self.max(),
-                        &n,
-                        &&*self.owner,
-                        &lease_ms,
-                    ],
+                    &[&self.offset(), &self.max(), &n, &&*self.owner, &lease_ms],
                 )?
                 .iter()
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
@@ -428,9 +463,7 @@ impl PgTracker {
             .pool
             .run("looking for the next claimable task", |conn, _| {
                 let next = conn.statement(sql::NEXT_DUE)?;
-                let row = conn
-                    .client()
-                    .query_one(&next, &[&self.id, &self.offset()])?;
+                let row = conn.client().query_one(&next, &[&self.offset()])?;
                 Ok((row.try_get::<_, Option<i64>>(0)?, row.try_get::<_, i64>(1)?))
             })?;
         Ok((leases, Some(next)))
@@ -453,7 +486,7 @@ impl PgTracker {
         self.pool.run("reading a task", |conn, _| {
             let task = conn.statement(sql::TASK)?;
             conn.client()
-                .query_opt(&task, &[&self.id, &key])?
+                .query_opt(&task, &[&key])?
                 .map(|row| Columns::of(&row))
                 .transpose()
         })
@@ -515,7 +548,7 @@ impl PgTracker {
         let (changed, retried) = self.pool.run(what, |conn, retried| {
             let statement = conn.statement(statement)?;
             let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-                vec![&self.id, &lease.key, &tries, &lease.owner];
+                vec![&lease.key, &tries, &lease.owner];
             params.extend_from_slice(extra);
             Ok((conn.client().execute(&statement, &params)?, retried))
         })?;
@@ -524,6 +557,11 @@ impl PgTracker {
         }
         self.explain_fence(lease, retried, finished)
     }
+}
+
+/// The table of the tasks of tracker `id`.
+fn table_of(id: i32) -> String {
+    format!("tastypod_tasks_{id}")
 }
 
 /// When nothing was claimable: the earliest time a task to do becomes
@@ -545,7 +583,7 @@ impl TaskQueue for PgTracker {
         }
         let added = self.pool.run("adding tasks", |conn, _| {
             let add = conn.statement(sql::ADD)?;
-            conn.client().execute(&add, &[&self.id, &keys])
+            conn.client().execute(&add, &[&keys])
         })?;
         Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
@@ -624,14 +662,7 @@ impl TaskQueue for PgTracker {
             conn.client()
                 .query_opt(
                     &extend,
-                    &[
-                        &self.id,
-                        &lease.key,
-                        &tries,
-                        &lease.owner,
-                        &self.offset(),
-                        &lease_ms,
-                    ],
+                    &[&lease.key, &tries, &lease.owner, &self.offset(), &lease_ms],
                 )?
                 .map(|row| row.try_get(0))
                 .transpose()
@@ -663,7 +694,7 @@ impl TaskQueue for PgTracker {
         let done: Vec<String> = self.pool.run("completing tasks", |conn, _| {
             let statement = conn.statement(sql::COMPLETE_MANY)?;
             conn.client()
-                .query(&statement, &[&self.id, &keys, &tries, &owners, &fields])?
+                .query(&statement, &[&keys, &tries, &owners, &fields])?
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect()
@@ -684,7 +715,7 @@ impl TaskQueue for PgTracker {
         let fields = fields_text(&user_fields(key, fields)?);
         let changed = self.pool.run("updating a task's fields", |conn, _| {
             let update = conn.statement(sql::UPDATE_FIELDS)?;
-            conn.client().execute(&update, &[&self.id, &key, &fields])
+            conn.client().execute(&update, &[&key, &fields])
         })?;
         Ok(changed > 0)
     }
@@ -692,7 +723,7 @@ impl TaskQueue for PgTracker {
     fn counts(&self) -> Result<TaskCounts> {
         let row = self.pool.run("counting tasks", |conn, _| {
             let counts = conn.statement(sql::COUNTS)?;
-            let row = conn.client().query_one(&counts, &[&self.id, &self.max()])?;
+            let row = conn.client().query_one(&counts, &[&self.max()])?;
             (0..8)
                 .map(|i| row.try_get::<_, i64>(i))
                 .collect::<std::result::Result<Vec<i64>, _>>()
@@ -715,7 +746,7 @@ impl TaskQueue for PgTracker {
         self.pool.run("listing the tasks to do", |conn, _| {
             let todo = conn.statement(sql::TODO_KEYS)?;
             conn.client()
-                .query(&todo, &[&self.id, &limit])?
+                .query(&todo, &[&limit])?
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect()

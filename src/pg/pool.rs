@@ -7,13 +7,15 @@ use crate::error::{Error, ErrorKind, Result};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, Statement};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One connection and the statements prepared on it (by SQL text).
 pub(crate) struct Conn {
     client: Client,
     prepared: HashMap<&'static str, Statement>,
+    /// The tracker's table of tasks, for `{t}` in statements.
+    table: Arc<str>,
 }
 
 impl Conn {
@@ -25,7 +27,7 @@ impl Conn {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql)?;
+        let statement = self.client.prepare(&sql.replace("{t}", &self.table))?;
         self.prepared.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -82,6 +84,8 @@ pub(crate) struct Pool {
     pub(crate) shown: String,
     idle: Mutex<Vec<Conn>>,
     pub(crate) reconnect_within: Duration,
+    /// The tracker's table of tasks.
+    pub(crate) table: Arc<str>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -99,6 +103,7 @@ impl Pool {
             shown,
             idle: Mutex::new(Vec::new()),
             reconnect_within: Duration::from_secs(60),
+            table: "".into(),
         }
     }
 
@@ -122,13 +127,20 @@ impl Pool {
         Ok(Conn {
             client: self.config.connect(NoTls)?,
             prepared: HashMap::new(),
+            table: Arc::clone(&self.table),
         })
     }
 
     fn take(&self) -> std::result::Result<Conn, postgres::Error> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match idle {
-            Some(conn) if !conn.client.is_closed() => Ok(conn),
+            Some(mut conn) if !conn.client.is_closed() => {
+                if conn.table != self.table {
+                    conn.prepared.clear();
+                    conn.table = Arc::clone(&self.table);
+                }
+                Ok(conn)
+            }
             _ => self.connect(),
         }
     }

@@ -2,13 +2,17 @@
 //! statement per call (DESIGN.md, "The PostgreSQL tracker", shows them with
 //! their plans).
 //!
-//! Conventions: `$1` is always the tracker's id; statements that need the
-//! time take `$2`, an offset in milliseconds (0 but in tests, which move
-//! the clock), and read the server's clock once, as `n.now` (milliseconds
-//! since the Unix epoch). A task's `todo` is the file tracker's "to do":
-//! not done, not aborted, and under the try limit or claimed; `due` is when
-//! it becomes claimable (0 for a task never tried, the lease's end while
-//! claimed, the retry time while waiting).
+//! Each tracker keeps its tasks in a table of its own, `tastypod_tasks_<id>`
+//! (`{t}` below, filled in when a connection prepares the statement), so
+//! the planner's statistics are each tracker's own and no statement filters
+//! by tracker. Statements that need the time take an offset in milliseconds
+//! (0 but in tests, which move the clock) and read the server's clock once,
+//! as `n.now` (milliseconds since the Unix epoch). A task's `todo` is the
+//! file tracker's "to do": not done, not aborted, and under the try limit
+//! or claimed; `due` is when it becomes claimable (0 for a task never
+//! tried, the lease's end while claimed, the retry time while waiting).
+//! Rows to change are found by key through the primary key
+//! (`key = ANY (ARRAY(...))`), whatever the planner thinks of the table.
 
 /// The schema version this build writes and reads.
 pub(crate) const SCHEMA_VERSION: i32 = 1;
@@ -16,7 +20,8 @@ pub(crate) const SCHEMA_VERSION: i32 = 1;
 /// The key of the advisory lock held while the schema is created or checked.
 pub(crate) const SCHEMA_LOCK: i64 = 0x7461_7374_7970_6f64; // "tastypod"
 
-/// Creates what is missing (run under [`SCHEMA_LOCK`], in a transaction).
+/// Creates the shared tables if missing (run under [`SCHEMA_LOCK`], in a
+/// transaction).
 pub(crate) const CREATE: &str = "
 CREATE TABLE IF NOT EXISTS tastypod_schema (
     version integer NOT NULL
@@ -28,9 +33,12 @@ CREATE TABLE IF NOT EXISTS tastypod_trackers (
     lease_ms bigint NOT NULL,
     retry jsonb
 );
-CREATE TABLE IF NOT EXISTS tastypod_tasks (
-    tracker integer NOT NULL REFERENCES tastypod_trackers (id) ON DELETE CASCADE,
-    key text NOT NULL,
+";
+
+/// Creates a tracker's own table of tasks if missing (same transaction).
+pub(crate) const CREATE_TASKS: &str = "
+CREATE TABLE IF NOT EXISTS {t} (
+    key text PRIMARY KEY,
     seq bigint GENERATED ALWAYS AS IDENTITY,
     done boolean NOT NULL DEFAULT false,
     aborted boolean NOT NULL DEFAULT false,
@@ -40,13 +48,11 @@ CREATE TABLE IF NOT EXISTS tastypod_tasks (
     not_before bigint,
     todo boolean NOT NULL DEFAULT true,
     due bigint NOT NULL DEFAULT 0,
-    fields jsonb NOT NULL DEFAULT '{}'::jsonb,
-    PRIMARY KEY (tracker, key)
+    fields jsonb NOT NULL DEFAULT '{}'::jsonb
 );
-CREATE INDEX IF NOT EXISTS tastypod_tasks_claim
-    ON tastypod_tasks (tracker, (tries = 0), due, seq) WHERE todo;
-CREATE INDEX IF NOT EXISTS tastypod_tasks_todo
-    ON tastypod_tasks (tracker, seq) WHERE todo;
+CREATE INDEX IF NOT EXISTS {t}_claim ON {t} ((tries = 0), due, seq) WHERE todo;
+CREATE INDEX IF NOT EXISTS {t}_todo ON {t} (seq) WHERE todo;
+CREATE INDEX IF NOT EXISTS {t}_leases ON {t} (due) WHERE todo AND lease_until IS NOT NULL;
 ";
 
 /// The schema's version row(s).
@@ -66,185 +72,187 @@ ON CONFLICT (name) DO NOTHING";
 pub(crate) const SETTINGS: &str =
     "SELECT id, max_tries, lease_ms, retry::text FROM tastypod_trackers WHERE name = $1";
 
-/// Stores new settings for tracker `$1` and recounts what is to do.
+/// Stores new settings for tracker `$1`.
 pub(crate) const RESET_SETTINGS: &str = "
 UPDATE tastypod_trackers SET max_tries = $2, lease_ms = $3, retry = $4::text::jsonb WHERE id = $1";
 
-/// After the try limit changed: which tasks are to do.
+/// After the try limit changed to `$1`: which tasks are to do.
 pub(crate) const RECOUNT_TODO: &str = "
-UPDATE tastypod_tasks
-SET todo = NOT done AND NOT aborted AND ($2::bigint = 0 OR tries < $2::bigint OR lease_until IS NOT NULL)
-WHERE tracker = $1
-  AND todo IS DISTINCT FROM (NOT done AND NOT aborted
-      AND ($2::bigint = 0 OR tries < $2::bigint OR lease_until IS NOT NULL))";
+UPDATE {t}
+SET todo = NOT done AND NOT aborted AND ($1::bigint = 0 OR tries < $1::bigint OR lease_until IS NOT NULL)
+WHERE todo IS DISTINCT FROM (NOT done AND NOT aborted
+      AND ($1::bigint = 0 OR tries < $1::bigint OR lease_until IS NOT NULL))";
 
-/// Adds the keys `$2` (in that order) that are absent.
+/// Adds the keys `$1` (in that order) that are absent.
 pub(crate) const ADD: &str = "
-INSERT INTO tastypod_tasks (tracker, key)
-SELECT $1, k FROM unnest($2::text[]) WITH ORDINALITY AS u (k, i) ORDER BY i
+INSERT INTO {t} (key)
+SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u (k, i) ORDER BY i
 ON CONFLICT DO NOTHING";
 
-/// Claims up to `$4` tasks for owner `$5` with a lease of `$6` ms, under
-/// the try limit `$3`: ends (as exhausted) the expired claims on a last
-/// try, takes the claimable tasks (retries first, by when they became
-/// claimable; then tasks never tried, in order) that no other transaction
-/// is claiming (`SKIP LOCKED`), counts a try and writes the lease. Rows
-/// come back in claim order.
+/// Claims up to `$3` tasks for owner `$4` with a lease of `$5` ms, under
+/// the try limit `$2` (`$1` is the clock offset): ends (as exhausted) the
+/// expired claims on a last try, takes the claimable tasks (retries first,
+/// by when they became claimable; then tasks never tried, in order) that no
+/// other transaction is claiming (`SKIP LOCKED`), counts a try and writes
+/// the lease. Rows come back in claim order.
 pub(crate) const CLAIM: &str = "
-WITH n AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $2::bigint AS now),
+WITH n AS MATERIALIZED (
+    SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $1::bigint AS now
+),
 settle AS (
-    UPDATE tastypod_tasks t SET todo = false, lease_until = NULL
-    FROM (
-        SELECT key FROM tastypod_tasks, n
-        WHERE tracker = $1 AND todo AND NOT (tries = 0) AND due <= n.now
-          AND lease_until IS NOT NULL AND $3::bigint > 0 AND tries >= $3::bigint
-        FOR UPDATE OF tastypod_tasks SKIP LOCKED
-    ) s
-    WHERE t.tracker = $1 AND t.key = s.key
+    UPDATE {t} SET todo = false, lease_until = NULL
+    WHERE key = ANY (ARRAY(
+        SELECT key FROM {t}
+        WHERE todo AND lease_until IS NOT NULL AND due <= (SELECT now FROM n)
+          AND $2::bigint > 0 AND tries >= $2::bigint
+        FOR UPDATE SKIP LOCKED))
 ),
 pick AS (
-    SELECT key, (tries = 0) AS fresh, due, seq FROM tastypod_tasks, n
-    WHERE tracker = $1 AND todo AND due <= n.now AND ($3::bigint = 0 OR tries < $3::bigint)
+    SELECT key, (tries = 0) AS fresh, due, seq FROM {t}
+    WHERE todo AND due <= (SELECT now FROM n) AND ($2::bigint = 0 OR tries < $2::bigint)
     ORDER BY (tries = 0), due, seq
-    LIMIT $4
-    FOR UPDATE OF tastypod_tasks SKIP LOCKED
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
 ),
 took AS (
-    UPDATE tastypod_tasks t
-    SET tries = t.tries + 1, owner = $5, lease_until = n.now + $6::bigint,
-        due = n.now + $6::bigint, not_before = NULL
-    FROM pick, n
-    WHERE t.tracker = $1 AND t.key = pick.key
-    RETURNING t.key, t.tries, t.lease_until, pick.fresh, pick.due AS was_due, pick.seq
+    UPDATE {t}
+    SET tries = tries + 1, owner = $4, lease_until = (SELECT now FROM n) + $5::bigint,
+        due = (SELECT now FROM n) + $5::bigint, not_before = NULL
+    WHERE key = ANY (ARRAY(SELECT key FROM pick))
+    RETURNING key, tries, lease_until
 )
-SELECT key, tries, lease_until FROM took ORDER BY fresh, was_due, seq";
+SELECT took.key, took.tries, took.lease_until FROM took JOIN pick USING (key)
+ORDER BY pick.fresh, pick.due, pick.seq";
 
 /// When nothing was claimable: the earliest time a task to do becomes
-/// claimable (NULL: nothing is to do), and the server's time now.
+/// claimable (NULL: nothing is to do), and the server's time now (`$1` is
+/// the clock offset).
 pub(crate) const NEXT_DUE: &str = "
-WITH n AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $2::bigint AS now)
-SELECT (SELECT min(due) FROM tastypod_tasks WHERE tracker = $1 AND todo), n.now FROM n";
+SELECT (SELECT min(due) FROM {t} WHERE todo),
+       (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $1::bigint";
 
-/// The fence every call made through a lease passes: `$2` key, `$3` the
-/// lease's try, `$4` its owner. The task is not finished, no claim was made
+/// The fence every call made through a lease passes: `$1` key, `$2` the
+/// lease's try, `$3` its owner. The task is not finished, no claim was made
 /// since the lease's (its tries are the lease's try), and a claim it holds
 /// is the lease owner's.
 macro_rules! fenced {
     () => {
-        "t.tracker = $1 AND t.key = $2 AND NOT t.done AND NOT t.aborted \
-         AND t.tries = $3::bigint AND (t.lease_until IS NULL OR t.owner = $4)"
+        "key = $1 AND NOT done AND NOT aborted AND tries = $2::bigint \
+         AND (lease_until IS NULL OR owner = $3)"
     };
 }
 
-/// Marks the task done through a lease, merging the fields `$5`.
+/// Marks the task done through a lease, merging the fields `$4`.
 pub(crate) const COMPLETE: &str = concat!(
-    "UPDATE tastypod_tasks t SET done = true, todo = false, lease_until = NULL, \
-     not_before = NULL, fields = t.fields || $5::text::jsonb WHERE ",
+    "UPDATE {t} SET done = true, todo = false, lease_until = NULL, \
+     not_before = NULL, fields = fields || $4::text::jsonb WHERE ",
     fenced!()
 );
 
-/// Aborts the task through a lease, merging the fields `$5`.
+/// Aborts the task through a lease, merging the fields `$4`.
 pub(crate) const ABORT: &str = concat!(
-    "UPDATE tastypod_tasks t SET aborted = true, todo = false, lease_until = NULL, \
-     not_before = NULL, fields = t.fields || $5::text::jsonb WHERE ",
+    "UPDATE {t} SET aborted = true, todo = false, lease_until = NULL, \
+     not_before = NULL, fields = fields || $4::text::jsonb WHERE ",
     fenced!()
 );
 
 /// Ends the claim through a lease without finishing, merging the fields
-/// `$5`: the task waits `$6` ms (`$7` is the clock offset), or is
-/// exhausted if its tries reached the limit `$8`. A claim whose lease
+/// `$4`: the task waits `$5` ms (`$6` is the clock offset), or is
+/// exhausted if its tries reached the limit `$7`. A claim whose lease
 /// already ended (and that no claim followed) only gets the fields.
 pub(crate) const RELEASE: &str = concat!(
-    "WITH n AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $7::bigint AS now) \
-     UPDATE tastypod_tasks t SET fields = t.fields || $5::text::jsonb, lease_until = NULL, \
-     not_before = CASE WHEN t.lease_until IS NULL THEN t.not_before \
-                       WHEN $6::bigint > 0 THEN n.now + $6::bigint END, \
-     due = CASE WHEN t.lease_until IS NULL THEN t.due ELSE n.now + $6::bigint END, \
-     todo = CASE WHEN t.lease_until IS NULL THEN t.todo \
-                 ELSE ($8::bigint = 0 OR t.tries < $8::bigint) END \
-     FROM n WHERE ",
+    "WITH n AS MATERIALIZED (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
+     + $6::bigint AS now) \
+     UPDATE {t} SET fields = fields || $4::text::jsonb, lease_until = NULL, \
+     not_before = CASE WHEN lease_until IS NULL THEN not_before \
+                       WHEN $5::bigint > 0 THEN (SELECT now FROM n) + $5::bigint END, \
+     due = CASE WHEN lease_until IS NULL THEN due ELSE (SELECT now FROM n) + $5::bigint END, \
+     todo = CASE WHEN lease_until IS NULL THEN todo \
+                 ELSE ($7::bigint = 0 OR tries < $7::bigint) END \
+     WHERE ",
     fenced!()
 );
 
-/// Extends the claim through a lease to `$6` ms from now (`$5` is the clock
+/// Extends the claim through a lease to `$5` ms from now (`$4` is the clock
 /// offset); returns the new end.
 pub(crate) const EXTEND: &str = concat!(
-    "WITH n AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $5::bigint AS now) \
-     UPDATE tastypod_tasks t SET lease_until = n.now + $6::bigint, due = n.now + $6::bigint, \
-     owner = $4, todo = true, not_before = NULL FROM n WHERE ",
+    "WITH n AS MATERIALIZED (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint \
+     + $4::bigint AS now) \
+     UPDATE {t} SET lease_until = (SELECT now FROM n) + $5::bigint, \
+     due = (SELECT now FROM n) + $5::bigint, \
+     owner = $3, todo = true, not_before = NULL WHERE ",
     fenced!(),
-    " RETURNING t.lease_until"
+    " RETURNING lease_until"
 );
 
-/// Completes many claims at once: `$2` keys, `$3` tries, `$4` owners,
-/// `$5` fields (JSON texts), item by item; returns the keys completed.
+/// Completes many claims at once: `$1` keys, `$2` tries, `$3` owners,
+/// `$4` fields (JSON texts), item by item; returns the keys completed.
 pub(crate) const COMPLETE_MANY: &str = "
-UPDATE tastypod_tasks t SET done = true, todo = false, lease_until = NULL,
+UPDATE {t} t SET done = true, todo = false, lease_until = NULL,
     not_before = NULL, fields = t.fields || u.fields::jsonb
-FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[]) AS u (key, tries, owner, fields)
-WHERE t.tracker = $1 AND t.key = u.key AND NOT t.done AND NOT t.aborted
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u (key, tries, owner, fields)
+WHERE t.key = ANY ($1::text[]) AND t.key = u.key AND NOT t.done AND NOT t.aborted
   AND t.tries = u.tries AND (t.lease_until IS NULL OR t.owner = u.owner)
 RETURNING t.key";
 
-/// A task's columns, by key `$2`.
+/// A task's columns, by key `$1`.
 pub(crate) const TASK: &str = "
-SELECT done, aborted, tries, owner, lease_until, not_before, fields::text
-FROM tastypod_tasks WHERE tracker = $1 AND key = $2";
+SELECT done, aborted, tries, owner, lease_until, not_before, fields::text FROM {t} WHERE key = $1";
 
-/// Merges the fields `$3` into task `$2`'s.
-pub(crate) const UPDATE_FIELDS: &str = "
-UPDATE tastypod_tasks SET fields = fields || $3::text::jsonb WHERE tracker = $1 AND key = $2";
+/// Merges the fields `$2` into task `$1`'s.
+pub(crate) const UPDATE_FIELDS: &str =
+    "UPDATE {t} SET fields = fields || $2::text::jsonb WHERE key = $1";
 
-/// Every count (`$2` is the try limit).
+/// Every count (`$1` is the try limit).
 pub(crate) const COUNTS: &str = "
 SELECT count(*),
        count(*) FILTER (WHERE done),
        count(*) FILTER (WHERE aborted),
        count(*) FILTER (WHERE NOT done AND NOT aborted AND lease_until IS NULL
-                        AND $2::bigint > 0 AND tries >= $2::bigint),
+                        AND $1::bigint > 0 AND tries >= $1::bigint),
        count(*) FILTER (WHERE todo),
        count(*) FILTER (WHERE lease_until IS NOT NULL),
        count(*) FILTER (WHERE tries > 0),
        coalesce(sum(tries), 0)::bigint
-FROM tastypod_tasks WHERE tracker = $1";
+FROM {t}";
 
-/// Up to `$2` keys to do, in order.
-pub(crate) const TODO_KEYS: &str =
-    "SELECT key FROM tastypod_tasks WHERE tracker = $1 AND todo ORDER BY seq LIMIT $2";
+/// Up to `$1` keys to do, in order.
+pub(crate) const TODO_KEYS: &str = "SELECT key FROM {t} WHERE todo ORDER BY seq LIMIT $1";
 
-/// A page of whole tasks in order, after position `$2` (for copying).
-pub(crate) const PAGE: &str = "
+/// Up to `$1` keys not done, to do or aborted, in order.
+pub(crate) const TODO_OR_ABORTED_KEYS: &str =
+    "SELECT key FROM {t} WHERE NOT done AND (todo OR aborted) ORDER BY seq LIMIT $1";
+
+/// A cursor over whole tasks in order, after position `$1` (for copying).
+pub(crate) const CURSOR: &str = "
+DECLARE tastypod_copy NO SCROLL CURSOR FOR
 SELECT seq, key, done, aborted, tries, owner, lease_until, not_before, fields::text
-FROM tastypod_tasks WHERE tracker = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+FROM {t} WHERE seq > $1 ORDER BY seq";
 
 /// Whether the tracker holds any task.
-pub(crate) const ANY_TASK: &str = "SELECT EXISTS (SELECT 1 FROM tastypod_tasks WHERE tracker = $1)";
+pub(crate) const ANY_TASK: &str = "SELECT EXISTS (SELECT 1 FROM {t})";
 
-/// Inserts whole tasks in order (for copying): `$2` keys, `$3` done,
-/// `$4` aborted, `$5` tries, `$6` owners, `$7` lease ends, `$8` retry
-/// times, `$9` fields (JSON texts); `$10` is the try limit.
+/// Inserts whole tasks in order (for copying): `$1` keys, `$2` done,
+/// `$3` aborted, `$4` tries, `$5` owners, `$6` lease ends, `$7` retry
+/// times, `$8` fields (JSON texts); `$9` is the try limit.
 pub(crate) const INSERT_TASKS: &str = "
-INSERT INTO tastypod_tasks (tracker, key, done, aborted, tries, owner, lease_until, not_before,
-                            todo, due, fields)
-SELECT $1, key, done, aborted, tries, owner, lease_until, not_before,
-       NOT done AND NOT aborted AND ($10::bigint = 0 OR tries < $10::bigint OR lease_until IS NOT NULL),
+INSERT INTO {t} (key, done, aborted, tries, owner, lease_until, not_before, todo, due, fields)
+SELECT key, done, aborted, tries, owner, lease_until, not_before,
+       NOT done AND NOT aborted AND ($9::bigint = 0 OR tries < $9::bigint OR lease_until IS NOT NULL),
        coalesce(lease_until, not_before, CASE WHEN tries = 0 THEN 0 ELSE 1 END),
        fields::jsonb
-FROM unnest($2::text[], $3::bool[], $4::bool[], $5::bigint[], $6::text[], $7::bigint[],
-            $8::bigint[], $9::text[]) WITH ORDINALITY
+FROM unnest($1::text[], $2::bool[], $3::bool[], $4::bigint[], $5::text[], $6::bigint[],
+            $7::bigint[], $8::text[]) WITH ORDINALITY
      AS u (key, done, aborted, tries, owner, lease_until, not_before, fields, i)
 ORDER BY i";
 
 /// Resets tasks so a job tries them again (`tastypod tracker reset`): the
-/// keys `$2`, every aborted task if `$3`, every task out of tries at the
-/// limit `$4` (0: none) if it is above 0. Their tries go back to 0, their
+/// keys `$1`, every aborted task if `$2`, every task out of tries at the
+/// limit `$3` (0: none) if it is above 0. Their tries go back to 0, their
 /// abort, claim and retry wait are cleared. Returns the keys reset.
 pub(crate) const RESET: &str = "
-UPDATE tastypod_tasks SET tries = 0, aborted = false, owner = NULL, lease_until = NULL,
+UPDATE {t} SET tries = 0, aborted = false, owner = NULL, lease_until = NULL,
     not_before = NULL, due = 0, todo = NOT done
-WHERE tracker = $1 AND (key = ANY ($2::text[]) OR ($3::bool AND aborted)
-    OR ($4::bigint > 0 AND NOT done AND NOT aborted AND lease_until IS NULL AND tries >= $4::bigint))
+WHERE key = ANY ($1::text[]) OR ($2::bool AND aborted)
+    OR ($3::bigint > 0 AND NOT done AND NOT aborted AND lease_until IS NULL AND tries >= $3::bigint)
 RETURNING key";
-
-/// Up to `$2` keys not done, to do or aborted, in order.
-pub(crate) const TODO_OR_ABORTED_KEYS: &str = "SELECT key FROM tastypod_tasks WHERE tracker = $1 AND NOT done AND (todo OR aborted) ORDER BY seq LIMIT $2";

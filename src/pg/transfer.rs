@@ -19,7 +19,7 @@ impl PgTracker {
     pub fn is_empty(&self) -> Result<bool> {
         let any: bool = self.pool.run("looking for tasks", |conn, _| {
             let any = conn.statement(sql::ANY_TASK)?;
-            conn.client().query_one(&any, &[&self.id])?.try_get(0)
+            conn.client().query_one(&any, &[])?.try_get(0)
         })?;
         Ok(!any)
     }
@@ -32,39 +32,42 @@ impl PgTracker {
     ///
     /// The database's error, or `f`'s.
     pub fn for_each_record(&self, mut f: impl FnMut(&str, Value) -> Result<()>) -> Result<()> {
+        // One ordered scan through a cursor (one sort, a page in memory at
+        // a time); after a lost connection it goes on after the last task
+        // seen.
         let mut after = 0i64;
-        loop {
-            let rows = self.pool.run("reading tasks in order", |conn, _| {
-                let page = conn.statement(sql::PAGE)?;
-                conn.client()
-                    .query(&page, &[&self.id, &after, &PAGE])?
-                    .iter()
-                    .map(|row| {
-                        Ok((
-                            row.try_get::<_, i64>(0)?,
-                            row.try_get::<_, String>(1)?,
-                            Columns {
-                                done: row.try_get(2)?,
-                                aborted: row.try_get(3)?,
-                                tries: row.try_get(4)?,
-                                owner: row.try_get(5)?,
-                                lease_until: row.try_get(6)?,
-                                not_before: row.try_get(7)?,
-                                fields: row.try_get(8)?,
-                            },
-                        ))
-                    })
-                    .collect::<std::result::Result<Vec<_>, postgres::Error>>()
-            })?;
-            let Some((last, ..)) = rows.last() else {
-                return Ok(());
-            };
-            after = *last;
-            for (_, key, columns) in rows {
-                let record = columns.record(&key)?;
-                f(&key, record)?;
+        let mut failed: Option<crate::Error> = None;
+        let declare = sql::CURSOR.replace("{t}", &super::table_of(self.id));
+        self.pool.run("reading tasks in order", |conn, _| {
+            let mut tx = conn.client().transaction()?;
+            tx.execute(declare.as_str(), &[&after])?;
+            loop {
+                let rows = tx.query(format!("FETCH {PAGE} FROM tastypod_copy").as_str(), &[])?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    let seq: i64 = row.try_get(0)?;
+                    let key: String = row.try_get(1)?;
+                    let columns = Columns {
+                        done: row.try_get(2)?,
+                        aborted: row.try_get(3)?,
+                        tries: row.try_get(4)?,
+                        owner: row.try_get(5)?,
+                        lease_until: row.try_get(6)?,
+                        not_before: row.try_get(7)?,
+                        fields: row.try_get(8)?,
+                    };
+                    if let Err(e) = columns.record(&key).and_then(|record| f(&key, record)) {
+                        failed = Some(e);
+                        return tx.rollback();
+                    }
+                    after = seq;
+                }
             }
-        }
+            tx.commit()
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Appends whole task records (reserved fields and the user's, as a
@@ -123,8 +126,7 @@ impl PgTracker {
                 conn.client().execute(
                     &insert,
                     &[
-                        &self.id, &keys, &done, &aborted, &tries, &owners, &leases, &waits,
-                        &fields, &max,
+                        &keys, &done, &aborted, &tries, &owners, &leases, &waits, &fields, &max,
                     ],
                 )
             })?;
@@ -158,7 +160,7 @@ impl PgTracker {
         self.pool.run("resetting tasks", |conn, _| {
             let reset = conn.statement(sql::RESET)?;
             conn.client()
-                .query(&reset, &[&self.id, &keys, &aborted, &limit])?
+                .query(&reset, &[&keys, &aborted, &limit])?
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect()
@@ -179,7 +181,7 @@ impl PgTracker {
         self.pool.run("listing the tasks to do", |conn, _| {
             let todo = conn.statement(sql::TODO_OR_ABORTED_KEYS)?;
             conn.client()
-                .query(&todo, &[&self.id, &limit])?
+                .query(&todo, &[&limit])?
                 .iter()
                 .map(|r| r.try_get(0))
                 .collect()

@@ -527,6 +527,24 @@ impl TaskQueue for SharedTracker {
         SharedTracker::complete(self, lease, fields)
     }
 
+    /// One step under the lock, so one fsync for them all.
+    fn complete_many(&self, items: &[(Lease, Map<String, Value>)]) -> Result<Vec<bool>> {
+        self.change(|t| {
+            t.atomically(|t| {
+                items
+                    .iter()
+                    .map(|(lease, fields)| match t.complete(lease, fields.clone()) {
+                        Ok(()) => Ok(true),
+                        Err(e) if matches!(e.kind(), crate::ErrorKind::LeaseLost { .. }) => {
+                            Ok(false)
+                        }
+                        Err(e) => Err(e),
+                    })
+                    .collect()
+            })
+        })
+    }
+
     fn abort_claim(&self, lease: &Lease, fields: Map<String, Value>) -> Result<()> {
         SharedTracker::abort_claim(self, lease, fields)
     }

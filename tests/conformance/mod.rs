@@ -50,6 +50,7 @@ pub fn run_all(backend: &mut impl Backend) {
     out_of_tries_is_exhausted_and_abort_is_the_programs(backend);
     fields_merge_and_reserved_fields_are_refused(backend);
     counts_and_todo_keys_follow_every_step(backend);
+    complete_many_completes_each_live_lease(backend);
 }
 
 pub fn claims_hand_out_each_task_once_in_order(b: &mut impl Backend) {
@@ -248,4 +249,26 @@ pub fn counts_and_todo_keys_follow_every_step(b: &mut impl Backend) {
     );
     assert_eq!(q.todo_keys(4).unwrap(), ["k03", "k04", "k05", "k06"]);
     q.sync().unwrap();
+}
+
+pub fn complete_many_completes_each_live_lease(b: &mut impl Backend) {
+    let q = b.make(0, LEASE, RetryDelay::None);
+    q.add_keys(&["a", "b", "c"]).unwrap();
+    let leases = q.claim_many(3).unwrap();
+    q.complete(&leases[1], Map::new()).unwrap();
+    let items: Vec<(Lease, Map<String, Value>)> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), fields(&[("n", json!(i))])))
+        .collect();
+    assert_eq!(
+        q.complete_many(&items).unwrap(),
+        [true, false, true],
+        "b was completed already"
+    );
+    assert_eq!(q.get("a").unwrap().unwrap()["n"], json!(0));
+    assert!(q.get("b").unwrap().unwrap().get("n").is_none());
+    assert_eq!(q.counts().unwrap().done, 3);
+    let reserved = vec![(leases[0].clone(), fields(&[("_done", json!(false))]))];
+    assert!(q.complete_many(&reserved).is_err(), "a reserved field");
 }
