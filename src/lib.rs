@@ -94,7 +94,7 @@ pub use options::{
     Compaction, DEFAULT_MAX_RECORD_SIZE, Durability, MAX_RECORD_SIZE_LIMIT, PodOptions, Recovery,
 };
 #[cfg(feature = "postgres")]
-pub use pg::{DEFAULT_TRACKER, PgTracker, is_postgres_url};
+pub use pg::{DEFAULT_TRACKER, PgTracker, is_postgres_url, url_without_password};
 pub use pod::{
     Cursor, Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store,
 };

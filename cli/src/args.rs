@@ -133,7 +133,7 @@ pub enum Command {
     Tracker {
         #[command(subcommand)]
         action: Option<TrackerAction>,
-        /// The tracker directory.
+        /// The tracker directory (or a postgres://...?tracker=NAME URL).
         #[arg(required = true)]
         path: Option<PathBuf>,
         /// The try limit to count exhausted tasks with (0: none), instead of
@@ -165,6 +165,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a tracker, in order and with every task's state and fields,
+    /// between a tracker directory and PostgreSQL, in either direction. The
+    /// destination must be new (or an empty tracker); it takes the source's
+    /// settings. A failed copy leaves no task at the destination.
+    #[command(
+        after_help = "Examples:\n  tastypod copy crawl.tracker 'postgres://me@db:5432/crawl?tracker=pages'\n  tastypod copy 'postgres://me@db:5432/crawl?tracker=pages' backup.tracker"
+    )]
+    Copy {
+        /// The tracker to copy: a directory or a postgres:// URL.
+        src: PathBuf,
+        /// The new tracker: a directory or a postgres:// URL.
+        dest: PathBuf,
+        /// Print the count as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a store as a tastypy directory (0.json, 1.json, ...), which
     /// tastypy reads as a POD or a Tracker; keys are written as strings.
     #[command(
@@ -187,7 +203,7 @@ pub enum TrackerAction {
     /// List the keys still to do, in order.
     #[command(after_help = "Example:\n  tastypod tracker todo crawl.tracker")]
     Todo {
-        /// The tracker directory.
+        /// The tracker directory (or a postgres://...?tracker=NAME URL).
         path: PathBuf,
         /// The try limit (0: none), instead of the one stored with the tracker.
         #[arg(long)]
@@ -204,7 +220,7 @@ pub enum TrackerAction {
         after_help = "Examples:\n  tastypod tracker reset crawl.tracker task-7 task-9\n  tastypod tracker reset crawl.tracker --exhausted"
     )]
     Reset {
-        /// The tracker directory.
+        /// The tracker directory (or a postgres://...?tracker=NAME URL).
         path: PathBuf,
         /// The keys to reset.
         keys: Vec<String>,

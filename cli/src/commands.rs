@@ -93,6 +93,10 @@ pub fn run(command: Command, stores: &Stores) -> CliResult<ExitCode> {
             nan_to_null,
             json,
         } => crate::import::import(stores, &dir, &dest, nan_to_null, json),
+        #[cfg(feature = "postgres")]
+        Command::Copy { src, dest, json } => crate::copy::copy(stores, &src, &dest, json),
+        #[cfg(not(feature = "postgres"))]
+        Command::Copy { .. } => fail("copy needs tastypod built with the feature postgres"),
         Command::ExportTastypy { store, dir, json } => {
             crate::export::export(&stores.read_only(&store)?, &dir, json)
         }

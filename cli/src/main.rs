@@ -14,11 +14,15 @@ macro_rules! outln {
 mod args;
 mod bounded;
 mod commands;
+#[cfg(feature = "postgres")]
+mod copy;
 mod errors;
 mod export;
 mod import;
 mod open;
 mod output;
+#[cfg(feature = "postgres")]
+mod pg_cmd;
 mod staging;
 mod tastypy;
 mod tracker_cmd;

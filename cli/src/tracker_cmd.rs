@@ -19,6 +19,10 @@ pub fn run(
     max_tries: Option<u32>,
     json: bool,
 ) -> CliResult<ExitCode> {
+    #[cfg(feature = "postgres")]
+    if let Some(code) = on_postgres(action.as_ref(), path.as_deref(), max_tries, json)? {
+        return Ok(code);
+    }
     match (action, path) {
         (
             Some(TrackerAction::Todo {
@@ -50,6 +54,49 @@ pub fn run(
         (None, Some(path)) => summary(stores, &path, max_tries, json),
         (None, None) => fail("tracker needs a PATH or a subcommand (see tastypod tracker --help)"),
     }
+}
+
+/// The subcommand on a PostgreSQL tracker, if its path is a URL.
+#[cfg(feature = "postgres")]
+fn on_postgres(
+    action: Option<&TrackerAction>,
+    path: Option<&Path>,
+    max_tries: Option<u32>,
+    json: bool,
+) -> CliResult<Option<ExitCode>> {
+    use crate::pg_cmd::{is_url, reset, summary, todo};
+    let url = |p: &Path| p.to_str().unwrap_or_default().to_string();
+    Ok(match (action, path) {
+        (
+            Some(TrackerAction::Todo {
+                path,
+                max_tries,
+                aborted,
+                json,
+            }),
+            _,
+        ) if is_url(path) => Some(todo(&url(path), *max_tries, *aborted, *json)?),
+        (
+            Some(TrackerAction::Reset {
+                path,
+                keys,
+                aborted,
+                exhausted,
+                max_tries,
+                json,
+            }),
+            _,
+        ) if is_url(path) => Some(reset(
+            &url(path),
+            keys,
+            *aborted,
+            *exhausted,
+            *max_tries,
+            *json,
+        )?),
+        (None, Some(path)) if is_url(path) => Some(summary(&url(path), max_tries, json)?),
+        _ => None,
+    })
 }
 
 /// A tracker's counts and try limit, as `stat` and `tracker` print them.

@@ -15,7 +15,7 @@ mod sql;
 mod transfer;
 mod url;
 
-pub use url::{DEFAULT_TRACKER, is_postgres_url};
+pub use url::{DEFAULT_TRACKER, is_postgres_url, url_without_password};
 
 use crate::error::{ErrorKind, Result, fail};
 use crate::queue::TaskQueue;
@@ -329,6 +329,35 @@ impl PgTracker {
             settings,
             owner: default_owner().into(),
             offset: Arc::new(AtomicI64::new(0)),
+        })
+    }
+
+    /// Whether the tracker `url` names exists (nothing is created).
+    ///
+    /// # Errors
+    ///
+    /// As [`TrackerOptions::open_postgres`].
+    pub fn exists(url: &str) -> Result<bool> {
+        let url = TrackerUrl::parse(url)?;
+        let config: postgres::Config =
+            url.connection
+                .parse()
+                .map_err(|e: postgres::Error| ErrorKind::InvalidOption {
+                    name: "url",
+                    why: format!("{}: {e}", url.shown),
+                })?;
+        let pool = Pool::new(config, url.shown.clone());
+        pool.run("looking for the tracker", |conn, _| {
+            let row = conn
+                .client()
+                .query_one("SELECT to_regclass('tastypod_trackers') IS NOT NULL", &[])?;
+            if !row.try_get::<_, bool>(0)? {
+                return Ok(false);
+            }
+            Ok(conn
+                .client()
+                .query_opt(sql::SETTINGS, &[&url.tracker])?
+                .is_some())
         })
     }
 

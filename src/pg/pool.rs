@@ -152,6 +152,20 @@ impl Pool {
             .push(conn);
     }
 
+    /// Runs `f` on a connection once (for work that cannot be run again
+    /// from the start: a lost connection is an error, and whatever `f` did
+    /// in its transaction is rolled back by the server).
+    pub(crate) fn once<R>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Conn) -> std::result::Result<R, postgres::Error>,
+    ) -> Result<R> {
+        let mut conn = self.take().map_err(|e| self.error(what, e))?;
+        let out = f(&mut conn).map_err(|e| self.error(what, e))?;
+        self.put_back(conn);
+        Ok(out)
+    }
+
     /// Runs `f` on a connection. If the connection is lost (or the server
     /// restarts), reconnects and runs `f` again, with `retried` true, until
     /// [`reconnect_within`](Pool::reconnect_within) has passed; a deadlock

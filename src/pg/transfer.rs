@@ -7,6 +7,18 @@ use crate::error::{ErrorKind, Result, fail};
 use crate::tracker::{RESERVED, TaskState, millis};
 use serde_json::Value;
 
+/// The columns of a page of whole records, as [`sql::INSERT_TASKS`] takes them.
+#[derive(Default)]
+struct PageColumns {
+    done: Vec<bool>,
+    aborted: Vec<bool>,
+    tries: Vec<i64>,
+    owners: Vec<Option<String>>,
+    leases: Vec<Option<i64>>,
+    waits: Vec<Option<i64>>,
+    fields: Vec<String>,
+}
+
 /// How many tasks one statement moves.
 const PAGE: i64 = 2000;
 
@@ -71,67 +83,101 @@ impl PgTracker {
     }
 
     /// Appends whole task records (reserved fields and the user's, as a
-    /// file tracker holds them), in order, in statements of a page each.
-    /// A key already present fails the statement (nothing of its page is
-    /// added).
+    /// file tracker holds them), in order, all in one transaction: either
+    /// every record is added or none (a key already present, a record that
+    /// is not a task record, an error of `records` or a lost connection
+    /// adds nothing). Returns how many were added.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::NotATask`] for a record that is not a task record; the
-    /// database's error.
-    pub fn insert_records(&self, records: &[(String, Value)]) -> Result<()> {
-        for page in records.chunks(usize::try_from(PAGE).unwrap_or(1000)) {
-            let mut keys = Vec::with_capacity(page.len());
-            let (mut done, mut aborted, mut tries) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut owners, mut leases, mut waits, mut fields) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (key, record) in page {
-                let state = TaskState::from_record(key, record).map_err(|why| {
-                    crate::Error::from(ErrorKind::NotATask {
-                        path: self.url().into(),
-                        key: key.clone(),
-                        line: 0,
-                        why,
-                    })
-                })?;
-                let Value::Object(obj) = record else {
-                    return fail(ErrorKind::InvalidValue {
-                        key: key.clone(),
-                        reason: "not a JSON object".into(),
-                    });
+    /// error `records` gave; the database's error.
+    pub fn insert_all(
+        &self,
+        records: impl IntoIterator<Item = Result<(String, Value)>>,
+    ) -> Result<usize> {
+        let mut records = records.into_iter();
+        let mut failed: Option<crate::Error> = None;
+        let max = self.max();
+        let added = self.pool.once("adding whole tasks", |conn| {
+            let insert = conn.statement(sql::INSERT_TASKS)?;
+            let mut tx = conn.client().transaction()?;
+            let mut added = 0usize;
+            loop {
+                let page: Vec<(String, Value)> = match records
+                    .by_ref()
+                    .take(usize::try_from(PAGE).unwrap_or(1000))
+                    .collect::<Result<_>>()
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        failed = Some(e);
+                        return tx.rollback().map(|()| 0);
+                    }
                 };
-                let mut user = obj.clone();
-                user.retain(|k, _| !RESERVED.contains(&k.as_str()));
-                keys.push(key.as_str());
-                done.push(state.done);
-                aborted.push(state.aborted);
-                tries.push(i64::from(state.tries));
-                owners.push(state.lease.as_ref().map(|l| l.owner.clone()));
-                leases.push(
-                    state
-                        .lease
-                        .as_ref()
-                        .map(|l| i64::try_from(millis(l.until)).unwrap_or(i64::MAX)),
-                );
-                waits.push(
-                    state
-                        .not_before
-                        .map(|t| i64::try_from(millis(t)).unwrap_or(i64::MAX)),
-                );
-                fields.push(fields_text(&user));
-            }
-            let max = self.max();
-            self.pool.run("adding whole tasks", |conn, _| {
-                let insert = conn.statement(sql::INSERT_TASKS)?;
-                conn.client().execute(
+                if page.is_empty() {
+                    break;
+                }
+                let columns = match self.columns_of(&page) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failed = Some(e);
+                        return tx.rollback().map(|()| 0);
+                    }
+                };
+                let keys: Vec<&str> = page.iter().map(|(k, _)| k.as_str()).collect();
+                tx.execute(
                     &insert,
                     &[
-                        &keys, &done, &aborted, &tries, &owners, &leases, &waits, &fields, &max,
+                        &keys,
+                        &columns.done,
+                        &columns.aborted,
+                        &columns.tries,
+                        &columns.owners,
+                        &columns.leases,
+                        &columns.waits,
+                        &columns.fields,
+                        &max,
                     ],
-                )
+                )?;
+                added += page.len();
+            }
+            tx.commit()?;
+            Ok(added)
+        })?;
+        failed.map_or(Ok(added), Err)
+    }
+
+    /// The columns of a page of whole records.
+    fn columns_of(&self, page: &[(String, Value)]) -> Result<PageColumns> {
+        let mut c = PageColumns::default();
+        for (key, record) in page {
+            let state = TaskState::from_record(key, record).map_err(|why| {
+                crate::Error::from(ErrorKind::NotATask {
+                    path: self.url().into(),
+                    key: key.clone(),
+                    line: 0,
+                    why,
+                })
             })?;
+            let Value::Object(obj) = record else {
+                return fail(ErrorKind::InvalidValue {
+                    key: key.clone(),
+                    reason: "not a JSON object".into(),
+                });
+            };
+            let mut user = obj.clone();
+            user.retain(|k, _| !RESERVED.contains(&k.as_str()));
+            let ms = |t| i64::try_from(millis(t)).unwrap_or(i64::MAX);
+            c.done.push(state.done);
+            c.aborted.push(state.aborted);
+            c.tries.push(i64::from(state.tries));
+            c.owners.push(state.lease.as_ref().map(|l| l.owner.clone()));
+            c.leases.push(state.lease.as_ref().map(|l| ms(l.until)));
+            c.waits.push(state.not_before.map(ms));
+            c.fields.push(fields_text(&user));
         }
-        Ok(())
+        Ok(c)
     }
 
     /// Resets tasks so a job tries them again: `keys`, every aborted task

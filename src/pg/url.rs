@@ -27,13 +27,13 @@ pub(crate) struct TrackerUrl {
 fn invalid(url: &str, reason: impl Into<String>) -> crate::Error {
     ErrorKind::InvalidOption {
         name: "url",
-        why: format!("{}: {}", hide_password(url), reason.into()),
+        why: format!("{}: {}", url_without_password(url), reason.into()),
     }
     .into()
 }
 
-/// `url` with any password replaced by `***`.
-fn hide_password(url: &str) -> String {
+/// `url` with any password replaced by `***`, as messages show it.
+pub fn url_without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -93,7 +93,7 @@ impl TrackerUrl {
             format!("{base}?{}", kept.join("&"))
         };
         Ok(TrackerUrl {
-            shown: hide_password(url),
+            shown: url_without_password(url),
             connection,
             tracker,
         })
