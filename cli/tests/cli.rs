@@ -50,6 +50,7 @@ fn every_subcommand_has_help_with_an_example() {
         "tracker",
         "import-tastypy",
         "export-tastypy",
+        "copy",
     ] {
         let o = tastypod(&[sub, "--help"]);
         assert!(o.status.success(), "{sub}");
