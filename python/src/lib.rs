@@ -6,6 +6,7 @@
 
 mod convert;
 mod errors;
+mod pg;
 
 use convert::{read_json, write_json};
 use errors::to_py;
@@ -694,6 +695,7 @@ fn _tastypod(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativePod>()?;
     m.add_class::<NativeTracker>()?;
     m.add_class::<NativeCursor>()?;
+    m.add_class::<pg::NativePgTracker>()?;
     m.add_function(wrap_pyfunction!(dumps, m)?)?;
     m.add_function(wrap_pyfunction!(loads, m)?)?;
     m.add("FORMAT_VERSION", tastypod::FORMAT_VERSION)?;

@@ -361,6 +361,27 @@ impl PgTracker {
         })
     }
 
+    /// The claim a call by key finishes (tastypy's `mark_done(key)`, as the
+    /// Python package offers it): the task's lease if it is claimed, else
+    /// a claim by this handle on its current try. `None` if `key` is not a
+    /// task. Finishing through it is fenced like any lease: a claim made
+    /// in between fails it with `LeaseLost`.
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub fn current_claim(&self, key: &str) -> Result<Option<Lease>> {
+        let Some(state) = TaskQueue::state(self, key)? else {
+            return Ok(None);
+        };
+        Ok(Some(state.lease.unwrap_or_else(|| Lease {
+            key: key.to_string(),
+            owner: self.owner.to_string(),
+            until: std::time::SystemTime::now(),
+            try_number: state.tries,
+        })))
+    }
+
     /// The same tracker, claiming under the name `owner` (shown in each
     /// task's `_lease`).
     #[must_use]

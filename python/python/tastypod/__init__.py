@@ -23,6 +23,7 @@ from ._errors import (
     ReadOnlyError,
     ShuttingDownError,
 )
+from ._postgres import PgTracker, connect
 from ._pod import POD, PersistentOrderedDict, SharedPersistentOrderedDict, SharedPOD
 from ._tastypod import FORMAT_VERSION, dumps, loads
 from ._tracker import (
@@ -44,6 +45,8 @@ __all__ = [
     "SharedTracker",
     "SharedProgressTracker",
     "Claim",
+    "PgTracker",
+    "connect",
     "Progress",
     "Error",
     "LockedError",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, TypeVar, Union
 
 from . import _tastypod
+from ._counts import _Counters
 from ._pod import POD, Key, _key
 
 _R = TypeVar("_R")
@@ -29,7 +30,7 @@ class Claim(NamedTuple):
     wait_seconds: Optional[float]
 
 
-class Tracker(POD):
+class Tracker(POD, _Counters):
     """A progress tracker: ``Tracker('path/to/my.tracker', max_tries=3)``.
 
     Each value is one task's record, a dict holding ``_done``, ``_tries``
@@ -220,77 +221,11 @@ class Tracker(POD):
 
     # ---- counters ----
 
-    def counts(self) -> dict:  # type: ignore[type-arg]
+    def counts(self) -> Dict[str, int]:
         """``total``, ``done``, ``aborted``, ``exhausted``, ``todo``,
         ``claimed``, ``tried`` (tasks) and ``tries`` (tries in all)."""
         names = ("total", "done", "aborted", "exhausted", "todo", "claimed", "tried", "tries")
-        return dict(zip(names, self._n.counts()))
-
-    def num_done(self) -> int:
-        return int(self.counts()["done"])
-
-    def num_tried(self) -> int:
-        return int(self.counts()["tried"])
-
-    def num_aborted(self) -> int:
-        return int(self.counts()["aborted"])
-
-    def num_exhausted(self) -> int:
-        return int(self.counts()["exhausted"])
-
-    def num_todo(self) -> int:
-        return int(self.counts()["todo"])
-
-    def num_tries(self) -> int:
-        return int(self.counts()["tries"])
-
-    def _fraction(self, name: str, inverse: bool = False) -> float:
-        c = self.counts()
-        if c["total"] == 0:
-            return 0.0
-        n = c["total"] - c[name] if inverse else c[name]
-        return float(n) / c["total"]
-
-    def fraction_done(self) -> float:
-        return self._fraction("done")
-
-    def fraction_not_done(self) -> float:
-        return self._fraction("done", True)
-
-    def fraction_tried(self) -> float:
-        return self._fraction("tried")
-
-    def fraction_not_tried(self) -> float:
-        return self._fraction("tried", True)
-
-    def fraction_aborted(self) -> float:
-        return self._fraction("aborted")
-
-    def fraction_not_aborted(self) -> float:
-        return self._fraction("aborted", True)
-
-    @staticmethod
-    def _percent(fraction: float, decimals: int) -> str:
-        return f"{100.0 * fraction:.{decimals}f} %"
-
-    def percent_done(self, decimals: int = 2) -> str:
-        """``"50.00 %"``."""
-        return self._percent(self.fraction_done(), decimals)
-
-    def percent_not_done(self, decimals: int = 2) -> str:
-        return self._percent(self.fraction_not_done(), decimals)
-
-    def percent_tried(self, decimals: int = 2) -> str:
-        return self._percent(self.fraction_tried(), decimals)
-
-    def percent_not_tried(self, decimals: int = 2) -> str:
-        return self._percent(self.fraction_not_tried(), decimals)
-
-    def percent_aborted(self, decimals: int = 2) -> str:
-        return self._percent(self.fraction_aborted(), decimals)
-
-    def percent_not_aborted(self, decimals: int = 2) -> str:
-        return self._percent(self.fraction_not_aborted(), decimals)
+        return {name: int(n) for name, n in zip(names, self._n.counts())}
 
     def summary(self) -> str:
         """``done 120/300 (40.00 %), tried 150 (170 tries), aborted 3, exhausted 2``."""
@@ -359,6 +294,14 @@ class SharedTracker(Tracker):
     own task. It pickles as its path and options."""
 
     _multi_process = True
+
+    def __new__(cls, path: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # A postgres:// URL: the tracker on PostgreSQL (see connect()).
+        if isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
+            from ._postgres import PgTracker
+
+            return PgTracker(path, *args, **kwargs)
+        return super().__new__(cls)
 
 
 SharedProgressTracker = SharedTracker
