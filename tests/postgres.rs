@@ -237,3 +237,19 @@ fn an_immediate_server_restart_loses_no_acknowledged_completion() {
     }
     assert_eq!(q.counts().unwrap().done, 1500);
 }
+
+#[test]
+fn every_handle_counts_with_the_try_limit_stored_last() {
+    let Some(server) = pg_server::shared() else {
+        return;
+    };
+    let url = server.url("limit");
+    let old = TrackerOptions::new().max_tries(1).open_postgres(&url).unwrap();
+    old.add_keys(&["a"]).unwrap();
+    // Another process raises the limit while `old` is open.
+    let new = TrackerOptions::new().max_tries(3).open_postgres(&url).unwrap();
+    let lease = old.claim().unwrap().task().unwrap();
+    old.release_claim(&lease, None, Map::new()).unwrap();
+    assert_eq!(old.counts().unwrap().exhausted, 0, "limit 3, one try made");
+    assert_eq!(new.claim().unwrap().task().unwrap().try_number, 2);
+}

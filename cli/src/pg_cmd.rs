@@ -142,9 +142,9 @@ pub fn reset(
         },
     };
     if as_json {
-        print_json(&json!({"reset": reset.len()}))?;
+        print_json(&json!({"reset": reset}))?;
     } else {
-        outln!("reset {} tasks in {}", reset.len(), t.url());
+        outln!("reset {reset} tasks in {}", t.url());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -85,7 +85,8 @@ impl NativePgTracker {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        self.call(py, |t| {
+        let kept = held.clone();
+        let out = self.call(py, |t| {
             let lease = match held {
                 Some(lease) => lease,
                 None => match t.current_claim(key)? {
@@ -103,7 +104,14 @@ impl NativePgTracker {
                 Finish::Abort => t.abort_claim(&lease, fields),
                 Finish::Release(delay) => t.release_claim(&lease, delay, fields),
             }
-        })
+        });
+        // A call that failed keeps its lease: a later call by key goes
+        // through it again (and fails again if it was lost), never through
+        // another worker's claim.
+        if let (Err(_), Some(lease)) = (&out, kept) {
+            self.keep(&lease);
+        }
+        out
     }
 }
 

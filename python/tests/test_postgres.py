@@ -137,7 +137,14 @@ def test_a_lost_lease_raises_and_changes_nothing(server: str) -> None:
     assert second.claim_next() == "a"
     with pytest.raises(tastypod.LeaseLostError):
         first.mark_done("a")
+    # Again: the stale worker never finishes through the new claim.
+    with pytest.raises(tastypod.LeaseLostError):
+        first.release("a")
+    with pytest.raises(tastypod.LeaseLostError):
+        first.mark_done("a")
     assert not second.done("a") and second.tries("a") == 2
+    assert second["a"]["_lease"]["owner"] != ""
+    assert "_not_before" not in second["a"]
     second.mark_done("a")
     assert first.done("a")
 

@@ -30,6 +30,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use url::TrackerUrl;
 
+/// The longest lease or delay: times are unix ms in a `bigint`, and
+/// now + this must fit.
+const MAX_DURATION: Duration = Duration::from_millis(1 << 62);
+
 /// How often a waiting claim asks the server again.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -112,8 +116,9 @@ fn tries_of(key: &str, tries: i64) -> Result<u32> {
     })
 }
 
+/// `d` in ms, at most [`MAX_DURATION`].
 fn ms_i64(d: Duration) -> i64 {
-    i64::try_from(duration_ms(d)).unwrap_or(i64::MAX)
+    i64::try_from(duration_ms(d.min(MAX_DURATION))).unwrap_or(i64::MAX)
 }
 
 fn time_of_ms(ms: i64) -> std::time::SystemTime {
@@ -240,6 +245,26 @@ impl PgTracker {
         config.options(options.trim());
         let pool = Pool::new(config, url.shown.clone());
         let given = options_given.given();
+        for (name, d) in [
+            ("lease", given.lease),
+            (
+                "retry_delay",
+                given.retry.map(|r| match r {
+                    RetryDelay::None => Duration::ZERO,
+                    RetryDelay::Fixed(d) => d,
+                    RetryDelay::Exponential { max, .. } => max,
+                }),
+            ),
+        ] {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return fail(ErrorKind::InvalidOption {
+                    name,
+                    why: format!(
+                        "{d:?} is more than a PostgreSQL tracker keeps (about 146,000 years)"
+                    ),
+                });
+            }
+        }
         let (id, settings) = pool.run("creating the tracker's tables", |conn, _| {
             let mut tx = conn.client().transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&sql::SCHEMA_LOCK])?;
@@ -251,6 +276,11 @@ impl PgTracker {
                 .collect::<std::result::Result<_, _>>()?;
             if versions.is_empty() {
                 tx.execute(sql::SET_VERSION, &[&sql::SCHEMA_VERSION])?;
+            }
+            if versions.iter().any(|v| *v != sql::SCHEMA_VERSION) {
+                // Another schema: touch nothing (the transaction is rolled
+                // back), and say so below.
+                return Ok((0, (0, 0, None), versions));
             }
             let defaults = given.over(Settings::default());
             tx.execute(
@@ -264,12 +294,18 @@ impl PgTracker {
             )?;
             let row = tx.query_one(sql::SETTINGS, &[&url.tracker])?;
             let id: i32 = row.try_get(0)?;
-            tx.batch_execute(&sql::CREATE_TASKS.replace("{t}", &table_of(id)))?;
+            // Created only if missing: CREATE INDEX takes a lock that would
+            // stop the workers' claims, even for an index that exists.
+            let last_index = format!("{}_leases", table_of(id));
+            if !tx
+                .query_one(sql::TASKS_EXIST, &[&last_index])?
+                .try_get::<_, bool>(0)?
+            {
+                tx.batch_execute(&sql::CREATE_TASKS.replace("{t}", &table_of(id)))?;
+            }
             let stored: (i64, i64, Option<String>) =
                 (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
-            if versions.iter().all(|v| *v == sql::SCHEMA_VERSION) {
-                tx.commit()?;
-            }
+            tx.commit()?;
             Ok((id, stored, versions))
         })
         .and_then(|(id, stored, versions)| {
@@ -458,7 +494,7 @@ impl PgTracker {
             let mut tx = conn.client().transaction()?;
             let explain = format!(
                 "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {}",
-                sql::CLAIM.replace("{t}", &table)
+                pool::expand(sql::CLAIM, &table)
             );
             let rows = tx.query(
                 explain.as_str(),
@@ -565,6 +601,11 @@ impl PgTracker {
                 Finished::Aborted if task.aborted => return Ok(()),
                 _ => {}
             }
+        }
+        if retried && matches!(done, Finished::Other) && tries > lease.try_number {
+            // A release committed before the connection was lost, and the
+            // task was claimed again since: the release happened.
+            return Ok(());
         }
         if task.done {
             return lost("the task is done already".into());
@@ -734,23 +775,57 @@ impl TaskQueue for PgTracker {
         let mut tries = Vec::with_capacity(items.len());
         let mut owners = Vec::with_capacity(items.len());
         let mut fields = Vec::with_capacity(items.len());
-        for (lease, f) in items {
+        // The statement's items: the first of each key (a key given again
+        // is not completed again, as one by one it would not be).
+        let mut sent = Vec::with_capacity(items.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, (lease, f)) in items.iter().enumerate() {
             let f = user_fields(&lease.key, f.clone())?;
+            if !seen.insert(lease.key.as_str()) {
+                continue;
+            }
+            sent.push(i);
             keys.push(lease.key.as_str());
             tries.push(i64::from(lease.try_number));
             owners.push(lease.owner.as_str());
             fields.push(fields_text(&f));
         }
-        let done: Vec<String> = self.pool.run("completing tasks", |conn, _| {
-            let statement = conn.statement(sql::COMPLETE_MANY)?;
-            conn.client()
-                .query(&statement, &[&keys, &tries, &owners, &fields])?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect()
-        })?;
-        let done: std::collections::HashSet<&str> = done.iter().map(String::as_str).collect();
-        Ok(keys.iter().map(|k| done.contains(k)).collect())
+        let (positions, retried): (Vec<i64>, bool) =
+            self.pool.run("completing tasks", |conn, retried| {
+                let statement = conn.statement(sql::COMPLETE_MANY)?;
+                let rows = conn
+                    .client()
+                    .query(&statement, &[&keys, &tries, &owners, &fields])?;
+                let positions = rows
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<std::result::Result<_, _>>()?;
+                Ok((positions, retried))
+            })?;
+        let mut completed = vec![false; items.len()];
+        for i in positions {
+            let item = usize::try_from(i - 1).ok().and_then(|i| sent.get(i));
+            if let Some(slot) = item.and_then(|&i| completed.get_mut(i)) {
+                *slot = true;
+            }
+        }
+        if retried {
+            // A run committed before its connection was lost: the items it
+            // completed are done with their own owner and try.
+            for &i in &sent {
+                let (Some(slot), Some((lease, _))) = (completed.get_mut(i), items.get(i)) else {
+                    continue;
+                };
+                if !*slot {
+                    *slot = self.columns(&lease.key)?.is_some_and(|c| {
+                        c.done
+                            && c.tries == i64::from(lease.try_number)
+                            && c.owner.as_deref() == Some(lease.owner.as_str())
+                    });
+                }
+            }
+        }
+        Ok(completed)
     }
 
     fn get(&self, key: &str) -> Result<Option<Value>> {

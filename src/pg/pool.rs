@@ -27,7 +27,7 @@ impl Conn {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(&sql.replace("{t}", &self.table))?;
+        let statement = self.client.prepare(&expand(sql, &self.table))?;
         self.prepared.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -36,6 +36,26 @@ impl Conn {
     pub(crate) fn client(&mut self) -> &mut Client {
         &mut self.client
     }
+}
+
+/// `sql` with its placeholders filled in: `{t}`, the tracker's table of
+/// tasks (`tastypod_tasks_<id>`); `{max:N}`, the tracker's stored try
+/// limit (`$N` if its row is gone).
+pub(crate) fn expand(sql: &str, table: &str) -> String {
+    let mut out = sql.replace("{t}", table);
+    let id = table.rsplit('_').next().unwrap_or("0");
+    for n in 1..=9 {
+        let placeholder = format!("{{max:{n}}}");
+        if out.contains(&placeholder) {
+            out = out.replace(
+                &placeholder,
+                &format!(
+                    "coalesce((SELECT max_tries FROM tastypod_trackers WHERE id = {id}), ${n}::bigint)"
+                ),
+            );
+        }
+    }
+    out
 }
 
 /// What went wrong with a statement, as the retry rule sees it.
@@ -167,7 +187,8 @@ impl Pool {
     }
 
     /// Runs `f` on a connection. If the connection is lost (or the server
-    /// restarts), reconnects and runs `f` again, with `retried` true, until
+    /// restarts), reconnects and runs `f` again, with `retried` true once a
+    /// run may have been committed (its answer lost), until
     /// [`reconnect_within`](Pool::reconnect_within) has passed; a deadlock
     /// or serialization failure runs it again at once. `what` names the
     /// call in an error.
@@ -180,7 +201,9 @@ impl Pool {
         let mut retried = false;
         let mut pause = Duration::from_millis(20);
         loop {
+            let mut sent = false;
             let outcome = self.take().and_then(|mut conn| {
+                sent = true;
                 let out = f(&mut conn, retried);
                 if out
                     .as_ref()
@@ -202,11 +225,12 @@ impl Pool {
                     if started.elapsed() >= self.reconnect_within {
                         return Err(self.error(what, error));
                     }
+                    // The statement may have been committed, its answer lost.
+                    retried |= sent;
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
             }
-            retried = true;
         }
     }
 }

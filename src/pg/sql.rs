@@ -11,6 +11,9 @@
 //! file tracker's "to do": not done, not aborted, and under the try limit
 //! or claimed; `due` is when it becomes claimable (0 for a task never
 //! tried, the lease's end while claimed, the retry time while waiting).
+//! The try limit is read from `tastypod_trackers` by every statement that
+//! needs it (`{max:N}`: the stored limit, `$N` only if the tracker's row is
+//! gone), so a limit another process stored is the one every handle uses.
 //! Rows to change are found by key through the primary key
 //! (`key = ANY (ARRAY(...))`), whatever the planner thinks of the table.
 
@@ -34,6 +37,9 @@ CREATE TABLE IF NOT EXISTS tastypod_trackers (
     retry jsonb
 );
 ";
+
+/// Whether a tracker's table of tasks and its last index exist.
+pub(crate) const TASKS_EXIST: &str = "SELECT to_regclass($1) IS NOT NULL";
 
 /// Creates a tracker's own table of tasks if missing (same transaction).
 pub(crate) const CREATE_TASKS: &str = "
@@ -104,12 +110,12 @@ settle AS (
     WHERE key = ANY (ARRAY(
         SELECT key FROM {t}
         WHERE todo AND lease_until IS NOT NULL AND due <= (SELECT now FROM n)
-          AND $2::bigint > 0 AND tries >= $2::bigint
+          AND {max:2} > 0 AND tries >= {max:2}
         FOR UPDATE SKIP LOCKED))
 ),
 pick AS (
     SELECT key, (tries = 0) AS fresh, due, seq FROM {t}
-    WHERE todo AND due <= (SELECT now FROM n) AND ($2::bigint = 0 OR tries < $2::bigint)
+    WHERE todo AND due <= (SELECT now FROM n) AND ({max:2} = 0 OR tries < {max:2})
     ORDER BY (tries = 0), due, seq
     LIMIT $3
     FOR UPDATE SKIP LOCKED
@@ -165,10 +171,11 @@ pub(crate) const RELEASE: &str = concat!(
      + $6::bigint AS now) \
      UPDATE {t} SET fields = fields || $4::text::jsonb, lease_until = NULL, \
      not_before = CASE WHEN lease_until IS NULL THEN not_before \
-                       WHEN $5::bigint > 0 THEN (SELECT now FROM n) + $5::bigint END, \
+                       WHEN $5::bigint > 0 AND ({max:7} = 0 OR tries < {max:7}) \
+                       THEN (SELECT now FROM n) + $5::bigint END, \
      due = CASE WHEN lease_until IS NULL THEN due ELSE (SELECT now FROM n) + $5::bigint END, \
      todo = CASE WHEN lease_until IS NULL THEN todo \
-                 ELSE ($7::bigint = 0 OR tries < $7::bigint) END \
+                 ELSE ({max:7} = 0 OR tries < {max:7}) END \
      WHERE ",
     fenced!()
 );
@@ -186,14 +193,16 @@ pub(crate) const EXTEND: &str = concat!(
 );
 
 /// Completes many claims at once: `$1` keys, `$2` tries, `$3` owners,
-/// `$4` fields (JSON texts), item by item; returns the keys completed.
+/// `$4` fields (JSON texts), item by item; returns the positions (from 1)
+/// of the items completed (a key given twice is completed once).
 pub(crate) const COMPLETE_MANY: &str = "
 UPDATE {t} t SET done = true, todo = false, lease_until = NULL,
     not_before = NULL, fields = t.fields || u.fields::jsonb
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u (key, tries, owner, fields)
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+     AS u (key, tries, owner, fields, i)
 WHERE t.key = ANY ($1::text[]) AND t.key = u.key AND NOT t.done AND NOT t.aborted
   AND t.tries = u.tries AND (t.lease_until IS NULL OR t.owner = u.owner)
-RETURNING t.key";
+RETURNING u.i";
 
 /// A task's columns, by key `$1`.
 pub(crate) const TASK: &str = "
@@ -209,7 +218,7 @@ SELECT count(*),
        count(*) FILTER (WHERE done),
        count(*) FILTER (WHERE aborted),
        count(*) FILTER (WHERE NOT done AND NOT aborted AND lease_until IS NULL
-                        AND $1::bigint > 0 AND tries >= $1::bigint),
+                        AND {max:1} > 0 AND tries >= {max:1}),
        count(*) FILTER (WHERE todo),
        count(*) FILTER (WHERE lease_until IS NOT NULL),
        count(*) FILTER (WHERE tries > 0),
@@ -238,7 +247,7 @@ pub(crate) const ANY_TASK: &str = "SELECT EXISTS (SELECT 1 FROM {t})";
 pub(crate) const INSERT_TASKS: &str = "
 INSERT INTO {t} (key, done, aborted, tries, owner, lease_until, not_before, todo, due, fields)
 SELECT key, done, aborted, tries, owner, lease_until, not_before,
-       NOT done AND NOT aborted AND ($9::bigint = 0 OR tries < $9::bigint OR lease_until IS NOT NULL),
+       NOT done AND NOT aborted AND ({max:9} = 0 OR tries < {max:9} OR lease_until IS NOT NULL),
        coalesce(lease_until, not_before, CASE WHEN tries = 0 THEN 0 ELSE 1 END),
        fields::jsonb
 FROM unnest($1::text[], $2::bool[], $3::bool[], $4::bigint[], $5::text[], $6::bigint[],
@@ -249,10 +258,11 @@ ORDER BY i";
 /// Resets tasks so a job tries them again (`tastypod tracker reset`): the
 /// keys `$1`, every aborted task if `$2`, every task out of tries at the
 /// limit `$3` (0: none) if it is above 0. Their tries go back to 0, their
-/// abort, claim and retry wait are cleared. Returns the keys reset.
+/// abort, claim and retry wait are cleared. Returns how many were reset.
 pub(crate) const RESET: &str = "
-UPDATE {t} SET tries = 0, aborted = false, owner = NULL, lease_until = NULL,
+WITH r AS (UPDATE {t} SET tries = 0, aborted = false, owner = NULL, lease_until = NULL,
     not_before = NULL, due = 0, todo = NOT done
 WHERE key = ANY ($1::text[]) OR ($2::bool AND aborted)
     OR ($3::bigint > 0 AND NOT done AND NOT aborted AND lease_until IS NULL AND tries >= $3::bigint)
-RETURNING key";
+RETURNING 1)
+SELECT count(*) FROM r";

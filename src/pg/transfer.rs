@@ -183,18 +183,14 @@ impl PgTracker {
     /// Resets tasks so a job tries them again: `keys`, every aborted task
     /// if `aborted`, every task out of tries at `exhausted_at` if given.
     /// Their tries go back to 0 and their abort, claim and retry wait are
-    /// cleared (done tasks stay done). Returns the keys reset.
+    /// cleared (done tasks stay done). Returns how many were reset. Not run
+    /// again after a lost connection (it would end claims made meanwhile).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::MissingKey`] if one of `keys` is not a task (nothing
     /// changes); the database's error.
-    pub fn reset(
-        &self,
-        keys: &[&str],
-        aborted: bool,
-        exhausted_at: Option<u32>,
-    ) -> Result<Vec<String>> {
+    pub fn reset(&self, keys: &[&str], aborted: bool, exhausted_at: Option<u32>) -> Result<usize> {
         for key in keys {
             if self.columns(key)?.is_none() {
                 return fail(ErrorKind::MissingKey {
@@ -203,14 +199,13 @@ impl PgTracker {
             }
         }
         let limit = i64::from(exhausted_at.unwrap_or(0));
-        self.pool.run("resetting tasks", |conn, _| {
+        let reset: i64 = self.pool.once("resetting tasks", |conn| {
             let reset = conn.statement(sql::RESET)?;
             conn.client()
-                .query(&reset, &[&keys, &aborted, &limit])?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect()
-        })
+                .query_one(&reset, &[&keys, &aborted, &limit])?
+                .try_get(0)
+        })?;
+        Ok(usize::try_from(reset).unwrap_or(0))
     }
 
     /// Up to `limit` keys still to do, in order, with the aborted ones among

@@ -51,6 +51,7 @@ pub fn run_all(backend: &mut impl Backend) {
     fields_merge_and_reserved_fields_are_refused(backend);
     counts_and_todo_keys_follow_every_step(backend);
     complete_many_completes_each_live_lease(backend);
+    a_last_try_released_with_a_delay_is_exhausted_without_a_retry_time(backend);
 }
 
 pub fn claims_hand_out_each_task_once_in_order(b: &mut impl Backend) {
@@ -269,6 +270,23 @@ pub fn complete_many_completes_each_live_lease(b: &mut impl Backend) {
     assert_eq!(q.get("a").unwrap().unwrap()["n"], json!(0));
     assert!(q.get("b").unwrap().unwrap().get("n").is_none());
     assert_eq!(q.counts().unwrap().done, 3);
+    // A key given twice is completed once, by its first item.
+    q.add_keys(&["d"]).unwrap();
+    let d = claim(&q);
+    let twice = vec![(d.clone(), Map::new()), (d, Map::new())];
+    assert_eq!(q.complete_many(&twice).unwrap(), [true, false]);
     let reserved = vec![(leases[0].clone(), fields(&[("_done", json!(false))]))];
     assert!(q.complete_many(&reserved).is_err(), "a reserved field");
+}
+
+pub fn a_last_try_released_with_a_delay_is_exhausted_without_a_retry_time(b: &mut impl Backend) {
+    let q = b.make(1, LEASE, RetryDelay::Fixed(Duration::from_secs(30)));
+    q.add_keys(&["a"]).unwrap();
+    let lease = claim(&q);
+    q.release_claim(&lease, None, Map::new()).unwrap();
+    let state = q.state("a").unwrap().unwrap();
+    assert!(state.is_exhausted(1), "{state:?}");
+    assert_eq!((state.lease, state.not_before), (None, None));
+    assert!(q.get("a").unwrap().unwrap().get("_not_before").is_none());
+    assert_eq!(q.claim().unwrap(), Claim::Finished);
 }
