@@ -14,10 +14,19 @@
 //! A thread that finds other threads in the middle of a call on the same
 //! handle ([`Syncer::enter`]: they are about to append), or released by
 //! the last fsync and not yet back with their next call, waits for them
-//! before it starts, at most half as long as the last fsync took, so that
-//! threads released together by one fsync are taken by the next one
-//! together, rather than in two groups taking turns. A thread alone, or
-//! threads busy with their own work between calls, never wait for that.
+//! before it starts, at most as long as the last fsync took (and 2 ms), so
+//! that threads released together by one fsync are taken by the next one
+//! together, rather than in two groups taking turns. The end of an fsync
+//! counts the threads it releases (by the tickets they wait for) before
+//! any of them runs again, so a thread the scheduler wakes late is still
+//! waited for. A thread alone, or threads busy with their own work between
+//! calls, never wait for that.
+//!
+//! When the last fsync took at most [`SPIN_FOR_FSYNCS_UP_TO`] (a fast
+//! disk), waiters do not sleep on the condition variable: they yield the
+//! processor and look again, for at most twice the last fsync's time, since
+//! a sleep and wake-up cost about as much as such an fsync. On a slow disk
+//! they sleep.
 
 use crate::fsio::Appender;
 use std::io;
@@ -44,7 +53,14 @@ pub(crate) struct Syncer {
     /// Notified when an fsync ends, or when no thread is in the middle of a
     /// call any more and none of them is coming to lead.
     ended: Condvar,
+    /// How many fsyncs ended (read without the lock by waiters that spin).
+    fsyncs_ended: std::sync::atomic::AtomicU64,
 }
+
+/// Waiters spin (yielding the processor) for an fsync that takes at most
+/// this long, rather than sleep: a wake-up costs about as much as such an
+/// fsync on a loaded machine, and the spinning is bounded by the fsync.
+const SPIN_FOR_FSYNCS_UP_TO: Duration = Duration::from_micros(500);
 
 #[derive(Debug, Default)]
 struct State {
@@ -65,6 +81,9 @@ struct State {
     returning: usize,
     /// Threads waiting for an fsync (the leader among them).
     waiting: usize,
+    /// The tickets they wait for (how many threads wait for each), so the
+    /// end of an fsync knows how many it releases before they run again.
+    tickets: std::collections::BTreeMap<u64, usize>,
     /// How many threads were waiting when the last fsync ended.
     released: usize,
     /// Threads waiting for the busy ones before one of them leads.
@@ -107,6 +126,7 @@ impl Syncer {
             path,
             state: Mutex::new(State::default()),
             ended: Condvar::new(),
+            fsyncs_ended: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -126,12 +146,10 @@ impl Syncer {
         std::ptr::from_ref(self) as usize
     }
 
-    /// Notes that the calling thread was released by an fsync and is
-    /// expected back with its next call soon.
-    fn note_returning(&self, state: &mut State) {
-        if RETURNING.with(|r| r.replace(self.id())) != self.id() {
-            state.returning += 1;
-        }
+    /// Notes that the calling thread was released by an fsync, which
+    /// counted it as expected back with its next call soon.
+    fn note_returning(&self) {
+        RETURNING.with(|r| r.set(self.id()));
     }
 
     /// Fsyncs go through `handle` from now on.
@@ -144,6 +162,8 @@ impl Syncer {
     pub(crate) fn all_durable(&self) {
         let mut state = lock(&self.state);
         state.durable = state.written;
+        // Every waiter is satisfied: none is counted by a later fsync.
+        state.tickets.clear();
     }
 
     /// Numbers an append just made; returns its number.
@@ -187,9 +207,10 @@ impl Syncer {
             if state.durable >= upto {
                 if waiting {
                     state.waiting -= 1;
-                    // Released with others: the next fsync waits for them.
+                    // Released with others (the fsync's end counted them as
+                    // returning): the next fsync waits for them.
                     if state.released > 1 {
-                        self.note_returning(&mut state);
+                        self.note_returning();
                     }
                 } else if state.gathering > 0 && state.busy == 0 && state.returning == 0 {
                     // Nothing to fsync for this thread, and nobody else is
@@ -201,8 +222,28 @@ impl Syncer {
             if !waiting {
                 waiting = true;
                 state.waiting += 1;
+                *state.tickets.entry(upto).or_default() += 1;
             }
             if state.leading {
+                let last = state.last_fsync;
+                if last > Duration::ZERO && last <= SPIN_FOR_FSYNCS_UP_TO {
+                    // A short fsync: look for its end without sleeping.
+                    let seen = self.fsyncs_ended.load(std::sync::atomic::Ordering::Acquire);
+                    drop(state);
+                    let deadline = Instant::now() + last * 2;
+                    while self.fsyncs_ended.load(std::sync::atomic::Ordering::Acquire) == seen
+                        && Instant::now() < deadline
+                    {
+                        std::thread::yield_now();
+                    }
+                    state = lock(&self.state);
+                    if state.leading
+                        && self.fsyncs_ended.load(std::sync::atomic::Ordering::Acquire) == seen
+                    {
+                        state = self.ended.wait(state).unwrap_or_else(|e| e.into_inner());
+                    }
+                    continue;
+                }
                 state = self.ended.wait(state).unwrap_or_else(|e| e.into_inner());
                 continue;
             }
@@ -212,6 +253,13 @@ impl Syncer {
                 let since = *state.gathering_since.get_or_insert_with(Instant::now);
                 let limit = state.last_fsync.min(MAX_GATHER);
                 if let Some(left) = (since + limit).checked_duration_since(Instant::now()) {
+                    if limit <= SPIN_FOR_FSYNCS_UP_TO {
+                        // As for a short fsync: look again without sleeping.
+                        drop(state);
+                        std::thread::yield_now();
+                        state = lock(&self.state);
+                        continue;
+                    }
                     state.gathering += 1;
                     state = match self.ended.wait_timeout(state, left) {
                         Ok((guard, _)) => guard,
@@ -246,10 +294,27 @@ impl Syncer {
             state = lock(&self.state);
             state.leading = false;
             state.last_fsync = took;
-            state.released = state.waiting;
+            self.fsyncs_ended
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
             match synced {
                 Ok(()) => state.durable = state.durable.max(target),
                 Err(e) => state.failed = Some((e.kind(), e.to_string())),
+            }
+            // The threads this fsync releases, counted now (not when each
+            // runs again, which on a busy machine may come after another
+            // thread already led the next fsync without them).
+            let released: usize = if state.failed.is_some() {
+                let all = state.tickets.values().sum();
+                state.tickets.clear();
+                all
+            } else {
+                let rest = state.tickets.split_off(&(target + 1));
+                let done = std::mem::replace(&mut state.tickets, rest);
+                done.values().sum()
+            };
+            state.released = released;
+            if released > 1 && state.failed.is_none() {
+                state.returning += released;
             }
             if state.waiting > 1 {
                 self.ended.notify_all();

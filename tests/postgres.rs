@@ -244,10 +244,16 @@ fn every_handle_counts_with_the_try_limit_stored_last() {
         return;
     };
     let url = server.url("limit");
-    let old = TrackerOptions::new().max_tries(1).open_postgres(&url).unwrap();
+    let old = TrackerOptions::new()
+        .max_tries(1)
+        .open_postgres(&url)
+        .unwrap();
     old.add_keys(&["a"]).unwrap();
     // Another process raises the limit while `old` is open.
-    let new = TrackerOptions::new().max_tries(3).open_postgres(&url).unwrap();
+    let new = TrackerOptions::new()
+        .max_tries(3)
+        .open_postgres(&url)
+        .unwrap();
     let lease = old.claim().unwrap().task().unwrap();
     old.release_claim(&lease, None, Map::new()).unwrap();
     assert_eq!(old.counts().unwrap().exhausted, 0, "limit 3, one try made");
