@@ -90,10 +90,21 @@ pub fn write_store(path: &Path, n: usize) {
 
 /// Peak resident memory of this process, from /proc (Linux), in bytes.
 pub fn peak_rss() -> Option<u64> {
+    proc_status("VmHWM:")
+}
+
+/// Resident anonymous memory of this process now (heap, not file pages),
+/// from /proc (Linux), in bytes.
+pub fn rss_anon() -> Option<u64> {
+    proc_status("RssAnon:")
+}
+
+/// A `kB` figure of /proc/self/status, in bytes.
+fn proc_status(field: &str) -> Option<u64> {
     let f = File::open("/proc/self/status").ok()?;
     for line in BufReader::new(f).lines() {
         let line = line.ok()?;
-        if let Some(rest) = line.strip_prefix("VmHWM:") {
+        if let Some(rest) = line.strip_prefix(field) {
             let kb: u64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
             return Some(kb * 1024);
         }

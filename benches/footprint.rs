@@ -1,9 +1,14 @@
 //! Peak memory of W3 (open a 1,000,000-key log and visit every key and value
 //! text), for tastypod and for the raw baseline, each measured in a child
 //! process of its own so one does not inflate the other; and the p50/p99
-//! latency of W4's durable single operations.
+//! latency of W4's durable single operations; and a size sweep (1M, 4M and
+//! 8M keys by default, `FOOTPRINT_SWEEP="1000000 4000000"` to choose): the
+//! time to open, the resident anonymous memory after open and the peak
+//! resident memory, in all and per key, so the cost of a big store can be
+//! read off.
 //!
-//! Run: `cargo bench --bench footprint`.
+//! Run: `cargo bench --bench footprint` (`FOOTPRINT_ONLY=sweep` runs the
+//! sweep alone).
 
 #[path = "common.rs"]
 mod common;
@@ -121,6 +126,14 @@ fn main() {
         child(&args[2], &args[3]);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("--open-child") {
+        let start = Instant::now();
+        let pod: Pod = PodOptions::new().read_only(true).open(&args[2]).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        let anon = rss_anon().unwrap_or(0);
+        println!("{secs:.4} {anon} {} {}", peak_rss().unwrap_or(0), pod.len());
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--w2-child") {
         let (from, to) = (args[3].parse().unwrap(), args[4].parse().unwrap());
         let mut pod: Pod = PodOptions::new()
@@ -136,6 +149,11 @@ fn main() {
     // FOOTPRINT_DIR keeps the generated files for profiling between runs.
     let tmp = tempfile::tempdir().unwrap();
     let dir = std::env::var_os("FOOTPRINT_DIR").map_or(tmp.path().to_path_buf(), Into::into);
+    let only = std::env::var("FOOTPRINT_ONLY").unwrap_or_default();
+    if only == "sweep" {
+        size_sweep(&dir);
+        return;
+    }
     let raw = dir.join("raw.jsonl");
     let store = dir.join("w3.pod");
     if !raw.exists() {
@@ -170,6 +188,78 @@ fn main() {
     w4_latency();
     tracker_figures(&dir);
     shared_figures(&dir);
+    size_sweep(&dir);
+}
+
+/// Open time, RssAnon after open and peak RSS of a store of each size of
+/// the sweep (a read-only open in a child process, median of 3), in all
+/// and per key; and how far the per-key figures spread over the sweep.
+fn size_sweep(dir: &std::path::Path) {
+    let sizes: Vec<usize> = std::env::var("FOOTPRINT_SWEEP")
+        .ok()
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1_000_000, 4_000_000, 8_000_000]);
+    println!("size sweep (read-only open in a child process, median of 3):");
+    println!("| keys | log MB | open s | ns/key | RssAnon MB | B/key | peak RSS MB | B/key |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut per_key: Vec<(f64, f64, f64)> = Vec::new();
+    for &n in &sizes {
+        let path = dir.join(format!("sweep-{n}.pod"));
+        if !path.exists() {
+            write_store(&path, n);
+        }
+        let log = std::fs::metadata(path.join(tastypod::LOG_FILE))
+            .unwrap()
+            .len();
+        let mut runs: Vec<(f64, u64, u64)> = (0..3)
+            .map(|_| {
+                let out = Command::new(std::env::current_exe().unwrap())
+                    .args(["--open-child", path.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                let f: Vec<&str> = text.split_whitespace().collect();
+                assert!(f.len() == 4 && f[3] == n.to_string(), "child said {text:?}");
+                (
+                    f[0].parse().unwrap(),
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                )
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (secs, anon, peak) = runs[1];
+        let k = n as f64;
+        per_key.push((secs * 1e9 / k, anon as f64 / k, peak as f64 / k));
+        println!(
+            "| {n} | {:.0} | {secs:.3} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            log as f64 / 1e6,
+            secs * 1e9 / k,
+            anon as f64 / 1e6,
+            anon as f64 / k,
+            peak as f64 / 1e6,
+            peak as f64 / k
+        );
+        let _ = std::fs::remove_dir_all(&path);
+    }
+    let spread = |f: fn(&(f64, f64, f64)) -> f64| {
+        let v: Vec<f64> = per_key.iter().map(f).collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, 0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+        hi / lo
+    };
+    println!(
+        "per-key spread over the sweep (max/min): open {:.2}, RssAnon {:.2}, peak RSS {:.2}",
+        spread(|p| p.0),
+        spread(|p| p.1),
+        spread(|p| p.2)
+    );
 }
 
 /// W2 (200,000 updates, a sync every 1,000) in exclusive mode, in shared
