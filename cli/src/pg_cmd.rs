@@ -94,16 +94,37 @@ pub fn todo(
 ) -> CliResult<ExitCode> {
     no_override(max_tries)?;
     let t = open(url)?;
-    let keys = t.todo_keys_with(usize::MAX, aborted)?;
-    if as_json {
-        print_json(&Value::from(keys))?;
-    } else {
-        let mut out = BufWriter::new(std::io::stdout().lock());
-        for key in &keys {
-            writeln!(out, "{}", printable_key(key))?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut first = true;
+    // Streamed, a page of keys at a time, as for a directory.
+    let mut written: std::io::Result<()> = Ok(());
+    t.for_each_todo_key(aborted, |key| {
+        let line = if as_json {
+            let sep = if first { "[\n  " } else { ",\n  " };
+            first = false;
+            serde_json::to_string(key).map(|k| format!("{sep}{k}"))
+        } else {
+            Ok(format!("{}\n", printable_key(key)))
+        };
+        written = line
+            .map_err(std::io::Error::other)
+            .and_then(|l| out.write_all(l.as_bytes()));
+        // A closed pipe stops the listing; its error is reported below.
+        match &written {
+            Ok(()) => Ok(()),
+            Err(_) => Err(tastypod::ErrorKind::InvalidOption {
+                name: "output",
+                why: "standard output was closed".into(),
+            }
+            .into()),
         }
-        out.flush()?;
+    })
+    .or_else(|e| if written.is_err() { Ok(()) } else { Err(e) })?;
+    written?;
+    if as_json {
+        out.write_all(if first { b"[]\n" } else { b"\n]\n" })?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

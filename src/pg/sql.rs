@@ -238,6 +238,16 @@ DECLARE tastypod_copy NO SCROLL CURSOR FOR
 SELECT seq, key, done, aborted, tries, owner, lease_until, not_before, fields::text
 FROM {t} WHERE seq > $1 ORDER BY seq";
 
+/// A cursor over the keys to do, in order, after position `$1`.
+pub(crate) const CURSOR_TODO: &str = "
+DECLARE tastypod_copy NO SCROLL CURSOR FOR
+SELECT seq, key FROM {t} WHERE todo AND seq > $1 ORDER BY seq";
+
+/// A cursor over the keys not done, to do or aborted, after position `$1`.
+pub(crate) const CURSOR_TODO_OR_ABORTED: &str = "
+DECLARE tastypod_copy NO SCROLL CURSOR FOR
+SELECT seq, key FROM {t} WHERE NOT done AND (todo OR aborted) AND seq > $1 ORDER BY seq";
+
 /// Whether the tracker holds any task.
 pub(crate) const ANY_TASK: &str = "SELECT EXISTS (SELECT 1 FROM {t})";
 

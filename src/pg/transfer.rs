@@ -208,6 +208,50 @@ impl PgTracker {
         Ok(usize::try_from(reset).unwrap_or(0))
     }
 
+    /// Calls `f` with each key still to do, in order (with the aborted ones
+    /// among them if `aborted`), a page at a time: memory holds a page, not
+    /// the keys (`tastypod tracker todo`). After a lost connection it goes
+    /// on after the last key seen.
+    ///
+    /// # Errors
+    ///
+    /// The database's error, or `f`'s.
+    pub fn for_each_todo_key(
+        &self,
+        aborted: bool,
+        mut f: impl FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        let cursor = if aborted {
+            sql::CURSOR_TODO_OR_ABORTED
+        } else {
+            sql::CURSOR_TODO
+        };
+        let declare = cursor.replace("{t}", &super::table_of(self.id));
+        let mut after = 0i64;
+        let mut failed: Option<crate::Error> = None;
+        self.pool.run("listing the tasks to do", |conn, _| {
+            let mut tx = conn.client().transaction()?;
+            tx.execute(declare.as_str(), &[&after])?;
+            loop {
+                let rows = tx.query(format!("FETCH {PAGE} FROM tastypod_copy").as_str(), &[])?;
+                if rows.is_empty() {
+                    break;
+                }
+                for row in &rows {
+                    let seq: i64 = row.try_get(0)?;
+                    let key: &str = row.try_get(1)?;
+                    if let Err(e) = f(key) {
+                        failed = Some(e);
+                        return tx.rollback();
+                    }
+                    after = seq;
+                }
+            }
+            tx.commit()
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Up to `limit` keys still to do, in order, with the aborted ones among
     /// them if `aborted` (`tastypod tracker todo --aborted`).
     ///
