@@ -245,7 +245,9 @@ fn size_sweep(dir: &std::path::Path) {
             peak as f64 / 1e6,
             peak as f64 / k
         );
-        let _ = std::fs::remove_dir_all(&path);
+        if std::env::var_os("FOOTPRINT_DIR").is_none() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
     let spread = |f: fn(&(f64, f64, f64)) -> f64| {
         let v: Vec<f64> = per_key.iter().map(f).collect();

@@ -6,6 +6,7 @@ use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 /// A file opened for appending (or freshly created).
 pub(crate) trait Appender: Send + Debug {
@@ -78,6 +79,17 @@ pub(crate) trait Storage: Send + Sync + Debug {
     /// [`open_read`](Storage::open_read) from byte `offset` (the size is
     /// the whole file's).
     fn open_read_at(&self, path: &Path, offset: u64) -> io::Result<(Box<dyn Read + Send>, u64)>;
+    /// Opens the regular file `path` for reading, as [`open_read`](Storage::open_read),
+    /// and maps it too, if this storage maps files (`None`: not mapped).
+    /// The map is not read here: its pages are touched only when a value
+    /// is read (DESIGN.md, "Mapped logs", says why that is safe).
+    #[expect(clippy::type_complexity, reason = "a reader, its size, its map")]
+    fn open_mapped(
+        &self,
+        _path: &Path,
+    ) -> io::Result<Option<(Box<dyn Read + Send>, u64, Arc<LogMap>)>> {
+        Ok(None)
+    }
     /// Why other users could change the files in `dir`, if they can: it
     /// is writable by all without the sticky bit, or owned by another user.
     fn unsafe_dir(&self, _dir: &Path) -> io::Result<Option<String>> {
@@ -374,6 +386,22 @@ impl Storage for StdStorage {
         Ok((Box::new(file), len))
     }
 
+    fn open_mapped(
+        &self,
+        path: &Path,
+    ) -> io::Result<Option<(Box<dyn Read + Send>, u64, Arc<LogMap>)>> {
+        let (file, len) = open_regular_file(path)?;
+        let Ok(size) = usize::try_from(len) else {
+            return Ok(None);
+        };
+        if size == 0 {
+            return Ok(None);
+        }
+        // The same open file is mapped and read: the same bytes.
+        let map = Arc::new(LogMap::of(&file, size)?);
+        Ok(Some((Box::new(file), len, map)))
+    }
+
     fn unsafe_dir(&self, dir: &Path) -> io::Result<Option<String>> {
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let meta = fs::metadata(dir)?;
@@ -415,6 +443,55 @@ fn effective_uid() -> u32 {
 /// Opens `path` for reading if it is a regular file; returns it and its size.
 /// The open does not block on a FIFO (`O_NONBLOCK`, which has no effect on
 /// a regular file's reads), and what it opened is checked before any read.
+/// A log file mapped for reading (`memmap2`): its first `len` bytes, as
+/// they were when it was mapped, read in place.
+pub(crate) struct LogMap(memmap2::Mmap);
+
+impl std::fmt::Debug for LogMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogMap")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+impl LogMap {
+    /// Maps the first `len` bytes of `file`.
+    #[expect(
+        unsafe_code,
+        reason = "mapping a file: the one unsafe block, argued below"
+    )]
+    fn of(file: &File, len: usize) -> io::Result<LogMap> {
+        // SAFETY: a mapped file whose bytes change under the map, or that
+        // is truncated below a page the program then reads (SIGBUS), breaks
+        // Rust's guarantees. The map is only ever read at the value texts of
+        // records that a replay of this same open file took as complete
+        // (the replay itself reads the file with read(2), not through the
+        // map). tastypod never changes or removes such bytes: it only
+        // appends; it truncates only what is past every complete record (a
+        // torn tail at open, or the part of an append that failed), which
+        // no index refers to; and it replaces a log by renaming a new file
+        // over it, which leaves the mapped file whole (unlinked, it lives
+        // on until the map is dropped). This holds for every handle, those
+        // of other processes and read-only ones included. What it cannot
+        // cover is a program outside tastypod truncating or rewriting a
+        // log in place while a store is open: DESIGN.md ("Mapped logs")
+        // names it, as every store that maps its files must.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
+        Ok(LogMap(map))
+    }
+
+    /// The mapped bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// How many bytes are mapped.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 pub(crate) fn open_regular_file(path: &Path) -> io::Result<(File, u64)> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = OpenOptions::new()

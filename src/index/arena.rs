@@ -1,6 +1,7 @@
 //! Append-only storage for key and value bytes, in blocks that a background
 //! compaction can share while it runs.
 
+use crate::fsio::LogMap;
 use std::sync::Arc;
 
 /// Arena blocks for new keys are this big.
@@ -26,11 +27,55 @@ impl Loc {
     }
 }
 
-/// An arena block: owned, or shared with a background compaction.
+/// An arena block: owned, or shared with a background compaction, or a
+/// range of the log file as mapped at open (the value texts of its
+/// records, read in place: they stay in the kernel's page cache, not in
+/// this process's own memory).
 #[derive(Debug)]
 enum Block {
     Owned(Vec<u8>),
     Shared(Arc<Vec<u8>>),
+    Mapped(MappedRange),
+}
+
+/// A range of a mapped log.
+#[derive(Debug, Clone)]
+pub(crate) struct MappedRange {
+    map: Arc<LogMap>,
+    start: usize,
+    len: usize,
+}
+
+impl MappedRange {
+    /// `len` bytes of `map` from `start`, or as many of them as it holds.
+    pub(crate) fn new(map: Arc<LogMap>, start: usize, len: usize) -> Self {
+        let len = len.min(map.len().saturating_sub(start));
+        MappedRange { map, start, len }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.map
+            .bytes()
+            .get(self.start..self.start + self.len)
+            .unwrap_or_default()
+    }
+}
+
+/// Bytes a snapshot shares with the index: a block of the heap, or of the
+/// mapped log.
+#[derive(Debug, Clone)]
+pub(crate) enum SharedBytes {
+    Heap(Arc<Vec<u8>>),
+    Mapped(MappedRange),
+}
+
+impl SharedBytes {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            SharedBytes::Heap(v) => v,
+            SharedBytes::Mapped(m) => m.bytes(),
+        }
+    }
 }
 
 impl Default for Block {
@@ -40,17 +85,28 @@ impl Default for Block {
 }
 
 impl Block {
-    fn bytes(&self) -> &Vec<u8> {
+    fn bytes(&self) -> &[u8] {
         match self {
             Block::Owned(v) => v,
             Block::Shared(a) => a,
+            Block::Mapped(m) => m.bytes(),
+        }
+    }
+
+    /// The room of the block (its length for a mapped one).
+    fn capacity(&self) -> usize {
+        match self {
+            Block::Owned(v) => v.capacity(),
+            Block::Shared(a) => a.capacity(),
+            Block::Mapped(m) => m.len,
         }
     }
 
     /// The block to change: a shared block is taken back, or copied if
-    /// the compaction still holds it.
+    /// the compaction still holds it; a mapped one is copied (never
+    /// needed: only pending chunks change, and they are owned).
     fn to_mut(&mut self) -> &mut Vec<u8> {
-        if let Block::Shared(_) = self {
+        if !matches!(self, Block::Owned(_)) {
             let owned = match std::mem::take(self) {
                 Block::Shared(a) => Arc::try_unwrap(a).unwrap_or_else(|a| {
                     // Keep the room: a pending chunk must not grow by copying.
@@ -58,6 +114,7 @@ impl Block {
                     v.extend_from_slice(&a);
                     v
                 }),
+                Block::Mapped(m) => m.bytes().to_vec(),
                 Block::Owned(v) => v,
             };
             *self = Block::Owned(owned);
@@ -65,22 +122,29 @@ impl Block {
         match self {
             Block::Owned(v) => v,
             Block::Shared(a) => Arc::make_mut(a),
+            // Replaced by an owned block just above.
+            Block::Mapped(_) => {
+                *self = Block::Owned(Vec::new());
+                self.to_mut()
+            }
         }
     }
 
     /// A handle on the block for another thread to read.
-    fn share(&mut self) -> Arc<Vec<u8>> {
+    fn share(&mut self) -> SharedBytes {
         if let Block::Owned(v) = self {
             *self = Block::Shared(Arc::new(std::mem::take(v)));
         }
         match self {
-            Block::Shared(a) => a.clone(),
-            Block::Owned(v) => Arc::new(v.clone()),
+            Block::Shared(a) => SharedBytes::Heap(a.clone()),
+            Block::Owned(v) => SharedBytes::Heap(Arc::new(v.clone())),
+            Block::Mapped(m) => SharedBytes::Mapped(m.clone()),
         }
     }
 
-    fn is_shared(&self) -> bool {
-        matches!(self, Block::Shared(_))
+    /// Whether the block must not change in place (new keys go elsewhere).
+    fn is_fixed(&self) -> bool {
+        !matches!(self, Block::Owned(_))
     }
 }
 
@@ -97,8 +161,7 @@ pub(crate) struct Arena {
 impl Arena {
     /// Copies `bytes` into the arena.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Loc {
-        let fits =
-            |b: &Block| !b.is_shared() && b.bytes().capacity() - b.bytes().len() >= bytes.len();
+        let fits = |b: &Block| !b.is_fixed() && b.capacity() - b.bytes().len() >= bytes.len();
         let n = match self.open {
             Some(n) if self.blocks.get(n).is_some_and(fits) => n,
             _ => {
@@ -125,15 +188,19 @@ impl Arena {
         (self.blocks.len() - 1) as u32
     }
 
+    /// Takes a range of the mapped log in as a block; returns its number.
+    pub(crate) fn adopt_mapped(&mut self, range: MappedRange) -> u32 {
+        self.blocks.push(Block::Mapped(range));
+        (self.blocks.len() - 1) as u32
+    }
+
     /// The number of blocks (numbers handed out so far).
     pub(crate) fn block_count(&self) -> usize {
         self.blocks.len()
     }
 
     pub(crate) fn capacity_of(&self, block: u32) -> usize {
-        self.blocks
-            .get(block as usize)
-            .map_or(0, |b| b.bytes().capacity())
+        self.blocks.get(block as usize).map_or(0, Block::capacity)
     }
 
     pub(crate) fn len_of(&self, block: u32) -> usize {
@@ -173,8 +240,17 @@ impl Arena {
             .unwrap_or_default()
     }
 
+    /// How many blocks are ranges of a mapped log.
+    #[cfg(test)]
+    pub(crate) fn mapped_blocks(&self) -> usize {
+        self.blocks
+            .iter()
+            .filter(|b| matches!(b, Block::Mapped(_)))
+            .count()
+    }
+
     /// Shared handles on every block, for a snapshot.
-    pub(crate) fn share_all(&mut self) -> Vec<Arc<Vec<u8>>> {
+    pub(crate) fn share_all(&mut self) -> Vec<SharedBytes> {
         self.blocks.iter_mut().map(Block::share).collect()
     }
 
@@ -191,7 +267,7 @@ impl Arena {
             *u = true;
         }
         for (block, used) in self.blocks.iter_mut().zip(used) {
-            if !used && block.bytes().capacity() > 0 {
+            if !used && block.capacity() > 0 {
                 *block = Block::default();
             }
         }
@@ -202,7 +278,7 @@ impl Arena {
 /// its arena blocks, for a compaction running beside further changes.
 #[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub(super) blocks: Vec<Arc<Vec<u8>>>,
+    pub(super) blocks: Vec<SharedBytes>,
     /// Live slots in order: slot number, key, value text.
     pub(super) entries: Vec<(u32, Loc, Loc)>,
     /// The index's generation when taken.
@@ -220,7 +296,7 @@ impl Snapshot {
         let end = start + loc.len as usize;
         self.blocks
             .get(loc.block as usize)
-            .and_then(|b| b.get(start..end))
+            .and_then(|b| b.bytes().get(start..end))
             .unwrap_or_default()
     }
 

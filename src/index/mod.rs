@@ -27,7 +27,7 @@ mod pending;
 mod relocate;
 mod slot;
 
-pub(crate) use arena::{Loc, Snapshot};
+pub(crate) use arena::{Loc, MappedRange, Snapshot};
 pub(crate) use relocate::Relocation;
 pub(crate) use slot::SlotTask;
 
@@ -196,6 +196,17 @@ impl<V> Index<V> {
     /// Takes `block` into the arena; returns its number.
     pub(crate) fn adopt_block(&mut self, block: Vec<u8>) -> u32 {
         self.arena.adopt(block)
+    }
+
+    /// How many arena blocks are ranges of a mapped log.
+    #[cfg(test)]
+    pub(crate) fn mapped_blocks(&self) -> usize {
+        self.arena.mapped_blocks()
+    }
+
+    /// Takes a range of the mapped log into the arena; returns its number.
+    pub(crate) fn adopt_mapped(&mut self, range: MappedRange) -> u32 {
+        self.arena.adopt_mapped(range)
     }
 
     /// The bytes at `loc`.

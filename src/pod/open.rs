@@ -175,17 +175,26 @@ where
         self.repair_end(torn, needs_newline)
     }
 
-    /// Reads and replays the log file.
+    /// Reads and replays the log file, mapped (where the storage maps
+    /// files): the value texts of its records stay in the map, in the
+    /// kernel's page cache, not in this process's memory.
     pub(super) fn read_log(&self) -> Result<Replayed<V>> {
         let path = self.log.path();
         let storage = self.storage();
-        let open = || {
-            storage
+        let open = || -> Result<(Box<dyn std::io::Read + Send>, u64, _)> {
+            if let Some((reader, len, log)) = storage
+                .open_mapped(path)
+                .map_err(|e| Error::io("map", path, e))?
+            {
+                return Ok((reader, len, Some(log)));
+            }
+            let (reader, len) = storage
                 .open_read(path)
-                .map_err(|e| Error::io("open", path, e))
+                .map_err(|e| Error::io("open", path, e))?;
+            Ok((reader, len, None))
         };
         let salvage = self.opts.recovery == Recovery::Salvage;
-        replay::replay(open, path, salvage, self.opts.max_record)
+        replay::replay_mapped(open, path, salvage, self.opts.max_record)
     }
 
     /// Makes a replayed log the in-memory state.

@@ -15,13 +15,15 @@ pub(crate) mod rules;
 mod tail;
 
 use crate::error::Result;
-use crate::index::{Index, KeyHasher, Loc};
+use crate::fsio::LogMap;
+use crate::index::{Index, KeyHasher, Loc, MappedRange};
 use crate::record::{self, Record};
 use classify::{Damage, Fold, Folded, Item, Span};
 use reader::{Held, Job, Line, LineReader};
 use rules::{Fatal, Rules, Take};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use rules::{BadLine, TornTail};
 #[cfg(feature = "sim")]
@@ -60,7 +62,8 @@ pub(crate) struct Replayed<V> {
 enum Found {
     Blank,
     Header(u64, Option<Box<[u8]>>),
-    /// Key and value bytes at `at` in the batch's block.
+    /// Key bytes at `at` in the batch's block (or at `key_in_file` in the
+    /// mapped log), the value's right after them (or at `value_in_file`).
     Put {
         hash: u64,
         at: u32,
@@ -68,6 +71,8 @@ enum Found {
         value_len: u32,
         /// The bytes of the record but its value (`put_len(key, 0)`).
         framing: u32,
+        key_in_file: Option<u64>,
+        value_in_file: Option<u64>,
     },
     Del {
         hash: u64,
@@ -101,11 +106,14 @@ impl Event {
     }
 }
 
-/// Decoded lines, with their keys and values copied into `block`.
+/// Decoded lines, with their keys and values copied into `block` (values
+/// left in the mapped log excepted).
 #[derive(Debug, Default)]
 struct Batch {
     block: Vec<u8>,
     events: Vec<Event>,
+    /// The file offset and length of the job's bytes.
+    file: (u64, usize),
 }
 
 /// The decode stage's state.
@@ -113,6 +121,9 @@ struct Decoder {
     hasher: KeyHasher,
     max_record: usize,
     salvage: bool,
+    /// How many bytes of the log are mapped (0: none): a value within them
+    /// stays there.
+    mapped: u64,
 }
 
 impl Decoder {
@@ -125,7 +136,7 @@ impl Decoder {
             && let Ok(rec) = record::decode(bytes)
         {
             fold.end_run(|span, folded| self.push(batch, span, folded));
-            let found = self.record(batch, rec);
+            let found = self.record(batch, rec, Some((bytes, line.offset)));
             batch.push(Span::of(line), found);
             return;
         }
@@ -138,27 +149,46 @@ impl Decoder {
     fn push(&self, batch: &mut Batch, span: Span, folded: Folded<'_>) {
         let found = match folded {
             Folded::One(Item::Blank) => Found::Blank,
-            Folded::One(Item::Record(rec)) => self.record(batch, rec),
+            Folded::One(Item::Record(rec)) => self.record(batch, rec, None),
             Folded::One(Item::Damaged(damage)) => Found::Damaged(Box::new(damage)),
             Folded::More(count) => Found::MoreDamaged(count),
         };
         batch.push(span, found);
     }
 
-    /// Copies a valid record's key and value into the batch's block.
-    fn record(&self, batch: &mut Batch, rec: Record<'_>) -> Found {
+    /// Copies a valid record's key and value into the batch's block, but
+    /// what stays in the mapped log (`line` is the line the record was read
+    /// from, and its file offset).
+    fn record(&self, batch: &mut Batch, rec: Record<'_>, line: Option<(&[u8], u64)>) -> Found {
         match rec {
             Record::Header { version, settings } => Found::Header(version, settings.map(Box::from)),
             Record::Put { key, value } => {
                 let at = batch.block.len() as u32;
-                batch.block.extend_from_slice(key.as_bytes());
-                batch.block.extend_from_slice(value);
+                let value_in_file =
+                    line.and_then(|(bytes, offset)| self.in_map(bytes, offset, value));
+                // A key without escapes is its bytes in the line: it stays
+                // in the map too (with its value; else both are copied).
+                let key_in_file = match (&key, line) {
+                    (std::borrow::Cow::Borrowed(k), Some((bytes, offset))) => {
+                        self.in_map(bytes, offset, k.as_bytes())
+                    }
+                    _ => None,
+                }
+                .filter(|_| value_in_file.is_some());
+                if key_in_file.is_none() {
+                    batch.block.extend_from_slice(key.as_bytes());
+                }
+                if value_in_file.is_none() {
+                    batch.block.extend_from_slice(value);
+                }
                 Found::Put {
                     hash: self.hasher.hash(key.as_bytes()),
                     framing: u32::try_from(record::put_len(&key, 0)).unwrap_or(u32::MAX),
                     at,
                     key_len: key.len() as u32,
                     value_len: value.len() as u32,
+                    key_in_file,
+                    value_in_file,
                 }
             }
             Record::Del { key } => {
@@ -172,6 +202,23 @@ impl Decoder {
             }
             Record::Batch { count } => Found::Batch(count),
         }
+    }
+}
+
+impl Decoder {
+    /// The file offset of `value`, if it lies within `line` (the bytes of
+    /// the line at `offset`) and within the mapped bytes.
+    fn in_map(&self, line: &[u8], offset: u64, value: &[u8]) -> Option<u64> {
+        if self.mapped == 0 {
+            return None;
+        }
+        let (start, end) = (line.as_ptr() as usize, line.as_ptr() as usize + line.len());
+        let at = value.as_ptr() as usize;
+        if at < start || at + value.len() > end {
+            return None;
+        }
+        let in_file = offset + (at - start) as u64;
+        (in_file + value.len() as u64 <= self.mapped).then_some(in_file)
     }
 }
 
@@ -207,6 +254,8 @@ struct Applier<'p, V> {
     header: (u64, Option<Box<[u8]>>),
     /// The records of a batch not complete yet.
     held: Vec<Change>,
+    /// The mapped log, whose ranges become arena blocks.
+    map: Option<Arc<LogMap>>,
 }
 
 /// Replays a whole log held in memory.
@@ -221,6 +270,7 @@ pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Resul
 }
 
 /// Replays the log that `open` reads (it gives a reader and the file size).
+#[cfg(test)]
 /// The size sizes the map up front and picks one thread or several; `path`
 /// only names the file in errors; lines longer than `max_record` bytes are
 /// damage.
@@ -234,6 +284,7 @@ pub(crate) fn replay<V, R: Read + Send>(
 }
 
 /// [`replay`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
+#[cfg(any(test, feature = "sim"))]
 ///
 /// A batch's records are applied as they come. If the last batch was cut
 /// short (a crash while a sync was written), the log is read a second time
@@ -247,19 +298,48 @@ pub(crate) fn replay_in_chunks<V, R: Read + Send>(
     max_record: usize,
     chunk: usize,
 ) -> Result<Replayed<V>> {
+    replay_sources(
+        || open().map(|(reader, size)| (reader, size, None)),
+        path,
+        salvage,
+        max_record,
+        chunk,
+    )
+}
+
+/// [`replay`] of a log that `open` may also give mapped: the value texts
+/// of the records are then left in the map (their arena blocks are ranges
+/// of it), not copied.
+pub(crate) fn replay_mapped<V, R: Read + Send>(
+    open: impl Fn() -> Result<(R, u64, Option<Arc<LogMap>>)>,
+    path: &Path,
+    salvage: bool,
+    max_record: usize,
+) -> Result<Replayed<V>> {
+    replay_sources(open, path, salvage, max_record, reader::CHUNK)
+}
+
+fn replay_sources<V, R: Read + Send>(
+    open: impl Fn() -> Result<(R, u64, Option<Arc<LogMap>>)>,
+    path: &Path,
+    salvage: bool,
+    max_record: usize,
+    chunk: usize,
+) -> Result<Replayed<V>> {
     // A reader without the lock may see a writer's batch half written, and
     // the file may be replaced between two readings: a second reading that
     // does not end cleanly where the batch began starts over.
     for _ in 0..REREADS {
-        let (reader, size) = open()?;
-        let first = replay_pass(reader, size, path, salvage, max_record, chunk)?;
+        let (reader, size, map) = open()?;
+        let first = replay_pass(reader, size, map, path, salvage, max_record, chunk)?;
         let Some(offset) = first.reread_to else {
             return Ok(first);
         };
-        let (reader, _) = open()?;
+        let (reader, _, map) = open()?;
         let mut second: Replayed<V> = replay_pass(
             reader.take(offset),
             offset,
+            map,
             path,
             salvage,
             max_record,
@@ -284,6 +364,7 @@ const REREADS: usize = 5;
 fn replay_pass<V>(
     reader: impl Read + Send,
     size_hint: u64,
+    map: Option<Arc<LogMap>>,
     path: &Path,
     salvage: bool,
     max_record: usize,
@@ -295,6 +376,7 @@ fn replay_pass<V>(
         hasher: index.hasher(),
         max_record,
         salvage,
+        mapped: map.as_ref().map_or(0, |m| m.len() as u64),
     };
     let mut applier = Applier {
         index,
@@ -302,12 +384,19 @@ fn replay_pass<V>(
         path,
         header: (record::PLAIN_VERSION, None),
         held: Vec::new(),
+        map,
     };
     let lines = LineReader::new(reader, path, max_record, 0, 0).chunk(chunk);
     let decode = |job: &Job| {
         let mut batch = Batch {
-            block: Vec::with_capacity(job.len()),
+            // Keys, and values unless they stay in the map.
+            block: Vec::with_capacity(if decoder.mapped > 0 {
+                job.len() / 4
+            } else {
+                job.len()
+            }),
             events: Vec::with_capacity(job.len() / 64),
+            file: (job.offset(), job.len()),
         };
         let mut fold = Fold::default();
         for line in job.lines() {
@@ -342,7 +431,30 @@ fn replay_pass<V>(
 
 impl<V> Applier<'_, V> {
     fn apply(&mut self, batch: Batch) -> Result<()> {
-        let Batch { mut block, events } = batch;
+        let Batch {
+            mut block,
+            events,
+            file,
+        } = batch;
+        // The job's range of the mapped log, as a block, if values stay there.
+        let mapped_no = match &self.map {
+            Some(map)
+                if events.iter().any(|e| {
+                    matches!(
+                        e.found,
+                        Found::Put {
+                            value_in_file: Some(_),
+                            ..
+                        }
+                    )
+                }) =>
+            {
+                let start = usize::try_from(file.0).unwrap_or(usize::MAX);
+                let range = MappedRange::new(Arc::clone(map), start, file.1);
+                Some((self.index.adopt_mapped(range), file.0))
+            }
+            _ => None,
+        };
         // A job of blank or damaged lines leaves nothing in its block: keep
         // no block for it (a removal of the empty key finds no bytes at any
         // number), and give back the room a mostly-empty one does not use,
@@ -368,13 +480,21 @@ impl<V> Applier<'_, V> {
                     self.index.touch(hash);
                 }
             }
-            self.apply_event(ev, block_no)
+            self.apply_event(ev, block_no, mapped_no)
                 .map_err(|f| f.into_error(self.path))?;
         }
         Ok(())
     }
 
-    fn apply_event(&mut self, ev: Event, block: u32) -> Result<(), Fatal> {
+    /// Applies one event; its bytes are in block `block`, and a value left
+    /// in the mapped log in block `mapped.0`, which starts at file offset
+    /// `mapped.1`.
+    fn apply_event(
+        &mut self,
+        ev: Event,
+        block: u32,
+        mapped: Option<(u32, u64)>,
+    ) -> Result<(), Fatal> {
         let span = ev.span;
         let line = u32::try_from(span.no).unwrap_or(u32::MAX);
         let change = match ev.found {
@@ -400,17 +520,33 @@ impl<V> Applier<'_, V> {
                 at,
                 key_len,
                 value_len,
+                key_in_file,
+                value_in_file,
             } => Change::Put {
                 hash,
-                key: Loc {
-                    block,
-                    offset: at,
-                    len: key_len,
+                key: match (key_in_file, mapped) {
+                    (Some(in_file), Some((mapped_block, start))) => Loc {
+                        block: mapped_block,
+                        offset: u32::try_from(in_file - start).unwrap_or(u32::MAX),
+                        len: key_len,
+                    },
+                    _ => Loc {
+                        block,
+                        offset: at,
+                        len: key_len,
+                    },
                 },
-                value: Loc {
-                    block,
-                    offset: at + key_len,
-                    len: value_len,
+                value: match (value_in_file, mapped) {
+                    (Some(in_file), Some((mapped_block, start))) => Loc {
+                        block: mapped_block,
+                        offset: u32::try_from(in_file - start).unwrap_or(u32::MAX),
+                        len: value_len,
+                    },
+                    _ => Loc {
+                        block,
+                        offset: at + key_len,
+                        len: value_len,
+                    },
                 },
                 line,
                 // put_len(key, n) == put_len(key, 0) + n
@@ -486,6 +622,45 @@ mod tests {
             }
         }
         buf
+    }
+
+    #[test]
+    fn a_mapped_replay_reads_values_in_place_and_copies_those_past_the_map() {
+        use crate::fsio::{StdStorage, Storage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let records: Vec<(String, String)> = (0..5000)
+            .map(|i| (format!("k{i}"), format!("{{\"n\":{i}}}")))
+            .collect();
+        let all: Vec<(&str, Option<&str>)> = records
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .chain([("tab\tkey", Some("\"escaped\""))])
+            .collect();
+        let bytes = log(&all);
+        // The first half of the log is mapped; the reader then reads all of it.
+        let half = bytes.len() / 2;
+        std::fs::write(&path, &bytes[..half]).unwrap();
+        let (_, _, map) = StdStorage.open_mapped(&path).unwrap().unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        for chunk in [CHUNK, 4096, 97] {
+            let replayed: Replayed<()> = replay_pass(
+                &bytes[..],
+                bytes.len() as u64,
+                Some(Arc::clone(&map)),
+                &path,
+                false,
+                crate::DEFAULT_MAX_RECORD_SIZE,
+                chunk,
+            )
+            .unwrap();
+            let expected: Vec<(String, String)> = all
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.unwrap_or_default().to_string()))
+                .collect();
+            assert_eq!(contents(&replayed), expected, "chunk {chunk}");
+            assert!(replayed.index.mapped_blocks() > 0, "values left in the map");
+        }
     }
 
     fn contents(r: &Replayed<()>) -> Vec<(String, String)> {

@@ -81,6 +81,11 @@ impl Job {
         self.bytes.len()
     }
 
+    /// The file offset of the job's first byte.
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// The job's lines, in order.
     pub(crate) fn lines(&self) -> Lines<'_> {
         Lines {
