@@ -82,7 +82,8 @@ pub(crate) trait Storage: Send + Sync + Debug {
     /// Opens the regular file `path` for reading, as [`open_read`](Storage::open_read),
     /// and maps it too, if this storage maps files (`None`: not mapped).
     /// The map is not read here: its pages are touched only when a value
-    /// is read (DESIGN.md, "Mapped logs", says why that is safe).
+    /// is read. Only a writable open that does not salvage maps its log
+    /// (DESIGN.md, "Mapped logs", says why that is safe).
     #[expect(clippy::type_complexity, reason = "a reader, its size, its map")]
     fn open_mapped(
         &self,
@@ -397,9 +398,12 @@ impl Storage for StdStorage {
         if size == 0 {
             return Ok(None);
         }
-        // The same open file is mapped and read: the same bytes.
-        let map = Arc::new(LogMap::of(&file, size)?);
-        Ok(Some((Box::new(file), len, map)))
+        // The same open file is mapped and read: the same bytes. A file
+        // system that cannot map, or a process out of maps, reads instead.
+        let Ok(map) = LogMap::of(&file, size) else {
+            return Ok(None);
+        };
+        Ok(Some((Box::new(file), len, Arc::new(map))))
     }
 
     fn unsafe_dir(&self, dir: &Path) -> io::Result<Option<String>> {
@@ -440,9 +444,6 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Opens `path` for reading if it is a regular file; returns it and its size.
-/// The open does not block on a FIFO (`O_NONBLOCK`, which has no effect on
-/// a regular file's reads), and what it opened is checked before any read.
 /// A log file mapped for reading (`memmap2`): its first `len` bytes, as
 /// they were when it was mapped, read in place.
 pub(crate) struct LogMap(memmap2::Mmap);
@@ -464,19 +465,23 @@ impl LogMap {
     fn of(file: &File, len: usize) -> io::Result<LogMap> {
         // SAFETY: a mapped file whose bytes change under the map, or that
         // is truncated below a page the program then reads (SIGBUS), breaks
-        // Rust's guarantees. The map is only ever read at the value texts of
-        // records that a replay of this same open file took as complete
-        // (the replay itself reads the file with read(2), not through the
-        // map). tastypod never changes or removes such bytes: it only
-        // appends; it truncates only what is past every complete record (a
-        // torn tail at open, or the part of an append that failed), which
-        // no index refers to; and it replaces a log by renaming a new file
-        // over it, which leaves the mapped file whole (unlinked, it lives
-        // on until the map is dropped). This holds for every handle, those
-        // of other processes and read-only ones included. What it cannot
-        // cover is a program outside tastypod truncating or rewriting a
-        // log in place while a store is open: DESIGN.md ("Mapped logs")
-        // names it, as every store that maps its files must.
+        // Rust's guarantees. Only a writable open that does not salvage
+        // maps its log (`Pod::read_log`), and it replays the log with
+        // read(2) from this same open file while it holds the store's lock
+        // (the exclusive lock, or the operation lock in the multi-process
+        // mode); the map is then read only at the keys and values of the
+        // records that replay took as complete (a batch cut short is read
+        // again without it). tastypod never changes or removes such bytes:
+        // it only appends; it truncates only the torn tail a strict open
+        // finds (past every complete record) and the part of an append
+        // that failed (written under the lock, so read by no handle that
+        // maps); and it replaces a log by renaming a new file over it,
+        // which leaves the mapped file whole (unlinked, it lives on until
+        // the map is dropped). Handles that hold no lock (read-only ones)
+        // or keep what a strict open cuts (salvage) read and copy instead.
+        // What no store that maps its files can prevent is a program
+        // outside tastypod truncating or rewriting a live log in place:
+        // DESIGN.md ("Mapped logs") names it.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
         Ok(LogMap(map))
     }
@@ -492,6 +497,9 @@ impl LogMap {
     }
 }
 
+/// Opens `path` for reading if it is a regular file; returns it and its size.
+/// The open does not block on a FIFO (`O_NONBLOCK`, which has no effect on
+/// a regular file's reads), and what it opened is checked before any read.
 pub(crate) fn open_regular_file(path: &Path) -> io::Result<(File, u64)> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let file = OpenOptions::new()

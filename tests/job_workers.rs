@@ -14,7 +14,7 @@ use tastypod::{TaskQueue, TrackerOptions};
 #[cfg(feature = "postgres")]
 mod pg_server;
 
-const TASKS: usize = 1500;
+const TASKS: usize = 600;
 const MAX_TRIES: u32 = 10;
 
 // The job's rules, as in examples/job.rs.
@@ -41,7 +41,8 @@ fn job(bin: &Path, place: &str, completions: &Path) -> Child {
     Command::new(bin)
         .args(["--path", place, "--workers", "4", "--lease-ms", "1500"])
         .args(["--tasks", &TASKS.to_string()])
-        .args(["--max-tries", &MAX_TRIES.to_string(), "--work-us", "2000"])
+        // 20 ms of work a try: a process killed at any moment holds claims.
+        .args(["--max-tries", &MAX_TRIES.to_string(), "--work-us", "20000"])
         .args(["--completions", completions.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -67,10 +68,11 @@ fn share_and_survive_a_kill(place: &str, queue: &dyn Fn() -> Box<dyn TaskQueue>)
     };
     let dir = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = (0..3).map(|i| dir.path().join(format!("c{i}"))).collect();
-    // Process 0 works alone for a while, then is killed mid-task.
+    // Process 0 works alone for a while, then is killed mid-task (its four
+    // workers spend nearly all their time in a try, holding a claim).
     let mut first = job(&bin, place, &files[0]);
     let started = Instant::now();
-    while lines(&files[0]).len() < 150 {
+    while lines(&files[0]).len() < 60 {
         assert!(started.elapsed() < Duration::from_secs(60), "no progress");
         assert!(first.try_wait().unwrap().is_none(), "it finished too soon");
         std::thread::sleep(Duration::from_millis(5));
@@ -113,7 +115,7 @@ fn share_and_survive_a_kill(place: &str, queue: &dyn Fn() -> Box<dyn TaskQueue>)
     // Every acknowledged completion is on record (a completion whose line
     // the kill cut off is done, just not listed).
     assert!(seen.keys().all(|k| should_be_done.contains(k)));
-    assert!(seen.len() >= should_be_done.len() - 4 && killed_at >= 150);
+    assert!(seen.len() >= should_be_done.len() - 4 && killed_at >= 60);
     // The killed process's claims came back after their lease, each with
     // its try counted.
     let c = q.counts().unwrap();

@@ -114,7 +114,10 @@ impl Block {
                     v.extend_from_slice(&a);
                     v
                 }),
-                Block::Mapped(m) => m.bytes().to_vec(),
+                // Never reached (only pending chunks change, and they are
+                // owned); the range may reach past a cut torn tail, so it
+                // is not read.
+                Block::Mapped(_) => Vec::new(),
                 Block::Owned(v) => v,
             };
             *self = Block::Owned(owned);
@@ -122,7 +125,7 @@ impl Block {
         match self {
             Block::Owned(v) => v,
             Block::Shared(a) => Arc::make_mut(a),
-            // Replaced by an owned block just above.
+            // Made owned just above.
             Block::Mapped(_) => {
                 *self = Block::Owned(Vec::new());
                 self.to_mut()

@@ -75,6 +75,11 @@ fn slot_hash<V>(slots: &[Slot<V>], i: u32) -> u64 {
 #[derive(Debug)]
 pub(crate) struct Index<V> {
     slots: Vec<Slot<V>>,
+    /// The decoded values of the slots changed in place and not yet
+    /// written (a value differing from its slot's text), by slot number.
+    /// Every change of a slot's text (written, pending, removed) drops its
+    /// entry.
+    lives: hashbrown::HashMap<u32, Box<V>, foldhash::fast::RandomState>,
     table: HashTable<u32>,
     hasher: KeyHasher,
     arena: Arena,
@@ -106,6 +111,7 @@ impl<V> Index<V> {
     pub(crate) fn with_capacity(n: usize) -> Self {
         Index {
             slots: Vec::with_capacity(n),
+            lives: hashbrown::HashMap::with_hasher(foldhash::fast::RandomState::default()),
             table: HashTable::with_capacity(n),
             hasher: KeyHasher(RandomState::default()),
             arena: Arena::default(),
@@ -267,6 +273,7 @@ impl<V> Index<V> {
                 if let Some(slot) = self.slots.get_mut(i) {
                     slot.set_on_disk(value, line);
                 }
+                self.forget_live(i);
             }
             None => {
                 self.insert_slot(hash, key, value, line, Flags::ON_DISK);
@@ -298,7 +305,20 @@ impl<V> Index<V> {
         if let Some(slot) = self.slots.get_mut(i) {
             slot.set_on_disk(value, line);
         }
+        self.forget_live(i);
         self.count(i);
+    }
+
+    /// Drops slot `i`'s decoded value, its text having changed.
+    pub(super) fn forget_live(&mut self, i: usize) {
+        if !self.lives.is_empty() {
+            self.lives.remove(&(i as u32));
+        }
+    }
+
+    /// Whether slot `i` holds a value decoded and changed in place.
+    pub(super) fn has_live(&self, i: usize) -> bool {
+        !self.lives.is_empty() && self.lives.contains_key(&(i as u32))
     }
 
     /// Notes that slot `i` is no longer dirty (before it is changed).
@@ -334,6 +354,7 @@ impl<V> Index<V> {
         if let Some(slot) = self.slots.get_mut(i) {
             slot.set_removed();
         }
+        self.forget_live(i);
         self.live -= 1;
     }
 
@@ -348,12 +369,32 @@ impl<V> Index<V> {
 
     /// Drops every tombstone, renumbering slots and mapping keys anew.
     fn drop_tombstones(&mut self) {
+        self.renumber_lives();
         self.slots.retain(Slot::is_live);
         self.generation += 1;
         self.dirty = (0..self.slots.len() as u32)
             .filter(|&i| self.is_dirty(i as usize))
             .collect();
         self.rebuild_table();
+    }
+
+    /// Renumbers the decoded values as dropping the tombstones will
+    /// renumber their slots (tombstones have none).
+    pub(super) fn renumber_lives(&mut self) {
+        if self.lives.is_empty() {
+            return;
+        }
+        let mut lives = std::mem::take(&mut self.lives);
+        let mut next = 0u32;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if !slot.is_live() {
+                continue;
+            }
+            if let Some(v) = lives.remove(&(i as u32)) {
+                self.lives.insert(next, v);
+            }
+            next += 1;
+        }
     }
 
     /// Maps every slot's key to it anew, after slots were renumbered.
@@ -380,8 +421,12 @@ impl<V> Index<V> {
 
     /// The value of slot `i`.
     pub(crate) fn value(&self, i: usize) -> ValueRef<'_, V> {
+        if !self.lives.is_empty()
+            && let Some(v) = self.lives.get(&(i as u32))
+        {
+            return ValueRef::Live(v);
+        }
         match self.slots.get(i) {
-            Some(Slot { live: Some(v), .. }) => ValueRef::Live(v),
             Some(s) => ValueRef::Text(self.arena.bytes(s.value)),
             None => ValueRef::Text(&[]),
         }
@@ -418,19 +463,19 @@ impl<V> Index<V> {
 
     /// The decoded value of slot `i`, if it has one.
     pub(crate) fn live_value_mut(&mut self, i: usize) -> Option<&mut V> {
-        self.slots.get_mut(i).and_then(|s| s.live.as_deref_mut())
+        self.lives.get_mut(&(i as u32)).map(|v| &mut **v)
     }
 
     /// Takes slot `i`'s decoded value out, leaving its text.
     pub(crate) fn take_live(&mut self, i: usize) -> Option<Box<V>> {
-        self.slots.get_mut(i).and_then(|s| s.live.take())
+        self.lives.remove(&(i as u32))
     }
 
     /// Replaces the value of slot `i` with `value`, marking it dirty.
     pub(crate) fn set_live(&mut self, i: usize, value: V) {
         self.mark_dirty(i);
-        if let Some(slot) = self.slots.get_mut(i) {
-            slot.live = Some(Box::new(value));
+        if i < self.slots.len() {
+            self.lives.insert(i as u32, Box::new(value));
         }
     }
 
@@ -533,7 +578,7 @@ impl<V> Index<V> {
                 );
             } else {
                 assert_eq!(slot.flags, Flags::REMOVED, "invariant 4: slot {i}");
-                assert!(slot.live.is_none(), "invariant 4: slot {i}");
+                assert!(!self.has_live(i), "invariant 4: slot {i}");
             }
             if slot.is_pending() {
                 assert!(slot.flags.contains(Flags::DIRTY), "invariant 3: slot {i}");

@@ -162,6 +162,7 @@ impl<V> Index<V> {
                 if let Some(slot) = self.slots.get_mut(i) {
                     slot.set_pending(value, ordinal);
                 }
+                self.forget_live(i);
             }
         }
         Ok(())
@@ -215,11 +216,13 @@ impl<V> Index<V> {
     /// record, or miss a change made in place after a pending record.
     fn needs_rebuild(&self) -> bool {
         self.pending.superseded > 0
-            || self
-                .dirty
-                .iter()
-                .filter_map(|&i| self.slots.get(i as usize))
-                .any(|s| s.is_dirty() && s.is_pending() && s.live.is_some())
+            || self.dirty.iter().any(|&i| {
+                self.has_live(i as usize)
+                    && self
+                        .slots
+                        .get(i as usize)
+                        .is_some_and(|s| s.is_dirty() && s.is_pending())
+            })
     }
 
     /// Whether the pending records are in the order of the changes that
@@ -287,6 +290,7 @@ impl<V> Index<V> {
             if let Some(slot) = self.slots.get_mut(i) {
                 slot.set_pending(value, ordinal);
             }
+            self.forget_live(i);
             latest += record_len;
         }
         self.pending.latest_bytes += latest;
@@ -352,6 +356,7 @@ impl<V> Index<V> {
             if let Some(slot) = self.slots.get_mut(i) {
                 slot.set_pending(value, ordinal);
             }
+            self.forget_live(i);
             self.pending.latest_bytes += self.latest_len(i);
         }
         Ok(())
@@ -506,6 +511,7 @@ impl<V> Index<V> {
                 if let Some(slot) = self.slots.get_mut(i) {
                     slot.set_on_disk(value, line);
                 }
+                self.forget_live(i);
             } else {
                 self.set_text(i, value, line);
             }
@@ -560,6 +566,7 @@ impl<V> Index<V> {
                     let (value, line) = (slot.value, slot.line().unwrap_or_default());
                     slot.set_on_disk(value, line);
                 }
+                self.forget_live(i);
                 self.count(i);
             } else {
                 self.tombstone(i);

@@ -65,6 +65,8 @@ impl<V> Index<V> {
             slot.key = key;
             slot.set_on_disk(value, line);
         }
+        // Every value is written now, as its text.
+        self.lives.clear();
         self.arena = relocation.arena;
         self.dirty.clear();
         self.dirty_count = 0;

@@ -175,16 +175,21 @@ where
         self.repair_end(torn, needs_newline)
     }
 
-    /// Reads and replays the log file, mapped (where the storage maps
-    /// files): the value texts of its records stay in the map, in the
-    /// kernel's page cache, not in this process's memory.
+    /// Reads and replays the log file. A writable open that does not
+    /// salvage maps it (where the storage maps files): the value texts of
+    /// its records stay in the map, in the kernel's page cache, not in this
+    /// process's memory. A read-only handle holds no lock and a salvage
+    /// keeps what a strict open cuts, so they copy (DESIGN.md, "Mapped logs").
     pub(super) fn read_log(&self) -> Result<Replayed<V>> {
         let path = self.log.path();
         let storage = self.storage();
+        let salvage = self.opts.recovery == Recovery::Salvage;
+        let map = !self.opts.read_only && !salvage;
         let open = || -> Result<(Box<dyn std::io::Read + Send>, u64, _)> {
-            if let Some((reader, len, log)) = storage
-                .open_mapped(path)
-                .map_err(|e| Error::io("map", path, e))?
+            if map
+                && let Some((reader, len, log)) = storage
+                    .open_mapped(path)
+                    .map_err(|e| Error::io("map", path, e))?
             {
                 return Ok((reader, len, Some(log)));
             }
@@ -193,7 +198,6 @@ where
                 .map_err(|e| Error::io("open", path, e))?;
             Ok((reader, len, None))
         };
-        let salvage = self.opts.recovery == Recovery::Salvage;
         replay::replay_mapped(open, path, salvage, self.opts.max_record)
     }
 

@@ -62,8 +62,8 @@ pub(crate) struct Replayed<V> {
 enum Found {
     Blank,
     Header(u64, Option<Box<[u8]>>),
-    /// Key bytes at `at` in the batch's block (or at `key_in_file` in the
-    /// mapped log), the value's right after them (or at `value_in_file`).
+    /// Key bytes at `at` in the batch's block, the value's right after them
+    /// (or at `value_in_file` in the mapped log).
     Put {
         hash: u64,
         at: u32,
@@ -71,7 +71,6 @@ enum Found {
         value_len: u32,
         /// The bytes of the record but its value (`put_len(key, 0)`).
         framing: u32,
-        key_in_file: Option<u64>,
         value_in_file: Option<u64>,
     },
     Del {
@@ -156,9 +155,9 @@ impl Decoder {
         batch.push(span, found);
     }
 
-    /// Copies a valid record's key and value into the batch's block, but
-    /// what stays in the mapped log (`line` is the line the record was read
-    /// from, and its file offset).
+    /// Copies a valid record's key, and its value unless it stays in the
+    /// mapped log (`line` is the line the record was read from, and its
+    /// file offset), into the batch's block.
     fn record(&self, batch: &mut Batch, rec: Record<'_>, line: Option<(&[u8], u64)>) -> Found {
         match rec {
             Record::Header { version, settings } => Found::Header(version, settings.map(Box::from)),
@@ -166,18 +165,10 @@ impl Decoder {
                 let at = batch.block.len() as u32;
                 let value_in_file =
                     line.and_then(|(bytes, offset)| self.in_map(bytes, offset, value));
-                // A key without escapes is its bytes in the line: it stays
-                // in the map too (with its value; else both are copied).
-                let key_in_file = match (&key, line) {
-                    (std::borrow::Cow::Borrowed(k), Some((bytes, offset))) => {
-                        self.in_map(bytes, offset, k.as_bytes())
-                    }
-                    _ => None,
-                }
-                .filter(|_| value_in_file.is_some());
-                if key_in_file.is_none() {
-                    batch.block.extend_from_slice(key.as_bytes());
-                }
+                // Keys are copied: a key in the map would be read (its
+                // pages faulted in) whenever a hash matches, which at many
+                // millions of keys is most of the log.
+                batch.block.extend_from_slice(key.as_bytes());
                 if value_in_file.is_none() {
                     batch.block.extend_from_slice(value);
                 }
@@ -187,7 +178,6 @@ impl Decoder {
                     at,
                     key_len: key.len() as u32,
                     value_len: value.len() as u32,
-                    key_in_file,
                     value_in_file,
                 }
             }
@@ -270,10 +260,10 @@ pub(crate) fn replay_bytes<V>(bytes: &[u8], path: &Path, salvage: bool) -> Resul
 }
 
 /// Replays the log that `open` reads (it gives a reader and the file size).
-#[cfg(test)]
 /// The size sizes the map up front and picks one thread or several; `path`
 /// only names the file in errors; lines longer than `max_record` bytes are
 /// damage.
+#[cfg(test)]
 pub(crate) fn replay<V, R: Read + Send>(
     open: impl Fn() -> Result<(R, u64)>,
     path: &Path,
@@ -284,13 +274,13 @@ pub(crate) fn replay<V, R: Read + Send>(
 }
 
 /// [`replay`], reading jobs of `chunk` bytes (see [`LineReader::chunk`]).
-#[cfg(any(test, feature = "sim"))]
 ///
 /// A batch's records are applied as they come. If the last batch was cut
 /// short (a crash while a sync was written), the log is read a second time
 /// up to that batch's line, and the torn tail of the first reading is
 /// reported: the rare crash pays for the common open, which never holds a
 /// large sync's records.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn replay_in_chunks<V, R: Read + Send>(
     open: impl Fn() -> Result<(R, u64)>,
     path: &Path,
@@ -520,21 +510,13 @@ impl<V> Applier<'_, V> {
                 at,
                 key_len,
                 value_len,
-                key_in_file,
                 value_in_file,
             } => Change::Put {
                 hash,
-                key: match (key_in_file, mapped) {
-                    (Some(in_file), Some((mapped_block, start))) => Loc {
-                        block: mapped_block,
-                        offset: u32::try_from(in_file - start).unwrap_or(u32::MAX),
-                        len: key_len,
-                    },
-                    _ => Loc {
-                        block,
-                        offset: at,
-                        len: key_len,
-                    },
+                key: Loc {
+                    block,
+                    offset: at,
+                    len: key_len,
                 },
                 value: match (value_in_file, mapped) {
                     (Some(in_file), Some((mapped_block, start))) => Loc {
