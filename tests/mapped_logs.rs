@@ -1,6 +1,6 @@
-//! Invariant: an open maps its log and reads value texts (and keys without
-//! escapes) in place, and what it reads is always the value of the record
-//! it replayed, whatever other handles do to the file meanwhile: a writer
+//! Invariant: a writable open maps its log and reads value texts in place,
+//! and what any handle reads is always the value of the record it
+//! replayed, whatever other handles do to the file meanwhile: a writer
 //! cutting a torn tail and writing over it, another process compacting
 //! (renaming a new log over the mapped one), this handle compacting, a log
 //! that grew between the map and the read. Nothing crashes and no value
@@ -67,6 +67,42 @@ fn a_torn_tail_cut_and_written_over_by_a_writer_changes_no_value_a_reader_holds(
     // The reader still reads exactly what it replayed.
     assert_values(&reader, 3000);
     assert_eq!(reader.get("new0").unwrap(), None);
+}
+
+#[test]
+fn a_torn_tail_cut_and_written_over_under_a_mapped_writer_changes_none_of_its_values() {
+    let s = scratch();
+    filled(&s.path, 3000);
+    let opts = PodOptions::new().multi_process(true);
+    // A writer in the multi-process mode maps the log.
+    let mut mapped: Pod = opts.open(&s.path).unwrap();
+    assert_values(&mapped, 3000);
+    // Another process dies half-way through an append...
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log_of(&s.path))
+        .unwrap();
+    log.write_all(br#"{"c":"00000000","k":"torn","v":{"half"#)
+        .unwrap();
+    drop(log);
+    // ...and a third one opens, cuts the torn tail and writes over it.
+    let mut third: Pod = opts.open(&s.path).unwrap();
+    assert!(third.recovery().torn_tail.is_some());
+    for i in 0..200 {
+        third
+            .insert(&format!("new{i}"), json!("written over the torn tail"))
+            .unwrap();
+    }
+    third.close().unwrap();
+    assert_values(&mapped, 3000);
+    mapped.refresh().unwrap();
+    assert_eq!(
+        mapped.get("new0").unwrap(),
+        Some(json!("written over the torn tail"))
+    );
+    for i in 0..3000 {
+        assert_eq!(mapped.get(&format!("k{i}")).unwrap(), Some(value(i)));
+    }
 }
 
 #[test]
