@@ -140,18 +140,7 @@ pub fn reset(
         return fail("tracker reset needs KEYs, --aborted or --exhausted");
     }
     let t = open(url)?;
-    let limit = match (exhausted, max_tries, t.max_tries()) {
-        (false, ..) => None,
-        (true, Some(0), _) => {
-            return fail("--max-tries for --exhausted must be at least 1 (0 means no limit)");
-        }
-        (true, None, 0) => {
-            return fail(
-                "--exhausted needs a try limit: the tracker stores none, so give --max-tries N (at least 1)",
-            );
-        }
-        (true, given, stored) => Some(given.unwrap_or(stored)),
-    };
+    let limit = crate::tracker_cmd::exhausted_limit(exhausted, max_tries, t.max_tries())?;
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let reset = match t.reset(&refs, aborted, limit) {
         Ok(reset) => reset,

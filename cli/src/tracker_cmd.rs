@@ -186,6 +186,21 @@ fn todo(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The try limit `tracker reset --exhausted` counts with (`None` without
+/// `--exhausted`): the one given, else the stored one; either must be one.
+pub fn exhausted_limit(exhausted: bool, given: Option<u32>, stored: u32) -> CliResult<Option<u32>> {
+    match (exhausted, given, stored) {
+        (false, ..) => Ok(None),
+        (true, Some(0), _) => {
+            fail("--max-tries for --exhausted must be at least 1 (0 means no limit)")
+        }
+        (true, None, 0) => fail(
+            "--exhausted needs a try limit: the tracker stores none, so give --max-tries N (at least 1)",
+        ),
+        (true, given, stored) => Ok(Some(given.unwrap_or(stored))),
+    }
+}
+
 /// The tasks `tracker reset` resets.
 struct Which<'a> {
     keys: &'a [String],
@@ -207,18 +222,7 @@ fn reset(
     }
     // Opened with the stored settings: an override is not stored.
     let mut t = stores.tracker(path, None, false)?;
-    let limit = match (which.exhausted, max_tries, t.max_tries()) {
-        (false, ..) => None,
-        (true, Some(0), _) => {
-            return fail("--max-tries for --exhausted must be at least 1 (0 means no limit)");
-        }
-        (true, None, 0) => {
-            return fail(
-                "--exhausted needs a try limit: the tracker stores none, so give --max-tries N (at least 1)",
-            );
-        }
-        (true, given, stored) => Some(given.unwrap_or(stored)),
-    };
+    let limit = exhausted_limit(which.exhausted, max_tries, t.max_tries())?;
     let mut chosen: Vec<String> = Vec::new();
     for key in which.keys {
         if !t.contains_key(key) {

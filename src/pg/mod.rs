@@ -227,23 +227,7 @@ impl PgTracker {
     }
 
     fn open_with(url: &str, options_given: &TrackerOptions) -> Result<Self> {
-        let url = TrackerUrl::parse(url)?;
-        let config: postgres::Config =
-            url.connection
-                .parse()
-                .map_err(|e: postgres::Error| ErrorKind::InvalidOption {
-                    name: "url",
-                    why: format!("{}: {e}", url.shown),
-                })?;
-        let mut config = config;
-        // The statements are prepared once per connection; their generic
-        // plans are the ones DESIGN.md shows (no planning per call).
-        let options = format!(
-            "{} -c plan_cache_mode=force_generic_plan",
-            config.get_options().unwrap_or_default()
-        );
-        config.options(options.trim());
-        let pool = Pool::new(config, url.shown.clone());
+        let (url, pool) = pool_for(url)?;
         let given = options_given.given();
         for (name, d) in [
             ("lease", given.lease),
@@ -374,15 +358,7 @@ impl PgTracker {
     ///
     /// As [`TrackerOptions::open_postgres`].
     pub fn exists(url: &str) -> Result<bool> {
-        let url = TrackerUrl::parse(url)?;
-        let config: postgres::Config =
-            url.connection
-                .parse()
-                .map_err(|e: postgres::Error| ErrorKind::InvalidOption {
-                    name: "url",
-                    why: format!("{}: {e}", url.shown),
-                })?;
-        let pool = Pool::new(config, url.shown.clone());
+        let (url, pool) = pool_for(url)?;
         pool.run("looking for the tracker", |conn, _| {
             let row = conn
                 .client()
@@ -648,6 +624,27 @@ impl PgTracker {
         }
         self.explain_fence(lease, retried, finished)
     }
+}
+
+/// The parsed `url` and the connections to its database.
+fn pool_for(url: &str) -> Result<(TrackerUrl, Pool)> {
+    let url = TrackerUrl::parse(url)?;
+    let mut config: postgres::Config =
+        url.connection
+            .parse()
+            .map_err(|e: postgres::Error| ErrorKind::InvalidOption {
+                name: "url",
+                why: format!("{}: {e}", url.shown),
+            })?;
+    // The statements are prepared once per connection; their generic
+    // plans are the ones DESIGN.md shows (no planning per call).
+    let options = format!(
+        "{} -c plan_cache_mode=force_generic_plan",
+        config.get_options().unwrap_or_default()
+    );
+    config.options(options.trim());
+    let pool = Pool::new(config, url.shown.clone());
+    Ok((url, pool))
 }
 
 /// The table of the tasks of tracker `id`.

@@ -4,13 +4,12 @@ many machines share one crawl: ``tastypod.connect(url)``, or
 
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import _tastypod
 from ._counts import _Counters
 from ._pod import Key, _key
-from ._tracker import Claim, Progress
+from ._tracker import Claim, Progress, _claim_next
 
 
 class PgTracker(_Counters):
@@ -114,7 +113,7 @@ class PgTracker(_Counters):
         state = self._n.state(_key(key))
         if state is None:
             raise KeyError(key)
-        return state  # type: ignore[no-any-return]
+        return state
 
     def check(self, key: Key) -> bool:
         """Whether the task is done."""
@@ -141,7 +140,7 @@ class PgTracker(_Counters):
         ``timeout`` seconds while every task left is claimed or waiting."""
         kind, key, number = self._n.claim(timeout)
         if kind == "task":
-            return Claim("task", key, int(number), None)
+            return Claim("task", key, int(number or 0), None)
         if kind == "wait":
             return Claim("wait", None, None, number)
         return Claim("finished", None, None, None)
@@ -154,16 +153,7 @@ class PgTracker(_Counters):
         """The key of the next task, claimed for this worker, or ``None``
         when nothing is left to do; waits while tasks are claimed by others
         (up to ``timeout`` seconds, then ``TimeoutError``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = 60.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            claim = self.claim(timeout=max(left, 0.001))
-            if claim.kind == "task":
-                return claim.key
-            if claim.kind == "finished":
-                return None
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("every task left is claimed by another worker or waiting")
+        return _claim_next(self.claim, timeout)
 
     def __iter__(self) -> Iterator[str]:
         """Claims task after task until none is left (waiting while others

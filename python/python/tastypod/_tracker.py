@@ -18,6 +18,22 @@ _R = TypeVar("_R")
 _RESERVED = ("_aborted", "_done", "_lease", "_not_before", "_tries")
 
 
+def _claim_next(claim: Callable[..., "Claim"], timeout: Optional[float]) -> Optional[str]:
+    """The key ``claim`` hands out next, waiting while every task left is
+    claimed or waiting (up to ``timeout`` seconds, then ``TimeoutError``);
+    ``None`` when nothing is left to do."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = 60.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        found = claim(timeout=max(left, 0.001))
+        if found.kind == "task":
+            return str(found.key)
+        if found.kind == "finished":
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError("every task left is claimed by another worker or waiting")
+
+
 class Claim(NamedTuple):
     """What :meth:`Tracker.claim` found: ``kind`` is ``"task"`` (``key``
     is yours, on try ``try_number``), ``"wait"`` (tasks are left but all
@@ -250,16 +266,7 @@ class Tracker(POD, _Counters):
         (up to ``timeout`` seconds, then ``TimeoutError``; ``None``: as long
         as needed). :meth:`claim` tells waiting and finished apart without
         waiting."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = 60.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            claim = self.claim(timeout=max(left, 0.001))
-            if claim.kind == "task":
-                return claim.key
-            if claim.kind == "finished":
-                return None
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("every task left is claimed by another worker or waiting")
+        return _claim_next(self.claim, timeout)
 
     def release(self, key: Key, delay: Optional[float] = None) -> None:
         """Ends a claim without success: the task is retried after the
