@@ -469,7 +469,7 @@ impl LogMap {
         // maps its log (`Pod::read_log`), and it replays the log with
         // read(2) from this same open file while it holds the store's lock
         // (the exclusive lock, or the operation lock in the multi-process
-        // mode); the map is then read only at the keys and values of the
+        // mode); the map is then read only at the value texts of the
         // records that replay took as complete (a batch cut short is read
         // again without it). tastypod never changes or removes such bytes:
         // it only appends; it truncates only the torn tail a strict open

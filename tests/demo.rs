@@ -4,37 +4,17 @@
 //! that was durably done before the interruption is attempted again.
 
 mod common;
+use common::job::{broken, first_success, job_binary};
 use common::*;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tastypod::{Tracker, TrackerOptions};
 
 const TASKS: usize = 20_000;
 const MAX_TRIES: u32 = 3;
-
-// The job's rules, as in examples/job.rs.
-fn first_success(i: usize) -> u32 {
-    match (i.wrapping_mul(2_654_435_761)) % 10 {
-        0..=6 => 1,
-        7 => 2,
-        8 => 3,
-        _ => 5,
-    }
-}
-
-fn broken(i: usize) -> bool {
-    i % 997 == 13
-}
-
-/// The example binary, which `cargo test` builds next to the test binaries.
-fn job_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("examples").join("job");
-    bin.exists().then_some(bin)
-}
 
 fn job(bin: &Path, store: &Path, trace: &Path) -> Command {
     let mut cmd = Command::new(bin);

@@ -11,31 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tastypod::{TaskQueue, TrackerOptions};
 
+mod common;
 #[cfg(feature = "postgres")]
 mod pg_server;
 
+use common::job::{broken, first_success, job_binary};
+
 const TASKS: usize = 600;
 const MAX_TRIES: u32 = 10;
-
-// The job's rules, as in examples/job.rs.
-fn first_success(i: usize) -> u32 {
-    match (i.wrapping_mul(2_654_435_761)) % 10 {
-        0..=6 => 1,
-        7 => 2,
-        8 => 3,
-        _ => 5,
-    }
-}
-
-fn broken(i: usize) -> bool {
-    i % 997 == 13
-}
-
-fn job_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("examples").join("job");
-    bin.exists().then_some(bin)
-}
 
 fn job(bin: &Path, place: &str, completions: &Path) -> Child {
     Command::new(bin)

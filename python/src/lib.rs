@@ -312,6 +312,20 @@ fn aborted(allow_aborted: bool) -> Aborted {
 /// total, done, aborted, exhausted, todo, claimed, tried, tries.
 type CountsTuple = (usize, usize, usize, usize, usize, usize, usize, u64);
 
+/// `c` as the tuple the Python layer reads.
+fn counts_tuple(c: &tastypod::TaskCounts) -> CountsTuple {
+    (
+        c.total,
+        c.done,
+        c.aborted,
+        c.exhausted,
+        c.todo,
+        c.claimed,
+        c.tried,
+        c.tries,
+    )
+}
+
 /// An open tracker (a `Tracker`'s native half).
 #[pyclass(module = "tastypod._tastypod", frozen)]
 struct NativeTracker {
@@ -589,16 +603,7 @@ impl NativeTracker {
     /// The counts: total, done, aborted, exhausted, todo, claimed, tried, tries.
     fn counts(&self, py: Python<'_>) -> PyResult<CountsTuple> {
         let c = self.with(py, |t| Ok(t.counts()))?;
-        Ok((
-            c.total,
-            c.done,
-            c.aborted,
-            c.exhausted,
-            c.todo,
-            c.claimed,
-            c.tried,
-            c.tries,
-        ))
+        Ok(counts_tuple(&c))
     }
 
     fn summary(&self, py: Python<'_>) -> PyResult<String> {

@@ -7,7 +7,7 @@
 
 use crate::convert::{read_json, write_json};
 use crate::errors::{closed, to_py};
-use crate::{ClaimTuple, CountsTuple, claim_tuple};
+use crate::{ClaimTuple, CountsTuple, claim_tuple, counts_tuple};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use serde_json::{Map, Value};
@@ -279,16 +279,7 @@ impl NativePgTracker {
 
     fn counts(&self, py: Python<'_>) -> PyResult<CountsTuple> {
         let c = self.call(py, |t| t.counts())?;
-        Ok((
-            c.total,
-            c.done,
-            c.aborted,
-            c.exhausted,
-            c.todo,
-            c.claimed,
-            c.tried,
-            c.tries,
-        ))
+        Ok(counts_tuple(&c))
     }
 
     fn summary(&self, py: Python<'_>) -> PyResult<String> {

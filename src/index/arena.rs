@@ -103,8 +103,8 @@ impl Block {
     }
 
     /// The block to change: a shared block is taken back, or copied if
-    /// the compaction still holds it; a mapped one is copied (never
-    /// needed: only pending chunks change, and they are owned).
+    /// the compaction still holds it; a mapped one becomes an empty owned
+    /// block (never needed: only pending chunks change, and they are owned).
     fn to_mut(&mut self) -> &mut Vec<u8> {
         if !matches!(self, Block::Owned(_)) {
             let owned = match std::mem::take(self) {

@@ -142,15 +142,16 @@ struct Columns {
 }
 
 impl Columns {
-    fn of(row: &postgres::Row) -> std::result::Result<Self, postgres::Error> {
+    /// The columns of `row`, from its column `first` on.
+    fn of(row: &postgres::Row, first: usize) -> std::result::Result<Self, postgres::Error> {
         Ok(Columns {
-            done: row.try_get(0)?,
-            aborted: row.try_get(1)?,
-            tries: row.try_get(2)?,
-            owner: row.try_get(3)?,
-            lease_until: row.try_get(4)?,
-            not_before: row.try_get(5)?,
-            fields: row.try_get(6)?,
+            done: row.try_get(first)?,
+            aborted: row.try_get(first + 1)?,
+            tries: row.try_get(first + 2)?,
+            owner: row.try_get(first + 3)?,
+            lease_until: row.try_get(first + 4)?,
+            not_before: row.try_get(first + 5)?,
+            fields: row.try_get(first + 6)?,
         })
     }
 
@@ -549,7 +550,7 @@ impl PgTracker {
             let task = conn.statement(sql::TASK)?;
             conn.client()
                 .query_opt(&task, &[&key])?
-                .map(|row| Columns::of(&row))
+                .map(|row| Columns::of(&row, 0))
                 .transpose()
         })
     }

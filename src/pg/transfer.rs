@@ -44,13 +44,29 @@ impl PgTracker {
     ///
     /// The database's error, or `f`'s.
     pub fn for_each_record(&self, mut f: impl FnMut(&str, Value) -> Result<()>) -> Result<()> {
-        // One ordered scan through a cursor (one sort, a page in memory at
-        // a time); after a lost connection it goes on after the last task
-        // seen.
+        self.scan("reading tasks in order", sql::CURSOR, |row| {
+            let key: String = row.try_get(1)?;
+            let columns = Columns::of(row, 2)?;
+            Ok(columns.record(&key).and_then(|record| f(&key, record)))
+        })
+    }
+
+    /// Runs `cursor` (a `DECLARE tastypod_copy` over the tracker's tasks
+    /// after position `$1`, in order, its rows starting with the position)
+    /// a page at a time, calling `each` with every row: one ordered scan
+    /// (one sort, a page in memory at a time). After a lost connection it
+    /// goes on after the last row seen; an error of `each` (`Ok(Err(..))`)
+    /// ends it.
+    fn scan(
+        &self,
+        what: &str,
+        cursor: &str,
+        mut each: impl FnMut(&postgres::Row) -> std::result::Result<Result<()>, postgres::Error>,
+    ) -> Result<()> {
+        let declare = cursor.replace("{t}", &super::table_of(self.id));
         let mut after = 0i64;
         let mut failed: Option<crate::Error> = None;
-        let declare = sql::CURSOR.replace("{t}", &super::table_of(self.id));
-        self.pool.run("reading tasks in order", |conn, _| {
+        self.pool.run(what, |conn, _| {
             let mut tx = conn.client().transaction()?;
             tx.execute(declare.as_str(), &[&after])?;
             loop {
@@ -60,17 +76,7 @@ impl PgTracker {
                 }
                 for row in &rows {
                     let seq: i64 = row.try_get(0)?;
-                    let key: String = row.try_get(1)?;
-                    let columns = Columns {
-                        done: row.try_get(2)?,
-                        aborted: row.try_get(3)?,
-                        tries: row.try_get(4)?,
-                        owner: row.try_get(5)?,
-                        lease_until: row.try_get(6)?,
-                        not_before: row.try_get(7)?,
-                        fields: row.try_get(8)?,
-                    };
-                    if let Err(e) = columns.record(&key).and_then(|record| f(&key, record)) {
+                    if let Err(e) = each(row)? {
                         failed = Some(e);
                         return tx.rollback();
                     }
@@ -226,30 +232,10 @@ impl PgTracker {
         } else {
             sql::CURSOR_TODO
         };
-        let declare = cursor.replace("{t}", &super::table_of(self.id));
-        let mut after = 0i64;
-        let mut failed: Option<crate::Error> = None;
-        self.pool.run("listing the tasks to do", |conn, _| {
-            let mut tx = conn.client().transaction()?;
-            tx.execute(declare.as_str(), &[&after])?;
-            loop {
-                let rows = tx.query(format!("FETCH {PAGE} FROM tastypod_copy").as_str(), &[])?;
-                if rows.is_empty() {
-                    break;
-                }
-                for row in &rows {
-                    let seq: i64 = row.try_get(0)?;
-                    let key: &str = row.try_get(1)?;
-                    if let Err(e) = f(key) {
-                        failed = Some(e);
-                        return tx.rollback();
-                    }
-                    after = seq;
-                }
-            }
-            tx.commit()
-        })?;
-        failed.map_or(Ok(()), Err)
+        self.scan("listing the tasks to do", cursor, |row| {
+            let key: &str = row.try_get(1)?;
+            Ok(f(key))
+        })
     }
 
     /// Up to `limit` keys still to do, in order, with the aborted ones among

@@ -189,7 +189,7 @@ where
             if map
                 && let Some((reader, len, log)) = storage
                     .open_mapped(path)
-                    .map_err(|e| Error::io("map", path, e))?
+                    .map_err(|e| Error::io("open", path, e))?
             {
                 return Ok((reader, len, Some(log)));
             }

@@ -4,6 +4,7 @@
     reason = "included by several test binaries, each using some helpers: an expectation would go unfulfilled in those that use them all"
 )]
 
+pub mod job;
 pub mod tmpfs;
 
 use serde_json::Value;
