@@ -28,7 +28,7 @@ fn job(bin: &Path, place: &str, completions: &Path) -> Child {
         .args(["--max-tries", &MAX_TRIES.to_string(), "--work-us", "20000"])
         .args(["--completions", completions.to_str().unwrap()])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
@@ -64,9 +64,21 @@ fn share_and_survive_a_kill(place: &str, queue: &dyn Fn() -> Box<dyn TaskQueue>)
     first.wait().unwrap();
     let killed_at = lines(&files[0]).len();
     // Two more share the rest.
-    let mut rest: Vec<Child> = files[1..].iter().map(|f| job(&bin, place, f)).collect();
-    for child in &mut rest {
-        assert!(child.wait().unwrap().success());
+    let rest: Vec<Child> = files[1..].iter().map(|f| job(&bin, place, f)).collect();
+    // Leases the later processes lost (a try that outlived its lease on a
+    // loaded machine, taken over by another worker): each counts a try too.
+    let mut lost = 0u64;
+    for child in rest {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary = text.lines().last().unwrap_or_default();
+        let n = summary
+            .split(" leases lost")
+            .next()
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok());
+        lost += n.unwrap_or_else(|| panic!("no lease count in {summary:?}"));
     }
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, file) in files.iter().enumerate() {
@@ -103,8 +115,8 @@ fn share_and_survive_a_kill(place: &str, queue: &dyn Fn() -> Box<dyn TaskQueue>)
     // its try counted.
     let c = q.counts().unwrap();
     assert!(
-        c.tries > expected_tries && c.tries <= expected_tries + 4,
-        "{} tries, {expected_tries} without the kill",
+        c.tries > expected_tries && c.tries <= expected_tries + 4 + lost,
+        "{} tries, {expected_tries} without the kill, {lost} leases lost",
         c.tries
     );
     assert_eq!((c.todo, c.claimed), (0, 0));
