@@ -4,7 +4,7 @@
 
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,8 +22,12 @@ pub(crate) trait Appender: Send + Debug {
     }
     /// Makes everything appended so far durable (fdatasync).
     fn sync(&mut self) -> io::Result<()>;
-    /// Cuts the file to `len` bytes.
+    /// Cuts the file to `len` bytes; the next append goes at `len`.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
+    /// Writes `len` newline bytes at byte `at` without moving where the
+    /// next append goes: the padding of a file opened with
+    /// [`Storage::open_write_at`] (never called on one opened to append).
+    fn pad(&mut self, at: u64, len: u64) -> io::Result<()>;
     /// A second handle on the same file (for fsyncs made without the
     /// store's lock, [`crate::group_commit`]).
     fn try_clone(&self) -> io::Result<Box<dyn Appender>>;
@@ -53,8 +57,13 @@ pub(crate) trait Storage: Send + Sync + Debug {
     fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
         self.open_read_at(path, 0)
     }
-    /// Opens the existing file `path` for appending.
+    /// Opens the existing file `path` for appending (`O_APPEND`: several
+    /// processes may append to it).
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>>;
+    /// Opens the existing file `path` for writing at byte `at` and on (no
+    /// `O_APPEND`: the one writer overwrites the newline padding past its
+    /// records); returns it and the file's size.
+    fn open_write_at(&self, path: &Path, at: u64) -> io::Result<(Box<dyn Appender>, u64)>;
     /// Creates the new file `path` for writing; fails if anything, a
     /// symbolic link included, is already there (`O_EXCL`), so nothing is
     /// ever written through a planted link.
@@ -101,6 +110,12 @@ pub(crate) trait Storage: Send + Sync + Debug {
     fn allows_threads(&self) -> bool {
         true
     }
+    /// How many bytes of newline padding the one writer keeps past its
+    /// last record (`crate::log`); a simulation keeps a few, so that
+    /// crashes fall around many growths of the padding.
+    fn padding(&self) -> u64 {
+        256 * 1024
+    }
 }
 
 /// The real file system, through `std::fs`.
@@ -138,7 +153,22 @@ impl Appender for StdAppender {
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        self.0.set_len(len)
+        self.0.set_len(len)?;
+        // Harmless on a file opened to append, where writes go to its end.
+        self.0.seek(io::SeekFrom::Start(len)).map(|_| ())
+    }
+
+    fn pad(&mut self, at: u64, len: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        static NEWLINES: [u8; 64 * 1024] = [b'\n'; 64 * 1024];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(NEWLINES.len() as u64);
+            let chunk = NEWLINES.get(..n as usize).unwrap_or_default();
+            self.0.write_all_at(chunk, at + done)?;
+            done += n;
+        }
+        Ok(())
     }
 
     fn try_clone(&self) -> io::Result<Box<dyn Appender>> {
@@ -333,6 +363,13 @@ impl Storage for StdStorage {
     fn open_append(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(Box::new(StdAppender(file)))
+    }
+
+    fn open_write_at(&self, path: &Path, at: u64) -> io::Result<(Box<dyn Appender>, u64)> {
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        let size = file.metadata()?.len();
+        file.seek(io::SeekFrom::Start(at))?;
+        Ok((Box::new(StdAppender(file)), size))
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn Appender>> {

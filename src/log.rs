@@ -1,6 +1,14 @@
 //! The open log file of a writable handle: appends, fsyncs and cuts, and
 //! the one poison latch every failed write, fsync or cut goes through.
 //!
+//! The one writer of the exclusive mode writes over **newline padding**: the
+//! file reaches [`Storage::padding`] bytes (256 KiB) past its last record in newlines (blank
+//! lines, which every reader skips), written and fsynced once, so an append
+//! and its `fdatasync` overwrite bytes the file already has instead of
+//! growing it, and the fsync need not write the file's size. A clean close
+//! cuts the padding off. The multi-process mode appends with `O_APPEND`
+//! and never pads.
+//!
 //! After a failed write or fsync the kernel may have dropped the dirty
 //! pages, so a retry that succeeds would prove nothing: the handle refuses
 //! every later write (`Poisoned`) and a reopen replays what is really on
@@ -22,8 +30,18 @@ pub(crate) struct LogFile {
     /// Open for appending; `None` for a read-only handle, while opening, or
     /// once the file was replaced and not yet reopened.
     file: Option<Box<dyn Appender>>,
+    /// The end of the last record (where the next one goes).
     len: u64,
     lines: u64,
+    /// Whether this handle writes over padding (the exclusive mode's writer).
+    pads: bool,
+    /// How far past the last record the padding reaches once extended.
+    pad_size: u64,
+    /// The file's size as this handle left it: `len` plus the padding.
+    padded_to: u64,
+    /// Appends since the file was opened: the first is not padded (a
+    /// command that writes once would only pay for the padding).
+    appends: u64,
     poisoned: bool,
     durability: Durability,
     /// The fsyncs of this log, shared with the threads waiting on them.
@@ -45,6 +63,10 @@ impl LogFile {
             file: None,
             len: 0,
             lines: 0,
+            pads: false,
+            pad_size: 0,
+            padded_to: 0,
+            appends: 0,
             poisoned: false,
             durability,
             syncer: Syncer::new(path_for_syncer),
@@ -55,6 +77,18 @@ impl LogFile {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes this handle write over newline padding (`true`: the one
+    /// writer of the exclusive mode) or append with `O_APPEND`; takes
+    /// effect at the next [`reopen`](Self::reopen).
+    pub(crate) fn set_padding(&mut self, pads: bool) {
+        self.pads = pads;
+    }
+
+    /// Whether this handle writes over newline padding.
+    pub(crate) fn pads(&self) -> bool {
+        self.pads
     }
 
     /// The log's length as this handle knows it.
@@ -81,12 +115,19 @@ impl LogFile {
     pub(crate) fn reopen(&mut self, storage: &dyn Storage) -> Result<()> {
         self.file = None;
         self.syncer.attach(None);
-        let opened = storage
-            .open_append(&self.path)
-            .and_then(|file| Ok((file.try_clone()?, file)));
-        match opened {
-            Ok((for_fsyncs, file)) => {
+        let opened = if self.pads {
+            storage.open_write_at(&self.path, self.len)
+        } else {
+            storage.open_append(&self.path).map(|file| (file, self.len))
+        };
+        match opened.and_then(|(file, size)| Ok((file.try_clone()?, file, size))) {
+            Ok((for_fsyncs, file, size)) => {
                 self.file = Some(file);
+                // Past the last record: blank lines (padding), or a torn
+                // tail that the caller cuts next.
+                self.padded_to = size.max(self.len);
+                self.appends = 0;
+                self.pad_size = storage.padding();
                 // Appends not yet durable stay so: the next fsync (through
                 // the new handle) covers them if this is the same file, and
                 // is harmless if another process replaced it (its file,
@@ -212,6 +253,9 @@ impl LogFile {
         })?;
         self.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
         self.lines += lines;
+        self.padded_to = self.padded_to.max(self.len);
+        self.appends += 1;
+        self.grow_padding();
         self.syncer.note_append();
         if fsync {
             self.fsync()?;
@@ -263,6 +307,7 @@ impl LogFile {
     fn cut(&mut self, len: u64) -> Result<()> {
         self.with_file("truncate torn tail of", |f| f.truncate(len))?;
         self.len = len;
+        self.padded_to = len;
         self.with_file("fsync", |f| f.sync())
     }
 
@@ -270,6 +315,47 @@ impl LogFile {
     fn complete_last_line(&mut self) -> Result<()> {
         self.with_file("append to", |f| f.append(b"\n"))?;
         self.len += 1;
+        self.padded_to = self.padded_to.max(self.len);
         self.with_file("fsync", |f| f.sync())
+    }
+
+    /// Pads the file to [`Storage::padding`] bytes past the last record once
+    /// fewer than a sixteenth of that are left (from the second append since
+    /// the file was opened on), so the next appends overwrite bytes the file
+    /// has. Padding is an optimisation: if it cannot be written (a full
+    /// disk), what was written of it is cut off and appends go on without.
+    fn grow_padding(&mut self) {
+        let min_room = self.pad_size / 16;
+        if !self.pads || self.appends < 2 || self.padded_to >= self.len + min_room {
+            return;
+        }
+        let (len, from) = (self.len, self.padded_to);
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let to = len + self.pad_size;
+        match file.pad(from, to - from) {
+            Ok(()) => self.padded_to = to,
+            Err(_) => {
+                // Blank lines, harmless if the cut fails too.
+                let _ = file.truncate(len);
+                self.padded_to = len;
+            }
+        }
+    }
+
+    /// Cuts the padding off (at a clean close), so the file ends with its
+    /// last record. Best effort, and not fsynced: padding left by a crash
+    /// is blank lines, and the next writer writes over it.
+    pub(crate) fn trim_padding(&mut self) {
+        if self.padded_to <= self.len || self.writable().is_err() {
+            return;
+        }
+        let len = self.len;
+        if let Some(file) = self.file.as_mut()
+            && file.truncate(len).is_ok()
+        {
+            self.padded_to = len;
+        }
     }
 }

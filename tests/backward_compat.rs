@@ -80,12 +80,16 @@ fn the_version_1_pod_fixture_opens_to_the_same_contents() {
         Verdict::TornTail(t) => assert_eq!(t.first.line, 12),
         other => panic!("{other:?}"),
     }
-    // A writable open cuts the torn tail and keeps the rest as it was.
+    // A writable open cuts the torn tail, and the blank line before it
+    // (the writer writes on at the end of the last record), and keeps the
+    // rest as it was.
     let mut pod = open(&s.path);
     assert_eq!(texts(&pod), expected_texts());
     assert_eq!(pod.format_version(), 1);
     drop(pod.sync());
     drop(pod);
+    assert_eq!(&original[torn_at - 2..torn_at], b"\n\n");
+    let torn_at = torn_at - 1;
     assert_eq!(log_bytes(&s.path), &original[..torn_at]);
     // One record is appended as version 1 has it; two need a batch line,
     // so the log is rewritten as version 3 first, every text kept.

@@ -49,8 +49,8 @@ fn failed_fsync_poisons_the_handle() {
     pod.insert("a", json!(1)).unwrap();
     pod.sync().unwrap();
     pod.insert("b", json!(2)).unwrap();
-    // The next operations are the append, then the fsync: fail the fsync once.
-    sim.fail_at(Some((sim.ops() + 2, FailMode::Once)));
+    // The sync appends, then fsyncs: fail the fsync once.
+    sim.fail_next("fsync");
     let err = pod.sync().unwrap_err();
     assert!(err.is_io(), "{err}");
     assert!(err.to_string().contains("fsync"), "{err}");

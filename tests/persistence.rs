@@ -239,12 +239,12 @@ fn stats_track_live_and_dead_bytes() {
     pod.sync().unwrap();
     let st = pod.stats();
     assert_eq!(st.dead_bytes, 0);
-    assert_eq!(st.log_bytes, log_bytes(&s.path).len() as u64);
+    assert_eq!(st.log_bytes, records_len(&s.path));
     pod.insert("a", json!(2)).unwrap();
     pod.sync().unwrap();
     let st = pod.stats();
     assert!(st.dead_bytes > 0);
-    assert_eq!(st.log_bytes, log_bytes(&s.path).len() as u64);
+    assert_eq!(st.log_bytes, records_len(&s.path));
     drop(pod);
     let reopened = open(&s.path).stats();
     assert_eq!(reopened.live_bytes, st.live_bytes);

@@ -88,7 +88,8 @@ pub struct Cursor {
 pub struct PodStats {
     /// Number of keys.
     pub keys: usize,
-    /// Length of the log file.
+    /// Length of the log file up to the end of its last record (the
+    /// newline padding an open writer keeps past it is not counted).
     pub log_bytes: u64,
     /// Bytes the log would have after compaction (header plus one record per key).
     pub live_bytes: u64,
@@ -252,7 +253,9 @@ where
     pub(crate) fn open_with(path: &Path, opts: PodOptions) -> Result<Self> {
         opts.validate()?;
         let dir = path.to_path_buf();
-        let log = LogFile::new(dir.join(LOG_FILE), dir.clone(), opts.durability);
+        let mut log = LogFile::new(dir.join(LOG_FILE), dir.clone(), opts.durability);
+        // The one writer of the exclusive mode writes over newline padding.
+        log.set_padding(!opts.read_only && !opts.multi_process);
         let mut pod = Pod {
             dir,
             log,
@@ -754,6 +757,7 @@ where
             return Err(e);
         }
         let finished = self.finish_background(true);
+        self.log.trim_padding();
         let released = self.release_kept_lock();
         finished.and(released)
     }
@@ -792,6 +796,7 @@ where
                 crate::error_chain(&e)
             );
         }
+        self.log.trim_padding();
         let _ = self.release_kept_lock();
     }
 }

@@ -334,7 +334,11 @@ where
             },
             self.opts.max_record,
         )?;
-        self.log.set_position(tail.valid_len, tail.lines);
+        if self.log.pads() || self.opts.read_only {
+            self.log.set_position(tail.content_len, tail.content_lines);
+        } else {
+            self.log.set_position(tail.valid_len, tail.lines);
+        }
         self.external.changed.extend(tail.changed);
         // After a removal a key may sit in a new slot: have the tracker recount.
         self.external.reloaded |= tail.removed;

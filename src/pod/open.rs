@@ -207,8 +207,17 @@ where
         self.index = replayed.index;
         self.format = replayed.version;
         self.settings = replayed.settings;
-        self.log
-            .set_position(replayed.valid_len, replayed.valid_lines);
+        // The exclusive writer writes over the blank lines after the last
+        // record (its padding), and a read-only handle reads on from there
+        // (the writer may write records over them); the multi-process mode
+        // appends after them.
+        if self.log.pads() || self.opts.read_only {
+            self.log
+                .set_position(replayed.content_len, replayed.content_lines);
+        } else {
+            self.log
+                .set_position(replayed.valid_len, replayed.valid_lines);
+        }
         #[cfg(debug_assertions)]
         self.index.check();
     }

@@ -109,7 +109,10 @@ pub(crate) fn classify<'a>(line: &Line<'a>, max_record: usize) -> Class<'a> {
                 _ if !terminated => LineError::Unterminated,
                 e => e,
             };
-            Class::Damaged(damage(reason, bytes, !terminated, checksum_holds))
+            // A record cut short is a partial record whether or not a
+            // newline follows it: one written over the newline padding is
+            // followed by the padding's newlines (DESIGN.md, rule 9).
+            Class::Damaged(damage(reason, bytes, true, checksum_holds))
         }
         // A NUL byte, or too long: classified as if streamed past.
         _ => {

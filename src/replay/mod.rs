@@ -38,6 +38,10 @@ pub(crate) struct Replayed<V> {
     pub valid_len: u64,
     /// The number of lines up to `valid_len`.
     pub valid_lines: u64,
+    /// The end of the last valid line that is not blank, and the number
+    /// of lines up to it (blank lines after it are newline padding).
+    pub content_len: u64,
+    pub content_lines: u64,
     /// Whether a header line was found (false for an empty store, and in
     /// salvage for a log whose header is missing).
     pub has_header: bool,
@@ -408,6 +412,8 @@ fn replay_pass<V>(
         index,
         valid_len: out.valid_len,
         valid_lines: out.valid_lines,
+        content_len: out.content_len,
+        content_lines: out.content_lines,
         has_header: out.has_header,
         version,
         settings: settings.map(Vec::from),

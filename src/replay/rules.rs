@@ -113,6 +113,13 @@ pub(crate) struct Outcome {
     pub valid_len: u64,
     /// The number of lines up to `valid_len`.
     pub valid_lines: u64,
+    /// The end of the last valid line that is not blank: where the one
+    /// writer of the exclusive mode writes next, over the blank lines
+    /// after it (its newline padding), and where a reader that follows
+    /// the log reads on from.
+    pub content_len: u64,
+    /// The number of lines up to `content_len`.
+    pub content_lines: u64,
     /// Whether a header was read (false for an empty store, or in salvage
     /// for a log whose header is damaged or missing).
     pub has_header: bool,
@@ -237,6 +244,8 @@ impl Rules {
         rules.out.has_header = true;
         rules.out.valid_len = offset;
         rules.out.valid_lines = lines;
+        rules.out.content_len = offset;
+        rules.out.content_lines = lines;
         rules
     }
 
@@ -403,6 +412,8 @@ impl Rules {
         }
         self.out.valid_len = at.end;
         self.out.valid_lines = at.no;
+        self.out.content_len = at.end;
+        self.out.content_lines = at.no;
         self.out.needs_newline = !at.terminated;
         Ok(take)
     }

@@ -17,6 +17,11 @@ pub(crate) struct Tail {
     pub valid_len: u64,
     /// The number of lines up to `valid_len`.
     pub lines: u64,
+    /// The end of the last valid line that is not blank, and the number
+    /// of lines up to it (blank lines after it may be newline padding
+    /// that the writer writes over next).
+    pub content_len: u64,
+    pub content_lines: u64,
     /// Keys whose records were applied.
     pub changed: Vec<String>,
     /// Damaged lines at the end, with no valid line after them.
@@ -98,6 +103,8 @@ pub(crate) fn apply_tail_in_chunks<V>(
         .map_err(|f| f.into_error(path))?;
     tail.valid_len = out.valid_len;
     tail.lines = out.valid_lines;
+    tail.content_len = out.content_len;
+    tail.content_lines = out.content_lines;
     tail.torn = out.torn;
     tail.needs_newline = out.needs_newline;
     Ok(tail)

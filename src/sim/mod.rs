@@ -18,6 +18,10 @@ use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// The newline padding of a simulated log: a few records' worth, so that
+/// crashes fall around many growths of it.
+pub const SIM_PADDING: u64 = 256;
+
 /// How an injected failure behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailMode {
@@ -43,6 +47,36 @@ pub enum Tail {
 struct SimFile {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// How many changes were made to `data`, and how many of them `durable` holds.
+    changes: u64,
+    durable_changes: u64,
+}
+
+impl SimFile {
+    /// Where the written bytes first differ from the durable ones, and
+    /// where the last difference ends (equal when everything is durable;
+    /// a file cut shorter than its durable bytes and not fsynced counts
+    /// as nothing unsynced: a crash gives the durable bytes back).
+    fn unsynced(&self) -> (usize, usize) {
+        let common = self.data.len().min(self.durable.len());
+        let differs = |i: &usize| self.data.get(*i) != self.durable.get(*i);
+        let start = (0..common).find(differs).unwrap_or(common);
+        if self.data.len() > self.durable.len() {
+            return (start, self.data.len());
+        }
+        let end = (start..common).rev().find(differs).map_or(start, |i| i + 1);
+        (start, end)
+    }
+}
+
+/// Writes `bytes` over `file` from `at`, growing it as needed.
+fn overwrite(file: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    if file.len() < at + bytes.len() {
+        file.resize(at + bytes.len(), 0);
+    }
+    if let Some(dest) = file.get_mut(at..at + bytes.len()) {
+        dest.copy_from_slice(bytes);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +88,8 @@ struct Sim {
     locks: BTreeSet<PathBuf>,
     ops: u64,
     fail: Option<(u64, FailMode)>,
+    /// The next operation of this kind fails (once).
+    fail_next: Option<&'static str>,
     /// How long each fsync takes (a slow disk), with the file system free meanwhile.
     fsync_delay: std::time::Duration,
     /// How many fsyncs of files were made.
@@ -64,11 +100,15 @@ impl Sim {
     /// Counts one operation and fails it if the plan says so.
     fn op(&mut self, what: &str) -> io::Result<()> {
         self.ops += 1;
-        let failing = match self.fail {
+        let mut failing = match self.fail {
             Some((at, FailMode::Once)) => self.ops == at,
             Some((at, FailMode::FromThenOn)) => self.ops >= at,
             None => false,
         };
+        if self.fail_next == Some(what) {
+            self.fail_next = None;
+            failing = true;
+        }
         if failing {
             return Err(io::Error::other(format!(
                 "simulated failure of operation {} ({what})",
@@ -112,6 +152,7 @@ impl SimStorage {
         sim.files.push(SimFile {
             data: bytes.to_vec(),
             durable: bytes.to_vec(),
+            ..SimFile::default()
         });
         let id = sim.files.len() - 1;
         sim.names.insert(path.to_path_buf(), id);
@@ -127,6 +168,12 @@ impl SimStorage {
     /// this file system) fail, per `mode`; `None` stops injecting.
     pub fn fail_at(&self, plan: Option<(u64, FailMode)>) {
         self.state().fail = plan;
+    }
+
+    /// Makes the next operation of kind `what` ("append", "pad", "fsync",
+    /// "truncate", "open", "rename", ...) fail, once.
+    pub fn fail_next(&self, what: &'static str) {
+        self.state().fail_next = Some(what);
     }
 
     /// The current (written) contents of `path`, if it exists.
@@ -153,13 +200,18 @@ impl SimStorage {
         sim.files.get(id).map(|f| f.durable.clone())
     }
 
-    /// How many bytes of `path` were written but not fsynced.
+    /// How many bytes of `path` were written but not fsynced: from the
+    /// first byte that differs from the durable bytes (an append, or a write
+    /// over the newline padding) to the end of the last.
     pub fn unsynced_len(&self, path: &Path) -> usize {
         let sim = self.state();
         sim.durable_names
             .get(path)
             .and_then(|&id| sim.files.get(id))
-            .map_or(0, |f| f.data.len().saturating_sub(f.durable.len()))
+            .map_or(0, |f| {
+                let (start, end) = f.unsynced();
+                end - start
+            })
     }
 
     /// The file system a power loss now would leave: every durable
@@ -176,19 +228,28 @@ impl SimStorage {
                 continue;
             };
             let mut bytes = file.durable.clone();
-            if tail_of == Some(path.as_path()) && file.data.len() > file.durable.len() {
-                let unsynced = file.data.get(file.durable.len()..).unwrap_or_default();
+            let (start, end) = file.unsynced();
+            if tail_of == Some(path.as_path()) && end > start {
+                let unsynced = file.data.get(start..end).unwrap_or_default();
                 match tail {
                     Tail::Dropped => {}
-                    Tail::Kept(n) => bytes.extend_from_slice(
-                        unsynced.get(..n.min(unsynced.len())).unwrap_or_default(),
-                    ),
-                    Tail::Zeroed(n) => bytes.resize(bytes.len() + n.min(unsynced.len()), 0),
+                    // A prefix of what was written, over what was durable.
+                    Tail::Kept(n) => {
+                        let kept = unsynced.get(..n.min(unsynced.len())).unwrap_or_default();
+                        overwrite(&mut bytes, start, kept);
+                    }
+                    // Blocks past the durable end that were never written
+                    // read as zeros; bytes over durable ones keep those.
+                    Tail::Zeroed(n) => {
+                        let to = (start + n.min(unsynced.len())).max(bytes.len());
+                        bytes.resize(to, 0);
+                    }
                 }
             }
             image.files.push(SimFile {
                 data: bytes.clone(),
                 durable: bytes,
+                ..SimFile::default()
             });
             let new_id = image.files.len() - 1;
             image.names.insert(path.clone(), new_id);
@@ -204,47 +265,78 @@ impl SimStorage {
 struct SimAppender {
     sim: Arc<Mutex<Sim>>,
     id: usize,
+    /// Where the next write goes, for a file opened with `open_write_at`
+    /// (`None`: at the end).
+    pos: Option<usize>,
 }
 
-impl SimAppender {
-    fn state(&self) -> MutexGuard<'_, Sim> {
-        self.sim.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Locks the simulation; a panic while the lock was held poisoned it, and
+/// the data is still usable.
+fn lock_sim(sim: &Mutex<Sim>) -> MutexGuard<'_, Sim> {
+    sim.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Appender for SimAppender {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let mut sim = self.state();
+        let mut sim = lock_sim(&self.sim);
         sim.op("append")?;
-        sim.file_mut(self.id)?.data.extend_from_slice(bytes);
+        let file = sim.file_mut(self.id)?;
+        file.changes += 1;
+        match self.pos.as_mut() {
+            Some(pos) => {
+                overwrite(&mut file.data, *pos, bytes);
+                *pos += bytes.len();
+            }
+            None => file.data.extend_from_slice(bytes),
+        }
+        Ok(())
+    }
+
+    fn pad(&mut self, at: u64, len: u64) -> io::Result<()> {
+        let mut sim = lock_sim(&self.sim);
+        sim.op("pad")?;
+        let (at, len) = (
+            usize::try_from(at).map_err(io::Error::other)?,
+            usize::try_from(len).map_err(io::Error::other)?,
+        );
+        let file = sim.file_mut(self.id)?;
+        file.changes += 1;
+        overwrite(&mut file.data, at, &vec![b'\n'; len]);
         Ok(())
     }
 
     fn sync(&mut self) -> io::Result<()> {
-        let mut sim = self.state();
+        let mut sim = lock_sim(&self.sim);
         sim.op("fsync")?;
         sim.fsyncs += 1;
         // What was written before the call is what the fsync makes durable.
-        let snapshot = sim.file_mut(self.id)?.data.clone();
+        let file = sim.file_mut(self.id)?;
+        let (snapshot, changes) = (file.data.clone(), file.changes);
         let delay = sim.fsync_delay;
         if !delay.is_zero() {
             drop(sim);
             std::thread::sleep(delay);
-            sim = self.state();
+            sim = lock_sim(&self.sim);
         }
         let file = sim.file_mut(self.id)?;
         // Slow fsyncs may end out of order: a later one never undoes an earlier one.
-        if delay.is_zero() || file.durable.len() < snapshot.len() {
+        if changes >= file.durable_changes {
             file.durable = snapshot;
+            file.durable_changes = changes;
         }
         Ok(())
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
-        let mut sim = self.state();
+        let mut sim = lock_sim(&self.sim);
         sim.op("truncate")?;
         let len = usize::try_from(len).map_err(io::Error::other)?;
-        sim.file_mut(self.id)?.data.truncate(len);
+        let file = sim.file_mut(self.id)?;
+        file.changes += 1;
+        file.data.truncate(len);
+        if let Some(pos) = self.pos.as_mut() {
+            *pos = len;
+        }
         Ok(())
     }
 
@@ -252,6 +344,7 @@ impl Appender for SimAppender {
         Ok(Box::new(SimAppender {
             sim: Arc::clone(&self.sim),
             id: self.id,
+            pos: self.pos,
         }))
     }
 }
@@ -283,6 +376,10 @@ impl Storage for SimStorage {
         false
     }
 
+    fn padding(&self) -> u64 {
+        SIM_PADDING
+    }
+
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         let mut sim = self.state();
         sim.op("create directory")?;
@@ -303,7 +400,22 @@ impl Storage for SimStorage {
         Ok(Box::new(SimAppender {
             sim: Arc::clone(&self.sim),
             id,
+            pos: None,
         }))
+    }
+
+    fn open_write_at(&self, path: &Path, at: u64) -> io::Result<(Box<dyn Appender>, u64)> {
+        let mut sim = self.state();
+        sim.op("open")?;
+        let id = *sim.names.get(path).ok_or_else(|| not_found(path))?;
+        let size = sim.files.get(id).map_or(0, |f| f.data.len() as u64);
+        let pos = Some(usize::try_from(at).map_err(io::Error::other)?);
+        let appender = SimAppender {
+            sim: Arc::clone(&self.sim),
+            id,
+            pos,
+        };
+        Ok((Box::new(appender), size))
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn Appender>> {
@@ -321,6 +433,7 @@ impl Storage for SimStorage {
         Ok(Box::new(SimAppender {
             sim: Arc::clone(&self.sim),
             id,
+            pos: None,
         }))
     }
 

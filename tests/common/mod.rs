@@ -32,6 +32,14 @@ pub fn log_bytes(store: &Path) -> Vec<u8> {
     fs::read(log_of(store)).unwrap()
 }
 
+/// The length of the log up to the end of its last record: without the
+/// newline padding an open writer keeps past it.
+pub fn records_len(store: &Path) -> u64 {
+    let bytes = log_bytes(store);
+    let padding = bytes.iter().rev().take_while(|&&b| b == b'\n').count();
+    (bytes.len() - padding.saturating_sub(1)) as u64
+}
+
 pub fn truncate_to(store: &Path, len: usize) {
     let bytes = log_bytes(store);
     fs::write(log_of(store), &bytes[..len]).unwrap();
