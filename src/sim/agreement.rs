@@ -176,6 +176,15 @@ fn check_catch_up(
                 "catch-up from byte {start}: contents"
             );
             assert_eq!(t.needs_newline, w.needs_newline);
+            // A reader that follows the log from the content end (a
+            // read-only handle) finds the same content end.
+            if start as u64 <= w.content_len {
+                assert_eq!(
+                    (t.content_len, t.content_lines),
+                    (w.content_len, w.content_lines),
+                    "catch-up from byte {start}: content end"
+                );
+            }
             assert_eq!(
                 prefix.index.disk_bytes(),
                 w.index.disk_bytes(),
