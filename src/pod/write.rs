@@ -205,7 +205,7 @@ where
         // a line of the log cannot: such a text is written anew.
         let any_json = TypeId::of::<V>() == TypeId::of::<serde_json::Value>()
             || TypeId::of::<V>() == TypeId::of::<Box<serde_json::value::RawValue>>();
-        if any_json && !json.contains(['\n', '\r']) {
+        if any_json && memchr::memchr2(b'\n', b'\r', json.as_bytes()).is_none() {
             return self.in_op(|pod| pod.insert_text_now(key, json));
         }
         let value: V = serde_json::from_str(json).map_err(|e| {
