@@ -251,11 +251,12 @@ impl LogFile {
                 let _ = f.truncate(len);
             })
         })?;
-        self.len += parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        let appended = parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        self.len += appended;
         self.lines += lines;
         self.padded_to = self.padded_to.max(self.len);
         self.appends += 1;
-        self.grow_padding();
+        self.grow_padding(appended);
         self.syncer.note_append();
         if fsync {
             self.fsync()?;
@@ -320,13 +321,17 @@ impl LogFile {
     }
 
     /// Pads the file to [`Storage::padding`] bytes past the last record once
-    /// fewer than a sixteenth of that are left (from the second append since
-    /// the file was opened on), so the next appends overwrite bytes the file
-    /// has. Padding is an optimisation: if it cannot be written (a full
-    /// disk), what was written of it is cut off and appends go on without.
-    fn grow_padding(&mut self) {
+    /// fewer than a sixteenth of that are left, so the next appends
+    /// overwrite bytes the file has. Only after small appends (`appended`
+    /// bytes, at most 16 KiB), from the second since the file was opened
+    /// on: a large append pays for its size update once for many records,
+    /// and padding ahead of large appends would write every byte twice.
+    /// Padding is an optimisation: if it cannot be written (a full disk),
+    /// what was written of it is cut off and appends go on without.
+    fn grow_padding(&mut self, appended: u64) {
         let min_room = self.pad_size / 16;
-        if !self.pads || self.appends < 2 || self.padded_to >= self.len + min_room {
+        let small = appended <= self.pad_size.min(16 * 1024);
+        if !self.pads || !small || self.appends < 2 || self.padded_to >= self.len + min_room {
             return;
         }
         let (len, from) = (self.len, self.padded_to);
