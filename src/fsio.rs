@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 /// A file opened for appending (or freshly created).
 pub(crate) trait Appender: Send + Debug {
-    /// Writes all of `bytes` at the end of the file.
+    /// Writes all of `bytes` at the end of the file (of one opened with
+    /// [`Storage::open_write_at`]: where the last write ended).
     fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
-    /// Writes all of `parts`, in order, at the end of the file (with one
+    /// Writes all of `parts`, in order, as [`append`](Self::append) (with one
     /// write call where the file system allows).
     fn append_parts(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         for part in parts {
@@ -509,10 +510,13 @@ impl LogMap {
         // mode); the map is then read only at the value texts of the
         // records that replay took as complete (a batch cut short is read
         // again without it). tastypod never changes or removes such bytes:
-        // it only appends; it truncates only the torn tail a strict open
-        // finds (past every complete record) and the part of an append
-        // that failed (written under the lock, so read by no handle that
-        // maps); and it replaces a log by renaming a new file over it,
+        // it only appends, or (the exclusive writer) writes past its last
+        // complete record over its newline padding, which holds no record;
+        // it truncates only past every complete record: the torn tail a
+        // strict open finds, the part of an append that failed (written
+        // under the lock, so read by no handle that maps), and the padding
+        // (before a sync of several records, after a failed pad, at a
+        // clean close); and it replaces a log by renaming a new file over it,
         // which leaves the mapped file whole (unlinked, it lives on until
         // the map is dropped). Handles that hold no lock (read-only ones)
         // or keep what a strict open cuts (salvage) read and copy instead.

@@ -21,13 +21,29 @@ use crate::options::Durability;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Appends of at most this many bytes are small: padding pays for them.
+const SMALL_APPEND: u64 = 16 * 1024;
+
+/// How many small appends in a row start the padding.
+const QUIET_APPENDS: u64 = 4;
+
+/// The size of a page: the unit in which a power loss keeps or loses what
+/// was written over existing bytes.
+const PAGE: u64 = 4096;
+
+/// Whether `len` bytes written at `at` touch more than one page.
+fn crosses_a_page(at: u64, len: u64) -> bool {
+    len > 0 && at / PAGE != (at + len - 1) / PAGE
+}
+
 /// The log file, its length and line count as this handle knows them.
 #[derive(Debug)]
 pub(crate) struct LogFile {
     path: PathBuf,
     /// The store directory (named by `Poisoned`).
     dir: PathBuf,
-    /// Open for appending; `None` for a read-only handle, while opening, or
+    /// Open for writing (appending, or over the padding); `None` for a
+    /// read-only handle, while opening, or
     /// once the file was replaced and not yet reopened.
     file: Option<Box<dyn Appender>>,
     /// The end of the last record (where the next one goes).
@@ -39,9 +55,11 @@ pub(crate) struct LogFile {
     pad_size: u64,
     /// The file's size as this handle left it: `len` plus the padding.
     padded_to: u64,
-    /// Appends since the file was opened: the first is not padded (a
-    /// command that writes once would only pay for the padding).
-    appends: u64,
+    /// Small appends in a row that went over the padding (or could have):
+    /// padding is written after [`QUIET_APPENDS`] of them, not for a
+    /// command that writes once, nor between syncs of several records
+    /// that must not go over it.
+    quiet: u64,
     poisoned: bool,
     durability: Durability,
     /// The fsyncs of this log, shared with the threads waiting on them.
@@ -66,7 +84,7 @@ impl LogFile {
             pads: false,
             pad_size: 0,
             padded_to: 0,
-            appends: 0,
+            quiet: 0,
             poisoned: false,
             durability,
             syncer: Syncer::new(path_for_syncer),
@@ -126,7 +144,7 @@ impl LogFile {
                 // Past the last record: blank lines (padding), or a torn
                 // tail that the caller cuts next.
                 self.padded_to = size.max(self.len);
-                self.appends = 0;
+                self.quiet = 0;
                 self.pad_size = storage.padding();
                 // Appends not yet durable stay so: the next fsync (through
                 // the new handle) covers them if this is the same file, and
@@ -144,8 +162,9 @@ impl LogFile {
 
     /// The one way the log is replaced: `tmp`, complete and fsynced (its
     /// writing handle `file` is closed here), is renamed over the log, the
-    /// directory fsynced, and the new log opened for appending (`O_APPEND`:
-    /// in the multi-process mode others append to it too), `len` bytes and
+    /// directory fsynced, and the new log opened for writing at its end
+    /// ([`reopen`](Self::reopen): `O_APPEND` in the multi-process mode,
+    /// where others append to it too), `len` bytes and
     /// `lines` lines long. A failure of the rename changes nothing (the old
     /// log stays, `tmp` is removed); after it, a failure poisons.
     pub(crate) fn install(
@@ -245,18 +264,34 @@ impl LogFile {
     /// leaves no torn tail behind.
     pub(crate) fn append(&mut self, parts: &[&[u8]], lines: u64, fsync: bool) -> Result<()> {
         let len = self.len;
+        let appended = parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        // A write over the padding must be safe whatever subset of its
+        // pages a power loss keeps (there is no file size to hold back the
+        // rest): one record is whole or damaged with no valid line after
+        // it, and lines within one page stay together. A sync of several
+        // records across pages goes where the file grows: the padding is
+        // cut first.
+        let over_padding = lines <= 1 || !crosses_a_page(len, appended);
+        if self.padded_to > len && !over_padding {
+            self.with_file("cut the padding of", |f| f.truncate(len))?;
+            self.padded_to = len;
+        }
         self.with_file("append to", |f| {
             f.append_parts(parts).inspect_err(|_| {
                 // Best effort: a torn tail left here is cut by the next open.
                 let _ = f.truncate(len);
             })
         })?;
-        let appended = parts.iter().map(|p| p.len() as u64).sum::<u64>();
         self.len += appended;
         self.lines += lines;
         self.padded_to = self.padded_to.max(self.len);
-        self.appends += 1;
-        self.grow_padding(appended);
+        let small = appended <= self.pad_size.min(SMALL_APPEND);
+        self.quiet = if over_padding && small {
+            self.quiet + 1
+        } else {
+            0
+        };
+        self.grow_padding();
         self.syncer.note_append();
         if fsync {
             self.fsync()?;
@@ -321,17 +356,16 @@ impl LogFile {
     }
 
     /// Pads the file to [`Storage::padding`] bytes past the last record once
-    /// fewer than a sixteenth of that are left, so the next appends
-    /// overwrite bytes the file has. Only after small appends (`appended`
-    /// bytes, at most 16 KiB), from the second since the file was opened
-    /// on: a large append pays for its size update once for many records,
-    /// and padding ahead of large appends would write every byte twice.
+    /// fewer than a sixteenth of that are left, after [`QUIET_APPENDS`]
+    /// small appends in a row that could go over the padding: a large
+    /// append pays for its size update once for many records (padding
+    /// ahead of large appends would write every byte twice), and a store
+    /// that syncs several records at a time would cut the padding again.
     /// Padding is an optimisation: if it cannot be written (a full disk),
     /// what was written of it is cut off and appends go on without.
-    fn grow_padding(&mut self, appended: u64) {
+    fn grow_padding(&mut self) {
         let min_room = self.pad_size / 16;
-        let small = appended <= self.pad_size.min(16 * 1024);
-        if !self.pads || !small || self.appends < 2 || self.padded_to >= self.len + min_room {
+        if !self.pads || self.quiet < QUIET_APPENDS || self.padded_to >= self.len + min_room {
             return;
         }
         let (len, from) = (self.len, self.padded_to);
@@ -341,6 +375,9 @@ impl LogFile {
         let to = len + self.pad_size;
         match file.pad(from, to - from) {
             Ok(()) => self.padded_to = to,
+            // A write into the page cache fails for want of room (a full
+            // disk, a quota), rarely else; a failed write-back would be
+            // reported by the next fsync, which poisons.
             Err(_) => {
                 // Blank lines, harmless if the cut fails too.
                 let _ = file.truncate(len);

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use tastypod::sim::{SIM_PADDING, SimStorage, Tail};
+use tastypod::sim::{SimStorage, Tail};
 use tastypod::{Durability, Pod, PodOptions};
 
 fn store() -> PathBuf {
@@ -30,11 +30,23 @@ fn trailing_newlines(bytes: &[u8]) -> usize {
     bytes.iter().rev().take_while(|&&b| b == b'\n').count()
 }
 
+/// The room left in the padding of the log at `path` in `sim`.
+fn room(sim: &SimStorage) -> usize {
+    trailing_newlines(&sim.read(&log()).unwrap()).saturating_sub(1)
+}
+
+/// Whether `bytes` hold a blank line before their last record.
+fn blank_line_inside(bytes: &[u8]) -> bool {
+    let content = &bytes[..bytes.len() - trailing_newlines(bytes) + 1];
+    content.windows(2).any(|w| w == b"\n\n")
+}
+
 #[test]
 fn the_writer_pads_while_open_and_cuts_the_padding_at_close() {
     let sim = SimStorage::new();
     let mut pod = open_sim(&sim);
-    for i in 0..3 {
+    // Padding starts after a few small syncs in a row.
+    for i in 0..8 {
         pod.insert(&format!("k{i}"), json!(i)).unwrap();
         pod.sync().unwrap();
     }
@@ -56,12 +68,17 @@ fn the_writer_pads_while_open_and_cuts_the_padding_at_close() {
 fn a_crash_at_any_byte_of_a_write_over_the_padding_opens_as_the_last_state() {
     let sim = SimStorage::new();
     let mut pod = open_sim(&sim);
-    for i in 0..3 {
+    let mut synced = Vec::new();
+    for i in 0..60 {
         pod.insert(&format!("k{i}"), json!(i)).unwrap();
         pod.sync().unwrap();
+        synced.push(format!("k{i}"));
+        if i >= 6 && room(&sim) >= 150 {
+            break;
+        }
     }
+    assert!(room(&sim) >= 150, "no room in the padding");
     let durable = sim.read_durable(&log()).unwrap();
-    assert!(trailing_newlines(&durable) > 1, "no padding");
     // A sync of two records (one batch) written over the padding, whose
     // fsync fails: the crash images keep any prefix of what it wrote.
     pod.insert("new", json!("a value long enough to span bytes"))
@@ -89,11 +106,11 @@ fn a_crash_at_any_byte_of_a_write_over_the_padding_opens_as_the_last_state() {
         let mut pod = open_sim(&image);
         let whole = keep == unsynced;
         let keys: Vec<String> = pod.keys().map(str::to_string).collect();
+        let mut expected = synced.clone();
         if whole {
-            assert_eq!(keys, ["k0", "k1", "k2", "new", "two"], "keep {keep}");
-        } else {
-            assert_eq!(keys, ["k0", "k1", "k2"], "keep {keep}");
+            expected.extend(["new".to_string(), "two".to_string()]);
         }
+        assert_eq!(keys, expected, "keep {keep}");
         let report = pod.recovery().clone();
         match &report.torn_tail {
             // A cut inside the batch line or a record is one partial
@@ -117,6 +134,11 @@ fn a_crash_at_any_byte_of_a_write_over_the_padding_opens_as_the_last_state() {
         // The next write goes right after the last record kept.
         pod.insert("after", json!(true)).unwrap();
         pod.close().unwrap();
+        let bytes = image.read(&log()).unwrap();
+        assert!(
+            !blank_line_inside(&bytes),
+            "keep {keep}: a gap before the new record"
+        );
         let pod = open_sim(&image);
         assert!(
             pod.recovery().is_clean(),
@@ -129,33 +151,140 @@ fn a_crash_at_any_byte_of_a_write_over_the_padding_opens_as_the_last_state() {
 }
 
 #[test]
-fn crash_images_of_the_padding_growth_keep_everything_synced() {
+fn power_losses_during_every_fsync_around_the_padding_keep_everything_synced() {
     // Small records synced one by one: the padding (SIM_PADDING bytes) is
-    // extended many times; a crash with any part of the unsynced bytes
-    // kept opens with every synced key.
+    // extended many times. A power loss during any fsync, keeping none,
+    // half or all of what it was writing, opens with every key synced
+    // before it, and the key being synced or not; a record cut short is
+    // one partial record, cut without a copy.
     let sim = SimStorage::new();
     let mut pod = open_sim(&sim);
-    let mut synced = Vec::new();
-    for i in 0..40 {
-        let key = format!("key-{i}");
-        pod.insert(&key, json!({ "n": i, "pad": "x".repeat(i % 7 * 9) }))
+    sim.keep_images_before_fsyncs();
+    // Records of 40 to 180 bytes: over 16 KiB of them, so that a few
+    // writes over the padding cross a page.
+    let keys: Vec<String> = (0..160).map(|i| format!("key-{i}")).collect();
+    for (i, key) in keys.iter().enumerate() {
+        pod.insert(key, json!({ "n": i, "pad": "x".repeat(i % 7 * 20) }))
             .unwrap();
-        let unsynced = sim.unsynced_len(&log());
+        pod.sync().unwrap();
+    }
+    pod.close().unwrap();
+    let images = sim.take_images_before_fsyncs();
+    assert!(images.len() >= 160, "{} fsyncs", images.len());
+    let mut padded = 0;
+    let mut torn = 0;
+    let mut across = 0;
+    for (n, image) in images.iter().enumerate() {
+        let durable = image.read_durable(&log()).unwrap_or_default();
+        let pads = trailing_newlines(&durable) > 1;
+        padded += usize::from(pads);
+        let written = image.read(&log()).unwrap_or_default();
+        let content = durable.len() - trailing_newlines(&durable) + 1;
+        across += usize::from(
+            pads && written.len() > content
+                && content / 4096 != (content + image.unsynced_len(&log())) / 4096,
+        );
+        let unsynced = image.unsynced_len(&log());
+        let before: Vec<String> = {
+            let pod = open_sim(&image.crash_image(Some(&log()), Tail::Dropped));
+            pod.keys().map(str::to_string).collect()
+        };
+        assert_eq!(before, keys[..before.len()], "fsync {n}");
         for tail in [
-            Tail::Dropped,
             Tail::Kept(unsynced),
             Tail::Kept(unsynced / 2),
             Tail::Zeroed(unsynced),
+            Tail::LaterPages,
         ] {
-            let image = sim.crash_image(Some(&log()), tail);
-            let reopened = open_sim(&image);
-            let keys: Vec<&str> = reopened.keys().collect();
-            assert_eq!(keys, synced, "key {i}, {tail:?}");
+            let crashed = image.crash_image(Some(&log()), tail);
+            let pod = open_sim(&crashed);
+            let got: Vec<String> = pod.keys().map(str::to_string).collect();
+            let with_next = keys[..(before.len() + 1).min(keys.len())].to_vec();
+            assert!(
+                got == before || got == with_next,
+                "fsync {n}, {tail:?}: {got:?}"
+            );
+            if let Some(t) = &pod.recovery().torn_tail {
+                torn += 1;
+                // A prefix is one partial record; the end of a record
+                // without its start (a later page only) is kept aside.
+                if tail != Tail::LaterPages {
+                    assert!(
+                        t.partial_record && t.copy.is_none(),
+                        "fsync {n}, {tail:?}: {t:?}"
+                    );
+                } else {
+                    assert_eq!(t.copy.is_none(), t.partial_record, "fsync {n}: {t:?}");
+                }
+            }
         }
-        pod.sync().unwrap();
-        synced.push(key);
-        assert!(sim.read(&log()).unwrap().len() as u64 <= 2 * SIM_PADDING + 4096);
     }
+    assert!(padded > 100, "only {padded} fsyncs with padding");
+    assert!(torn > 100, "only {torn} torn images");
+    assert!(
+        across > 2,
+        "only {across} writes over the padding across a page"
+    );
+}
+
+#[test]
+fn a_sync_of_several_records_across_pages_cuts_the_padding_first() {
+    let sim = SimStorage::new();
+    let mut pod = open_sim(&sim);
+    for i in 0..8 {
+        pod.insert(&format!("k{i}"), json!(i)).unwrap();
+        pod.sync().unwrap();
+    }
+    assert!(
+        trailing_newlines(&sim.read(&log()).unwrap()) > 1,
+        "no padding"
+    );
+    // A sync of one record goes over the padding: no cut.
+    sim.fail_next("truncate");
+    pod.insert("one", json!(1)).unwrap();
+    pod.sync().unwrap();
+    // A sync of many records across pages cuts the padding first (a power
+    // loss could keep a later page of it without an earlier one).
+    for i in 0..60 {
+        pod.insert(&format!("many-{i}"), json!("v".repeat(100)))
+            .unwrap();
+    }
+    let err = pod.sync().unwrap_err();
+    assert!(err.to_string().contains("cut the padding"), "{err}");
+}
+
+#[test]
+fn damage_at_the_end_of_a_clean_log_is_kept_aside_not_taken_for_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p");
+    let mut pod = open_disk(&path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.sync().unwrap();
+    // Its own sync: a record line, not the end of a batch.
+    pod.insert("b", json!("the last record")).unwrap();
+    pod.close().unwrap();
+    // A byte of the last record flipped: its line is whole, with nothing
+    // after it. No crash leaves that: it is kept aside when cut.
+    let log = path.join("pod.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let pod = open_disk(&path);
+    let torn = pod.recovery().torn_tail.clone().unwrap();
+    assert!(!torn.partial_record, "{torn:?}");
+    assert!(torn.copy.is_some(), "{torn:?}");
+    drop(pod);
+    // A store of a damaged header alone is not taken for an empty one.
+    let header_only = dir.path().join("h");
+    std::fs::create_dir(&header_only).unwrap();
+    std::fs::write(
+        header_only.join("pod.log"),
+        b"{\"c\":\"00000000\",\"format\":\"tastypod\",\"version\":3}\n",
+    )
+    .unwrap();
+    let err = PodOptions::new().open::<serde_json::Value>(&header_only);
+    assert!(err.is_err(), "a damaged header opened as an empty store");
 }
 
 /// A real store on disk, exclusive mode, durable syncs.
@@ -171,15 +300,15 @@ fn a_read_only_handle_sees_records_written_over_the_padding() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p");
     let mut writer = open_disk(&path);
-    for i in 0..3 {
+    for i in 0..8 {
         writer.insert(&format!("k{i}"), json!(i)).unwrap();
         writer.sync().unwrap();
     }
     let bytes = std::fs::read(path.join("pod.log")).unwrap();
     assert!(trailing_newlines(&bytes) > 1000, "no padding on disk");
     let mut reader: Pod = PodOptions::new().read_only(true).open(&path).unwrap();
-    assert_eq!(reader.len(), 3);
-    for i in 3..6 {
+    assert_eq!(reader.len(), 8);
+    for i in 8..11 {
         writer.insert(&format!("k{i}"), json!(i)).unwrap();
         writer.sync().unwrap();
         reader.refresh().unwrap();
@@ -193,7 +322,7 @@ fn a_read_only_handle_sees_records_written_over_the_padding() {
     );
     writer.close().unwrap();
     reader.refresh().unwrap();
-    assert_eq!(reader.len(), 6);
+    assert_eq!(reader.len(), 11);
     let closed = std::fs::read(path.join("pod.log")).unwrap();
     assert_eq!(trailing_newlines(&closed), 1);
 }
@@ -203,7 +332,7 @@ fn a_padded_log_left_by_a_crash_opens_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p");
     let mut writer = open_disk(&path);
-    for i in 0..3 {
+    for i in 0..8 {
         writer.insert(&format!("k{i}"), json!(i)).unwrap();
         writer.sync().unwrap();
     }
@@ -216,17 +345,18 @@ fn a_padded_log_left_by_a_crash_opens_in_every_mode() {
     assert!(multi.recovery().is_clean(), "{:?}", multi.recovery());
     let mut other: Pod = PodOptions::new().multi_process(true).open(&path).unwrap();
     drop(multi);
-    other.insert("k3", json!(3)).unwrap();
+    other.insert("k8", json!(8)).unwrap();
     other.sync().unwrap();
     drop(other);
 
     let mut exclusive = open_disk(&path);
     assert!(exclusive.recovery().is_clean());
-    let keys: Vec<&str> = exclusive.keys().collect();
-    assert_eq!(keys, ["k0", "k1", "k2", "k3"]);
-    exclusive.insert("k4", json!(4)).unwrap();
+    let keys: Vec<String> = exclusive.keys().map(str::to_string).collect();
+    let expected: Vec<String> = (0..9).map(|i| format!("k{i}")).collect();
+    assert_eq!(keys, expected);
+    exclusive.insert("k9", json!(9)).unwrap();
     exclusive.close().unwrap();
     let pod = open_disk(&path);
-    assert_eq!(pod.len(), 5);
-    assert_eq!(pod.get("k4").unwrap(), Some(json!(4)));
+    assert_eq!(pod.len(), 10);
+    assert_eq!(pod.get("k9").unwrap(), Some(json!(9)));
 }

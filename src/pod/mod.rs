@@ -88,8 +88,10 @@ pub struct Cursor {
 pub struct PodStats {
     /// Number of keys.
     pub keys: usize,
-    /// Length of the log file up to the end of its last record (the
-    /// newline padding an open writer keeps past it is not counted).
+    /// Length of the log file as this handle knows it: up to the end of
+    /// its last record (the newline padding the exclusive mode's writer
+    /// keeps past it is not counted; in the multi-process mode, blank
+    /// lines after the last record are).
     pub log_bytes: u64,
     /// Bytes the log would have after compaction (header plus one record per key).
     pub live_bytes: u64,

@@ -48,7 +48,8 @@ pub(crate) struct Damage {
     pub hard: bool,
     /// The line is what a crash can leave of one record: the start of a
     /// record (no longer than the maximum record size) followed by nothing
-    /// but NUL bytes, with no newline.
+    /// but NUL bytes, with no newline; or, with a newline, by nothing (the
+    /// rules then ask for blank lines after it: the padding's).
     pub partial: bool,
     /// `partial`, and its bytes are a non-empty prefix of the header line.
     pub header_prefix: bool,
@@ -109,10 +110,14 @@ pub(crate) fn classify<'a>(line: &Line<'a>, max_record: usize) -> Class<'a> {
                 _ if !terminated => LineError::Unterminated,
                 e => e,
             };
-            // A record cut short is a partial record whether or not a
-            // newline follows it: one written over the newline padding is
-            // followed by the padding's newlines (DESIGN.md, rule 9).
-            Class::Damaged(damage(reason, bytes, true, checksum_holds))
+            // A record cut short may be followed by a newline: one written
+            // over the newline padding is followed by the padding's
+            // newlines. The rules count it as one partial record only if
+            // blank lines follow it (DESIGN.md, rule 9). A header is never
+            // written over padding: one cut short has no newline.
+            let mut d = damage(reason, bytes, true, checksum_holds);
+            d.header_prefix &= !terminated;
+            Class::Damaged(d)
         }
         // A NUL byte, or too long: classified as if streamed past.
         _ => {

@@ -53,7 +53,8 @@ pub struct TornTail {
     /// How many bytes were dropped (from `first.offset` to the end of the file).
     pub bytes: u64,
     /// Whether the dropped bytes are at most one partial record followed by
-    /// NUL bytes, which is what a crash leaves. Anything more is kept in a
+    /// NUL bytes, or by its newline and blank lines (a write over the
+    /// newline padding), which is what a crash leaves. Anything more is kept in a
     /// copy beside the log by the writable open that cuts it.
     pub partial_record: bool,
     /// Where the cut bytes were kept, if they were more than one partial
@@ -102,8 +103,23 @@ struct Pending {
     hard: Option<BadLine>,
     /// The only line is a partial record.
     partial: bool,
+    /// That line ends with a newline: it is a partial record only if
+    /// blank lines follow it (a record cut short while it was written over
+    /// the newline padding is followed by the padding's newlines; a clean
+    /// log ends with its last record's newline, so a damaged last line
+    /// with nothing after it is not a crash remnant).
+    terminated: bool,
+    /// Blank lines came after it.
+    blank_after: bool,
     /// The first line is a prefix of the header (and no header or record came before).
     header_prefix: bool,
+}
+
+impl Pending {
+    /// Whether the damage is one partial record, what a crash leaves (rule 9).
+    fn partial_record(&self) -> bool {
+        self.partial && (!self.terminated || self.blank_after)
+    }
 }
 
 /// What a whole log (or tail) is, by the rules.
@@ -298,6 +314,9 @@ impl Rules {
 
     /// A blank line.
     pub(crate) fn blank(&mut self, at: Span) {
+        if let Some(p) = self.pending.as_mut() {
+            p.blank_after = true;
+        }
         if self.pending.is_none() && self.batch.is_none() {
             self.out.valid_len = at.end;
             self.out.valid_lines = at.no;
@@ -458,6 +477,8 @@ impl Rules {
                     first: bad(),
                     lines: 1,
                     partial: damage.partial,
+                    terminated: at.terminated,
+                    blank_after: false,
                     header_prefix: self.torn_header && !self.header && !self.records,
                 });
             }
@@ -557,7 +578,7 @@ impl Rules {
                 self.out.torn = Some(TornTail {
                     bytes: total_len - p.first.offset,
                     lines: p.lines,
-                    partial_record: p.partial,
+                    partial_record: p.partial_record(),
                     first: p.first,
                     copy: None,
                 });

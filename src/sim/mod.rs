@@ -41,6 +41,11 @@ pub enum Tail {
     /// `n` bytes of zeros follow the fsynced bytes (a grown file whose data
     /// blocks were never written).
     Zeroed(usize),
+    /// Of the unsynced bytes, only those from the first page boundary
+    /// (4096 bytes) after where they start survive: a power loss that wrote
+    /// a later page of a write over fsynced bytes (the padding) and not an
+    /// earlier one.
+    LaterPages,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -90,6 +95,8 @@ struct Sim {
     fail: Option<(u64, FailMode)>,
     /// The next operation of this kind fails (once).
     fail_next: Option<&'static str>,
+    /// Copies of the file system as each fsync of a file began, if asked.
+    before_fsyncs: Option<Vec<Sim>>,
     /// How long each fsync takes (a slow disk), with the file system free meanwhile.
     fsync_delay: std::time::Duration,
     /// How many fsyncs of files were made.
@@ -116,6 +123,17 @@ impl Sim {
             )));
         }
         Ok(())
+    }
+
+    /// A copy of the files, names and directories (no failure plan).
+    fn copy(&self) -> Sim {
+        Sim {
+            files: self.files.clone(),
+            names: self.names.clone(),
+            durable_names: self.durable_names.clone(),
+            dirs: self.dirs.clone(),
+            ..Sim::default()
+        }
     }
 
     fn file_mut(&mut self, id: usize) -> io::Result<&mut SimFile> {
@@ -168,6 +186,30 @@ impl SimStorage {
     /// this file system) fail, per `mode`; `None` stops injecting.
     pub fn fail_at(&self, plan: Option<(u64, FailMode)>) {
         self.state().fail = plan;
+    }
+
+    /// From now on, keeps a copy of the file system as each fsync of a file
+    /// begins (what was written, and what was durable before it), for
+    /// [`take_images_before_fsyncs`](Self::take_images_before_fsyncs).
+    pub fn keep_images_before_fsyncs(&self) {
+        self.state().before_fsyncs = Some(Vec::new());
+    }
+
+    /// The copies kept since [`keep_images_before_fsyncs`](Self::keep_images_before_fsyncs):
+    /// crash images of each (`crash_image`) are the power losses during that fsync.
+    pub fn take_images_before_fsyncs(&self) -> Vec<SimStorage> {
+        let copies = self
+            .state()
+            .before_fsyncs
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        copies
+            .into_iter()
+            .map(|sim| SimStorage {
+                sim: Arc::new(Mutex::new(sim)),
+            })
+            .collect()
     }
 
     /// Makes the next operation of kind `what` ("append", "pad", "fsync",
@@ -244,6 +286,15 @@ impl SimStorage {
                         let to = (start + n.min(unsynced.len())).max(bytes.len());
                         bytes.resize(to, 0);
                     }
+                    Tail::LaterPages => {
+                        let page = (start / 4096 + 1) * 4096;
+                        if let Some(later) = file.data.get(page..end) {
+                            if bytes.len() < page {
+                                bytes.resize(page, 0);
+                            }
+                            overwrite(&mut bytes, page, later);
+                        }
+                    }
                 }
             }
             image.files.push(SimFile {
@@ -309,6 +360,12 @@ impl Appender for SimAppender {
         let mut sim = lock_sim(&self.sim);
         sim.op("fsync")?;
         sim.fsyncs += 1;
+        if sim.before_fsyncs.is_some() {
+            let copy = sim.copy();
+            if let Some(copies) = sim.before_fsyncs.as_mut() {
+                copies.push(copy);
+            }
+        }
         // What was written before the call is what the fsync makes durable.
         let file = sim.file_mut(self.id)?;
         let (snapshot, changes) = (file.data.clone(), file.changes);
@@ -341,6 +398,8 @@ impl Appender for SimAppender {
     }
 
     fn try_clone(&self) -> io::Result<Box<dyn Appender>> {
+        // A real `dup` shares the file offset; clones only fsync, so a copy
+        // of the position is never used to write.
         Ok(Box::new(SimAppender {
             sim: Arc::clone(&self.sim),
             id: self.id,
