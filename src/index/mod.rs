@@ -171,6 +171,21 @@ impl<V> Index<V> {
         found
     }
 
+    /// [`find_hashed`](Self::find_hashed), trying first the slot
+    /// [`find`](Self::find) found last: a read-modify-write (a tracker
+    /// update, `get` then `insert` of one key) finds its key there without
+    /// a probe of the table, which misses the cache on a large store.
+    pub(crate) fn find_hashed_from_last(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let last = self.last_found.load(Ordering::Relaxed);
+        let hit = self.slots.get(last).is_some_and(|s| {
+            s.is_live() && s.hash == hash as u32 && self.arena.bytes(s.key) == key
+        });
+        if hit {
+            return Some(last);
+        }
+        self.find_hashed(hash, key)
+    }
+
     /// The slot of `key`, whose hash is `hash`, if present.
     pub(crate) fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let (slots, arena) = (&self.slots, &self.arena);

@@ -142,7 +142,7 @@ impl<V> Index<V> {
         self.pending.records = self.pending.records.saturating_add(1);
         let ordinal = self.pending.records;
         self.pending.latest_bytes += record_len;
-        match self.find_hashed(hash, key.as_bytes()) {
+        match self.find_hashed_from_last(hash, key.as_bytes()) {
             None => {
                 let key = self.arena.push(key.as_bytes());
                 let flags = Flags::DIRTY.union(Flags::PENDING);
