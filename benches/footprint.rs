@@ -196,15 +196,7 @@ fn main() {
 /// the sweep (a writable open in a child process, median of 3), in all
 /// and per key; and how far the per-key figures spread over the sweep.
 fn size_sweep(dir: &std::path::Path) {
-    let sizes: Vec<usize> = std::env::var("FOOTPRINT_SWEEP")
-        .ok()
-        .map(|v| {
-            v.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or_else(|| vec![1_000_000, 4_000_000, 8_000_000]);
+    let sizes = env_list("FOOTPRINT_SWEEP", &[1_000_000, 4_000_000, 8_000_000]);
     println!("size sweep (a writable open in a child process, median of 3):");
     println!("| keys | log MB | open s | ns/key | RssAnon MB | B/key | peak RSS MB | B/key |");
     println!("|---|---|---|---|---|---|---|---|");

@@ -23,22 +23,7 @@ use tastypod::{Claim, Durability, TrackerOptions};
 
 /// The thread counts measured (`GROUP_COMMIT_THREADS="1 4 16"`).
 fn thread_counts() -> Vec<usize> {
-    std::env::var("GROUP_COMMIT_THREADS")
-        .ok()
-        .map(|v| {
-            v.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or_else(|| vec![1, 4, 16])
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    common::env_list("GROUP_COMMIT_THREADS", &[1, 4, 16])
 }
 
 /// The raw limit: `tasks` times a record appended and `fdatasync`ed.
@@ -111,12 +96,12 @@ fn main() {
     let rounds = if quick {
         1
     } else {
-        env_or("GROUP_COMMIT_ROUNDS", 5)
+        common::env_or("GROUP_COMMIT_ROUNDS", 5)
     };
     let tasks = if quick {
         50
     } else {
-        env_or("GROUP_COMMIT_TASKS", 2000)
+        common::env_or("GROUP_COMMIT_TASKS", 2000)
     };
     // On the disk the target directory is on (a tmpfs would fsync for free).
     let base = std::env::var_os("CARGO_TARGET_TMPDIR")

@@ -15,30 +15,18 @@
 //! takes, 2; `PG_BENCH_WORKERS`, `"1 4 8 16"`). Set `PG_BENCH_URL` to a
 //! server's `postgres://...` URL (without `tracker`) to use that one.
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/pg_server/mod.rs"]
 mod pg_server;
 
+use common::{env_list, env_or};
 use serde_json::Map;
 use std::time::{Duration, Instant};
 use tastypod::{Claim, Durability, PgTracker, TaskQueue, TrackerOptions};
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn worker_counts() -> Vec<usize> {
-    std::env::var("PG_BENCH_WORKERS")
-        .ok()
-        .map(|v| {
-            v.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .filter(|v: &Vec<usize>| !v.is_empty())
-        .unwrap_or_else(|| vec![1, 4, 8, 16])
+    env_list("PG_BENCH_WORKERS", &[1, 4, 8, 16])
 }
 
 /// One worker: claims and completes until nothing is left.

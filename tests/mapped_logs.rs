@@ -16,6 +16,11 @@ fn value(i: usize) -> Value {
     json!({"n": i, "text": format!("value number {i} {}", "x".repeat(i % 50))})
 }
 
+/// A handle on `path` in the multi-process mode (it maps the log too).
+fn open_multi(path: &std::path::Path) -> Pod {
+    PodOptions::new().multi_process(true).open(path).unwrap()
+}
+
 fn filled(path: &std::path::Path, n: usize) {
     let mut pod = open(path);
     for i in 0..n {
@@ -73,9 +78,8 @@ fn a_torn_tail_cut_and_written_over_by_a_writer_changes_no_value_a_reader_holds(
 fn a_torn_tail_cut_and_written_over_under_a_mapped_writer_changes_none_of_its_values() {
     let s = scratch();
     filled(&s.path, 3000);
-    let opts = PodOptions::new().multi_process(true);
     // A writer in the multi-process mode maps the log.
-    let mut mapped: Pod = opts.open(&s.path).unwrap();
+    let mut mapped = open_multi(&s.path);
     assert_values(&mapped, 3000);
     // Another process dies half-way through an append...
     let mut log = std::fs::OpenOptions::new()
@@ -86,7 +90,7 @@ fn a_torn_tail_cut_and_written_over_under_a_mapped_writer_changes_none_of_its_va
         .unwrap();
     drop(log);
     // ...and a third one opens, cuts the torn tail and writes over it.
-    let mut third: Pod = opts.open(&s.path).unwrap();
+    let mut third = open_multi(&s.path);
     assert!(third.recovery().torn_tail.is_some());
     for i in 0..200 {
         third
@@ -109,9 +113,8 @@ fn a_torn_tail_cut_and_written_over_under_a_mapped_writer_changes_none_of_its_va
 fn another_process_compacting_leaves_a_mapped_handle_its_values() {
     let s = scratch();
     filled(&s.path, 2000);
-    let opts = PodOptions::new().multi_process(true);
-    let mut first: Pod = opts.open(&s.path).unwrap();
-    let mut second: Pod = opts.open(&s.path).unwrap();
+    let mut first = open_multi(&s.path);
+    let mut second = open_multi(&s.path);
     // Dead records, then a compaction by the second handle: a new log is
     // renamed over the one the first handle mapped.
     for i in 0..1000 {
@@ -156,9 +159,8 @@ fn a_handle_compacting_and_changing_its_mapped_values_reads_them_right() {
 fn records_appended_by_another_process_after_the_map_are_read_right() {
     let s = scratch();
     filled(&s.path, 500);
-    let opts = PodOptions::new().multi_process(true);
-    let mut reader: Pod = opts.open(&s.path).unwrap();
-    let mut writer: Pod = opts.open(&s.path).unwrap();
+    let mut reader = open_multi(&s.path);
+    let mut writer = open_multi(&s.path);
     for i in 0..500 {
         writer.insert(&format!("late{i}"), value(i)).unwrap();
     }

@@ -35,6 +35,15 @@ fn room(sim: &SimStorage) -> usize {
     trailing_newlines(&sim.read(&log()).unwrap()).saturating_sub(1)
 }
 
+/// Inserts `k0` .. `k{n-1}`, syncing each: small syncs in a row, which
+/// start the padding.
+fn sync_one_by_one(pod: &mut Pod, n: usize) {
+    for i in 0..n {
+        pod.insert(&format!("k{i}"), json!(i)).unwrap();
+        pod.sync().unwrap();
+    }
+}
+
 /// Whether `bytes` hold a blank line before their last record.
 fn blank_line_inside(bytes: &[u8]) -> bool {
     let content = &bytes[..bytes.len() - trailing_newlines(bytes) + 1];
@@ -45,11 +54,16 @@ fn blank_line_inside(bytes: &[u8]) -> bool {
 fn the_writer_pads_while_open_and_cuts_the_padding_at_close() {
     let sim = SimStorage::new();
     let mut pod = open_sim(&sim);
-    // Padding starts after a few small syncs in a row.
-    for i in 0..8 {
-        pod.insert(&format!("k{i}"), json!(i)).unwrap();
-        pod.sync().unwrap();
-    }
+    // A single sync does not pad; padding starts after a few small syncs
+    // in a row.
+    pod.insert("k0", json!(0)).unwrap();
+    pod.sync().unwrap();
+    assert_eq!(
+        trailing_newlines(&sim.read(&log()).unwrap()),
+        1,
+        "padded after one sync"
+    );
+    sync_one_by_one(&mut pod, 8);
     let open = sim.read(&log()).unwrap();
     assert!(
         trailing_newlines(&open) > 1,
@@ -231,10 +245,7 @@ fn power_losses_during_every_fsync_around_the_padding_keep_everything_synced() {
 fn a_sync_of_several_records_across_pages_cuts_the_padding_first() {
     let sim = SimStorage::new();
     let mut pod = open_sim(&sim);
-    for i in 0..8 {
-        pod.insert(&format!("k{i}"), json!(i)).unwrap();
-        pod.sync().unwrap();
-    }
+    sync_one_by_one(&mut pod, 8);
     assert!(
         trailing_newlines(&sim.read(&log()).unwrap()) > 1,
         "no padding"
@@ -300,10 +311,7 @@ fn a_read_only_handle_sees_records_written_over_the_padding() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p");
     let mut writer = open_disk(&path);
-    for i in 0..8 {
-        writer.insert(&format!("k{i}"), json!(i)).unwrap();
-        writer.sync().unwrap();
-    }
+    sync_one_by_one(&mut writer, 8);
     let bytes = std::fs::read(path.join("pod.log")).unwrap();
     assert!(trailing_newlines(&bytes) > 1000, "no padding on disk");
     let mut reader: Pod = PodOptions::new().read_only(true).open(&path).unwrap();
@@ -332,10 +340,7 @@ fn a_padded_log_left_by_a_crash_opens_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p");
     let mut writer = open_disk(&path);
-    for i in 0..8 {
-        writer.insert(&format!("k{i}"), json!(i)).unwrap();
-        writer.sync().unwrap();
-    }
+    sync_one_by_one(&mut writer, 8);
     let padded = std::fs::read(path.join("pod.log")).unwrap();
     writer.close().unwrap();
     // What a crash would have left: the records and the padding.
@@ -345,8 +350,19 @@ fn a_padded_log_left_by_a_crash_opens_in_every_mode() {
     assert!(multi.recovery().is_clean(), "{:?}", multi.recovery());
     let mut other: Pod = PodOptions::new().multi_process(true).open(&path).unwrap();
     drop(multi);
-    other.insert("k8", json!(8)).unwrap();
-    other.sync().unwrap();
+    // The multi-process mode appends after the blank lines and never pads,
+    // however many small syncs it makes.
+    for n in 0..8 {
+        other.insert("k8", json!(8 + n)).unwrap();
+        other.sync().unwrap();
+    }
+    let bytes = std::fs::read(path.join("pod.log")).unwrap();
+    assert_eq!(
+        trailing_newlines(&bytes),
+        1,
+        "the multi-process mode padded"
+    );
+    assert!(blank_line_inside(&bytes));
     drop(other);
 
     let mut exclusive = open_disk(&path);
@@ -354,6 +370,7 @@ fn a_padded_log_left_by_a_crash_opens_in_every_mode() {
     let keys: Vec<String> = exclusive.keys().map(str::to_string).collect();
     let expected: Vec<String> = (0..9).map(|i| format!("k{i}")).collect();
     assert_eq!(keys, expected);
+    assert_eq!(exclusive.get("k8").unwrap(), Some(json!(15)));
     exclusive.insert("k9", json!(9)).unwrap();
     exclusive.close().unwrap();
     let pod = open_disk(&path);

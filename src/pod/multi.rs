@@ -334,7 +334,7 @@ where
             },
             self.opts.max_record,
         )?;
-        if self.log.pads() || self.opts.read_only {
+        if self.follows_content_end() {
             self.log.set_position(tail.content_len, tail.content_lines);
         } else {
             self.log.set_position(tail.valid_len, tail.lines);

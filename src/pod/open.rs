@@ -201,17 +201,22 @@ where
         replay::replay_mapped(open, path, salvage, self.opts.max_record)
     }
 
+    /// Whether this handle's place in the log is the end of its last
+    /// record rather than of the blank lines after it: the exclusive writer
+    /// writes over those blank lines (its padding), and a read-only handle
+    /// reads on from there (the writer may write records over them); a
+    /// multi-process writer appends after them.
+    pub(super) fn follows_content_end(&self) -> bool {
+        self.log.pads() || self.opts.read_only
+    }
+
     /// Makes a replayed log the in-memory state.
     pub(super) fn adopt(&mut self, replayed: Replayed<V>) {
         self.epoch += 1;
         self.index = replayed.index;
         self.format = replayed.version;
         self.settings = replayed.settings;
-        // The exclusive writer writes over the blank lines after the last
-        // record (its padding), and a read-only handle reads on from there
-        // (the writer may write records over them); the multi-process mode
-        // appends after them.
-        if self.log.pads() || self.opts.read_only {
+        if self.follows_content_end() {
             self.log
                 .set_position(replayed.content_len, replayed.content_lines);
         } else {
