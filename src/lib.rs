@@ -65,6 +65,7 @@ mod compact;
 mod error;
 mod fsio;
 mod group_commit;
+mod hint;
 mod index;
 mod inspect;
 mod json;
@@ -86,6 +87,7 @@ pub mod sim;
 mod tracker;
 
 pub use error::{Error, ErrorKind, Result};
+pub use hint::HINT_FILE;
 pub use inspect::{
     Verdict, VerifyReport, Writers, is_locked, log_path, verify, verify_with, writers,
 };
@@ -96,7 +98,8 @@ pub use options::{
 #[cfg(feature = "postgres")]
 pub use pg::{DEFAULT_TRACKER, PgTracker, is_postgres_url, url_without_password};
 pub use pod::{
-    Cursor, Held, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE, install_store,
+    Cursor, Held, HintUse, LOCK_FILE, LOG_FILE, Pod, PodStats, RecoveryReport, TMP_FILE,
+    install_store,
 };
 #[cfg(feature = "progress")]
 pub use progress::{Progress, Watch};

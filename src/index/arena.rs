@@ -159,7 +159,16 @@ pub(crate) struct Arena {
     blocks: Vec<Block>,
     /// The block new keys are pushed into, if any.
     open: Option<usize>,
+    /// Where each block's bytes are in the log file now in place, for the
+    /// blocks that are an image of it (a mapped range, or a pending chunk
+    /// kept after it was written); [`NOT_IN_FILE`] for the others (a
+    /// shorter vector means the rest are not). The hint file needs the
+    /// file offset of every value text ([`crate::hint`]).
+    in_file: Vec<u64>,
 }
+
+/// The `in_file` of a block whose bytes are not an image of the log.
+const NOT_IN_FILE: u64 = u64::MAX;
 
 impl Arena {
     /// Copies `bytes` into the arena.
@@ -193,8 +202,42 @@ impl Arena {
 
     /// Takes a range of the mapped log in as a block; returns its number.
     pub(crate) fn adopt_mapped(&mut self, range: MappedRange) -> u32 {
+        let start = range.start as u64;
         self.blocks.push(Block::Mapped(range));
-        (self.blocks.len() - 1) as u32
+        let n = (self.blocks.len() - 1) as u32;
+        self.set_in_file(n, start);
+        n
+    }
+
+    /// Notes that block `n` holds the log file's bytes from offset `at`.
+    pub(crate) fn set_in_file(&mut self, n: u32, at: u64) {
+        let n = n as usize;
+        if self.in_file.len() <= n {
+            self.in_file.resize(n + 1, NOT_IN_FILE);
+        }
+        if let Some(slot) = self.in_file.get_mut(n) {
+            *slot = at;
+        }
+    }
+
+    /// Forgets where block `n`'s bytes are in the log file (it changes).
+    fn not_in_file(&mut self, n: u32) {
+        if let Some(slot) = self.in_file.get_mut(n as usize) {
+            *slot = NOT_IN_FILE;
+        }
+    }
+
+    /// Forgets every block's place in the log file (a new log is in place).
+    pub(crate) fn forget_file(&mut self) {
+        self.in_file.clear();
+    }
+
+    /// The log file offset of the bytes at `loc`, if its block is an image
+    /// of the log.
+    pub(crate) fn file_offset(&self, loc: Loc) -> Option<u64> {
+        let at = *self.in_file.get(loc.block as usize)?;
+        (at != NOT_IN_FILE && (loc.offset as usize + loc.len as usize) <= self.len_of(loc.block))
+            .then(|| at + u64::from(loc.offset))
     }
 
     /// The number of blocks (numbers handed out so far).
@@ -214,6 +257,7 @@ impl Arena {
 
     /// Block `n` (which must exist) to change.
     pub(crate) fn block_mut(&mut self, n: u32) -> &mut Vec<u8> {
+        self.not_in_file(n);
         let n = n as usize;
         if n >= self.blocks.len() {
             // Never happens: callers only pass numbers the arena handed out.
@@ -229,6 +273,7 @@ impl Arena {
 
     /// Makes `bytes` the contents of block `n` (which must exist).
     pub(crate) fn set(&mut self, n: u32, bytes: Vec<u8>) {
+        self.not_in_file(n);
         if let Some(block) = self.blocks.get_mut(n as usize) {
             *block = Block::Owned(bytes);
         }
@@ -259,6 +304,10 @@ impl Arena {
 
     /// Appends the blocks of `other` (renumbered from `block_count()`).
     pub(crate) fn append(&mut self, other: Arena) {
+        if !other.in_file.is_empty() {
+            self.in_file.resize(self.blocks.len(), NOT_IN_FILE);
+            self.in_file.extend(other.in_file);
+        }
         self.blocks.extend(other.blocks);
     }
 
@@ -269,9 +318,12 @@ impl Arena {
         {
             *u = true;
         }
-        for (block, used) in self.blocks.iter_mut().zip(used) {
+        for (n, (block, used)) in self.blocks.iter_mut().zip(used).enumerate() {
             if !used && block.capacity() > 0 {
                 *block = Block::default();
+                if let Some(at) = self.in_file.get_mut(n) {
+                    *at = NOT_IN_FILE;
+                }
             }
         }
     }

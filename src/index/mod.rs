@@ -23,6 +23,7 @@
 //!    value text is their record on disk (`ON_DISK`, not `PENDING`).
 
 mod arena;
+mod hinted;
 mod pending;
 mod relocate;
 mod slot;
@@ -646,7 +647,7 @@ mod tests {
         index.prepare_write(|_, _, _| Ok(())).unwrap();
         let w = index.take_write();
         let bytes = w.parts().concat();
-        index.written(w, first_line);
+        index.written(w, first_line, None);
         index.check();
         bytes
     }

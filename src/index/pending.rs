@@ -458,19 +458,33 @@ impl<V> Index<V> {
     }
 
     /// Takes back a pending block once written, its first record at log
-    /// line `first_line`: every slot whose latest record was in it now
-    /// points at that record on disk (in a chunk kept as an arena block, or
-    /// copied out of a small one).
-    pub(crate) fn written(&mut self, write: PendingWrite, first_line: u64) {
+    /// line `first_line` (and at byte `at`, if the writer knows where its
+    /// bytes went): every slot whose latest record was in it now points at
+    /// that record on disk (in a chunk kept as an arena block, or copied
+    /// out of a small one).
+    pub(crate) fn written(&mut self, write: PendingWrite, first_line: u64, at: Option<u64>) {
         let last = write.first + write.records - 1;
         let mut small = Vec::new();
-        for (n, buf) in write.chunks {
-            if buf.len() < KEEP {
+        let mut next_at = at;
+        // A chunk is kept as the home of its texts if it is large, or part
+        // of a large write (whose every text then has its place in the log
+        // file, for a hint: `crate::hint`); a small write's are copied out.
+        let total: usize = write.chunks.iter().map(|(_, c)| c.len()).sum();
+        for (n, mut buf) in write.chunks {
+            let len = buf.len() as u64;
+            if buf.len() < KEEP && total < KEEP {
                 small.push((n, buf));
             } else {
+                if buf.len() < KEEP && buf.capacity() / 2 > buf.len() {
+                    buf.shrink_to_fit();
+                }
                 // Kept: the home of the texts in it.
                 self.arena.set(n, buf);
+                if let Some(at) = next_at {
+                    self.arena.set_in_file(n, at);
+                }
             }
+            next_at = next_at.map(|at| at + len);
         }
         let mut latest = 0u64;
         // A full write adds every pending slot's latest record, whose

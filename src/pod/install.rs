@@ -5,6 +5,7 @@
 use super::{LOCK_FILE, LOG_FILE};
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::{StdStorage, Storage};
+use crate::hint::HINT_FILE;
 use std::path::Path;
 
 /// Moves the store built in the directory `built` (closed: no handle is
@@ -13,9 +14,9 @@ use std::path::Path;
 /// `dest` is created if missing; then, holding its writer lock, the log of
 /// `built` is renamed into it only if it has no log (so a store another
 /// process created there meanwhile is never replaced), and the directory
-/// is fsynced. `dest` may be empty, or hold what an interrupted creation
-/// leaves (its lock files). Then `built`'s lock file and directory are
-/// removed. Nothing in `dest` is ever removed or replaced.
+/// is fsynced; its hint file (if any) follows it. `dest` may be empty, or
+/// hold what an interrupted creation leaves (its lock files). Then
+/// `built`'s lock file and directory are removed. Nothing in `dest` is ever removed or replaced.
 ///
 /// # Errors
 ///
@@ -78,6 +79,19 @@ pub fn install_store(built: impl AsRef<Path>, dest: impl AsRef<Path>) -> Result<
     storage
         .sync_dir(dest)
         .map_err(|e| Error::io("fsync directory", dest, e))?;
+    // The hint file describes the log moved: it goes with it, unless
+    // `dest` has one (of no log of its own), which is left as it is and
+    // found stale by the next open.
+    let hint = built.join(HINT_FILE);
+    if storage.exists(&hint).unwrap_or(false) {
+        let dest_hint = dest.join(HINT_FILE);
+        if storage.exists(&dest_hint).unwrap_or(true) || storage.rename(&hint, &dest_hint).is_err()
+        {
+            storage
+                .remove_file(&hint)
+                .map_err(|e| Error::io("remove", &hint, e))?;
+        }
+    }
     drop(lock);
     // The built directory holds at most its lock file now.
     let built_lock = built.join(LOCK_FILE);

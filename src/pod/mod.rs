@@ -3,6 +3,7 @@
 //! in [`write`], compaction in [`rewrite`], and the multi-process mode,
 //! one `Option` of its own state, in [`multi`].
 
+mod hinting;
 mod install;
 mod multi;
 mod open;
@@ -24,6 +25,7 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use hinting::HintUse;
 pub use install::install_store;
 pub(crate) use multi::{MultiProcess, operation};
 
@@ -59,6 +61,9 @@ pub struct RecoveryReport {
     /// Things the open found risky but not wrong, as sentences: a store
     /// directory other users may write to, say.
     pub warnings: Vec<String>,
+    /// Whether the open read the log through its hint file (`pod.hint`),
+    /// or why it could not.
+    pub hint: HintUse,
 }
 
 impl RecoveryReport {
@@ -183,6 +188,9 @@ where
     followed_id: u64,
     /// What other processes changed since the tracker last looked.
     external: multi::External,
+    /// The length of the log's first part that the hint file describes,
+    /// if this handle read or wrote that hint.
+    hinted: Option<u64>,
     /// The log's format version, as its header says.
     format: u64,
     /// The settings the log's header holds (a JSON object's text): a
@@ -267,6 +275,7 @@ where
             closed: false,
             report: RecoveryReport::default(),
             epoch: 0,
+            hinted: None,
             signal: None,
             in_shutdown_sync: false,
             background: None,
@@ -760,6 +769,9 @@ where
         }
         let finished = self.finish_background(true);
         self.log.trim_padding();
+        if self.multi.is_none() && finished.is_ok() {
+            self.refresh_hint();
+        }
         let released = self.release_kept_lock();
         finished.and(released)
     }
@@ -799,6 +811,9 @@ where
             );
         }
         self.log.trim_padding();
+        if self.multi.is_none() {
+            self.refresh_hint();
+        }
         let _ = self.release_kept_lock();
     }
 }

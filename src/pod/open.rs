@@ -142,7 +142,10 @@ where
         if !exists {
             self.rewrite(Index::default())?;
         }
-        let replayed = self.read_log()?;
+        let replayed = match self.replay_hinted()? {
+            Some(replayed) => replayed,
+            None => self.read_log()?,
+        };
         // No header: an empty store (only blank lines, or a header cut
         // short while the store was created), or a salvaged one.
         let needs_rewrite = !replayed.has_header || replayed.skipped_count > 0;
@@ -172,7 +175,11 @@ where
             return self.rewrite(index);
         }
         self.log.reopen(&*storage)?;
-        self.repair_end(torn, needs_newline)
+        self.repair_end(torn, needs_newline)?;
+        // A large log read whole (no hint, or a stale one) gets a hint for
+        // the next open.
+        self.refresh_hint();
+        Ok(())
     }
 
     /// Reads and replays the log file. A writable open that does not

@@ -99,7 +99,9 @@ where
             }
         };
         index.relocate(relocation);
+        index.forget_file();
         self.index = index;
+        self.drop_hint();
         self.epoch += 1;
         self.format = crate::record::FORMAT_VERSION;
         // The new log's identity, to tell another process's rewrite from ours.
@@ -255,6 +257,9 @@ where
             bg.snap_lines,
             rewritten.lines,
         );
+        // Blocks written since the snapshot are images of the old log.
+        self.index.forget_file();
+        self.drop_hint();
         Ok(())
     }
 

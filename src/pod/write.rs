@@ -467,11 +467,17 @@ where
             parts.insert(0, &frame);
         }
         let first_line = self.log.lines() + 1 + framed;
+        // The one writer of the exclusive mode writes at its log's end; the
+        // multi-process mode's appends go wherever the file ends then.
+        let at = self
+            .multi
+            .is_none()
+            .then(|| self.log.len() + frame.len() as u64);
         let written = self.log.append(&parts, records + framed, fsync);
         drop(parts);
         match written {
             Ok(()) => {
-                self.index.written(pending, first_line);
+                self.index.written(pending, first_line, at);
                 #[cfg(debug_assertions)]
                 self.index.check();
                 Ok(())

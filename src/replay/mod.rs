@@ -313,6 +313,51 @@ pub(crate) fn replay_mapped<V, R: Read + Send>(
     replay_sources(open, path, salvage, max_record, reader::CHUNK)
 }
 
+/// The replay of a log whose first bytes a hint file described: `index`
+/// is the state they hold (`covered`, whose CRC the caller checked; its
+/// header holds `settings`), and the rest of the log, read from `reader`,
+/// is applied by the same line rules as a catch-up.
+///
+/// # Errors
+///
+/// As a whole replay, for the lines after the covered part.
+pub(crate) fn replay_after_hint<V>(
+    mut index: Index<V>,
+    reader: impl Read,
+    covered: crate::hint::Covered,
+    settings: Option<Vec<u8>>,
+    path: &Path,
+    max_record: usize,
+) -> Result<Replayed<V>> {
+    let at = tail::TailOf {
+        path,
+        version: covered.version,
+    };
+    let tail = tail::apply_tail(
+        &mut index,
+        reader,
+        covered.log_len,
+        covered.lines,
+        at,
+        max_record,
+    )?;
+    Ok(Replayed {
+        index,
+        valid_len: tail.valid_len,
+        valid_lines: tail.lines,
+        content_len: tail.content_len,
+        content_lines: tail.content_lines,
+        has_header: true,
+        version: covered.version,
+        settings,
+        needs_newline: tail.needs_newline,
+        torn: tail.torn,
+        skipped: Vec::new(),
+        skipped_count: 0,
+        reread_to: None,
+    })
+}
+
 fn replay_sources<V, R: Read + Send>(
     open: impl Fn() -> Result<(R, u64, Option<Arc<LogMap>>)>,
     path: &Path,

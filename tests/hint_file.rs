@@ -1,0 +1,291 @@
+//! Invariant: the hint file (`pod.hint`) is only ever a shortcut. An open
+//! through it gives exactly the state a whole replay gives; a hint that is
+//! damaged, cut, stale or of another log is ignored (and replaced), never
+//! believed; corruption in the log is found as without a hint
+//! (DESIGN.md, "The hint file").
+
+mod common;
+use common::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use tastypod::{ErrorKind, HINT_FILE, HintUse, Pod, PodOptions, Tracker};
+
+fn value(i: usize) -> Value {
+    json!({"n": i, "text": format!("value number {i} {}", "x".repeat(60 + i % 50))})
+}
+
+fn hint_of(store: &Path) -> PathBuf {
+    store.join(HINT_FILE)
+}
+
+/// A store of about 2 MB (a hint is kept for logs of 1 MiB or more):
+/// keys inserted, some changed (their last record is later), some
+/// removed, some removed and inserted again, a key with escapes.
+fn large(path: &Path) {
+    let mut pod = open(path);
+    for i in 0..12_000 {
+        pod.insert(&format!("k{i}"), value(i)).unwrap();
+    }
+    for i in (0..12_000).step_by(7) {
+        pod.insert(&format!("k{i}"), json!({"changed": i})).unwrap();
+    }
+    for i in (0..12_000).step_by(11) {
+        pod.remove(&format!("k{i}")).unwrap();
+    }
+    for i in (0..12_000).step_by(33) {
+        pod.insert(&format!("k{i}"), json!(["back", i])).unwrap();
+    }
+    pod.insert("tab\there \"quoted\" \u{e9}", json!("escaped"))
+        .unwrap();
+    pod.close().unwrap();
+}
+
+/// The state as a whole replay finds it: a read-only handle never uses a
+/// hint.
+fn replayed(path: &Path) -> (Vec<(String, Value)>, u64, u64) {
+    let pod = open_ro(path);
+    assert_eq!(pod.recovery().hint, HintUse::None);
+    let stats = pod.stats();
+    (contents(&pod), stats.keys as u64, stats.live_bytes)
+}
+
+fn state(pod: &Pod) -> (Vec<(String, Value)>, u64, u64) {
+    let stats = pod.stats();
+    (contents(pod), stats.keys as u64, stats.live_bytes)
+}
+
+fn covered(pod: &Pod) -> u64 {
+    match pod.recovery().hint {
+        HintUse::Used { covered } => covered,
+        ref other => panic!("the hint was not used: {other:?}"),
+    }
+}
+
+fn ignored(pod: &Pod) -> String {
+    match &pod.recovery().hint {
+        HintUse::Ignored { why } => why.clone(),
+        other => panic!("the hint was not ignored: {other:?}"),
+    }
+}
+
+#[test]
+fn a_closed_large_store_reopens_through_its_hint_to_the_same_state() {
+    let s = scratch();
+    large(&s.path);
+    assert!(
+        hint_of(&s.path).exists(),
+        "a close of a large store writes a hint"
+    );
+    let expected = replayed(&s.path);
+    let pod = open(&s.path);
+    assert_eq!(covered(&pod), records_len(&s.path));
+    assert_eq!(state(&pod), expected);
+    assert!(pod.recovery().is_clean());
+    // Writes after a hinted open land where they should.
+    let mut pod = pod;
+    pod.insert("after", json!(1)).unwrap();
+    pod.insert("k1", json!("k1 again")).unwrap();
+    pod.close().unwrap();
+    let expected = replayed(&s.path);
+    let pod = open(&s.path);
+    covered(&pod);
+    assert_eq!(state(&pod), expected);
+    assert_eq!(pod.get("k1").unwrap(), Some(json!("k1 again")));
+    assert_eq!(pod.keys().last(), Some("after"));
+}
+
+#[test]
+fn a_small_store_has_no_hint() {
+    let s = scratch();
+    let mut pod = open(&s.path);
+    pod.insert("a", json!(1)).unwrap();
+    pod.close().unwrap();
+    assert!(!hint_of(&s.path).exists());
+    assert_eq!(open(&s.path).recovery().hint, HintUse::None);
+}
+
+#[test]
+fn records_after_the_hinted_part_are_replayed_and_a_torn_tail_there_is_cut() {
+    let s = scratch();
+    large(&s.path);
+    let hinted = records_len(&s.path);
+    // Records another session wrote after the hint (too few to renew it),
+    // then half a record, as a crash leaves it.
+    let mut pod = open(&s.path);
+    for i in 0..50 {
+        pod.insert(&format!("later{i}"), json!(i)).unwrap();
+    }
+    pod.remove("k2").unwrap();
+    pod.insert("k3", json!("k3 changed")).unwrap();
+    pod.close().unwrap();
+    append_garbage(&s.path, br#"{"c":"00000000","k":"torn","v":{"ha"#);
+    let pod = open(&s.path);
+    assert_eq!(covered(&pod), hinted);
+    let torn = pod.recovery().torn_tail.clone().expect("a torn tail");
+    assert!(torn.partial_record);
+    assert_eq!(pod.get("k2").unwrap(), None);
+    assert_eq!(pod.get("k3").unwrap(), Some(json!("k3 changed")));
+    assert_eq!(pod.get("later49").unwrap(), Some(json!(49)));
+    drop(pod);
+    assert_eq!(state(&open(&s.path)), replayed(&s.path));
+}
+
+#[test]
+fn a_damaged_or_cut_hint_is_ignored_and_replaced() {
+    let s = scratch();
+    large(&s.path);
+    let expected = replayed(&s.path);
+    let good = std::fs::read(hint_of(&s.path)).unwrap();
+    let len = good.len();
+    let mut damaged = Vec::new();
+    for at in [
+        0,
+        9,
+        17,
+        25,
+        33,
+        41,
+        49,
+        57,
+        65,
+        100,
+        len / 2,
+        len - 30,
+        len - 1,
+    ] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        damaged.push((format!("byte {at} flipped"), bad));
+    }
+    for cut in [0, 10, 80, len / 3, len - 1] {
+        damaged.push((format!("cut to {cut}"), good[..cut].to_vec()));
+    }
+    let mut longer = good.clone();
+    longer.extend_from_slice(b"more");
+    damaged.push(("bytes after it".into(), longer));
+    for (what, bytes) in damaged {
+        std::fs::write(hint_of(&s.path), &bytes).unwrap();
+        let pod = open(&s.path);
+        let why = ignored(&pod);
+        assert_eq!(state(&pod), expected, "{what}: {why}");
+        drop(pod);
+        // The open wrote a good hint in its place.
+        assert_eq!(std::fs::read(hint_of(&s.path)).unwrap(), good, "{what}");
+    }
+}
+
+#[test]
+fn a_hint_of_another_log_of_the_same_length_is_ignored() {
+    let s = scratch();
+    let a = s.path.join("a");
+    let b = s.path.join("b");
+    large(&a);
+    large(&b);
+    // The same records but one value, of the same length: logs of the
+    // same length and lines, told apart only by their bytes.
+    let mut pod = open(&b);
+    let mut other = value(1);
+    other["text"] = json!("y".repeat(other["text"].as_str().unwrap().len()));
+    pod.insert("k1", other.clone()).unwrap();
+    pod.compact().unwrap();
+    pod.close().unwrap();
+    let mut pod = open(&a);
+    pod.insert("k1", value(1)).unwrap();
+    pod.compact().unwrap();
+    pod.close().unwrap();
+    // Hints are written by the next open of each.
+    drop(open(&a));
+    drop(open(&b));
+    assert_eq!(records_len(&a), records_len(&b));
+    std::fs::copy(hint_of(&b), hint_of(&a)).unwrap();
+    let expected = replayed(&a);
+    let pod = open(&a);
+    assert!(ignored(&pod).contains("not the one"));
+    assert_eq!(state(&pod), expected);
+    assert_eq!(pod.get("k1").unwrap(), Some(value(1)));
+}
+
+#[test]
+fn a_log_changed_in_place_is_never_read_through_the_hint() {
+    let s = scratch();
+    large(&s.path);
+    // A bit flipped inside a record the hint covers: a whole replay finds
+    // the corruption, as it would with no hint.
+    let starts = line_starts(&s.path);
+    let at = starts[starts.len() / 2] + 30;
+    flip_byte(&s.path, at, 0x04);
+    let err = PodOptions::new().open::<Value>(&s.path).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn a_huge_junk_hint_is_not_read() {
+    let s = scratch();
+    large(&s.path);
+    let junk = std::fs::File::create(hint_of(&s.path)).unwrap();
+    junk.set_len(8 << 30).unwrap();
+    drop(junk);
+    let expected = replayed(&s.path);
+    let pod = open(&s.path);
+    assert!(ignored(&pod).contains("larger"));
+    assert_eq!(state(&pod), expected);
+}
+
+#[test]
+fn a_compaction_removes_the_hint_and_the_next_open_writes_one() {
+    let s = scratch();
+    large(&s.path);
+    let mut pod = open(&s.path);
+    pod.compact().unwrap();
+    assert!(!hint_of(&s.path).exists());
+    pod.close().unwrap();
+    let expected = replayed(&s.path);
+    let pod = open(&s.path);
+    assert_eq!(state(&pod), expected);
+    drop(pod);
+    let pod = open(&s.path);
+    assert_eq!(covered(&pod), records_len(&s.path));
+    assert_eq!(state(&pod), expected);
+}
+
+#[test]
+fn the_multi_process_mode_opens_through_the_hint() {
+    let s = scratch();
+    large(&s.path);
+    let expected = replayed(&s.path);
+    let mut one = PodOptions::new().multi_process(true).open(&s.path).unwrap();
+    covered(&one);
+    assert_eq!(state(&one), expected);
+    let two: Pod = PodOptions::new().multi_process(true).open(&s.path).unwrap();
+    covered(&two);
+    one.insert("from one", json!(1)).unwrap();
+    one.sync().unwrap();
+    drop(one);
+    drop(two);
+    let pod = open(&s.path);
+    assert_eq!(pod.get("from one").unwrap(), Some(json!(1)));
+    assert_eq!(state(&pod), replayed(&s.path));
+}
+
+#[test]
+fn a_tracker_reopens_through_its_hint_with_every_task_state() {
+    let s = scratch();
+    let mut t = Tracker::open(&s.path).unwrap();
+    let keys: Vec<String> = (0..20_000)
+        .map(|i| format!("https://example.com/page/{i}"))
+        .collect();
+    t.add_many(keys.iter().map(String::as_str)).unwrap();
+    for k in keys.iter().step_by(3) {
+        t.mark_done(k).unwrap();
+    }
+    for k in keys.iter().skip(1).step_by(5) {
+        t.increment_tries(k).unwrap();
+    }
+    let before = t.summary();
+    t.close().unwrap();
+    let t = Tracker::open(&s.path).unwrap();
+    covered(t.pod());
+    assert_eq!(t.summary(), before);
+    assert!(t.done(&keys[3]));
+    assert_eq!(t.tries(&keys[6]), 1);
+}
