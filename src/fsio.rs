@@ -484,22 +484,29 @@ fn effective_uid() -> u32 {
 
 /// A log file mapped for reading (`memmap2`): its first `len` bytes, as
 /// they were when it was mapped, read in place.
-pub(crate) struct LogMap(memmap2::Mmap);
+pub(crate) struct LogMap {
+    map: memmap2::Mmap,
+    /// Bytes read through the map since its pages were last released
+    /// ([`note_read`](LogMap::note_read)); a count that concurrent readers
+    /// may undercount, which only delays a release.
+    read: std::sync::atomic::AtomicUsize,
+}
+
+/// After this many bytes read through a map, its pages leave the
+/// process's page tables (they stay in the page cache).
+const RELEASE_EVERY: usize = 32 << 20;
 
 impl std::fmt::Debug for LogMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogMap")
-            .field("len", &self.0.len())
+            .field("len", &self.map.len())
             .finish()
     }
 }
 
 impl LogMap {
     /// Maps the first `len` bytes of `file`.
-    #[expect(
-        unsafe_code,
-        reason = "mapping a file: the one unsafe block, argued below"
-    )]
+    #[expect(unsafe_code, reason = "mapping a file: argued below")]
     fn of(file: &File, len: usize) -> io::Result<LogMap> {
         // SAFETY: a mapped file whose bytes change under the map, or that
         // is truncated below a page the program then reads (SIGBUS), breaks
@@ -524,17 +531,56 @@ impl LogMap {
         // outside tastypod truncating or rewriting a live log in place:
         // DESIGN.md ("Mapped logs") names it.
         let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
-        Ok(LogMap(map))
+        Ok(LogMap {
+            map,
+            read: std::sync::atomic::AtomicUsize::new(0),
+        })
     }
 
     /// The mapped bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.map
     }
 
     /// How many bytes are mapped.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.map.len()
+    }
+
+    /// Notes that `n` bytes of the map were read; every [`RELEASE_EVERY`]
+    /// bytes, the pages read so far leave this process's page tables, so
+    /// that a pass over every value (W3, a compaction, a tracker's open)
+    /// does not keep the whole log in its resident memory: the pages stay
+    /// in the kernel's page cache, and a later read maps them again.
+    pub(crate) fn note_read(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let read = self.read.load(Relaxed).saturating_add(n);
+        if read < RELEASE_EVERY {
+            self.read.store(read, Relaxed);
+            return;
+        }
+        self.read.store(0, Relaxed);
+        self.release();
+    }
+
+    /// Drops the map's pages from this process's page tables.
+    #[expect(
+        unsafe_code,
+        reason = "MADV_DONTNEED, which memmap2 marks unsafe for private maps"
+    )]
+    fn release(&self) {
+        // SAFETY: MADV_DONTNEED frees a private mapping's pages, whose
+        // contents are then lost (zero-filled). This map is a shared,
+        // read-only mapping of a file: dropping its pages only removes them
+        // from this process's page tables, and the next read of an address
+        // maps the file's page again, from the page cache or the disk,
+        // with the same bytes (the file's bytes under the map do not
+        // change: the argument of `LogMap::of`). The range stays mapped,
+        // so slices borrowed from it stay valid. A failure changes nothing.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
     }
 }
 
@@ -572,4 +618,43 @@ pub(crate) fn open_regular_file(path: &Path) -> io::Result<(File, u64)> {
 /// [`open_regular_file`], with the error naming the file.
 pub(crate) fn open_regular(path: &Path) -> crate::Result<(File, u64)> {
     open_regular_file(path).map_err(|e| crate::Error::io("open", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This process's `RssFile`, in KiB.
+    fn rss_file_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssFile:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_released_map_reads_the_same_bytes_and_leaves_the_resident_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..64u32 << 20).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        let map = LogMap::of(&file, bytes.len()).unwrap();
+        let sum = |m: &LogMap| m.bytes().iter().map(|&b| u64::from(b)).sum::<u64>();
+        let expected = bytes.iter().map(|&b| u64::from(b)).sum::<u64>();
+        let before = rss_file_kib();
+        assert_eq!(sum(&map), expected);
+        let mapped_in = rss_file_kib();
+        // Past the threshold: the pages leave the page tables.
+        map.note_read(RELEASE_EVERY - 1);
+        map.note_read(1);
+        let released = rss_file_kib();
+        assert_eq!(sum(&map), expected, "the same bytes after a release");
+        assert!(
+            mapped_in.saturating_sub(released) > 32 << 10,
+            "RssFile {before} KiB, {mapped_in} mapped in, {released} released"
+        );
+    }
 }

@@ -282,8 +282,11 @@ impl Arena {
     pub(crate) fn bytes(&self, loc: Loc) -> &[u8] {
         let start = loc.offset as usize;
         let end = start + loc.len as usize;
-        self.blocks
-            .get(loc.block as usize)
+        let block = self.blocks.get(loc.block as usize);
+        if let Some(Block::Mapped(m)) = block {
+            m.map.note_read(loc.len as usize);
+        }
+        block
             .and_then(|b| b.bytes().get(start..end))
             .unwrap_or_default()
     }
@@ -349,8 +352,11 @@ impl Snapshot {
     fn bytes(&self, loc: Loc) -> &[u8] {
         let start = loc.offset as usize;
         let end = start + loc.len as usize;
-        self.blocks
-            .get(loc.block as usize)
+        let block = self.blocks.get(loc.block as usize);
+        if let Some(SharedBytes::Mapped(m)) = block {
+            m.map.note_read(loc.len as usize);
+        }
+        block
             .and_then(|b| b.bytes().get(start..end))
             .unwrap_or_default()
     }
