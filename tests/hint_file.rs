@@ -289,3 +289,27 @@ fn a_tracker_reopens_through_its_hint_with_every_task_state() {
     assert!(t.done(&keys[3]));
     assert_eq!(t.tries(&keys[6]), 1);
 }
+
+#[test]
+fn a_salvage_reads_every_line_by_its_own_rules_whatever_the_hint() {
+    let s = scratch();
+    large(&s.path);
+    let mut pod = open(&s.path);
+    for k in ["x1", "x2", "x3"] {
+        pod.insert(k, json!(k)).unwrap();
+    }
+    pod.close().unwrap();
+    // x2's line, after the part the hint describes, is damaged.
+    let starts = line_starts(&s.path);
+    flip_byte(&s.path, starts[starts.len() - 2] + 8, 0x01);
+    let err = PodOptions::new().open::<Value>(&s.path).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Corrupt { .. }), "{err}");
+    let pod: Pod = PodOptions::new()
+        .recovery(tastypod::Recovery::Salvage)
+        .open(&s.path)
+        .unwrap();
+    assert_eq!(pod.recovery().skipped_count, 1);
+    assert_eq!(pod.get("x1").unwrap(), Some(json!("x1")));
+    assert_eq!(pod.get("x3").unwrap(), Some(json!("x3")));
+    assert_eq!(pod.get("x2").unwrap(), None);
+}

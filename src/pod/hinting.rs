@@ -6,12 +6,14 @@ use crate::error::Result;
 use crate::fsio::{LogMap, Storage};
 use crate::hint::{self, Covered, HINT_FILE, HINT_TMP, Head};
 use crate::index::Index;
+use crate::options::Recovery;
 use crate::replay::{self, Replayed};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Whether an open read the log through its hint file
 /// ([`RecoveryReport::hint`](crate::RecoveryReport::hint)).
@@ -55,6 +57,11 @@ where
     /// Replays the log through its hint file, if there is a usable one;
     /// `None` if the whole log must be read (the report says why).
     pub(super) fn replay_hinted(&mut self) -> Result<Option<Replayed<V>>> {
+        // A salvage reads every line by its own rules, and a read-only
+        // handle copies what it reads (it holds no lock to map under).
+        if self.opts.read_only || self.opts.recovery == Recovery::Salvage {
+            return Ok(None);
+        }
         let storage = self.storage();
         let hint_path = self.dir.join(HINT_FILE);
         if !storage.exists(&hint_path).unwrap_or(false) {
@@ -103,11 +110,26 @@ where
             lines: self.log.lines(),
             version: self.format,
         };
-        let Some(hint) = self.index.to_hint(covered, self.settings.as_deref()) else {
-            return;
-        };
         let storage = self.storage();
-        let Ok(log_crc) = crc_of(&*storage, self.log.path(), log_len) else {
+        let log = self.log.path();
+        // The log's CRC is computed on another thread while the hint is
+        // made (and given up if no hint can be made).
+        let stop = AtomicBool::new(false);
+        let crc_and_hint = if storage.allows_threads() {
+            std::thread::scope(|s| {
+                let crc = s.spawn(|| crc_of(&*storage, log, log_len, &stop));
+                let hint = self.index.to_hint(covered, self.settings.as_deref());
+                if hint.is_none() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                hint.map(|h| (crc.join().ok().and_then(Result::ok), h))
+            })
+        } else {
+            self.index
+                .to_hint(covered, self.settings.as_deref())
+                .map(|h| (crc_of(&*storage, log, log_len, &stop).ok(), h))
+        };
+        let Some((Some(log_crc), hint)) = crc_and_hint else {
             return;
         };
         let parts = hint.finish(Some(log_crc));
@@ -171,7 +193,8 @@ fn read_hint<V>(
     if !hint::is_worth_using(covered.log_len, log_len) {
         return unusable("the log has grown far past the part it describes");
     }
-    let check = |reader: &mut Box<dyn Read + Send>| crc_of_reader(reader, covered.log_len);
+    let never = AtomicBool::new(false);
+    let check = |reader: &mut Box<dyn Read + Send>| crc_of_reader(reader, covered.log_len, &never);
     let build = |file: &mut Box<dyn Read + Send>| {
         let hint = head.read_rest(file)?;
         let settings = hint.settings.clone();
@@ -196,12 +219,15 @@ fn read_hint<V>(
 }
 
 /// The CRC-32 of the first `len` bytes `reader` reads, if it reads that
-/// many.
-fn crc_of_reader(reader: &mut dyn Read, len: u64) -> Option<u32> {
+/// many (and `stop` is not set meanwhile).
+fn crc_of_reader(reader: &mut dyn Read, len: u64, stop: &AtomicBool) -> Option<u32> {
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
         let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
         let n = match reader.read(buf.get_mut(..want)?) {
             Ok(0) => return None,
@@ -216,9 +242,9 @@ fn crc_of_reader(reader: &mut dyn Read, len: u64) -> Option<u32> {
 }
 
 /// The CRC-32 of the log file's first `len` bytes.
-fn crc_of(storage: &dyn Storage, log: &Path, len: u64) -> std::io::Result<u32> {
+fn crc_of(storage: &dyn Storage, log: &Path, len: u64, stop: &AtomicBool) -> std::io::Result<u32> {
     let (mut reader, _) = storage.open_read(log)?;
-    crc_of_reader(&mut reader, len)
+    crc_of_reader(&mut reader, len, stop)
         .ok_or_else(|| std::io::Error::other("the log is shorter than expected"))
 }
 
