@@ -313,3 +313,93 @@ fn a_salvage_reads_every_line_by_its_own_rules_whatever_the_hint() {
     assert_eq!(pod.get("x3").unwrap(), Some(json!("x3")));
     assert_eq!(pod.get("x2").unwrap(), None);
 }
+
+const CHILD_ENV: &str = "TASTYPOD_HINT_KILL_CHILD";
+
+/// Run as a child: rounds of open (through the hint), a bulk write of new
+/// keys in one sync, and close (which writes a hint when it is stale),
+/// printing "ack R" once round R's close returned.
+#[test]
+#[ignore = "a child process that this file's kill test starts (with --ignored); not a test by itself"]
+fn hint_writer_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        panic!("a child process of the kill test in this file; run that test instead");
+    };
+    loop {
+        let mut pod = open(Path::new(&path));
+        let round = pod
+            .get("round")
+            .unwrap()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+            + 1;
+        pod.hold();
+        for i in 0..2_000 {
+            pod.insert(&format!("r{round}-{i}"), value(i)).unwrap();
+        }
+        pod.insert("round", json!(round)).unwrap();
+        pod.close().unwrap();
+        println!("ack {round}");
+    }
+}
+
+#[test]
+fn a_writer_killed_while_it_writes_or_uses_a_hint_loses_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let s = scratch();
+    large(&s.path);
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut acked = 0u64;
+    for kill in 0..16 {
+        let mut child = Command::new(&exe)
+            .args(["hint_writer_child", "--exact", "--ignored", "--nocapture"])
+            .args(["--test-threads=1"])
+            .env(CHILD_ENV, &s.path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            out.lines()
+                .map_while(Result::ok)
+                .filter_map(|l| l.split("ack ").nth(1)?.trim().parse::<u64>().ok())
+                .max()
+        });
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(std::time::Duration::from_millis(20 + rng % 400));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        acked = acked.max(reader.join().unwrap().unwrap_or(0));
+        // Every acknowledged round is there, and an open through whatever
+        // hint the kill left gives the state a whole replay gives.
+        let expected = replayed(&s.path);
+        let pod = open(&s.path);
+        assert_eq!(
+            state(&pod),
+            expected,
+            "kill {kill}: {:?}",
+            pod.recovery().hint
+        );
+        let round = pod
+            .get("round")
+            .unwrap()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        assert!(
+            round >= acked,
+            "kill {kill}: round {round}, {acked} acknowledged"
+        );
+        for r in 1..=round {
+            assert_eq!(pod.get(&format!("r{r}-1999")).unwrap(), Some(value(1999)));
+        }
+    }
+    assert!(
+        acked >= 3,
+        "the children acknowledged too little: {acked} rounds"
+    );
+}
