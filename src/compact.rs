@@ -159,16 +159,18 @@ fn write_all<'a>(
         relocation.place(key, chunk, value, buf.len() - start, line);
         if buf.len() >= WRITE_BUF {
             file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
+            let at = len;
             len += buf.len() as u64;
             let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BUF + 4096));
-            relocation.fill_block(chunk, full);
+            relocation.fill_block(chunk, full, at);
             chunk = relocation.reserve_block();
         }
     }
     file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
+    let at = len;
     len += buf.len() as u64;
     buf.shrink_to_fit();
-    relocation.fill_block(chunk, buf);
+    relocation.fill_block(chunk, buf, at);
     Ok(Rewritten {
         relocation,
         len,

@@ -108,11 +108,6 @@ impl<V> Index<V> {
         }
         Some(enc)
     }
-
-    /// Forgets where blocks are in the log file: a new log is in place.
-    pub(crate) fn forget_file(&mut self) {
-        self.arena.forget_file();
-    }
 }
 
 /// What building an index from a hint needs.

@@ -29,9 +29,11 @@ impl Relocation {
         self.arena.adopt(Vec::new())
     }
 
-    /// Fills a block numbered by [`reserve_block`](Self::reserve_block).
-    pub(crate) fn fill_block(&mut self, block: u32, bytes: Vec<u8>) {
+    /// Fills a block numbered by [`reserve_block`](Self::reserve_block)
+    /// with the bytes written at offset `at` of the new log.
+    pub(crate) fn fill_block(&mut self, block: u32, bytes: Vec<u8>, at: u64) {
         self.arena.set(block, bytes);
+        self.arena.set_in_file(block, at);
     }
 
     /// Records that the next live slot's key is `key`, its record `len`
@@ -119,6 +121,9 @@ impl<V> Index<V> {
             block: loc.block + base,
             ..loc
         };
+        // The blocks so far are images of the old log (if any); the
+        // compaction's are of the new one.
+        self.arena.forget_file();
         self.arena.append(relocation.arena);
         let mut placed = snapshot.entries.iter().zip(relocation.places).peekable();
         for (i, slot) in self.slots.iter_mut().enumerate() {

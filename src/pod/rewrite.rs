@@ -98,8 +98,8 @@ where
                 return Err(e);
             }
         };
+        // The index's blocks are now the new log's (whose places it knows).
         index.relocate(relocation);
-        index.forget_file();
         self.index = index;
         self.drop_hint();
         self.epoch += 1;
@@ -257,8 +257,6 @@ where
             bg.snap_lines,
             rewritten.lines,
         );
-        // Blocks written since the snapshot are images of the old log.
-        self.index.forget_file();
         self.drop_hint();
         Ok(())
     }
