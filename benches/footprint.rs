@@ -197,10 +197,15 @@ fn main() {
 /// and per key; and how far the per-key figures spread over the sweep.
 fn size_sweep(dir: &std::path::Path) {
     let sizes = env_list("FOOTPRINT_SWEEP", &[1_000_000, 4_000_000, 8_000_000]);
-    println!("size sweep (a writable open in a child process, median of 3):");
-    println!("| keys | log MB | open s | ns/key | RssAnon MB | B/key | peak RSS MB | B/key |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "size sweep (a writable open through the hint file, in a child process, median of 3):"
+    );
+    println!(
+        "| keys | log MB | hint MB | open s | ns/key | RssAnon MB | B/key | peak RSS MB | B/key |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut per_key: Vec<(f64, f64, f64)> = Vec::new();
+    let mut whole_logs = Vec::new();
     for &n in &sizes {
         let path = dir.join(format!("sweep-{n}.pod"));
         if !path.exists() {
@@ -209,29 +214,40 @@ fn size_sweep(dir: &std::path::Path) {
         let log = std::fs::metadata(path.join(tastypod::LOG_FILE))
             .unwrap()
             .len();
-        let mut runs: Vec<(f64, u64, u64)> = (0..3)
-            .map(|_| {
-                let out = Command::new(std::env::current_exe().unwrap())
-                    .args(["--open-child", path.to_str().unwrap()])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout);
-                let f: Vec<&str> = text.split_whitespace().collect();
-                assert!(f.len() == 4 && f[3] == n.to_string(), "child said {text:?}");
-                (
-                    f[0].parse().unwrap(),
-                    f[1].parse().unwrap(),
-                    f[2].parse().unwrap(),
-                )
-            })
-            .collect();
-        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (secs, anon, peak) = runs[1];
+        let hint = path.join(tastypod::HINT_FILE);
+        let open_child = |without_hint: bool| {
+            let mut runs: Vec<(f64, u64, u64)> = (0..3)
+                .map(|_| {
+                    if without_hint {
+                        // The open reads the whole log (and writes a hint).
+                        let _ = std::fs::remove_file(&hint);
+                    }
+                    let out = Command::new(std::env::current_exe().unwrap())
+                        .args(["--open-child", path.to_str().unwrap()])
+                        .output()
+                        .unwrap();
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let f: Vec<&str> = text.split_whitespace().collect();
+                    assert!(f.len() == 4 && f[3] == n.to_string(), "child said {text:?}");
+                    (
+                        f[0].parse().unwrap(),
+                        f[1].parse().unwrap(),
+                        f[2].parse().unwrap(),
+                    )
+                })
+                .collect();
+            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            runs[1]
+        };
+        let (whole_secs, _, _) = open_child(true);
+        let (secs, anon, peak) = open_child(false);
         let k = n as f64;
         per_key.push((secs * 1e9 / k, anon as f64 / k, peak as f64 / k));
+        whole_logs.push((n, whole_secs));
         println!(
-            "| {n} | {:.0} | {secs:.3} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {n} | {:.0} | {:.0} | {secs:.3} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             log as f64 / 1e6,
+            std::fs::metadata(&hint).map_or(0.0, |m| m.len() as f64 / 1e6),
             secs * 1e9 / k,
             anon as f64 / 1e6,
             anon as f64 / k,
@@ -241,6 +257,13 @@ fn size_sweep(dir: &std::path::Path) {
         if std::env::var_os("FOOTPRINT_DIR").is_none() {
             let _ = std::fs::remove_dir_all(&path);
         }
+    }
+    println!("without the hint file (the open reads the whole log, then writes one), median of 3:");
+    for (n, secs) in whole_logs {
+        println!(
+            "  {n} keys: open {secs:.3} s, {:.0} ns/key",
+            secs * 1e9 / n as f64
+        );
     }
     let spread = |f: fn(&(f64, f64, f64)) -> f64| {
         let v: Vec<f64> = per_key.iter().map(f).collect();

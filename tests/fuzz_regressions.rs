@@ -3,7 +3,7 @@
 //! each target pass.
 
 use std::path::Path;
-use tastypod::sim::fuzz::{fuzz_ops, fuzz_replay};
+use tastypod::sim::fuzz::{fuzz_hint, fuzz_ops, fuzz_replay};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,5 +51,33 @@ fn replay_target_handles_hand_made_logs() {
     }
     for data in [&b""[..], b"\n", b"\0\0", &good, &good[..good.len() - 3]] {
         fuzz_replay(data);
+    }
+}
+
+#[test]
+fn hint_regressions_stay_fixed() {
+    let files = inputs("hint");
+    assert!(!files.is_empty());
+    for (name, data) in files {
+        eprintln!("hint {name}");
+        fuzz_hint(&data);
+    }
+}
+
+/// A short run of the `hint` target on pseudo-random inputs, so that CI
+/// fuzzes the hint reader too (the full target is `cargo fuzz run hint`).
+#[test]
+fn hint_target_survives_random_damage() {
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for _ in 0..300 {
+        let len = (next() % 64) as usize;
+        let data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        fuzz_hint(&data);
     }
 }

@@ -148,6 +148,23 @@ where
         }
     }
 
+    /// The hint a refresh would write for the log as it is now, whatever
+    /// its size (for the fuzz target `hint`).
+    #[cfg(feature = "sim")]
+    pub(crate) fn hint_bytes(&self) -> Option<Vec<u8>> {
+        let log_len = self.log.len();
+        let covered = Covered {
+            log_len,
+            log_crc: 0,
+            lines: self.log.lines(),
+            version: self.format,
+        };
+        let hint = self.index.to_hint(covered, self.settings.as_deref())?;
+        let stop = AtomicBool::new(false);
+        let crc = crc_of(&*self.storage(), self.log.path(), log_len, &stop).ok()?;
+        Some(hint.finish(Some(crc)).concat())
+    }
+
     /// Removes the hint file (best effort): the log it described was
     /// replaced.
     pub(super) fn drop_hint(&mut self) {

@@ -1,6 +1,7 @@
 //! The fuzz targets' entry points (`fuzz/fuzz_targets/`), replayed on
 //! saved inputs by `tests/fuzz_regressions.rs`: `replay` (any bytes as a
-//! log) and `ops` (a workload with a crash point, on one writer or two).
+//! log), `ops` (a workload with a crash point, on one writer or two) and
+//! `hint` (a damaged or crafted hint file beside a real log).
 
 use super::SimStorage;
 use super::two_writers::{Step, run_two};
@@ -172,5 +173,159 @@ fn fuzz_two(crash: u8, script: Vec<Op>, writers: &[u8]) {
             }
             Err(e) => unreachable!("crash image does not open: {e}"),
         }
+    }
+}
+
+/// A store on the real file system (a hint needs a mapped log), with the
+/// bytes of its log and of the hint of that log.
+struct HintBase {
+    log: Vec<u8>,
+    hint: Vec<u8>,
+}
+
+/// The base store of the `hint` target, made once per process.
+fn hint_base() -> &'static HintBase {
+    static BASE: std::sync::OnceLock<HintBase> = std::sync::OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = scratch_dir("base");
+        let mut pod: Pod = match PodOptions::new().open(&dir) {
+            Ok(p) => p,
+            Err(e) => unreachable!("the hint target's base store: {e}"),
+        };
+        let ok = |r: crate::Result<()>| {
+            if let Err(e) = r {
+                unreachable!("the hint target's base store: {e}");
+            }
+        };
+        for i in 0..300u32 {
+            let value = serde_json::json!({"n": i, "s": "x".repeat((i % 40) as usize)});
+            ok(pod.insert(&format!("k{i}"), value));
+        }
+        ok(pod.insert("tab\t\"q\" \u{e9}", serde_json::json!([1, "two"])));
+        for i in (0..300).step_by(7) {
+            ok(pod.insert(&format!("k{i}"), serde_json::json!(i)));
+        }
+        for i in (0..300).step_by(11) {
+            ok(pod.remove(&format!("k{i}")).map(|_| ()));
+        }
+        ok(pod.sync());
+        // Reopened, its values are in the mapped log, where a hint needs them.
+        drop(pod);
+        let pod: Pod = match PodOptions::new().open(&dir) {
+            Ok(p) => p,
+            Err(e) => unreachable!("the hint target's base store: {e}"),
+        };
+        let Some(hint) = pod.hint_bytes() else {
+            unreachable!("the hint target's base store has no hint");
+        };
+        drop(pod);
+        let log = std::fs::read(dir.join(crate::LOG_FILE)).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        HintBase { log, hint }
+    })
+}
+
+/// A new directory under the system's temp directory.
+fn scratch_dir(what: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "tastypod-fuzz-hint-{}-{what}-{n}",
+        std::process::id()
+    ))
+}
+
+/// Fuzz target `hint`: the base store's log (with bytes appended, as
+/// later writes or a torn tail) beside its hint changed by the input:
+/// bytes flipped, cut, or replaced, with its own checksum left or made
+/// right again (a crafted hint). An open never panics; a hint whose
+/// checksum was not remade never changes what the open finds (it is that
+/// of a whole replay, or the same error); a crafted one may be believed,
+/// but every key and value it gives can be read.
+///
+/// The input: byte 0 picks the mode (bit 0: remake the checksum; bits
+/// 1-2: flip pairs, cut, the input as the hint, or none), byte 1 how many
+/// of the next bytes are appended to the log, then the mode's bytes.
+pub fn fuzz_hint(data: &[u8]) {
+    let base = hint_base();
+    let (mode, data) = data.split_first().map_or((0, &[][..]), |(m, d)| (*m, d));
+    let (append, data) = data
+        .split_first()
+        .map_or((0, &[][..]), |(n, d)| (*n as usize, d));
+    let (tail, data) = data.split_at(append.min(data.len()));
+    let mut hint = base.hint.clone();
+    match (mode >> 1) & 3 {
+        0 => {
+            for pair in data.chunks_exact(3) {
+                let at = usize::from(u16::from_le_bytes([pair[0], pair[1]]));
+                if let Some(b) = hint.get_mut(at % base.hint.len().max(1)) {
+                    *b ^= pair[2];
+                }
+            }
+        }
+        1 => {
+            let at = data
+                .iter()
+                .fold(0usize, |a, &b| a.wrapping_mul(251) + usize::from(b));
+            hint.truncate(at % (hint.len() + 1));
+        }
+        2 => hint = data.to_vec(),
+        _ => {}
+    }
+    let crafted = mode & 1 == 1 && hint.len() >= 4;
+    if crafted {
+        let body = hint.len() - 4;
+        let crc = crc32fast::hash(&hint[..body]);
+        hint[body..].copy_from_slice(&crc.to_le_bytes());
+    }
+    let dir = scratch_dir("case");
+    let _ = std::fs::create_dir_all(&dir);
+    let mut log = base.log.clone();
+    log.extend_from_slice(tail);
+    let written = std::fs::write(dir.join(crate::LOG_FILE), &log)
+        .and_then(|()| std::fs::write(dir.join(crate::HINT_FILE), &hint));
+    if written.is_ok() {
+        check_hinted_open(&dir, crafted);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Opens `dir` through its hint and checks it against a whole replay
+/// (read-only, which never uses a hint), unless the hint was `crafted`.
+fn check_hinted_open(dir: &std::path::Path, crafted: bool) {
+    let whole = PodOptions::new().read_only(true).open::<Value>(dir);
+    let texts = |pod: &Pod| -> Vec<(String, String)> {
+        pod.iter_json()
+            .map(|e| match e {
+                Ok((k, v)) => (k.to_string(), v.into_owned()),
+                Err(e) => (String::from("error"), e.to_string()),
+            })
+            .collect()
+    };
+    let expected = whole
+        .as_ref()
+        .ok()
+        .map(|p| (texts(p), p.stats().live_bytes));
+    let hinted = PodOptions::new().open::<Value>(dir);
+    match (&hinted, crafted) {
+        (Ok(pod), true) => {
+            // Believed or not, every key and value it gives can be read.
+            for key in pod.keys() {
+                let _ = pod.get(key);
+            }
+        }
+        (Ok(pod), false) => {
+            let found = Some((texts(pod), pod.stats().live_bytes));
+            assert_eq!(
+                found,
+                expected,
+                "a hint changed what an open finds: {:?}",
+                pod.recovery().hint
+            );
+        }
+        (Err(e), false) => {
+            assert!(whole.is_err(), "a hint made an open fail: {e}");
+        }
+        (Err(_), true) => {}
     }
 }
