@@ -526,7 +526,11 @@ impl LogMap {
         // clean close); and it replaces a log by renaming a new file over it,
         // which leaves the mapped file whole (unlinked, it lives on until
         // the map is dropped). Handles that hold no lock (read-only ones)
-        // or keep what a strict open cuts (salvage) read and copy instead.
+        // read in place only the values of the part of the log a hint file
+        // covers (complete records, matching the CRC the hint was written
+        // with, before every cut and every write over the padding), and
+        // copy the rest; a salvage (it keeps what a strict open cuts)
+        // reads and copies.
         // What no store that maps its files can prevent is a program
         // outside tastypod truncating or rewriting a live log in place:
         // DESIGN.md ("Mapped logs") names it.

@@ -40,10 +40,12 @@ fn large(path: &Path) {
     pod.close().unwrap();
 }
 
-/// The state as a whole replay finds it: a read-only handle never uses a
-/// hint.
+/// The state as a whole replay finds it: the log alone, copied to a
+/// store of its own, opened read-only (which writes no hint).
 fn replayed(path: &Path) -> (Vec<(String, Value)>, u64, u64) {
-    let pod = open_ro(path);
+    let alone = tempfile::tempdir().unwrap();
+    std::fs::copy(log_of(path), alone.path().join(tastypod::LOG_FILE)).unwrap();
+    let pod = open_ro(alone.path());
     assert_eq!(pod.recovery().hint, HintUse::None);
     let stats = pod.stats();
     (contents(&pod), stats.keys as u64, stats.live_bytes)
@@ -243,6 +245,35 @@ fn a_compaction_removes_the_hint_and_the_close_writes_the_new_logs() {
     let pod = open(&s.path);
     assert_eq!(covered(&pod), records_len(&s.path));
     assert_eq!(state(&pod), expected);
+}
+
+#[test]
+fn a_read_only_handle_opens_through_the_hint_and_follows_the_writer() {
+    let s = scratch();
+    large(&s.path);
+    let expected = replayed(&s.path);
+    let mut reader = open_ro(&s.path);
+    covered(&reader);
+    assert_eq!(state(&reader), expected);
+    assert!(
+        !std::fs::read_dir(&s.path)
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".tmp") })
+    );
+    // A writer appends, then compacts: the reader follows both.
+    let mut writer = open(&s.path);
+    writer.insert("new", json!("written later")).unwrap();
+    writer.sync().unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(reader.get("new").unwrap(), Some(json!("written later")));
+    writer.compact().unwrap();
+    writer.insert("newer", json!(2)).unwrap();
+    writer.sync().unwrap();
+    reader.refresh().unwrap();
+    assert_eq!(reader.get("newer").unwrap(), Some(json!(2)));
+    assert_eq!(reader.get("k5").unwrap(), Some(value(5)));
+    drop(writer);
+    assert_eq!(state(&reader), replayed(&s.path));
 }
 
 #[test]

@@ -64,7 +64,10 @@ where
         if let Ok((id, _)) = self.storage().file_id(self.log.path()) {
             self.followed_id = id;
         }
-        let replayed = self.read_log()?;
+        let replayed = match self.replay_hinted()? {
+            Some(replayed) => replayed,
+            None => self.read_log()?,
+        };
         self.report.torn_tail = replayed.torn.clone();
         self.report.skipped = replayed.skipped.clone();
         self.report.skipped_count = replayed.skipped_count;
