@@ -152,9 +152,14 @@ pub fn read_json_with<'py>(
     Ok(value)
 }
 
-/// Member names made so far (at most [`Names::MAX`]).
+/// Member names made so far (at most [`Names::MAX`]), by a fast hash of
+/// their text (a name is looked up for every member read).
 #[derive(Default)]
-pub struct Names<'py>(std::cell::RefCell<std::collections::HashMap<String, Bound<'py, PyString>>>);
+pub struct Names<'py>(
+    std::cell::RefCell<
+        std::collections::HashMap<String, Bound<'py, PyString>, foldhash::fast::RandomState>,
+    >,
+);
 
 impl<'py> Names<'py> {
     const MAX: usize = 256;
