@@ -31,6 +31,8 @@ pub(crate) struct Rewritten {
     pub len: u64,
     /// The new log's number of lines.
     pub lines: u64,
+    /// The CRC-32 of its bytes (for a hint file: `crate::hint`).
+    pub crc: crc32fast::Hasher,
 }
 
 /// The temp file a rewrite writes, and the header's settings.
@@ -150,6 +152,7 @@ fn write_all<'a>(
     let tmp = paths.tmp;
     let mut len = 0u64;
     let mut lines = 1u64;
+    let mut crc = crc32fast::Hasher::new();
     for entry in records {
         let (key, text) = entry?;
         let start = buf.len();
@@ -159,6 +162,7 @@ fn write_all<'a>(
         relocation.place(key, chunk, value, buf.len() - start, line);
         if buf.len() >= WRITE_BUF {
             file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
+            crc.update(&buf);
             let at = len;
             len += buf.len() as u64;
             let full = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BUF + 4096));
@@ -167,6 +171,7 @@ fn write_all<'a>(
         }
     }
     file.append(&buf).map_err(|e| Error::io("write", tmp, e))?;
+    crc.update(&buf);
     let at = len;
     len += buf.len() as u64;
     buf.shrink_to_fit();
@@ -175,5 +180,6 @@ fn write_all<'a>(
         relocation,
         len,
         lines,
+        crc,
     })
 }

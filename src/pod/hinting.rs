@@ -7,7 +7,7 @@ use crate::fsio::{LogMap, Storage};
 use crate::hint::{self, Covered, HINT_FILE, HINT_TMP, Head};
 use crate::index::Index;
 use crate::options::Recovery;
-use crate::replay::{self, Replayed};
+use crate::replay::{self, CrcMarks, Replayed};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Read;
@@ -113,12 +113,14 @@ where
         };
         let storage = self.storage();
         let log = self.log.path();
+        let marks = &self.crc_marks;
         // The log's CRC is computed on another thread while the hint is
-        // made (and given up if no hint can be made).
+        // made (and given up if no hint can be made), from the last CRC the
+        // open knew on.
         let stop = AtomicBool::new(false);
         let crc_and_hint = if storage.allows_threads() {
             std::thread::scope(|s| {
-                let crc = s.spawn(|| crc_of(&*storage, log, log_len, &stop));
+                let crc = s.spawn(|| crc_of(&*storage, log, marks, log_len, &stop));
                 let hint = self.index.to_hint(covered, self.settings.as_deref());
                 if hint.is_none() {
                     stop.store(true, Ordering::Relaxed);
@@ -128,7 +130,7 @@ where
         } else {
             self.index
                 .to_hint(covered, self.settings.as_deref())
-                .map(|h| (crc_of(&*storage, log, log_len, &stop).ok(), h))
+                .map(|h| (crc_of(&*storage, log, marks, log_len, &stop).ok(), h))
         };
         let Some((Some(log_crc), hint)) = crc_and_hint else {
             return;
@@ -162,7 +164,14 @@ where
         };
         let hint = self.index.to_hint(covered, self.settings.as_deref())?;
         let stop = AtomicBool::new(false);
-        let crc = crc_of(&*self.storage(), self.log.path(), log_len, &stop).ok()?;
+        let crc = crc_of(
+            &*self.storage(),
+            self.log.path(),
+            &Vec::new(),
+            log_len,
+            &stop,
+        )
+        .ok()?;
         Some(hint.finish(Some(crc)).concat())
     }
 
@@ -240,6 +249,18 @@ fn read_hint<V>(
 /// many (and `stop` is not set meanwhile).
 fn crc_of_reader(reader: &mut dyn Read, len: u64, stop: &AtomicBool) -> Option<u32> {
     let mut hasher = crc32fast::Hasher::new();
+    hash_from_reader(&mut hasher, reader, len, stop)?;
+    Some(hasher.finalize())
+}
+
+/// Adds the next `len` bytes `reader` reads to `hasher`, if it reads that
+/// many (and `stop` is not set meanwhile).
+fn hash_from_reader(
+    hasher: &mut crc32fast::Hasher,
+    reader: &mut dyn Read,
+    len: u64,
+    stop: &AtomicBool,
+) -> Option<()> {
     let mut buf = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {
@@ -256,14 +277,29 @@ fn crc_of_reader(reader: &mut dyn Read, len: u64, stop: &AtomicBool) -> Option<u
         hasher.update(buf.get(..n)?);
         left -= n as u64;
     }
-    Some(hasher.finalize())
+    Some(())
 }
 
-/// The CRC-32 of the log file's first `len` bytes.
-fn crc_of(storage: &dyn Storage, log: &Path, len: u64, stop: &AtomicBool) -> std::io::Result<u32> {
-    let (mut reader, _) = storage.open_read(log)?;
-    crc_of_reader(&mut reader, len, stop)
-        .ok_or_else(|| std::io::Error::other("the log is shorter than expected"))
+/// The CRC-32 of the log file's first `len` bytes: from the last of
+/// `marks` (the CRCs of its first bytes at some lengths) at or before
+/// `len`, reading only the bytes after it.
+fn crc_of(
+    storage: &dyn Storage,
+    log: &Path,
+    marks: &CrcMarks,
+    len: u64,
+    stop: &AtomicBool,
+) -> std::io::Result<u32> {
+    let (from, mut hasher) = marks
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= len)
+        .cloned()
+        .unwrap_or_else(|| (0, crc32fast::Hasher::new()));
+    let (mut reader, _) = storage.open_read_at(log, from)?;
+    hash_from_reader(&mut hasher, &mut reader, len - from, stop)
+        .ok_or_else(|| std::io::Error::other("the log is shorter than expected"))?;
+    Ok(hasher.finalize())
 }
 
 #[cfg(test)]

@@ -191,6 +191,9 @@ where
     /// The length of the log's first part that the hint file describes,
     /// if this handle read or wrote that hint.
     hinted: Option<u64>,
+    /// The CRC-32 of the log's first bytes at some lengths, as the open
+    /// found them (for the next hint).
+    crc_marks: crate::replay::CrcMarks,
     /// The log's format version, as its header says.
     format: u64,
     /// The settings the log's header holds (a JSON object's text): a
@@ -276,6 +279,7 @@ where
             report: RecoveryReport::default(),
             epoch: 0,
             hinted: None,
+            crc_marks: Vec::new(),
             signal: None,
             in_shutdown_sync: false,
             background: None,

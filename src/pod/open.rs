@@ -223,6 +223,7 @@ where
     /// Makes a replayed log the in-memory state.
     pub(super) fn adopt(&mut self, replayed: Replayed<V>) {
         self.epoch += 1;
+        self.crc_marks = replayed.crc_marks;
         self.index = replayed.index;
         self.format = replayed.version;
         self.settings = replayed.settings;
@@ -233,6 +234,10 @@ where
             self.log
                 .set_position(replayed.valid_len, replayed.valid_lines);
         }
+        // Bytes past the handle's place may be cut or written over (a torn
+        // tail, the padding): a CRC of them says nothing of the log to come.
+        let place = self.log.len();
+        self.crc_marks.retain(|(at, _)| *at <= place);
         #[cfg(debug_assertions)]
         self.index.check();
     }

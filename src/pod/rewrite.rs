@@ -91,7 +91,12 @@ where
                 .install(&*storage, &tmp, file, len, lines)
                 .map(|()| rewritten)
         });
-        let Rewritten { relocation, .. } = match written {
+        let Rewritten {
+            relocation,
+            len,
+            crc,
+            ..
+        } = match written {
             Ok(r) => r,
             Err(e) => {
                 self.index = index;
@@ -101,6 +106,7 @@ where
         // The index's blocks are now the new log's (whose places it knows).
         index.relocate(relocation);
         self.index = index;
+        self.crc_marks = vec![(len, crc)];
         self.drop_hint();
         self.epoch += 1;
         self.format = crate::record::FORMAT_VERSION;
@@ -249,8 +255,11 @@ where
         }
         let since = log_lines - bg.snap_lines;
         let len = rewritten.len + tail.len() as u64;
+        let mut crc = rewritten.crc.clone();
+        crc.update(&tail);
         self.log
             .install(&*storage, &tmp, file, len, rewritten.lines + since)?;
+        self.crc_marks = vec![(len, crc)];
         self.index.adopt_compacted(
             rewritten.relocation,
             &snapshot,

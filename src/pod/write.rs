@@ -469,11 +469,21 @@ where
         let first_line = self.log.lines() + 1 + framed;
         // The one writer of the exclusive mode writes at its log's end; the
         // multi-process mode's appends go wherever the file ends then.
-        let at = self
-            .multi
-            .is_none()
-            .then(|| self.log.len() + frame.len() as u64);
+        let start = self.log.len();
+        let at = self.multi.is_none().then(|| start + frame.len() as u64);
         let written = self.log.append(&parts, records + framed, fsync);
+        if written.is_ok() && at.is_some() {
+            // The log's CRC up to its end follows the appends (for the
+            // next hint: `crate::hint`), while it is known up to here.
+            if let Some((end, crc)) = self.crc_marks.last_mut()
+                && *end == start
+            {
+                for part in &parts {
+                    crc.update(part);
+                    *end += part.len() as u64;
+                }
+            }
+        }
         drop(parts);
         match written {
             Ok(()) => {

@@ -59,7 +59,16 @@ pub(crate) struct Replayed<V> {
     /// The last batch was cut short after its records were applied: the
     /// state is that of the log's first this many bytes (read them again).
     reread_to: Option<u64>,
+    /// The CRC-32 of the log's first bytes, at the end of each job read in
+    /// order from the start (for a hint file: [`crate::hint`]); empty if
+    /// none is known.
+    pub crc_marks: CrcMarks,
 }
+
+/// The CRC-32 of a log's first bytes at several lengths, in increasing
+/// order: a hint needs the CRC of its covered part, found from the last
+/// mark before it and the bytes after the mark.
+pub(crate) type CrcMarks = Vec<(u64, crc32fast::Hasher)>;
 
 /// What the decode stage found on one line.
 #[derive(Debug)]
@@ -117,6 +126,8 @@ struct Batch {
     events: Vec<Event>,
     /// The file offset and length of the job's bytes.
     file: (u64, usize),
+    /// The CRC-32 of the job's bytes, if it kept them all.
+    crc: Option<crc32fast::Hasher>,
 }
 
 /// The decode stage's state.
@@ -250,6 +261,10 @@ struct Applier<'p, V> {
     held: Vec<Change>,
     /// The mapped log, whose ranges become arena blocks.
     map: Option<Arc<LogMap>>,
+    /// The CRC-32 of the log's first bytes at the end of each job so far,
+    /// while every job kept its bytes.
+    crc_marks: CrcMarks,
+    crc_broken: bool,
 }
 
 /// Replays a whole log held in memory.
@@ -355,6 +370,10 @@ pub(crate) fn replay_after_hint<V>(
         skipped: Vec::new(),
         skipped_count: 0,
         reread_to: None,
+        crc_marks: vec![(
+            covered.log_len,
+            crc32fast::Hasher::new_with_initial_len(covered.log_crc, covered.log_len),
+        )],
     })
 }
 
@@ -424,6 +443,8 @@ fn replay_pass<V>(
         header: (record::PLAIN_VERSION, None),
         held: Vec::new(),
         map,
+        crc_marks: Vec::new(),
+        crc_broken: false,
     };
     let lines = LineReader::new(reader, path, max_record, 0, 0).chunk(chunk);
     let decode = |job: &Job| {
@@ -436,6 +457,11 @@ fn replay_pass<V>(
             }),
             events: Vec::with_capacity(job.len() / 64),
             file: (job.offset(), job.len()),
+            crc: job.bytes().map(|b| {
+                let mut crc = crc32fast::Hasher::new();
+                crc.update(b);
+                crc
+            }),
         };
         let mut fold = Fold::default();
         for line in job.lines() {
@@ -450,6 +476,7 @@ fn replay_pass<V>(
         rules,
         path,
         header: (version, settings),
+        crc_marks,
         ..
     } = applier;
     let out = rules.finish(total_len).map_err(|f| f.into_error(path))?;
@@ -467,6 +494,7 @@ fn replay_pass<V>(
         skipped: out.skipped,
         skipped_count: out.skipped_count,
         reread_to: out.reread_to,
+        crc_marks,
     })
 }
 
@@ -476,7 +504,9 @@ impl<V> Applier<'_, V> {
             mut block,
             events,
             file,
+            crc,
         } = batch;
+        self.mark_crc(file, crc);
         // The job's range of the mapped log, as a block, if values stay there.
         let mapped_no = match &self.map {
             Some(map)
@@ -525,6 +555,23 @@ impl<V> Applier<'_, V> {
                 .map_err(|f| f.into_error(self.path))?;
         }
         Ok(())
+    }
+
+    /// Adds the CRC of the job at `file` (offset, length) to the marks, if
+    /// every job before it was marked and it follows them.
+    fn mark_crc(&mut self, file: (u64, usize), crc: Option<crc32fast::Hasher>) {
+        let end = self.crc_marks.last().map_or(0, |(end, _)| *end);
+        match crc {
+            Some(crc) if !self.crc_broken && file.0 == end => {
+                let mut running = self
+                    .crc_marks
+                    .last()
+                    .map_or_else(crc32fast::Hasher::new, |(_, h)| h.clone());
+                running.combine(&crc);
+                self.crc_marks.push((end + file.1 as u64, running));
+            }
+            _ => self.crc_broken = true,
+        }
     }
 
     /// Applies one event; its bytes are in block `block`, and a value left

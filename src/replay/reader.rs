@@ -86,6 +86,12 @@ impl Job {
         self.offset
     }
 
+    /// The job's bytes, as they are in the file from [`offset`](Self::offset),
+    /// unless it streamed a line past (whose bytes were not kept).
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        self.streamed.is_none().then_some(&self.bytes[..])
+    }
+
     /// The job's lines, in order.
     pub(crate) fn lines(&self) -> Lines<'_> {
         Lines {
