@@ -42,18 +42,26 @@ fn large(path: &Path) {
 
 /// The state as a whole replay finds it: the log alone, copied to a
 /// store of its own, opened read-only (which writes no hint).
-fn replayed(path: &Path) -> (Vec<(String, Value)>, u64, u64) {
+fn replayed(path: &Path) -> State {
     let alone = tempfile::tempdir().unwrap();
     std::fs::copy(log_of(path), alone.path().join(tastypod::LOG_FILE)).unwrap();
     let pod = open_ro(alone.path());
     assert_eq!(pod.recovery().hint, HintUse::None);
-    let stats = pod.stats();
-    (contents(&pod), stats.keys as u64, stats.live_bytes)
+    state(&pod)
 }
 
-fn state(pod: &Pod) -> (Vec<(String, Value)>, u64, u64) {
+/// Keys and values in order, the number of keys, the live bytes and the
+/// log's length up to its last record.
+type State = (Vec<(String, Value)>, u64, u64, u64);
+
+fn state(pod: &Pod) -> State {
     let stats = pod.stats();
-    (contents(pod), stats.keys as u64, stats.live_bytes)
+    (
+        contents(pod),
+        stats.keys as u64,
+        stats.live_bytes,
+        stats.log_bytes,
+    )
 }
 
 fn covered(pod: &Pod) -> u64 {
@@ -195,9 +203,7 @@ fn a_hint_of_another_log_of_the_same_length_is_ignored() {
     pod.insert("k1", value(1)).unwrap();
     pod.compact().unwrap();
     pod.close().unwrap();
-    // Hints are written by the next open of each.
-    drop(open(&a));
-    drop(open(&b));
+    // Each close wrote its compacted log's hint.
     assert_eq!(records_len(&a), records_len(&b));
     std::fs::copy(hint_of(&b), hint_of(&a)).unwrap();
     let expected = replayed(&a);
@@ -471,4 +477,33 @@ fn a_hint_written_after_records_replaced_blank_lines_still_describes_the_log() {
     let pod = open(&s.path);
     assert_eq!(covered(&pod), records_len(&s.path));
     assert_eq!(state(&pod), expected);
+}
+
+#[test]
+fn a_multi_process_open_writes_no_hint_ending_in_blank_lines() {
+    let s = scratch();
+    large(&s.path);
+    // The padding a killed exclusive writer leaves: blank lines.
+    append_garbage(&s.path, &vec![b'\n'; 4096]);
+    std::fs::remove_file(hint_of(&s.path)).unwrap();
+    let multi: Pod = PodOptions::new().multi_process(true).open(&s.path).unwrap();
+    drop(multi);
+    assert!(!hint_of(&s.path).exists(), "a hint past the last record");
+    // An exclusive open writes one, up to the last record.
+    drop(open(&s.path));
+    let pod = open(&s.path);
+    assert_eq!(covered(&pod), records_len(&s.path));
+    assert_eq!(state(&pod), replayed(&s.path));
+}
+
+#[test]
+fn a_record_longer_than_the_maximum_is_damage_with_a_hint_too() {
+    let s = scratch();
+    large(&s.path);
+    assert!(hint_of(&s.path).exists());
+    let err = PodOptions::new()
+        .max_record_size(64)
+        .open::<Value>(&s.path)
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Corrupt { .. }), "{err}");
 }

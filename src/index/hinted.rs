@@ -29,6 +29,7 @@ impl<V> Index<V> {
     pub(crate) fn from_hint(
         hint: Hint,
         map: &Arc<LogMap>,
+        max_record: usize,
         threads: bool,
     ) -> Result<Self, hint::Why> {
         let covered = hint.covered;
@@ -58,6 +59,7 @@ impl<V> Index<V> {
             windows: &windows,
             hasher: index.hasher,
             keys_block,
+            max_record: max_record as u64,
         };
         let (slots, table) = if threads {
             std::thread::scope(|s| {
@@ -85,12 +87,16 @@ impl<V> Index<V> {
         if self.has_changes() {
             return None;
         }
-        let key_bytes = self
+        let key_bytes: usize = self
             .slots
             .iter()
             .filter(|s| s.is_live())
             .map(|s| s.key.len as usize)
             .sum();
+        // A reader places keys by 32-bit offsets.
+        if u32::try_from(key_bytes).is_err() {
+            return None;
+        }
         let mut enc = Encoder::begin(covered, settings, self.live, key_bytes);
         for i in self.slots() {
             let slot = self.slots.get(i)?;
@@ -119,6 +125,8 @@ struct Parts<'a> {
     windows: &'a [usize],
     hasher: super::KeyHasher,
     keys_block: u32,
+    /// The longest line a record may be (a longer one is damage).
+    max_record: u64,
 }
 
 impl Parts<'_> {
@@ -167,7 +175,12 @@ impl Parts<'_> {
             };
             let hash = self.hasher.hash(key.as_bytes()) as u32;
             slots.push(Slot::new(hash, key_loc, value, entry.line, Flags::ON_DISK));
-            disk_bytes += record::put_len(key, entry.value_len as usize);
+            let record_len = record::put_len(key, entry.value_len as usize);
+            // The line but its newline, as a replay measures it.
+            if record_len.saturating_sub(1) > self.max_record {
+                return Err("a record is longer than the maximum record size");
+            }
+            disk_bytes += record_len;
         }
         Ok((slots, disk_bytes))
     }

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HintUse {
-    /// The open read the whole log: there was no hint file, or this open
-    /// does not use one (a read-only handle, a salvage, a small log).
+    /// The open read the whole log: there was no hint file (a log under
+    /// 1 MiB gets none), or this open does not use one (a salvage).
     #[default]
     None,
     /// The hint file described the log's first `covered` bytes (checked
@@ -72,8 +72,8 @@ where
         let Ok(Some((mut reader, log_len, map))) = storage.open_mapped(&log) else {
             return Ok(None);
         };
-        let threads = storage.allows_threads();
-        match read_hint::<V>(&*storage, &hint_path, &mut reader, log_len, &map, threads) {
+        let how = (self.opts.max_record, storage.allows_threads());
+        match read_hint::<V>(&*storage, &hint_path, &mut reader, log_len, &map, how) {
             Found::Absent => Ok(None),
             Found::Unusable(why) => {
                 self.report.hint = HintUse::Ignored { why };
@@ -198,7 +198,7 @@ fn read_hint<V>(
     reader: &mut Box<dyn Read + Send>,
     log_len: u64,
     map: &Arc<LogMap>,
-    threads: bool,
+    (max_record, threads): (usize, bool),
 ) -> Found<V> {
     let unusable = |why: &str| Found::Unusable(why.to_string());
     let (mut file, len) = match storage.open_read(path) {
@@ -225,7 +225,7 @@ fn read_hint<V>(
     let build = |file: &mut Box<dyn Read + Send>| {
         let hint = head.read_rest(file)?;
         let settings = hint.settings.clone();
-        Index::from_hint(hint, map, threads).map(|index| (index, settings))
+        Index::from_hint(hint, map, max_record, threads).map(|index| (index, settings))
     };
     let (crc, built) = if threads {
         std::thread::scope(|s| {

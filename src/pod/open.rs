@@ -153,6 +153,9 @@ where
         // short while the store was created), or a salvaged one.
         let needs_rewrite = !replayed.has_header || replayed.skipped_count > 0;
         let (torn, needs_newline) = (replayed.torn.clone(), replayed.needs_newline);
+        // A multi-process handle's place is after any blank lines past the
+        // last record; a hint must end at a record.
+        let blank_tail = replayed.valid_len != replayed.content_len;
         self.report.torn_tail = torn.clone();
         self.report.skipped = replayed.skipped.clone();
         self.report.skipped_count = replayed.skipped_count;
@@ -181,7 +184,9 @@ where
         self.repair_end(torn, needs_newline)?;
         // A large log read whole (no hint, or a stale one) gets a hint for
         // the next open.
-        self.refresh_hint();
+        if !(blank_tail && self.multi.is_some()) {
+            self.refresh_hint();
+        }
         Ok(())
     }
 

@@ -260,6 +260,8 @@ where
         self.log
             .install(&*storage, &tmp, file, len, rewritten.lines + since)?;
         self.crc_marks = vec![(len, crc)];
+        // The new log's header is of this version, whatever the old one's.
+        self.format = crate::record::FORMAT_VERSION;
         self.index.adopt_compacted(
             rewritten.relocation,
             &snapshot,
