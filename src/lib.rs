@@ -41,7 +41,10 @@
 //!
 //! A store is a directory holding `pod.log`, an append-only JSON-lines log
 //! with one checksummed record per change, and `pod.lock`, which the single
-//! writer locks. `less`, `grep` and `jq` work on the log. Opening replays
+//! writer locks; beside a log of 1 MiB or more, `pod.hint` ([`HINT_FILE`])
+//! says where each live value is in the log, so that an open need not
+//! decode every record (it is checked against the log's CRC at every use,
+//! and safe to delete). `less`, `grep` and `jq` work on the log. Opening replays
 //! the log; [`Pod::sync`] appends the dirty records and fsyncs;
 //! [`Pod::compact`] atomically rewrites the log. DESIGN.md in the repository
 //! gives the exact format and the durability guarantees.
