@@ -507,3 +507,27 @@ fn a_record_longer_than_the_maximum_is_damage_with_a_hint_too() {
         .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn an_open_through_a_stale_hint_writes_a_new_one() {
+    let s = scratch();
+    large(&s.path);
+    let hinted = records_len(&s.path);
+    // Records written where no hint follows them (the multi-process mode
+    // writes none at its close): the log grows past an eighth of the hint.
+    let mut multi: Pod = PodOptions::new().multi_process(true).open(&s.path).unwrap();
+    for i in 0..2_500 {
+        multi.insert(&format!("grown{i}"), value(i)).unwrap();
+    }
+    multi.close().unwrap();
+    let grown = records_len(&s.path);
+    assert!(grown - hinted > hinted / 8 && grown - hinted <= hinted / 4);
+    let pod = open(&s.path);
+    assert_eq!(covered(&pod), hinted);
+    assert_eq!(state(&pod), replayed(&s.path));
+    drop(pod);
+    // That open read the rest in place, so it could write a new hint.
+    let pod = open(&s.path);
+    assert_eq!(covered(&pod), grown);
+    assert_eq!(state(&pod), replayed(&s.path));
+}

@@ -80,9 +80,17 @@ where
                 Ok(None)
             }
             Found::Usable(index, covered, settings) => {
-                let max_record = self.opts.max_record;
+                // A writable handle reads the rest under its lock, as a
+                // whole replay would, values left in the map; a read-only
+                // one copies them.
+                let rest_map = (!self.opts.read_only).then_some(map);
+                let how = (log.as_path(), self.opts.max_record);
                 let replayed =
-                    replay::replay_after_hint(*index, reader, covered, settings, &log, max_record)?;
+                    replay::replay_after_hint(*index, reader, covered, settings, how, rest_map)?;
+                let Some(replayed) = replayed else {
+                    // The last batch was cut short: the whole log is read.
+                    return Ok(None);
+                };
                 self.report.hint = HintUse::Used {
                     covered: covered.log_len,
                 };

@@ -331,19 +331,48 @@ pub(crate) fn replay_mapped<V, R: Read + Send>(
 /// The replay of a log whose first bytes a hint file described: `index`
 /// is the state they hold (`covered`, whose CRC the caller checked; its
 /// header holds `settings`), and the rest of the log, read from `reader`,
-/// is applied by the same line rules as a catch-up.
+/// is applied by the same line rules. With `map` (a writable open, under
+/// the store's lock), the rest is read as a whole replay reads, its value
+/// texts left in the map; `None` if its last batch was cut short (read
+/// the whole log instead). Without, as a catch-up, copying them.
 ///
 /// # Errors
 ///
 /// As a whole replay, for the lines after the covered part.
 pub(crate) fn replay_after_hint<V>(
     mut index: Index<V>,
-    reader: impl Read,
+    reader: impl Read + Send,
     covered: crate::hint::Covered,
     settings: Option<Vec<u8>>,
-    path: &Path,
-    max_record: usize,
-) -> Result<Replayed<V>> {
+    (path, max_record): (&Path, usize),
+    map: Option<Arc<LogMap>>,
+) -> Result<Option<Replayed<V>>> {
+    let crc_marks = vec![(
+        covered.log_len,
+        crc32fast::Hasher::new_with_initial_len(covered.log_crc, covered.log_len),
+    )];
+    if let Some(map) = map {
+        let rest = (map.len() as u64).saturating_sub(covered.log_len);
+        let start = Start {
+            index,
+            offset: covered.log_len,
+            lines: covered.lines,
+            rules: Rules::after(covered.log_len, covered.lines, covered.version),
+            header: (covered.version, settings.map(Vec::into_boxed_slice)),
+            crc_marks,
+        };
+        let replayed: Replayed<V> = replay_from(
+            start,
+            reader,
+            rest,
+            Some(map),
+            path,
+            false,
+            max_record,
+            reader::CHUNK,
+        )?;
+        return Ok(replayed.reread_to.is_none().then_some(replayed));
+    }
     let at = tail::TailOf {
         path,
         version: covered.version,
@@ -356,7 +385,7 @@ pub(crate) fn replay_after_hint<V>(
         at,
         max_record,
     )?;
-    Ok(Replayed {
+    Ok(Some(Replayed {
         index,
         valid_len: tail.valid_len,
         valid_lines: tail.lines,
@@ -370,11 +399,8 @@ pub(crate) fn replay_after_hint<V>(
         skipped: Vec::new(),
         skipped_count: 0,
         reread_to: None,
-        crc_marks: vec![(
-            covered.log_len,
-            crc32fast::Hasher::new_with_initial_len(covered.log_crc, covered.log_len),
-        )],
-    })
+        crc_marks,
+    }))
 }
 
 fn replay_sources<V, R: Read + Send>(
@@ -429,24 +455,62 @@ fn replay_pass<V>(
     chunk: usize,
 ) -> Result<Replayed<V>> {
     let estimate = usize::try_from(size_hint / 100).unwrap_or(0);
-    let index = Index::with_capacity(estimate);
+    let start = Start {
+        index: Index::with_capacity(estimate),
+        offset: 0,
+        lines: 0,
+        rules: Rules::new(salvage),
+        header: (record::PLAIN_VERSION, None),
+        crc_marks: Vec::new(),
+    };
+    replay_from(
+        start, reader, size_hint, map, path, salvage, max_record, chunk,
+    )
+}
+
+/// Where a reading starts: the state of the log's first `offset` bytes
+/// (`lines` lines), and the rules to read on by.
+struct Start<V> {
+    index: Index<V>,
+    offset: u64,
+    lines: u64,
+    rules: Rules,
+    header: (u64, Option<Box<[u8]>>),
+    crc_marks: CrcMarks,
+}
+
+/// [`replay_pass`] from `start` (`reader` reads the log from there).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one private reading, two callers"
+)]
+fn replay_from<V>(
+    start: Start<V>,
+    reader: impl Read + Send,
+    size_hint: u64,
+    map: Option<Arc<LogMap>>,
+    path: &Path,
+    salvage: bool,
+    max_record: usize,
+    chunk: usize,
+) -> Result<Replayed<V>> {
     let decoder = Decoder {
-        hasher: index.hasher(),
+        hasher: start.index.hasher(),
         max_record,
         salvage,
         mapped: map.as_ref().map_or(0, |m| m.len() as u64),
     };
     let mut applier = Applier {
-        index,
-        rules: Rules::new(salvage).optimistic(),
+        index: start.index,
+        rules: start.rules.optimistic(),
         path,
-        header: (record::PLAIN_VERSION, None),
+        header: start.header,
         held: Vec::new(),
         map,
-        crc_marks: Vec::new(),
+        crc_marks: start.crc_marks,
         crc_broken: false,
     };
-    let lines = LineReader::new(reader, path, max_record, 0, 0).chunk(chunk);
+    let lines = LineReader::new(reader, path, max_record, start.offset, start.lines).chunk(chunk);
     let decode = |job: &Job| {
         let mut batch = Batch {
             // Keys, and values unless they stay in the map.
