@@ -23,7 +23,7 @@ const VERSION: u32 = 1;
 /// The bytes before the settings: magic, version, reserved, log length,
 /// log CRC, reserved, lines, format version, entries, key bytes, settings
 /// length.
-pub(crate) const HEAD_LEN: usize = 8 + 4 + 4 + 8 + 4 + 4 + 8 + 8 + 8 + 8 + 8;
+const HEAD_LEN: usize = 8 + 4 + 4 + 8 + 4 + 4 + 8 + 8 + 8 + 8 + 8;
 /// An entry: value offset, key offset, value length, line, key length.
 const ENTRY_LEN: usize = 8 + 8 + 4 + 4 + 4;
 /// The settings length that means "no settings".

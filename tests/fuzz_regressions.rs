@@ -19,24 +19,24 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-#[test]
-fn replay_regressions_stay_fixed() {
-    let files = inputs("replay");
+/// Runs `target` on every input saved for it (there must be some).
+fn run_saved(target: &str, run: fn(&[u8])) {
+    let files = inputs(target);
     assert!(!files.is_empty());
     for (name, data) in files {
-        eprintln!("replay {name}");
-        fuzz_replay(&data);
+        eprintln!("{target} {name}");
+        run(&data);
     }
 }
 
 #[test]
+fn replay_regressions_stay_fixed() {
+    run_saved("replay", fuzz_replay);
+}
+
+#[test]
 fn ops_regressions_stay_fixed() {
-    let files = inputs("ops");
-    assert!(!files.is_empty());
-    for (name, data) in files {
-        eprintln!("ops {name}");
-        fuzz_ops(&data);
-    }
+    run_saved("ops", fuzz_ops);
 }
 
 #[test]
@@ -56,12 +56,7 @@ fn replay_target_handles_hand_made_logs() {
 
 #[test]
 fn hint_regressions_stay_fixed() {
-    let files = inputs("hint");
-    assert!(!files.is_empty());
-    for (name, data) in files {
-        eprintln!("hint {name}");
-        fuzz_hint(&data);
-    }
+    run_saved("hint", fuzz_hint);
 }
 
 /// A short run of the `hint` target on pseudo-random inputs, so that CI

@@ -64,6 +64,16 @@ fn state(pod: &Pod) -> State {
     )
 }
 
+/// Opens `path`, checking that the open went through a hint of the whole
+/// log and found what a whole replay finds.
+fn opens_through_a_whole_hint(path: &Path) -> Pod {
+    let expected = replayed(path);
+    let pod = open(path);
+    assert_eq!(covered(&pod), records_len(path));
+    assert_eq!(state(&pod), expected);
+    pod
+}
+
 fn covered(pod: &Pod) -> u64 {
     match pod.recovery().hint {
         HintUse::Used { covered } => covered,
@@ -86,10 +96,7 @@ fn a_closed_large_store_reopens_through_its_hint_to_the_same_state() {
         hint_of(&s.path).exists(),
         "a close of a large store writes a hint"
     );
-    let expected = replayed(&s.path);
-    let pod = open(&s.path);
-    assert_eq!(covered(&pod), records_len(&s.path));
-    assert_eq!(state(&pod), expected);
+    let pod = opens_through_a_whole_hint(&s.path);
     assert!(pod.recovery().is_clean());
     // Writes after a hinted open land where they should.
     let mut pod = pod;
@@ -247,10 +254,7 @@ fn a_compaction_removes_the_hint_and_the_close_writes_the_new_logs() {
     pod.compact().unwrap();
     assert!(!hint_of(&s.path).exists());
     pod.close().unwrap();
-    let expected = replayed(&s.path);
-    let pod = open(&s.path);
-    assert_eq!(covered(&pod), records_len(&s.path));
-    assert_eq!(state(&pod), expected);
+    opens_through_a_whole_hint(&s.path);
 }
 
 #[test]
@@ -473,10 +477,7 @@ fn a_hint_written_after_records_replaced_blank_lines_still_describes_the_log() {
         pod.insert(&format!("after{i}"), value(i)).unwrap();
     }
     pod.close().unwrap();
-    let expected = replayed(&s.path);
-    let pod = open(&s.path);
-    assert_eq!(covered(&pod), records_len(&s.path));
-    assert_eq!(state(&pod), expected);
+    opens_through_a_whole_hint(&s.path);
 }
 
 #[test]
@@ -491,9 +492,7 @@ fn a_multi_process_open_writes_no_hint_ending_in_blank_lines() {
     assert!(!hint_of(&s.path).exists(), "a hint past the last record");
     // An exclusive open writes one, up to the last record.
     drop(open(&s.path));
-    let pod = open(&s.path);
-    assert_eq!(covered(&pod), records_len(&s.path));
-    assert_eq!(state(&pod), replayed(&s.path));
+    opens_through_a_whole_hint(&s.path);
 }
 
 #[test]
@@ -530,4 +529,16 @@ fn an_open_through_a_stale_hint_writes_a_new_one() {
     let pod = open(&s.path);
     assert_eq!(covered(&pod), grown);
     assert_eq!(state(&pod), replayed(&s.path));
+}
+
+#[test]
+fn a_store_built_elsewhere_keeps_its_hint_when_installed() {
+    let s = scratch();
+    let built = s.path.join(".built.partial");
+    large(&built);
+    assert!(hint_of(&built).exists());
+    let dest = s.path.join("dest");
+    tastypod::install_store(&built, &dest).unwrap();
+    assert!(!built.exists());
+    opens_through_a_whole_hint(&dest);
 }

@@ -57,9 +57,7 @@ where
     /// Replays the log through its hint file, if there is a usable one;
     /// `None` if the whole log must be read (the report says why).
     pub(super) fn replay_hinted(&mut self) -> Result<Option<Replayed<V>>> {
-        // A salvage reads every line by its own rules. A read-only handle
-        // (no lock) maps only the part the hint covers, whose bytes no
-        // writer changes (DESIGN.md, "Mapped logs"), and copies the rest.
+        // A salvage reads every line by its own rules.
         if self.opts.recovery == Recovery::Salvage {
             return Ok(None);
         }
@@ -81,8 +79,10 @@ where
             }
             Found::Usable(index, covered, settings) => {
                 // A writable handle reads the rest under its lock, as a
-                // whole replay would, values left in the map; a read-only
-                // one copies them.
+                // whole replay would, values left in the map. A read-only
+                // one (no lock) maps only the part the hint covers, whose
+                // bytes no writer changes (DESIGN.md, "Mapped logs"), and
+                // copies the rest.
                 let rest_map = (!self.opts.read_only).then_some(map);
                 let how = (log.as_path(), self.opts.max_record);
                 let replayed =
@@ -113,37 +113,10 @@ where
         if log_len < hint::MIN_LOG || self.hinted.is_some_and(|h| !hint::is_stale(h, log_len)) {
             return;
         }
-        let covered = Covered {
-            log_len,
-            log_crc: 0,
-            lines: self.log.lines(),
-            version: self.format,
-        };
-        let storage = self.storage();
-        let log = self.log.path();
-        let marks = &self.crc_marks;
-        // The log's CRC is computed on another thread while the hint is
-        // made (and given up if no hint can be made), from the last CRC the
-        // open knew on.
-        let stop = AtomicBool::new(false);
-        let crc_and_hint = if storage.allows_threads() {
-            std::thread::scope(|s| {
-                let crc = s.spawn(|| crc_of(&*storage, log, marks, log_len, &stop));
-                let hint = self.index.to_hint(covered, self.settings.as_deref());
-                if hint.is_none() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                hint.map(|h| (crc.join().ok().and_then(Result::ok), h))
-            })
-        } else {
-            self.index
-                .to_hint(covered, self.settings.as_deref())
-                .map(|h| (crc_of(&*storage, log, marks, log_len, &stop).ok(), h))
-        };
-        let Some((Some(log_crc), hint)) = crc_and_hint else {
+        let Some(parts) = self.hint_now() else {
             return;
         };
-        let parts = hint.finish(Some(log_crc));
+        let storage = self.storage();
         let tmp = self.dir.join(HINT_TMP);
         let _ = storage.remove_file(&tmp);
         let written = storage.create_new(&tmp).and_then(|mut out| {
@@ -159,10 +132,12 @@ where
         }
     }
 
-    /// The hint a refresh would write for the log as it is now, whatever
-    /// its size (for the fuzz target `hint`).
-    #[cfg(feature = "sim")]
-    pub(crate) fn hint_bytes(&self) -> Option<Vec<u8>> {
+    /// The hint of the log as it is now (in the three parts
+    /// [`Encoder::finish`](hint::Encoder::finish) gives), if every live
+    /// value's place in it is known. The log's CRC is computed on another
+    /// thread while the hint is made (and given up if no hint can be made),
+    /// from the last CRC this handle knows.
+    fn hint_now(&self) -> Option<[Vec<u8>; 3]> {
         let log_len = self.log.len();
         let covered = Covered {
             log_len,
@@ -170,28 +145,39 @@ where
             lines: self.log.lines(),
             version: self.format,
         };
-        let hint = self.index.to_hint(covered, self.settings.as_deref())?;
+        let storage = self.storage();
+        let (log, marks) = (self.log.path(), &self.crc_marks);
         let stop = AtomicBool::new(false);
-        let crc = crc_of(
-            &*self.storage(),
-            self.log.path(),
-            &Vec::new(),
-            log_len,
-            &stop,
-        )
-        .ok()?;
-        Some(hint.finish(Some(crc)).concat())
+        let (crc, hint) = if storage.allows_threads() {
+            std::thread::scope(|s| {
+                let crc = s.spawn(|| crc_of(&*storage, log, marks, log_len, &stop));
+                let hint = self.index.to_hint(covered, self.settings.as_deref());
+                if hint.is_none() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                hint.map(|h| (crc.join().ok().and_then(Result::ok), h))
+            })
+        } else {
+            self.index
+                .to_hint(covered, self.settings.as_deref())
+                .map(|h| (crc_of(&*storage, log, marks, log_len, &stop).ok(), h))
+        }?;
+        Some(hint.finish(Some(crc?)))
+    }
+
+    /// The hint a refresh would write for the log as it is now, whatever
+    /// its size (for the fuzz target `hint`).
+    #[cfg(feature = "sim")]
+    pub(crate) fn hint_bytes(&self) -> Option<Vec<u8>> {
+        self.hint_now().map(|parts| parts.concat())
     }
 
     /// Removes the hint file (best effort): the log it described was
     /// replaced.
     pub(super) fn drop_hint(&mut self) {
         self.hinted = None;
-        let path = self.dir.join(HINT_FILE);
-        let storage = self.storage();
-        if storage.exists(&path).unwrap_or(false) {
-            let _ = storage.remove_file(&path);
-        }
+        // There may be none.
+        let _ = self.storage().remove_file(&self.dir.join(HINT_FILE));
     }
 }
 

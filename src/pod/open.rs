@@ -64,10 +64,7 @@ where
         if let Ok((id, _)) = self.storage().file_id(self.log.path()) {
             self.followed_id = id;
         }
-        let replayed = match self.replay_hinted()? {
-            Some(replayed) => replayed,
-            None => self.read_log()?,
-        };
+        let replayed = self.replay_log()?;
         self.report.torn_tail = replayed.torn.clone();
         self.report.skipped = replayed.skipped.clone();
         self.report.skipped_count = replayed.skipped_count;
@@ -145,10 +142,7 @@ where
         if !exists {
             self.rewrite(Index::default())?;
         }
-        let replayed = match self.replay_hinted()? {
-            Some(replayed) => replayed,
-            None => self.read_log()?,
-        };
+        let replayed = self.replay_log()?;
         // No header: an empty store (only blank lines, or a header cut
         // short while the store was created), or a salvaged one.
         let needs_rewrite = !replayed.has_header || replayed.skipped_count > 0;
@@ -188,6 +182,15 @@ where
             self.refresh_hint();
         }
         Ok(())
+    }
+
+    /// Replays the log at open: through its hint file if a usable one is
+    /// there, else whole.
+    fn replay_log(&mut self) -> Result<Replayed<V>> {
+        match self.replay_hinted()? {
+            Some(replayed) => Ok(replayed),
+            None => self.read_log(),
+        }
     }
 
     /// Reads and replays the log file. A writable open that does not
