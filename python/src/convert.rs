@@ -5,7 +5,6 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::fmt::Write as _;
 
 /// Appends `obj` as compact JSON to `out`, by JSON's rules as Python's
 /// `json` module applies them (keys of objects become strings, tuples
@@ -21,7 +20,7 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyR
     }
     // The most frequent kinds first; `bool` before `int`, which it subclasses.
     if let Ok(s) = obj.cast::<PyString>() {
-        write_str(&s.to_cow()?, out);
+        write_str(&text_of(s.as_borrowed())?, out);
     } else if obj.is_none() {
         out.push_str("null");
     } else if let Ok(b) = obj.cast::<PyBool>() {
@@ -36,7 +35,7 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyR
             if n > 0 {
                 out.push(',');
             }
-            write_str(&member_name(&k)?, out);
+            write_member_name(&k, out)?;
             out.push(':');
             write_json(&v, out, depth + 1)?;
         }
@@ -70,9 +69,9 @@ pub fn write_json(obj: &Bound<'_, PyAny>, out: &mut String, depth: usize) -> PyR
 
 fn write_int(i: &Bound<'_, PyInt>, out: &mut String) -> PyResult<()> {
     if let Ok(n) = i.extract::<i64>() {
-        let _ = write!(out, "{n}");
+        out.push_str(itoa::Buffer::new().format(n));
     } else if let Ok(n) = i.extract::<u64>() {
-        let _ = write!(out, "{n}");
+        out.push_str(itoa::Buffer::new().format(n));
     } else {
         return Err(PyValueError::new_err(format!(
             "integer {} is beyond 64 bits: the store keeps every number exactly, and refuses one it cannot",
@@ -105,29 +104,119 @@ fn write_str(s: &str, out: &mut String) {
     }
 }
 
-/// The name a dict key gets as a JSON member, as `json.dumps` gives it.
-fn member_name(k: &Bound<'_, PyAny>) -> PyResult<String> {
+/// Appends the name a dict key gets as a JSON member, as `json.dumps`
+/// gives it, quoted.
+fn write_member_name(k: &Bound<'_, PyAny>, out: &mut String) -> PyResult<()> {
     if let Ok(s) = k.cast::<PyString>() {
-        return Ok(s.to_cow()?.into_owned());
+        write_str(&text_of(s.as_borrowed())?, out);
+    } else if k.is_none() {
+        out.push_str("\"null\"");
+    } else if let Ok(b) = k.cast::<PyBool>() {
+        out.push_str(if b.is_true() { "\"true\"" } else { "\"false\"" });
+    } else if let Ok(i) = k.cast::<PyInt>() {
+        write_str(&i.str()?.to_cow()?, out);
+    } else if let Ok(f) = k.cast::<PyFloat>() {
+        let mut text = String::new();
+        write_float(f.value(), &mut text)?;
+        write_str(&text, out);
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "keys must be str, int, float, bool or None, not {}",
+            k.get_type().name()?
+        )));
     }
-    if k.is_none() {
-        return Ok("null".into());
+    Ok(())
+}
+
+/// The UTF-8 text of a `str`, without a copy: CPython keeps a string's
+/// UTF-8 form in the object (made once, on first request) and
+/// `PyUnicode_AsUTF8AndSize` hands it out. PyO3 calls it only when built
+/// for the limited API of Python 3.10 or later; on the 3.9 ABI its
+/// `to_cow` encodes a new `bytes` object for every string instead. The
+/// function has been exported by every CPython since 3.3 (it joined the
+/// limited API in 3.10), so it is declared here.
+#[cfg(not(windows))]
+pub fn text_of<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    unsafe extern "C" {
+        fn PyUnicode_AsUTF8AndSize(
+            unicode: *mut pyo3::ffi::PyObject,
+            size: *mut pyo3::ffi::Py_ssize_t,
+        ) -> *const std::ffi::c_char;
     }
-    if let Ok(b) = k.cast::<PyBool>() {
-        return Ok(if b.is_true() { "true" } else { "false" }.into());
+    let mut len: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: `s` is a live `str` (the borrow keeps it alive for 'a) and
+    // the GIL is held (a `Bound` proves it). On success the function
+    // returns a pointer to `len` bytes of UTF-8 that the string object
+    // owns and never changes or frees while the object lives (a `str` is
+    // immutable), so borrowing them for 'a is sound; on failure (a lone
+    // surrogate cannot be UTF-8) it returns null with an exception set,
+    // which `PyErr::fetch` takes.
+    let bytes = unsafe {
+        let ptr = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut len);
+        if ptr.is_null() {
+            return Err(PyErr::fetch(s.py()));
+        }
+        std::slice::from_raw_parts(ptr.cast::<u8>(), usize::try_from(len).unwrap_or(0))
+    };
+    // CPython's UTF-8 form is valid UTF-8; checking costs little and
+    // keeps the claim out of the safety argument.
+    std::str::from_utf8(bytes)
+        .map(std::borrow::Cow::Borrowed)
+        .map_err(|e| PyValueError::new_err(format!("string is not UTF-8: {e}")))
+}
+
+/// A key argument: a `str`'s text, borrowed from the object (see [`text_of`]).
+pub struct Key<'a>(std::borrow::Cow<'a, str>);
+
+impl std::ops::Deref for Key<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
     }
-    if let Ok(i) = k.cast::<PyInt>() {
-        return Ok(i.str()?.to_cow()?.into_owned());
+}
+
+impl<'a> FromPyObject<'a, '_> for Key<'a> {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, '_, PyAny>) -> PyResult<Self> {
+        Ok(Key(text_of(ob.cast::<PyString>()?)?))
     }
-    if let Ok(f) = k.cast::<PyFloat>() {
-        let mut out = String::new();
-        write_float(f.value(), &mut out)?;
-        return Ok(out);
+}
+
+/// The UTF-8 text of a `str` (PyO3's `to_cow`, which on the 3.9 ABI copies).
+#[cfg(windows)]
+pub fn text_of<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
+    s.to_cow()
+}
+
+/// The tuple `(key, value)`, left out of the cycle collector's lists when
+/// `value` is (as CPython's own collector leaves such a tuple once it
+/// sees it): a million pairs read are then not walked by every full
+/// collection while the program holds them, which cost W3 a third of
+/// its time. A dict read from JSON holds no container until the program
+/// puts one in (CPython tracks it then); the tuple stays untracked, as a
+/// tuple CPython untracked itself does (a cycle made through it later is
+/// then freed only when broken, the same for both).
+pub fn pair<'py>(
+    key: Bound<'py, PyString>,
+    value: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let value_tracked = {
+        // SAFETY: `value` is a live object and the GIL is held (a `Bound`
+        // proves both); the function only reads its GC header flag.
+        unsafe { pyo3::ffi::PyObject_GC_IsTracked(value.as_ptr()) != 0 }
+    };
+    let tuple = PyTuple::new(key.py(), [key.into_any(), value])?;
+    if !value_tracked {
+        // SAFETY: `tuple` is a live tuple (a GC object) that this thread
+        // just made and the GIL is held. Untracking only takes it off the
+        // collector's lists; every reference it holds stays counted. Its
+        // items are a `str` and an untracked object, so no cycle runs
+        // through it that the collector would have to find.
+        unsafe { pyo3::ffi::PyObject_GC_UnTrack(tuple.as_ptr().cast()) };
     }
-    Err(PyTypeError::new_err(format!(
-        "keys must be str, int, float, bool or None, not {}",
-        k.get_type().name()?
-    )))
+    Ok(tuple)
 }
 
 /// The Python object for the JSON text `json` (one value, as the store

@@ -8,10 +8,11 @@ mod convert;
 mod errors;
 mod pg;
 
-use convert::{read_json, write_json};
+use convert::{Key, read_json, write_json};
 use errors::to_py;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
@@ -60,6 +61,13 @@ struct NativePod {
 }
 
 impl NativePod {
+    /// The JSON text of `key`'s value, if present.
+    fn text(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
+        self.with(py, |p| {
+            p.locked(|p| Ok(p.get_json(key)?.map(|t| t.into_owned())))
+        })
+    }
+
     /// The open store, or the error a closed one gives.
     fn pod(&self, py: Python<'_>) -> PyResult<SharedPod<Raw>> {
         match &*self.pod.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -115,15 +123,14 @@ impl NativePod {
         self.pod.lock().unwrap_or_else(|e| e.into_inner()).is_none()
     }
 
-    fn get_json(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
-        self.with(py, |p| {
-            p.locked(|p| Ok(p.get_json(key)?.map(|t| t.into_owned())))
-        })
+    fn get_json(&self, py: Python<'_>, key: Key<'_>) -> PyResult<Option<String>> {
+        self.text(py, &key)
     }
 
     /// The value of `key`; `KeyError` if absent.
-    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        match self.get_json(py, key)? {
+    fn get<'py>(&self, py: Python<'py>, key: Key<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let key: &str = &key;
+        match self.text(py, key)? {
             Some(text) => read_json(py, &text),
             None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_string())),
         }
@@ -131,7 +138,8 @@ impl NativePod {
 
     /// Sets `key` to `value` (converted to JSON, refused as a whole if it
     /// cannot be).
-    fn set(&self, py: Python<'_>, key: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn set(&self, py: Python<'_>, key: Key<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key: &str = &key;
         let text = value_text(value)?;
         self.with(py, |p| p.insert_json(key, &text))
     }
@@ -141,9 +149,10 @@ impl NativePod {
     fn set_if_changed(
         &self,
         py: Python<'_>,
-        key: &str,
+        key: Key<'_>,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
+        let key: &str = &key;
         let text = value_text(value)?;
         self.with(py, |p| {
             p.locked(|p| {
@@ -156,11 +165,13 @@ impl NativePod {
         })
     }
 
-    fn remove(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn remove(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |p| p.remove(key))
     }
 
-    fn contains(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn contains(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |p| p.contains_key(key))
     }
 
@@ -179,14 +190,17 @@ impl NativePod {
         py: Python<'py>,
         cursor: &NativeCursor,
         n: usize,
-    ) -> PyResult<Vec<(String, Bound<'py, PyAny>)>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let mut at = cursor.get();
         let page = self.with(py, |p| p.next_items_json(&mut at, n))?;
         cursor.set(at);
         let names = convert::Names::default();
-        page.into_iter()
-            .map(|(k, v)| Ok((k, convert::read_json_with(py, &v, &names)?)))
-            .collect()
+        let list = PyList::empty(py);
+        for (k, v) in page {
+            let value = convert::read_json_with(py, &v, &names)?;
+            list.append(convert::pair(PyString::new(py, &k), value)?)?;
+        }
+        Ok(list)
     }
 
     /// The next `n` keys after `cursor`.
@@ -209,11 +223,13 @@ impl NativePod {
         self.with(py, SharedPod::sync)
     }
 
-    fn sync_key(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn sync_key(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |p| p.locked(|p| p.sync_key(key)))
     }
 
-    fn mark_dirty(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn mark_dirty(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |p| p.locked(|p| p.mark_dirty(key)))
     }
 
@@ -334,6 +350,12 @@ struct NativeTracker {
 }
 
 impl NativeTracker {
+    /// The JSON text of `key`'s record, if present.
+    fn text(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
+        let value = self.with(py, |t| t.get(key))?;
+        Ok(value.map(|v| v.to_string()))
+    }
+
     fn tracker(&self, py: Python<'_>) -> PyResult<SharedTracker> {
         match &*self.tracker.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(t) => Ok(t.clone()),
@@ -416,14 +438,14 @@ impl NativeTracker {
             .is_none()
     }
 
-    fn get_json(&self, py: Python<'_>, key: &str) -> PyResult<Option<String>> {
-        let value = self.with(py, |t| t.get(key))?;
-        Ok(value.map(|v| v.to_string()))
+    fn get_json(&self, py: Python<'_>, key: Key<'_>) -> PyResult<Option<String>> {
+        self.text(py, &key)
     }
 
     /// The value of `key`; `KeyError` if absent.
-    fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
-        match self.get_json(py, key)? {
+    fn get<'py>(&self, py: Python<'py>, key: Key<'_>) -> PyResult<Bound<'py, PyAny>> {
+        let key: &str = &key;
+        match self.text(py, key)? {
             Some(text) => read_json(py, &text),
             None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_string())),
         }
@@ -439,10 +461,11 @@ impl NativeTracker {
     fn set_if_changed(
         &self,
         py: Python<'_>,
-        key: &str,
+        key: Key<'_>,
         value: &Bound<'_, PyAny>,
         keep_state: bool,
     ) -> PyResult<bool> {
+        let key: &str = &key;
         let text = value_text(value)?;
         tastypod::check_json(key, &text).map_err(|e| to_py(py, &e))?;
         let new: Value =
@@ -479,7 +502,8 @@ impl NativeTracker {
         })
     }
 
-    fn contains(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn contains(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| Ok(t.contains_key(key)))
     }
 
@@ -512,15 +536,18 @@ impl NativeTracker {
             .collect()
     }
 
-    fn remove(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn remove(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.shared(py, |t| t.remove(key))
     }
 
-    fn add(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn add(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |t| t.add(key))
     }
 
-    fn add_if_absent(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn add_if_absent(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| t.add_if_absent(key))
     }
 
@@ -532,63 +559,78 @@ impl NativeTracker {
         self.shared(py, |t| t.add_many_if_absent(&keys))
     }
 
-    fn done(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn done(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| Ok(t.done(key)))
     }
 
-    fn tries(&self, py: Python<'_>, key: &str) -> PyResult<u32> {
+    fn tries(&self, py: Python<'_>, key: Key<'_>) -> PyResult<u32> {
+        let key: &str = &key;
         self.with(py, |t| Ok(t.tries(key)))
     }
 
-    fn aborted(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn aborted(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| Ok(t.aborted(key)))
     }
 
-    fn exhausted(&self, py: Python<'_>, key: &str) -> PyResult<bool> {
+    fn exhausted(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| Ok(t.exhausted(key)))
     }
 
-    fn should_do(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+    fn should_do(&self, py: Python<'_>, key: Key<'_>, allow_aborted: bool) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| Ok(t.should_do(key, aborted(allow_aborted))))
     }
 
-    fn should_try(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+    fn should_try(&self, py: Python<'_>, key: Key<'_>, allow_aborted: bool) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| t.should_try(key, aborted(allow_aborted)))
     }
 
-    fn check_or_add(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+    fn check_or_add(&self, py: Python<'_>, key: Key<'_>, allow_aborted: bool) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| t.should_do_add(key, aborted(allow_aborted)))
     }
 
-    fn try_it(&self, py: Python<'_>, key: &str, allow_aborted: bool) -> PyResult<bool> {
+    fn try_it(&self, py: Python<'_>, key: Key<'_>, allow_aborted: bool) -> PyResult<bool> {
+        let key: &str = &key;
         self.with(py, |t| t.should_try_add(key, aborted(allow_aborted)))
     }
 
-    fn mark_done(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn mark_done(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.shared(py, |t| t.mark_done(key))
     }
 
-    fn mark_not_done(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn mark_not_done(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |t| t.mark_not_done(key))
     }
 
-    fn increment_tries(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn increment_tries(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |t| t.increment_tries(key))
     }
 
-    fn decrement_tries(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn decrement_tries(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |t| t.decrement_tries(key))
     }
 
-    fn reset_tries(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn reset_tries(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |t| t.reset_tries(key))
     }
 
-    fn abort(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn abort(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.shared(py, |t| t.abort(key))
     }
 
-    fn unabort(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+    fn unabort(&self, py: Python<'_>, key: Key<'_>) -> PyResult<()> {
+        let key: &str = &key;
         self.with(py, |t| t.unabort(key))
     }
 
@@ -631,7 +673,8 @@ impl NativeTracker {
     }
 
     #[pyo3(signature = (key, delay=None))]
-    fn release(&self, py: Python<'_>, key: &str, delay: Option<f64>) -> PyResult<()> {
+    fn release(&self, py: Python<'_>, key: Key<'_>, delay: Option<f64>) -> PyResult<()> {
+        let key: &str = &key;
         match delay {
             Some(secs) => {
                 let delay = Duration::try_from_secs_f64(secs.max(0.0))
