@@ -94,7 +94,11 @@ fn write_float(f: f64, out: &mut String) -> PyResult<()> {
 }
 
 fn write_str(s: &str, out: &mut String) {
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+    // Every byte is looked at (no early exit), so the loop runs on vectors.
+    let plain = !s.bytes().fold(false, |seen, b| {
+        seen | (b == b'"') | (b == b'\\') | (b < 0x20)
+    });
+    if plain {
         out.push('"');
         out.push_str(s);
         out.push('"');

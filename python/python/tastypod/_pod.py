@@ -4,12 +4,13 @@ as tastypy allowed them, mutation tracking, sync at exit."""
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import signal
 import threading
 import weakref
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
-from typing import Any, Dict, Iterable, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from . import _tastypod
 from ._errors import ClosedError
@@ -238,12 +239,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
 
     def __iter__(self) -> Iterator[str]:
         native = self._n
-        cursor = native.cursor()
-        while True:
-            page = native.keys_page(cursor, _PAGE)
-            if not page:
-                return
-            yield from page
+        return _pages(native.keys_page, native.cursor())
 
     def keys(self) -> KeysView[str]:
         return KeysView(self)
@@ -256,18 +252,16 @@ class POD(MutableMapping):  # type: ignore[type-arg]
 
     def _iter_items(self) -> Iterator[Tuple[str, Any]]:
         native = self._n
-        cursor = native.cursor()
-        while True:
-            page = native.items_page(cursor, _PAGE)
-            if not page:
-                return
-            if self._mode == "r":
-                # Nothing to track: values read are never written back.
-                yield from page
-                continue
-            for k, v in page:
-                live = self._live.get(k, _MISSING)
-                yield (k, live) if live is not _MISSING else (k, self._track(k, v))
+        pairs = _pages(native.items_page, native.cursor())
+        if self._mode == "r":
+            # Nothing to track: values read are never written back.
+            return pairs
+        return self._tracked_items(pairs)
+
+    def _tracked_items(self, pairs: Iterator[Tuple[str, Any]]) -> Iterator[Tuple[str, Any]]:
+        for k, v in pairs:
+            live = self._live.get(k, _MISSING)
+            yield (k, live) if live is not _MISSING else (k, self._track(k, v))
 
     def get(self, key: Key, default: Any = None) -> Any:
         try:
@@ -382,6 +376,20 @@ class POD(MutableMapping):  # type: ignore[type-arg]
             self.close()
         except Exception:
             pass
+
+
+def _pages(next_page: Callable[[Any, int], List[_T]], cursor: Any) -> Iterator[_T]:
+    """The items of the pages ``next_page(cursor, _PAGE)`` gives until an
+    empty one, iterated in C (``chain``), not one generator step per item."""
+
+    def pages() -> Iterator[List[_T]]:
+        while True:
+            page = next_page(cursor, _PAGE)
+            if not page:
+                return
+            yield page
+
+    return itertools.chain.from_iterable(pages())
 
 
 class _Values(ValuesView):  # type: ignore[type-arg]
