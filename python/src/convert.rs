@@ -226,62 +226,55 @@ pub fn pair<'py>(
 /// The Python object for the JSON text `json` (one value, as the store
 /// holds them: valid, so an error here is not expected).
 pub fn read_json<'py>(py: Python<'py>, json: &str) -> PyResult<Bound<'py, PyAny>> {
-    read_json_with(py, json, &Names::default())
-}
-
-/// [`read_json`], taking member names from `names` (shared by the values of
-/// one page: records of one shape share their member names, so each name
-/// is made once and its hash computed once).
-pub fn read_json_with<'py>(
-    py: Python<'py>,
-    json: &str,
-    names: &Names<'py>,
-) -> PyResult<Bound<'py, PyAny>> {
     // Stored values are nested at most MAX_DEPTH deep, within serde_json's limit.
     let mut de = serde_json::Deserializer::from_str(json);
-    let value = ToPython { py, names }
+    let value = ToPython { py }
         .deserialize(&mut de)
         .map_err(|e| PyValueError::new_err(format!("stored value does not read: {e}")))?;
     Ok(value)
 }
 
-/// Member names made so far (at most [`Names::MAX`]), by a fast hash of
-/// their text (a name is looked up for every member read).
-#[derive(Default)]
-pub struct Names<'py>(
-    std::cell::RefCell<
-        std::collections::HashMap<String, Bound<'py, PyString>, foldhash::fast::RandomState>,
+/// The most member names kept in [`NAMES`].
+const MAX_NAMES: usize = 1024;
+
+/// Member names made so far (at most [`MAX_NAMES`], the first met), by a
+/// fast hash of their text, for every read: records of one shape share
+/// their member names, so each name is made once and its hash (which the
+/// `str` caches) computed once, instead of once per value read.
+static NAMES: std::sync::LazyLock<
+    std::sync::Mutex<
+        std::collections::HashMap<Box<str>, Py<PyString>, foldhash::fast::RandomState>,
     >,
-);
+> = std::sync::LazyLock::new(Default::default);
 
-impl<'py> Names<'py> {
-    const MAX: usize = 256;
-
-    fn get(&self, py: Python<'py>, name: &str) -> Bound<'py, PyString> {
-        let mut map = self.0.borrow_mut();
-        if let Some(s) = map.get(name) {
-            return s.clone();
-        }
-        let s = PyString::new(py, name);
-        if map.len() < Self::MAX {
-            map.insert(name.to_string(), s.clone());
-        }
-        s
+/// The `str` of the member name `name`.
+fn member<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
+    // Taken only with the GIL held, and nothing done under it can run
+    // Python code (making a `str` allocates no collected object, so no
+    // collection and no finalizer runs): no thread can come back for it
+    // while holding it, and none waits on it long.
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = names.get(name) {
+        return s.bind(py).clone();
     }
+    let s = PyString::new(py, name);
+    if names.len() < MAX_NAMES {
+        names.insert(name.into(), s.clone().unbind());
+    }
+    s
 }
 
 /// Builds Python objects while serde_json reads the text.
 #[derive(Clone, Copy)]
-struct ToPython<'py, 'n> {
+struct ToPython<'py> {
     py: Python<'py>,
-    names: &'n Names<'py>,
 }
 
 fn py_err<E: serde::de::Error>(e: PyErr) -> E {
     E::custom(e.to_string())
 }
 
-impl<'de, 'py> DeserializeSeed<'de> for ToPython<'py, '_> {
+impl<'de, 'py> DeserializeSeed<'de> for ToPython<'py> {
     type Value = Bound<'py, PyAny>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -289,7 +282,7 @@ impl<'de, 'py> DeserializeSeed<'de> for ToPython<'py, '_> {
     }
 }
 
-impl<'de, 'py> Visitor<'de> for ToPython<'py, '_> {
+impl<'de, 'py> Visitor<'de> for ToPython<'py> {
     type Value = Bound<'py, PyAny>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -337,7 +330,7 @@ impl<'de, 'py> Visitor<'de> for ToPython<'py, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let dict = PyDict::new(self.py);
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let name = self.names.get(self.py, &key);
+            let name = member(self.py, &key);
             let value = map.next_value_seed(self)?;
             dict.set_item(name, value).map_err(py_err)?;
         }

@@ -194,10 +194,9 @@ impl NativePod {
         let mut at = cursor.get();
         let page = self.with(py, |p| p.next_items_json(&mut at, n))?;
         cursor.set(at);
-        let names = convert::Names::default();
         let list = PyList::empty(py);
         for (k, v) in page {
-            let value = convert::read_json_with(py, &v, &names)?;
+            let value = read_json(py, &v)?;
             list.append(convert::pair(PyString::new(py, &k), value)?)?;
         }
         Ok(list)
@@ -526,13 +525,9 @@ impl NativeTracker {
                 .map(|k| Ok(t.get(k)?.map(|v| v.to_string())))
                 .collect::<tastypod::Result<Vec<_>>>()
         })?;
-        let names = convert::Names::default();
         texts
             .into_iter()
-            .map(|t| {
-                t.map(|t| convert::read_json_with(py, &t, &names))
-                    .transpose()
-            })
+            .map(|t| t.map(|t| read_json(py, &t)).transpose())
             .collect()
     }
 
