@@ -241,11 +241,11 @@ const MAX_NAMES: usize = 1024;
 /// fast hash of their text, for every read: records of one shape share
 /// their member names, so each name is made once and its hash (which the
 /// `str` caches) computed once, instead of once per value read.
-static NAMES: std::sync::LazyLock<
-    std::sync::Mutex<
-        std::collections::HashMap<Box<str>, Py<PyString>, foldhash::fast::RandomState>,
-    >,
-> = std::sync::LazyLock::new(Default::default);
+static NAMES: std::sync::LazyLock<std::sync::Mutex<NameMap>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Member names by their text.
+type NameMap = std::collections::HashMap<Box<str>, Py<PyString>, foldhash::fast::RandomState>;
 
 /// The `str` of the member name `name`.
 fn member<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
