@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """W1-W4 of the Rust benchmarks (benches/workloads.rs), from Python, on
-tastypod and, when installed, sqlitedict and diskcache, in one run.
+tastypod and, when installed, sqlitedict and diskcache, in one run, beside
+a plain in-memory ``dict`` in the same loops (the interpreter's floor:
+nothing stored, nothing durable).
 
-    python bench.py [--rounds 3] [--stores tastypod,sqlitedict,diskcache]
+    python bench.py [--rounds 3] [--stores tastypod,sqlitedict,diskcache,dict]
 
 W1: 200,000 new keys, one durable commit. W2: 200,000 read-modify-writes
 (a task record marked done), a durable commit every 1,000. W3: reopen a
@@ -128,7 +130,41 @@ class DiskCache:
         self.c.close()
 
 
-STORES = {s.name: s for s in (Tastypod, SqliteDict, DiskCache)}
+class Floor:
+    """A plain ``dict`` in memory, nothing on disk: what the interpreter
+    alone costs in the same loops (no store can be faster). Its W3 makes
+    the million pairs in Python (``(key(i), value(i))``), as it has no
+    file to read them from."""
+
+    name = "dict"
+    # The dict of the last directory, so a reopen (W2) finds what was set.
+    _kept: Tuple[str, Dict[str, Any]] = ("", {})
+
+    def __init__(self, d: str, reading: bool = False) -> None:
+        if Floor._kept[0] != d:
+            Floor._kept = (d, {})
+        self.d = Floor._kept[1]
+        self.reading = reading
+
+    def set(self, k: str, v: Any) -> None:
+        self.d[k] = v
+
+    def get(self, k: str) -> Any:
+        return self.d[k]
+
+    def commit(self) -> None:
+        pass
+
+    def items(self) -> Iterator[Tuple[str, Any]]:
+        if self.reading:
+            return ((key(i), value(i)) for i in range(N_REOPEN))
+        return iter(self.d.items())
+
+    def close(self) -> None:
+        pass
+
+
+STORES = {s.name: s for s in (Tastypod, SqliteDict, DiskCache, Floor)}
 
 
 def build(cls: Any, d: str, n: int) -> None:
@@ -172,7 +208,8 @@ def w2(cls: Any, d: str) -> float:
 
 def w3(cls: Any, d: str) -> float:
     # Built by a child, so this process holds nothing of it.
-    subprocess.run([sys.executable, __file__, "--build", cls.name, d, str(N_REOPEN)], check=True)
+    if cls is not Floor:
+        subprocess.run([sys.executable, __file__, "--build", cls.name, d, str(N_REOPEN)], check=True)
     t = time.perf_counter()
     s = cls(d, reading=True)
     data = list(s.items())
@@ -208,7 +245,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--stores", default="tastypod,sqlitedict,diskcache")
+    parser.add_argument("--stores", default="tastypod,sqlitedict,diskcache,dict")
     args = parser.parse_args()
     stores = []
     for name in args.stores.split(","):
