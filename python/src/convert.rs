@@ -152,7 +152,10 @@ pub fn text_of<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<std::borrow::Cow<'
     // the GIL is held (a `Bound` proves it). On success the function
     // returns a pointer to `len` bytes of UTF-8 that the string object
     // owns and never changes or frees while the object lives (a `str` is
-    // immutable), so borrowing them for 'a is sound; on failure (a lone
+    // immutable, its UTF-8 form is made once and freed with it), so
+    // borrowing them for 'a is sound, also while a call reads them with the
+    // interpreter released (the caller's reference keeps the object alive
+    // until the call returns); on failure (a lone
     // surrogate cannot be UTF-8) it returns null with an exception set,
     // which `PyErr::fetch` takes.
     let bytes = unsafe {
