@@ -194,7 +194,7 @@ impl<'a> FromPyObject<'a, '_> for Key<'a> {
 /// The UTF-8 text of a `str` (PyO3's `to_cow`, which on the 3.9 ABI copies).
 #[cfg(windows)]
 pub fn text_of<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<std::borrow::Cow<'a, str>> {
-    s.to_cow()
+    Ok(std::borrow::Cow::Owned(s.to_cow()?.into_owned()))
 }
 
 /// The tuple `(key, value)`, left out of the cycle collector's lists when
