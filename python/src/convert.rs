@@ -197,30 +197,31 @@ pub fn text_of<'a>(s: Borrowed<'a, '_, PyString>) -> PyResult<std::borrow::Cow<'
     Ok(std::borrow::Cow::Owned(s.to_cow()?.into_owned()))
 }
 
-/// The tuple `(key, value)`, left out of the cycle collector's lists when
-/// `value` is (as CPython's own collector leaves such a tuple once it
-/// sees it): a million pairs read are then not walked by every full
-/// collection while the program holds them, which cost W3 a third of
-/// its time. A dict read from JSON holds no container until the program
-/// puts one in (CPython tracks it then); the tuple stays untracked, as a
-/// tuple CPython untracked itself does (a cycle made through it later is
-/// then freed only when broken, the same for both).
+/// The tuple `(key, value)` of a value read from JSON, left out of the
+/// cycle collector's lists when the value is a scalar (`str`, `int`,
+/// `float`, `bool`, `None`: no container), by CPython's own rule for
+/// tuples (`_PyTuple_MaybeUntrack` untracks a tuple once its collector
+/// sees that no item is a collected object). A million such pairs held by
+/// the program are then not walked by every full collection. A pair whose
+/// value is a dict or a list stays tracked: the program may put a
+/// container, or the pair itself, into the value later.
 pub fn pair<'py>(
     key: Bound<'py, PyString>,
     value: Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let value_tracked = {
-        // SAFETY: `value` is a live object and the GIL is held (a `Bound`
-        // proves both); the function only reads its GC header flag.
-        unsafe { pyo3::ffi::PyObject_GC_IsTracked(value.as_ptr()) != 0 }
-    };
+    // `read_json` makes only these two containers; every other value it
+    // makes is an exact scalar, which holds no reference to anything.
+    let scalar =
+        !(value.is_exact_instance_of::<PyDict>() || value.is_exact_instance_of::<PyList>());
     let tuple = PyTuple::new(key.py(), [key.into_any(), value])?;
-    if !value_tracked {
-        // SAFETY: `tuple` is a live tuple (a GC object) that this thread
-        // just made and the GIL is held. Untracking only takes it off the
-        // collector's lists; every reference it holds stays counted. Its
-        // items are a `str` and an untracked object, so no cycle runs
-        // through it that the collector would have to find.
+    if scalar {
+        // SAFETY: `tuple` is a live tuple (a collected object) that this
+        // thread just made, and the GIL is held (a `Bound` proves both).
+        // Untracking only takes it off the collector's lists; every
+        // reference it holds stays counted. Its items, a `str` and a
+        // scalar, are not collected objects and can never refer to
+        // anything, so no cycle can ever run through it: CPython untracks
+        // exactly such tuples itself.
         unsafe { pyo3::ffi::PyObject_GC_UnTrack(tuple.as_ptr().cast()) };
     }
     Ok(tuple)
@@ -239,8 +240,12 @@ pub fn read_json<'py>(py: Python<'py>, json: &str) -> PyResult<Bound<'py, PyAny>
 
 /// The most member names kept in [`NAMES`].
 const MAX_NAMES: usize = 1024;
+/// The longest member name kept in [`NAMES`] (bytes), so the cache holds
+/// at most 64 KiB of text for the life of the process.
+const MAX_NAME_LEN: usize = 64;
 
-/// Member names made so far (at most [`MAX_NAMES`], the first met), by a
+/// Member names made so far (at most [`MAX_NAMES`], the first met of at
+/// most [`MAX_NAME_LEN`] bytes), by a
 /// fast hash of their text, for every read: records of one shape share
 /// their member names, so each name is made once and its hash (which the
 /// `str` caches) computed once, instead of once per value read.
@@ -261,7 +266,7 @@ fn member<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyString> {
         return s.bind(py).clone();
     }
     let s = PyString::new(py, name);
-    if names.len() < MAX_NAMES {
+    if names.len() < MAX_NAMES && name.len() <= MAX_NAME_LEN {
         names.insert(name.into(), s.clone().unbind());
     }
     s

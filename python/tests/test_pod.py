@@ -120,6 +120,17 @@ def test_text_is_read_from_the_str_as_it_is(tmp_path):
     assert on_disk == {text: {text: [text, i]} for i, text in enumerate(texts)}
     pod = POD(tmp_path / "p")
     assert list(pod.items()) == [(text, {text: [text, i]}) for i, text in enumerate(texts)]
+    # The text is read from the str's own UTF-8 form, which CPython makes
+    # once and keeps in the object (counted by sys.getsizeof): a copy made
+    # outside it (PyO3's to_cow on the 3.9 ABI) leaves the size unchanged.
+    import os
+    import sys
+
+    fresh = "caf\u00e9-" + str(os.getpid())
+    before = sys.getsizeof(fresh)
+    pod[fresh] = "x" + fresh
+    assert sys.getsizeof(fresh) > before
+    del pod[fresh]
     # A lone surrogate has no UTF-8 form: refused, with nothing stored.
     for key, value in [("\ud800", 1), ("ok", "\udfff"), ("ok", {"\ud800": 1})]:
         with pytest.raises(UnicodeEncodeError):
@@ -130,27 +141,56 @@ def test_text_is_read_from_the_str_as_it_is(tmp_path):
     pod.close()
 
 
-def test_pairs_read_are_left_to_refcounting(tmp_path):
-    # A read-only pass hands out (key, value) pairs the cycle collector does
-    # not walk (a million of them cost W3 a third of its time). They are
-    # real tuples, and a value changed later is tracked as CPython tracks it.
+def test_pairs_of_scalars_are_left_to_refcounting(tmp_path):
+    # A pair whose value is a scalar holds nothing a cycle could run
+    # through: it is handed out off the cycle collector's lists, as CPython
+    # untracks such tuples itself. A pair whose value is a dict or a list
+    # stays tracked, so a cycle made through it later is still collected.
     import gc
+    import weakref
 
     pod = POD(tmp_path / "p")
-    pod["a"] = {"n": 1}
-    pod["b"] = [1, [2]]
+    pod["n"] = 1
+    pod["s"] = "text"
+    pod["d"] = {"n": 1}
+    pod["l"] = [1, [2]]
     pod.close()
     reader = POD(tmp_path / "p", mode="r")
     pairs = list(reader.items())
-    assert pairs == [("a", {"n": 1}), ("b", [1, [2]])]
+    assert pairs == [("n", 1), ("s", "text"), ("d", {"n": 1}), ("l", [1, [2]])]
     assert all(type(p) is tuple for p in pairs)
-    assert not gc.is_tracked(pairs[0])  # a dict of numbers: nothing to walk
-    assert gc.is_tracked(pairs[1])  # a list holds a list: walked
-    pairs[0][1]["later"] = [3]
-    assert gc.is_tracked(pairs[0][1])
+    assert [gc.is_tracked(p) for p in pairs] == [False, False, True, True]
+
+    class Marker:
+        pass
+
+    def tie_and_drop(i):
+        # Ties pairs[i] into a cycle through its value, drops every outside
+        # reference, and returns a weak reference into the cycle.
+        marker = Marker()
+        pair = pairs[i]
+        if isinstance(pair[1], dict):
+            pair[1]["back"] = (pair, marker)
+        else:
+            pair[1].append((pair, marker))
+        pairs[i] = None
+        return weakref.ref(marker)
+
+    alive = [tie_and_drop(2), tie_and_drop(3)]
     gc.collect()
-    assert pairs[0] == ("a", {"n": 1, "later": [3]})
+    assert [a() for a in alive] == [None, None], "a cycle through a pair read was not collected"
     reader.close()
+
+
+def test_iteration_starts_at_the_first_item(tmp_path):
+    # iter() asks nothing of the store: the cursor is made at the first
+    # item, as a generator's would be.
+    pod = POD(tmp_path / "p")
+    pod["a"] = 1
+    keys, items = iter(pod), iter(pod.items())
+    pod.compact()  # renumbers the slots: a cursor made before would be stale
+    assert list(keys) == ["a"] and list(items) == [("a", 1)]
+    pod.close()
 
 
 def test_keys_tastypy_allowed(tmp_path):

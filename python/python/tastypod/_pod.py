@@ -10,7 +10,7 @@ import signal
 import threading
 import weakref
 from collections.abc import ItemsView, Iterator, KeysView, MutableMapping, ValuesView
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 from . import _tastypod
 from ._errors import ClosedError
@@ -238,8 +238,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         return int(len(self._n))
 
     def __iter__(self) -> Iterator[str]:
-        native = self._n
-        return _pages(native.keys_page, native.cursor())
+        return _pages(self, "keys_page")
 
     def keys(self) -> KeysView[str]:
         return KeysView(self)
@@ -251,8 +250,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         return _Items(self)
 
     def _iter_items(self) -> Iterator[Tuple[str, Any]]:
-        native = self._n
-        pairs = _pages(native.items_page, native.cursor())
+        pairs: Iterator[Tuple[str, Any]] = _pages(self, "items_page")
         if self._mode == "r":
             # Nothing to track: values read are never written back.
             return pairs
@@ -378,11 +376,16 @@ class POD(MutableMapping):  # type: ignore[type-arg]
             pass
 
 
-def _pages(next_page: Callable[[Any, int], List[_T]], cursor: Any) -> Iterator[_T]:
-    """The items of the pages ``next_page(cursor, _PAGE)`` gives until an
-    empty one, iterated in C (``chain``), not one generator step per item."""
+def _pages(store: "POD", page_of: str) -> Iterator[Any]:
+    """The items of the pages the native ``page_of(cursor, _PAGE)`` gives,
+    until an empty one, iterated in C (``chain``), not one generator step
+    per item. Nothing is asked of the store before the first item is (the
+    cursor is made then, as a generator would)."""
 
-    def pages() -> Iterator[List[_T]]:
+    def pages() -> Iterator[List[Any]]:
+        native = store._n
+        next_page = getattr(native, page_of)
+        cursor = native.cursor()
         while True:
             page = next_page(cursor, _PAGE)
             if not page:
