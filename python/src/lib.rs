@@ -12,7 +12,7 @@ use convert::{Key, read_json, write_json};
 use errors::to_py;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString};
+use pyo3::types::{PyDict, PyList, PyString};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
@@ -163,6 +163,41 @@ impl NativePod {
                 Ok(true)
             })
         })
+    }
+
+    /// `set_if_changed` for every pair of the dict `values` (values read
+    /// through the pod and kept), with one lock for all. A value that
+    /// cannot be converted is skipped; every other one is written, then
+    /// the first such error is raised. Returns how many were written.
+    fn set_many_if_changed(&self, py: Python<'_>, values: &Bound<'_, PyDict>) -> PyResult<usize> {
+        let mut texts = Vec::with_capacity(values.len());
+        let mut failed = None;
+        for (key, value) in values.iter() {
+            let text = Key::extract(key.as_borrowed())
+                .and_then(|k| Ok((k.to_string(), value_text(&value)?)));
+            match text {
+                Ok(pair) => texts.push(pair),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        let written = self.with(py, |p| {
+            p.locked(|p| {
+                let mut written = 0;
+                for (key, text) in &texts {
+                    if p.get_json(key)?.as_deref() != Some(text.as_str()) {
+                        p.insert_json(key, text)?;
+                        written += 1;
+                    }
+                }
+                Ok(written)
+            })
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(written),
+        }
     }
 
     fn remove(&self, py: Python<'_>, key: Key<'_>) -> PyResult<bool> {

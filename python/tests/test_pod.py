@@ -193,6 +193,28 @@ def test_iteration_starts_at_the_first_item(tmp_path):
     pod.close()
 
 
+def test_a_sync_writes_back_every_value_it_can(tmp_path):
+    # Values read and changed in place are written back together at a
+    # sync; one changed into something JSON cannot hold raises, after the
+    # others are written (its own change cannot be stored, and is dropped).
+    pod = POD(tmp_path / "p")
+    for k in "abcd":
+        pod[k] = {"n": 0}
+    pod.sync()
+    a, b, c, d = pod["a"], pod["b"], pod["c"], pod["d"]
+    a["n"], b["n"], c["n"] = 1, object(), 3  # d read, not changed
+    lines = len(log_lines(tmp_path / "p"))
+    with pytest.raises(TypeError):
+        pod.sync()
+    pod.sync()  # the bad value is not tracked any more: nothing to raise
+    pod.close()
+    reader = POD(tmp_path / "p", mode="r")
+    assert dict(reader.items()) == {"a": {"n": 1}, "b": {"n": 0}, "c": {"n": 3}, "d": {"n": 0}}
+    # Only the two changed values were written (a batch line and two records).
+    assert len(log_lines(tmp_path / "p")) == lines + 3
+    reader.close()
+
+
 def test_keys_tastypy_allowed(tmp_path):
     pod = POD(tmp_path / "p")
     pod[7] = "seven"

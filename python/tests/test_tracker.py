@@ -83,6 +83,19 @@ def test_fields_and_mark_done_both_kept(tmp_path):
     assert t["k"]["result"] == 42 and t["k"]["note"] == "before"
 
 
+def test_a_sync_writes_back_every_record_it_can(tmp_path):
+    t = Tracker(tmp_path / "t")
+    t.add_many(["a", "b", "c"])
+    a, b, c = t["a"], t["b"], t["c"]
+    a["note"], b["note"], c["note"] = "x", object(), "z"
+    with pytest.raises(TypeError):
+        t.sync()
+    t.close()
+    t = Tracker(tmp_path / "t", mode="r")
+    assert (t["a"].get("note"), t["b"].get("note"), t["c"].get("note")) == ("x", None, "z")
+    t.close()
+
+
 def test_setting_a_record_and_removing_one(tmp_path):
     t = Tracker(tmp_path / "t")
     t["new"] = {"url": "x"}

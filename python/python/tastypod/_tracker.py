@@ -91,6 +91,18 @@ class Tracker(POD, _Counters):
         # A record read earlier: its user fields, on the task's state now.
         self._n.set_if_changed(key, value, keep_state=True)
 
+    def _write_back_all(self, live: Dict[str, Any]) -> None:
+        # As POD's: every record that can be written is, then the first
+        # error is raised.
+        failed: Optional[BaseException] = None
+        for key, value in live.items():
+            try:
+                self._write_back(key, value)
+            except (TypeError, ValueError) as e:
+                failed = failed or e
+        if failed is not None:
+            raise failed
+
     def _state_call(self, key: Key, call: Callable[[str], _R]) -> _R:
         """Runs a call that changes ``key``'s state, then shows the new
         state in the record the program holds (the same dict), keeping the
