@@ -216,10 +216,17 @@ class POD(MutableMapping):  # type: ignore[type-arg]
 
     def __getitem__(self, key: Key) -> Any:
         k = key if type(key) is str else _key(key)
-        value = self._live.get(k, _MISSING)
+        live = self._live
+        value = live.get(k, _MISSING)
         if value is not _MISSING:
             return value
-        return self._track(k, self._n.get(k))
+        value = self._n.get(k)
+        # `_track`, written out (this is the hottest read).
+        if self._mode == "w" and isinstance(value, (dict, list)):
+            live[k] = value
+            if self._holds == 0 and len(live) >= self._sync_at:
+                self.sync()
+        return value
 
     def __setitem__(self, key: Key, value: Any) -> None:
         k = key if type(key) is str else _key(key)
