@@ -17,7 +17,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
 use std::time::Duration;
-use tastypod::{Aborted, Claim, Durability, PodOptions, SharedPod, SharedTracker, TrackerOptions};
+use tastypod::{
+    Aborted, Claim, Durability, ErrorKind, PodOptions, SharedPod, SharedTracker, TrackerOptions,
+};
 
 type Raw = Box<RawValue>;
 
@@ -166,37 +168,56 @@ impl NativePod {
     }
 
     /// `set_if_changed` for every pair of the dict `values` (values read
-    /// through the pod and kept), with one lock for all. A value that
-    /// cannot be converted is skipped; every other one is written, then
-    /// the first such error is raised. Returns how many were written.
+    /// through the pod and kept), with one lock for all. A value the store
+    /// cannot hold (JSON cannot express it, its text breaks the store's
+    /// value rules, or its record would be too long) is skipped; every
+    /// other one is written, then the first such error is raised. Any
+    /// other error (the store's own: I/O, a poisoned handle) stops at once.
+    /// Returns how many were written.
     fn set_many_if_changed(&self, py: Python<'_>, values: &Bound<'_, PyDict>) -> PyResult<usize> {
         let mut texts = Vec::with_capacity(values.len());
-        let mut failed = None;
+        let mut refused: Option<PyErr> = None;
         for (key, value) in values.iter() {
-            let text = Key::extract(key.as_borrowed())
-                .and_then(|k| Ok((k.to_string(), value_text(&value)?)));
+            let text = Key::extract(key.as_borrowed()).and_then(|k| {
+                let text = value_text(&value)?;
+                tastypod::check_json(&k, &text).map_err(|e| to_py(py, &e))?;
+                Ok((k.to_string(), text))
+            });
             match text {
                 Ok(pair) => texts.push(pair),
                 Err(e) => {
-                    failed.get_or_insert(e);
+                    refused.get_or_insert(e);
                 }
             }
         }
-        let written = self.with(py, |p| {
+        let (written, refused_by_store) = self.with(py, |p| {
             p.locked(|p| {
                 let mut written = 0;
+                let mut refused_by_store = None;
                 for (key, text) in &texts {
-                    if p.get_json(key)?.as_deref() != Some(text.as_str()) {
-                        p.insert_json(key, text)?;
-                        written += 1;
+                    if p.get_json(key)?.as_deref() == Some(text.as_str()) {
+                        continue;
+                    }
+                    match p.insert_json(key, text) {
+                        Ok(()) => written += 1,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::RecordTooLarge { .. } | ErrorKind::InvalidValue { .. }
+                            ) =>
+                        {
+                            refused_by_store.get_or_insert(e);
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
-                Ok(written)
+                Ok((written, refused_by_store))
             })
         })?;
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(written),
+        match (refused, refused_by_store) {
+            (Some(e), _) => Err(e),
+            (None, Some(e)) => Err(to_py(py, &e)),
+            (None, None) => Ok(written),
         }
     }
 

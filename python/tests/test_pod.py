@@ -213,6 +213,42 @@ def test_a_sync_writes_back_every_value_it_can(tmp_path):
     # Only the two changed values were written (a batch line and two records).
     assert len(log_lines(tmp_path / "p")) == lines + 3
     reader.close()
+    # The same for a value the store's own rules refuse (one member twice:
+    # 1 and "1" both become "1").
+    pod = POD(tmp_path / "p")
+    a, b, c = pod["a"], pod["b"], pod["c"]
+    a["n"], c["n"] = 10, 30
+    b[1], b["1"] = "x", "y"
+    with pytest.raises(ValueError):
+        pod.sync()
+    pod.close()
+    reader = POD(tmp_path / "p", mode="r")
+    assert (reader["a"], reader["b"], reader["c"]) == ({"n": 10}, {"n": 0}, {"n": 30})
+    reader.close()
+
+
+def test_a_value_read_as_sync_at_is_reached_stays_tracked(tmp_path):
+    # The read that reaches sync_at syncs the values read before it; the
+    # one it hands out is still tracked, so a change to it is not lost.
+    pod = POD(tmp_path / "p", sync_at=2)
+    for k in "abc":
+        pod[k] = {"n": 0}
+    pod.sync()
+    a = pod["a"]
+    a["n"] = 1
+    b = pod["b"]  # reaches sync_at: `a` is written, `b` handed out tracked
+    b["n"] = 2
+    pairs = iter(pod.items())
+    _, a_again = next(pairs)
+    a_again["n"] = 10
+    _, b_again = next(pairs)  # reaches sync_at again, during iteration
+    b_again["n"] = 20
+    c = next(pairs)[1]
+    c["n"] = 3
+    pod.close()
+    reader = POD(tmp_path / "p", mode="r")
+    assert dict(reader.items()) == {"a": {"n": 10}, "b": {"n": 20}, "c": {"n": 3}}
+    reader.close()
 
 
 def test_keys_tastypy_allowed(tmp_path):

@@ -178,9 +178,10 @@ class POD(MutableMapping):  # type: ignore[type-arg]
     def _track(self, key: str, value: _T) -> _T:
         """Keeps ``value`` (read through the pod) to write back if changed."""
         if self._mode == "w" and isinstance(value, (dict, list)):
-            self._live[key] = value
-            if self._holds == 0 and len(self._live) >= self._sync_at:
+            # Sync the others first, so the value handed out stays tracked.
+            if self._holds == 0 and self._live and len(self._live) + 1 >= self._sync_at:
                 self.sync()
+            self._live[key] = value
         return value
 
     def _flush(self) -> None:
@@ -216,16 +217,16 @@ class POD(MutableMapping):  # type: ignore[type-arg]
 
     def __getitem__(self, key: Key) -> Any:
         k = key if type(key) is str else _key(key)
-        live = self._live
-        value = live.get(k, _MISSING)
+        value = self._live.get(k, _MISSING)
         if value is not _MISSING:
             return value
         value = self._n.get(k)
-        # `_track`, written out (this is the hottest read).
+        # `_track`, written out (this is the hottest read). `_live` is read
+        # again: another thread may have synced (and replaced it) meanwhile.
         if self._mode == "w" and isinstance(value, (dict, list)):
-            live[k] = value
-            if self._holds == 0 and len(live) >= self._sync_at:
+            if self._holds == 0 and self._live and len(self._live) + 1 >= self._sync_at:
                 self.sync()
+            self._live[k] = value
         return value
 
     def __setitem__(self, key: Key, value: Any) -> None:
@@ -274,15 +275,15 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         # the pair read is handed out as it is unless a live value replaces it.
         for pair in pairs:
             k, v = pair
-            live = self._live  # a sync below replaces it
-            held = live.get(k, _MISSING)
+            held = self._live.get(k, _MISSING)
             if held is not _MISSING:
                 yield (k, held)
                 continue
             if isinstance(v, (dict, list)):
-                live[k] = v
-                if self._holds == 0 and len(live) >= self._sync_at:
+                # Sync the others first, so the value handed out stays tracked.
+                if self._holds == 0 and self._live and len(self._live) + 1 >= self._sync_at:
                     self.sync()
+                self._live[k] = v
             yield pair
 
     def get(self, key: Key, default: Any = None) -> Any:
@@ -327,8 +328,12 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         and fsyncs: once it returns, they survive a crash and a power loss."""
         if self._mode == "r":
             return
-        self._flush()
-        self._n.sync()
+        try:
+            self._flush()
+        finally:
+            # What the flush wrote is made durable even if it raised for a
+            # value the store cannot hold.
+            self._n.sync()
 
     def sync_key(self, key: Key) -> None:
         """Writes the change of ``key`` (and the changes made before it) now."""
