@@ -54,6 +54,9 @@ fn durability(durable: bool) -> Durability {
     }
 }
 
+/// A value read and the JSON text it was read from.
+type Tracked<'py> = (Bound<'py, PyAny>, String);
+
 /// An open store of JSON values (a `POD`'s native half).
 #[pyclass(module = "tastypod._tastypod", frozen)]
 struct NativePod {
@@ -138,6 +141,16 @@ impl NativePod {
         }
     }
 
+    /// The value of `key` and the JSON text it was read from (to tell at
+    /// write-back whether the program changed it); `KeyError` if absent.
+    fn get_tracked<'py>(&self, py: Python<'py>, key: Key<'_>) -> PyResult<Tracked<'py>> {
+        let key: &str = &key;
+        match self.text(py, key)? {
+            Some(text) => Ok((read_json(py, &text)?, text)),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_string())),
+        }
+    }
+
     /// Sets `key` to `value` (converted to JSON, refused as a whole if it
     /// cannot be).
     fn set(&self, py: Python<'_>, key: Key<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -146,29 +159,10 @@ impl NativePod {
         self.with(py, |p| p.insert_json(key, &text))
     }
 
-    /// Sets `key` to `value` unless it holds that already; returns whether
-    /// it wrote.
-    fn set_if_changed(
-        &self,
-        py: Python<'_>,
-        key: Key<'_>,
-        value: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        let key: &str = &key;
-        let text = value_text(value)?;
-        self.with(py, |p| {
-            p.locked(|p| {
-                if p.get_json(key)?.as_deref() == Some(text.as_str()) {
-                    return Ok(false);
-                }
-                p.insert_json(key, &text)?;
-                Ok(true)
-            })
-        })
-    }
-
-    /// `set_if_changed` for every pair of the dict `values` (values read
-    /// through the pod and kept), with one lock for all. A value the store
+    /// Writes back the values of the dict `values` (key -> `(value, text
+    /// it was read from)`: values read through the pod and kept) that the
+    /// program changed since it read them, with one lock for all, each
+    /// only if its text differs from the one stored. A value the store
     /// cannot hold (JSON cannot express it, its text breaks the store's
     /// value rules, or its record would be too long) is skipped; every
     /// other one is written, then the first such error is raised. Any
@@ -177,14 +171,22 @@ impl NativePod {
     fn set_many_if_changed(&self, py: Python<'_>, values: &Bound<'_, PyDict>) -> PyResult<usize> {
         let mut texts = Vec::with_capacity(values.len());
         let mut refused: Option<PyErr> = None;
-        for (key, value) in values.iter() {
+        for (key, held) in values.iter() {
             let text = Key::extract(key.as_borrowed()).and_then(|k| {
+                let (value, read): (Bound<'_, PyAny>, Key<'_>) = held.extract()?;
                 let text = value_text(&value)?;
+                if text == *read {
+                    // Not changed since it was read: nothing to write (and
+                    // in the multi-process mode, another process's newer
+                    // value must not be overwritten with it).
+                    return Ok(None);
+                }
                 tastypod::check_json(&k, &text).map_err(|e| to_py(py, &e))?;
-                Ok((k.to_string(), text))
+                Ok(Some((k.to_string(), text)))
             });
             match text {
-                Ok(pair) => texts.push(pair),
+                Ok(Some(pair)) => texts.push(pair),
+                Ok(None) => {}
                 Err(e) => {
                     refused.get_or_insert(e);
                 }
@@ -239,17 +241,28 @@ impl NativePod {
         self.with(py, SharedPod::keys)
     }
 
-    /// The next `n` pairs after `cursor`, values as Python objects; the
+    /// The next `n` pairs after `cursor`, values as Python objects (with
+    /// `texts`, triples with the JSON text each value was read from); the
     /// cursor moves past them.
+    #[pyo3(signature = (cursor, n, texts=false))]
     fn items_page<'py>(
         &self,
         py: Python<'py>,
         cursor: &NativeCursor,
         n: usize,
+        texts: bool,
     ) -> PyResult<Bound<'py, PyList>> {
         let mut at = cursor.get();
         let page = self.with(py, |p| p.next_items_json(&mut at, n))?;
         cursor.set(at);
+        if texts {
+            // (key, value, text read): for a writable pod, which tracks them.
+            let triples = page
+                .into_iter()
+                .map(|(k, v)| Ok((k, read_json(py, &v)?, v)))
+                .collect::<PyResult<Vec<_>>>()?;
+            return PyList::new(py, triples);
+        }
         // The values first, then the pairs: in this order of allocation a
         // page cost CPython's cycle collector less than made pair by pair
         // (W3, measured: 1.1 s against 1.45 s).
@@ -513,22 +526,40 @@ impl NativeTracker {
         }
     }
 
+    /// The value of `key` and the JSON text it was read from (to tell at
+    /// write-back whether the program changed it); `KeyError` if absent.
+    fn get_tracked<'py>(&self, py: Python<'py>, key: Key<'_>) -> PyResult<Tracked<'py>> {
+        let key: &str = &key;
+        match self.text(py, key)? {
+            Some(text) => Ok((read_json(py, &text)?, text)),
+            None => Err(pyo3::exceptions::PyKeyError::new_err(key.to_string())),
+        }
+    }
+
     /// Replaces the record of `key` unless it holds that already, adding
     /// the task if absent; returns whether it wrote. With `keep_state`
     /// (a record read earlier and changed in place) only the user's fields
     /// are taken from `value`: the task's state stays as it is now, since
     /// calls made since may have changed it. Otherwise the reserved fields
     /// of `value` are honoured when well typed.
-    #[pyo3(signature = (key, value, keep_state=false))]
+    ///
+    /// With `read` (the text the record was read from), a record the
+    /// program did not change since is not written: in the multi-process
+    /// mode another process may have changed it meanwhile.
+    #[pyo3(signature = (key, value, keep_state=false, read=None))]
     fn set_if_changed(
         &self,
         py: Python<'_>,
         key: Key<'_>,
         value: &Bound<'_, PyAny>,
         keep_state: bool,
+        read: Option<Key<'_>>,
     ) -> PyResult<bool> {
         let key: &str = &key;
         let text = value_text(value)?;
+        if read.is_some_and(|read| *read == *text) {
+            return Ok(false);
+        }
         tastypod::check_json(key, &text).map_err(|e| to_py(py, &e))?;
         let new: Value =
             serde_json::from_str(&text).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -591,6 +622,23 @@ impl NativeTracker {
         texts
             .into_iter()
             .map(|t| t.map(|t| read_json(py, &t)).transpose())
+            .collect()
+    }
+
+    /// [`records`](Self::records), each with the JSON text it was read from.
+    fn records_tracked<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<String>,
+    ) -> PyResult<Vec<Option<Tracked<'py>>>> {
+        let texts = self.with(py, |t| {
+            keys.iter()
+                .map(|k| Ok(t.get(k)?.map(|v| v.to_string())))
+                .collect::<tastypod::Result<Vec<_>>>()
+        })?;
+        texts
+            .into_iter()
+            .map(|t| t.map(|t| Ok((read_json(py, &t)?, t))).transpose())
             .collect()
     }
 

@@ -45,6 +45,42 @@ def test_workers_drain_one_tracker_with_no_task_given_twice(tmp_path):
     t.close()
 
 
+def test_a_value_only_read_never_overwrites_another_writers(tmp_path):
+    # Two handles in the multi-process mode (as two processes would be):
+    # one reads a value (tracked until its next sync) and does not change
+    # it; the other writes a newer one. The first one's sync must not
+    # write its stale copy back; a value it did change is written.
+    path = str(tmp_path / "p")
+    a, b = tastypod.SharedPOD(path), tastypod.SharedPOD(path)
+    a["read"], a["changed"] = {"n": 0}, {"n": 0}
+    a.sync()
+    held, mine = a["read"], a["changed"]
+    mine["n"] = 1
+    b["read"] = {"n": 99}
+    b.sync()
+    a.sync()
+    a.close()
+    b.close()
+    reader = tastypod.POD(path, mode="r")
+    assert (reader["read"], reader["changed"]) == ({"n": 99}, {"n": 1})
+    reader.close()
+    # The same for a tracker's records, read through items() too.
+    path = str(tmp_path / "t")
+    a, b = tastypod.SharedTracker(path), tastypod.SharedTracker(path)
+    a.add_many(["x", "y"])
+    a.sync()
+    records = dict(a.items())
+    records["y"]["note"] = "mine"
+    b["x"] = {"note": "newer"}
+    b.sync()
+    a.sync()
+    a.close()
+    b.close()
+    reader = tastypod.Tracker(path, mode="r")
+    assert (reader["x"].get("note"), reader["y"].get("note")) == ("newer", "mine")
+    reader.close()
+
+
 def test_shared_handles_pickle_as_their_path(tmp_path):
     pod = tastypod.SharedPOD(tmp_path / "p")
     pod["a"] = 1

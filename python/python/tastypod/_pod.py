@@ -148,7 +148,9 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         self._durable = durable
         self._pid = os.getpid()
         self._generation = _fork_generation
-        self._live: Dict[str, Any] = {}
+        # Values read through the pod and tracked until the next sync:
+        # key -> (value, the JSON text it was read from).
+        self._live: Dict[str, Tuple[Any, str]] = {}
         self._holds = 0
         self._native = self._open_native()
         if mode == "w":
@@ -175,13 +177,14 @@ class POD(MutableMapping):  # type: ignore[type-arg]
             )
         return self._native
 
-    def _track(self, key: str, value: _T) -> _T:
-        """Keeps ``value`` (read through the pod) to write back if changed."""
+    def _track(self, key: str, value: _T, read: str) -> _T:
+        """Keeps ``value`` (read through the pod from the JSON text
+        ``read``) to write back if the program changes it."""
         if self._mode == "w" and isinstance(value, (dict, list)):
             # Sync the others first, so the value handed out stays tracked.
             if self._holds == 0 and self._live and len(self._live) + 1 >= self._sync_at:
                 self.sync()
-            self._live[key] = value
+            self._live[key] = (value, read)
         return value
 
     def _flush(self) -> None:
@@ -191,21 +194,20 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         live, self._live = self._live, {}
         self._write_back_all(live)
 
-    def _write_back_all(self, live: Dict[str, Any]) -> None:
-        """Writes every value of ``live`` whose JSON changed, in one native
-        call; a value JSON cannot hold is left out (its change is lost, as
-        it cannot be stored) and its error raised once the others are
-        written."""
+    def _write_back_all(self, live: Dict[str, Tuple[Any, str]]) -> None:
+        """Writes every value of ``live`` (key -> value, text it was read
+        from) that the program changed since it read it, in one native
+        call; a value the store cannot hold is left out (its change is
+        lost, as it cannot be stored) and its error raised once the others
+        are written. A value not changed is not written: in the
+        multi-process mode another process may have written a newer one."""
         self._n.set_many_if_changed(live)
 
     def _flush_key(self, key: str) -> None:
-        value = self._live.pop(key, _MISSING)
-        if value is not _MISSING:
-            self._write_back(key, value)
+        held = self._live.pop(key, _MISSING)
+        if held is not _MISSING:
+            self._write_back_all({key: held})
 
-    def _write_back(self, key: str, value: Any) -> None:
-        """Writes a value read through the pod, if its JSON changed."""
-        self._n.set_if_changed(key, value)
 
     def __reduce__(self) -> Any:
         return (type(self), (self._path, self._sync_at, self._mode))
@@ -217,16 +219,18 @@ class POD(MutableMapping):  # type: ignore[type-arg]
 
     def __getitem__(self, key: Key) -> Any:
         k = key if type(key) is str else _key(key)
-        value = self._live.get(k, _MISSING)
-        if value is not _MISSING:
-            return value
-        value = self._n.get(k)
+        held = self._live.get(k, _MISSING)
+        if held is not _MISSING:
+            return held[0]
+        if self._mode == "r":
+            return self._n.get(k)
+        value, read = self._n.get_tracked(k)
         # `_track`, written out (this is the hottest read). `_live` is read
         # again: another thread may have synced (and replaced it) meanwhile.
-        if self._mode == "w" and isinstance(value, (dict, list)):
+        if isinstance(value, (dict, list)):
             if self._holds == 0 and self._live and len(self._live) + 1 >= self._sync_at:
                 self.sync()
-            self._live[k] = value
+            self._live[k] = (value, read)
         return value
 
     def __setitem__(self, key: Key, value: Any) -> None:
@@ -264,27 +268,25 @@ class POD(MutableMapping):  # type: ignore[type-arg]
         return _Items(self)
 
     def _iter_items(self) -> Iterator[Tuple[str, Any]]:
-        pairs: Iterator[Tuple[str, Any]] = _pages(self, "items_page")
         if self._mode == "r":
             # Nothing to track: values read are never written back.
+            pairs: Iterator[Tuple[str, Any]] = _pages(self, "items_page")
             return pairs
-        return self._tracked_items(pairs)
+        return self._tracked_items(_pages(self, "items_page", True))
 
-    def _tracked_items(self, pairs: Iterator[Tuple[str, Any]]) -> Iterator[Tuple[str, Any]]:
-        # `_track` written out (a call per item cost a tenth of the pass);
-        # the pair read is handed out as it is unless a live value replaces it.
-        for pair in pairs:
-            k, v = pair
+    def _tracked_items(self, triples: Iterator[Tuple[str, Any, str]]) -> Iterator[Tuple[str, Any]]:
+        # `_track` written out (a call per item cost a tenth of the pass).
+        for k, v, read in triples:
             held = self._live.get(k, _MISSING)
             if held is not _MISSING:
-                yield (k, held)
+                yield (k, held[0])
                 continue
             if isinstance(v, (dict, list)):
                 # Sync the others first, so the value handed out stays tracked.
                 if self._holds == 0 and self._live and len(self._live) + 1 >= self._sync_at:
                     self.sync()
-                self._live[k] = v
-            yield pair
+                self._live[k] = (v, read)
+            yield (k, v)
 
     def get(self, key: Key, default: Any = None) -> Any:
         try:
@@ -405,7 +407,7 @@ class POD(MutableMapping):  # type: ignore[type-arg]
             pass
 
 
-def _pages(store: "POD", page_of: str) -> Iterator[Any]:
+def _pages(store: "POD", page_of: str, *args: Any) -> Iterator[Any]:
     """The items of the pages the native ``page_of(cursor, _PAGE)`` gives,
     until an empty one, iterated in C (``chain``), not one generator step
     per item. Nothing is asked of the store before the first item is (the
@@ -416,7 +418,7 @@ def _pages(store: "POD", page_of: str) -> Iterator[Any]:
         next_page = getattr(native, page_of)
         cursor = native.cursor()
         while True:
-            page = next_page(cursor, _PAGE)
+            page = next_page(cursor, _PAGE, *args)
             if not page:
                 return
             yield page

@@ -87,17 +87,14 @@ class Tracker(POD, _Counters):
     def __reduce__(self) -> Any:
         return (type(self), (self._path, self._max_tries, self._sync_at, self._mode))
 
-    def _write_back(self, key: str, value: Any) -> None:
-        # A record read earlier: its user fields, on the task's state now.
-        self._n.set_if_changed(key, value, keep_state=True)
-
-    def _write_back_all(self, live: Dict[str, Any]) -> None:
-        # As POD's: every record that can be written is, then the first
-        # error is raised.
+    def _write_back_all(self, live: Dict[str, Tuple[Any, str]]) -> None:
+        # Each record read earlier and changed since: its user fields, on
+        # the task's state now. As POD's: every record that can be written
+        # is, then the first error is raised.
         failed: Optional[BaseException] = None
-        for key, value in live.items():
+        for key, (value, read) in live.items():
             try:
-                self._write_back(key, value)
+                self._n.set_if_changed(key, value, keep_state=True, read=read)
             except (TypeError, ValueError) as e:
                 failed = failed or e
         if failed is not None:
@@ -109,14 +106,18 @@ class Tracker(POD, _Counters):
         fields it changed there."""
         k = _key(key)
         out = call(k)
-        live = self._live.get(k)
-        if live is not None:
-            fresh = self._n.get(k)
+        held = self._live.get(k)
+        if held is not None:
+            live = held[0]
+            fresh, read = self._n.get_tracked(k)
             for name in _RESERVED:
                 if name in fresh:
                     live[name] = fresh[name]
                 else:
                     live.pop(name, None)
+            # The record as it is now is what the program's changes are
+            # told apart from.
+            self._live[k] = (live, read)
         return out
 
     # ---- the dict protocol, for records ----
@@ -137,11 +138,11 @@ class Tracker(POD, _Counters):
         keys = self._n.keys()
         for start in range(0, len(keys), 1000):
             page = keys[start : start + 1000]
-            for k, record in zip(page, self._n.records(page)):
-                if record is None:
+            for k, found in zip(page, self._n.records_tracked(page)):
+                if found is None:
                     continue
-                live = self._live.get(k)
-                yield (k, live) if live is not None else (k, self._track(k, record))
+                held = self._live.get(k)
+                yield (k, held[0]) if held is not None else (k, self._track(k, *found))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._n.keys())
