@@ -54,6 +54,20 @@ fn durability(durable: bool) -> Durability {
     }
 }
 
+/// Whether two JSON texts hold the same value (numbers as JSON reads
+/// them, members in any order): a value read from text written by another
+/// program (`1E2`, other spacing or member order) and written back
+/// unchanged gives other text for the same value.
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<Value>(a),
+        serde_json::from_str::<Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// A value read and the JSON text it was read from.
 type Tracked<'py> = (Bound<'py, PyAny>, String);
 
@@ -175,7 +189,7 @@ impl NativePod {
             let text = Key::extract(key.as_borrowed()).and_then(|k| {
                 let (value, read): (Bound<'_, PyAny>, Key<'_>) = held.extract()?;
                 let text = value_text(&value)?;
-                if text == *read {
+                if text == *read || same_json(&text, &read) {
                     // Not changed since it was read: nothing to write (and
                     // in the multi-process mode, another process's newer
                     // value must not be overwritten with it).
@@ -557,7 +571,7 @@ impl NativeTracker {
     ) -> PyResult<bool> {
         let key: &str = &key;
         let text = value_text(value)?;
-        if read.is_some_and(|read| *read == *text) {
+        if read.as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
         tastypod::check_json(key, &text).map_err(|e| to_py(py, &e))?;
@@ -568,6 +582,23 @@ impl NativeTracker {
                 "the record of {key:?} must be a dict (a task's record is a JSON object)"
             )));
         };
+        if let Some(read) = read.as_deref() {
+            // Changed since it was read? With `keep_state`, only the user's
+            // fields count: a state call since then changes the others in
+            // the dict the program holds, and they are not taken from it.
+            let user = |fields: &serde_json::Map<String, Value>| {
+                let mut fields = fields.clone();
+                if keep_state {
+                    fields.retain(|k, _| !tastypod::RESERVED.contains(&k.as_str()));
+                }
+                fields
+            };
+            if let Ok(Value::Object(old)) = serde_json::from_str::<Value>(read)
+                && user(&old) == user(&fields)
+            {
+                return Ok(false);
+            }
+        }
         self.with(py, |t| {
             if !t.contains_key(key) {
                 t.add(key)?;

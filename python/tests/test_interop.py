@@ -32,6 +32,23 @@ def test_the_cli_writes_python_reads(tmp_path, tastypod_cli):
         assert pod["k"] == {"n": [1, 2]}
 
 
+def test_a_value_written_by_the_cli_and_only_read_is_not_written_back(tmp_path, tastypod_cli):
+    # The CLI stores the text as given (`1E2`, spaces); Python, reading the
+    # value and not changing it, would write other text for it. That is
+    # not a change: another process's newer value must survive the sync.
+    path = tmp_path / "p"
+    subprocess.run([tastypod_cli, "set", path, "k", '{"n": 0, "x": 1E2}'], check=True)
+    a, b = tastypod.SharedPOD(path), tastypod.SharedPOD(path)
+    assert a["k"] == {"n": 0, "x": 100.0}
+    b["k"] = {"n": 99}
+    b.sync()
+    a.sync()
+    a.close()
+    b.close()
+    with tastypod.POD(path, mode="r") as reader:
+        assert reader["k"] == {"n": 99}
+
+
 def test_a_migrated_tastypy_tracker_opens_from_python(tmp_path, tastypod_cli):
     fixture = REPO / "cli" / "tests" / "fixtures" / "tastypy" / "tracker"
     dest = tmp_path / "migrated"

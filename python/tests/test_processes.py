@@ -81,6 +81,36 @@ def test_a_value_only_read_never_overwrites_another_writers(tmp_path):
     reader.close()
 
 
+def test_a_state_call_does_not_make_a_record_read_look_changed(tmp_path):
+    # A tracker's state call shows the new state in the record the program
+    # holds; the record's user fields are still compared with the text it
+    # was read from, so another process's newer fields survive. The same
+    # when the state call adds a field (a release with a delay).
+    path = str(tmp_path / "t")
+    a, b = tastypod.SharedTracker(path), tastypod.SharedTracker(path)
+    a.add_many(["x", "y"])
+    a["y"] = {"z": 1}
+    a.sync()
+    x = a["x"]
+    b["x"] = {"note": "newer"}
+    b.sync()
+    a.mark_done("x")
+    assert x["_done"] is True
+    assert a.claim_next() == "y"
+    y = a["y"]
+    a.release("y", delay=100)
+    b["y"] = {"z": 2}
+    b.sync()
+    a.sync()
+    a.close()
+    b.close()
+    reader = tastypod.Tracker(path, mode="r")
+    assert reader["x"].get("note") == "newer" and reader["x"]["_done"] is True
+    assert reader["y"]["z"] == 2
+    assert y["z"] == 1
+    reader.close()
+
+
 def test_shared_handles_pickle_as_their_path(tmp_path):
     pod = tastypod.SharedPOD(tmp_path / "p")
     pod["a"] = 1

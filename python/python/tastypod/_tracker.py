@@ -108,16 +108,16 @@ class Tracker(POD, _Counters):
         out = call(k)
         held = self._live.get(k)
         if held is not None:
+            # The held record keeps the text it was read from: its user
+            # fields are what the program's changes are told apart from
+            # (the state fields are not taken from it at write-back).
             live = held[0]
-            fresh, read = self._n.get_tracked(k)
+            fresh = self._n.get(k)
             for name in _RESERVED:
                 if name in fresh:
                     live[name] = fresh[name]
                 else:
                     live.pop(name, None)
-            # The record as it is now is what the program's changes are
-            # told apart from.
-            self._live[k] = (live, read)
         return out
 
     # ---- the dict protocol, for records ----
