@@ -582,22 +582,24 @@ impl NativeTracker {
                 "the record of {key:?} must be a dict (a task's record is a JSON object)"
             )));
         };
-        if let Some(read) = read.as_deref() {
-            // Changed since it was read? With `keep_state`, only the user's
-            // fields count: a state call since then changes the others in
-            // the dict the program holds, and they are not taken from it.
-            let user = |fields: &serde_json::Map<String, Value>| {
-                let mut fields = fields.clone();
-                if keep_state {
-                    fields.retain(|k, _| !tastypod::RESERVED.contains(&k.as_str()));
-                }
-                fields
-            };
-            if let Ok(Value::Object(old)) = serde_json::from_str::<Value>(read)
-                && user(&old) == user(&fields)
-            {
-                return Ok(false);
+        // With `keep_state`, only the user's fields count: a state call
+        // since the read changes the others in the dict the program holds,
+        // and they are never taken from it.
+        let user = |fields: &serde_json::Map<String, Value>| {
+            let mut fields = fields.clone();
+            if keep_state {
+                fields.retain(|k, _| !tastypod::RESERVED.contains(&k.as_str()));
             }
+            fields
+        };
+        // The record as it was read, if known.
+        let read = match read.as_deref().map(serde_json::from_str::<Value>) {
+            Some(Ok(Value::Object(read))) => Some(user(&read)),
+            _ => None,
+        };
+        if read.as_ref() == Some(&user(&fields)) {
+            // Not changed since it was read.
+            return Ok(false);
         }
         self.with(py, |t| {
             if !t.contains_key(key) {
@@ -610,7 +612,24 @@ impl NativeTracker {
                 }
                 .into());
             };
-            if keep_state {
+            if keep_state && let Some(read) = &read {
+                // Only the fields the program changed since the read go on
+                // the record as it is now: another process's changes to
+                // other fields made meanwhile stay.
+                let mine = user(&fields);
+                let mut merged = old.clone();
+                for (k, v) in &mine {
+                    if read.get(k) != Some(v) {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+                for k in read.keys() {
+                    if !mine.contains_key(k) {
+                        merged.remove(k);
+                    }
+                }
+                fields = merged;
+            } else if keep_state {
                 fields.retain(|k, _| !tastypod::RESERVED.contains(&k.as_str()));
                 for (k, v) in &old {
                     if tastypod::RESERVED.contains(&k.as_str()) {

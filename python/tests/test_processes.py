@@ -111,6 +111,30 @@ def test_a_state_call_does_not_make_a_record_read_look_changed(tmp_path):
     reader.close()
 
 
+def test_records_changed_by_two_processes_keep_both_changes(tmp_path):
+    # Two workers each change a different field of the same record read
+    # through the tracker: each write-back takes only the fields its
+    # program changed, so both changes stay (a field both changed: the
+    # later sync's).
+    path = str(tmp_path / "t")
+    a, b = tastypod.SharedTracker(path), tastypod.SharedTracker(path)
+    a.add("x")
+    a["x"] = {"gone": 1, "both": 0}
+    a.sync()
+    mine, theirs = a["x"], b["x"]
+    mine["a"], mine["both"] = 1, "a"
+    theirs["b"], theirs["both"] = 2, "b"
+    del theirs["gone"]
+    b.sync()
+    a.sync()
+    a.close()
+    b.close()
+    reader = tastypod.Tracker(path, mode="r")
+    record = {k: v for k, v in reader["x"].items() if not k.startswith("_")}
+    assert record == {"both": "a", "a": 1, "b": 2}
+    reader.close()
+
+
 def test_shared_handles_pickle_as_their_path(tmp_path):
     pod = tastypod.SharedPOD(tmp_path / "p")
     pod["a"] = 1
