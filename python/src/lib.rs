@@ -658,24 +658,8 @@ impl NativeTracker {
         self.with(py, |t| Ok(t.keys().map(str::to_string).collect()))
     }
 
-    /// The records of `keys` (`None` for an absent one), in one step.
-    fn records<'py>(
-        &self,
-        py: Python<'py>,
-        keys: Vec<String>,
-    ) -> PyResult<Vec<Option<Bound<'py, PyAny>>>> {
-        let texts = self.with(py, |t| {
-            keys.iter()
-                .map(|k| Ok(t.get(k)?.map(|v| v.to_string())))
-                .collect::<tastypod::Result<Vec<_>>>()
-        })?;
-        texts
-            .into_iter()
-            .map(|t| t.map(|t| read_json(py, &t)).transpose())
-            .collect()
-    }
-
-    /// [`records`](Self::records), each with the JSON text it was read from.
+    /// The records of `keys` (`None` for an absent one), in one step, each
+    /// with the JSON text it was read from.
     fn records_tracked<'py>(
         &self,
         py: Python<'py>,
