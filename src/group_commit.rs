@@ -22,6 +22,20 @@
 //! waited for. A thread alone, or threads busy with their own work between
 //! calls, never wait for that.
 //!
+//! **The leader writes.** A call on a handle that threads share, whose
+//! records must be durable before it returns, does not write them itself
+//! while it holds the store's lock: it *stages* them in the log's
+//! [`Writer`], in the order of the calls, and the leader of the next fsync
+//! writes everything staged with one write call, then fsyncs. `n` threads
+//! completing together cost one write and one fsync, not `n` writes made
+//! one after the other under the store's lock. Every other use of the file
+//! (a write that is not staged, padding, a cut, reading the log back)
+//! writes what is staged first, so the file always receives the records in
+//! the order of the calls. A staged record belongs to a call that has not
+//! returned yet (it waits for the fsync that covers it), so a crash can only
+//! lose records nobody was told are stored. A failed write of staged
+//! records fails every waiter, as a failed fsync does.
+//!
 //! When the last fsync took at most [`SPIN_FOR_FSYNCS_UP_TO`] (a fast
 //! disk), waiters do not sleep on the condition variable: they yield the
 //! processor and look again, for at most twice the last fsync's time, since
@@ -72,6 +86,9 @@ struct State {
     leading: bool,
     /// The handle fsyncs go through (a second handle on the log's file).
     handle: Option<Arc<Mutex<Box<dyn Appender>>>>,
+    /// The log's writing handle, whose staged records a leader writes
+    /// before its fsync.
+    writer: Option<Arc<Mutex<Writer>>>,
     /// An fsync failed: the kernel may have dropped the pages, so nothing
     /// appended since can be called durable again.
     failed: Option<(io::ErrorKind, String)>,
@@ -92,6 +109,76 @@ struct State {
     gathering_since: Option<Instant>,
     /// How long the last fsync took.
     last_fsync: Duration,
+}
+
+/// The writing handle of a log, and the records staged on it for the next
+/// fsync's leader to write (see the module's docs).
+#[derive(Debug)]
+pub(crate) struct Writer {
+    /// The file, open for writing.
+    pub(crate) file: Box<dyn Appender>,
+    /// Records appended (counted by [`Syncer::note_append`]) and not yet
+    /// written, in the order of the calls.
+    staged: Vec<u8>,
+    /// Where the first of them goes (the file's end without them).
+    staged_at: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(file: Box<dyn Appender>) -> Self {
+        Writer {
+            file,
+            staged: Vec::new(),
+            staged_at: 0,
+        }
+    }
+
+    /// Stages `parts`, which go at byte `at` of the file (its end once
+    /// what is staged already is written).
+    pub(crate) fn stage(&mut self, at: u64, parts: &[&[u8]]) {
+        if self.staged.is_empty() {
+            self.staged_at = at;
+        }
+        for part in parts {
+            self.staged.extend_from_slice(part);
+        }
+    }
+
+    /// Whether records are staged.
+    pub(crate) fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Writes what is staged with one write call. If it fails, what was
+    /// written of it is cut back off (best effort: a torn tail is cut by
+    /// the next open anyway) and the staged records are dropped; the caller
+    /// fails the [`Syncer`], so the calls that staged them fail too.
+    pub(crate) fn write_staged(&mut self) -> io::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let written = self.file.append(&self.staged);
+        if written.is_err() {
+            let _ = self.file.truncate(self.staged_at);
+        }
+        self.staged.clear();
+        written
+    }
+
+    /// Drops what is staged: the log was replaced by a file that holds it.
+    pub(crate) fn discard_staged(&mut self) {
+        self.staged.clear();
+    }
+}
+
+/// What a syncer works through: a handle on the log for its fsyncs, and the
+/// log's writer (for the staged records).
+pub(crate) type Handles = (Box<dyn Appender>, Arc<Mutex<Writer>>);
+
+/// Locks a log's writer (a panic while it was held leaves it usable: every
+/// change to it is complete or not made).
+pub(crate) fn lock_writer(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    writer.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The appends a call made and must see durable before it returns.
@@ -152,9 +239,24 @@ impl Syncer {
         RETURNING.with(|r| r.set(self.id()));
     }
 
-    /// Fsyncs go through `handle` from now on.
-    pub(crate) fn attach(&self, handle: Option<Box<dyn Appender>>) {
-        lock(&self.state).handle = handle.map(|h| Arc::new(Mutex::new(h)));
+    /// Fsyncs go through `handle` from now on, after writing what is
+    /// staged on `writer`.
+    pub(crate) fn attach(&self, handles: Option<Handles>) {
+        let mut state = lock(&self.state);
+        let (handle, writer) = handles.map_or((None, None), |(h, w)| (Some(h), Some(w)));
+        state.handle = handle.map(|h| Arc::new(Mutex::new(h)));
+        state.writer = writer;
+    }
+
+    /// Fails every waiter, now and later, with `error` (a write of staged
+    /// records failed outside an fsync's leader): the records were never
+    /// written, so no fsync may vouch for them.
+    pub(crate) fn fail(&self, error: &io::Error) {
+        let mut state = lock(&self.state);
+        if state.failed.is_none() {
+            state.failed = Some((error.kind(), error.to_string()));
+        }
+        self.ended.notify_all();
     }
 
     /// Everything appended so far is durable: the log was replaced by a
@@ -271,6 +373,7 @@ impl Syncer {
                 // Those not back by now went on to other work (or ended).
                 state.returning = 0;
             }
+            let writer = state.writer.clone();
             let Some(handle) = state.handle.clone() else {
                 state.waiting -= 1;
                 state.gathering_since = None;
@@ -284,6 +387,13 @@ impl Syncer {
             // A panic in the fsync (a storage that panics) must not leave
             // `leading` set, which would block every waiter for good.
             let synced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                // The records staged up to now (those up to `target`
+                // among them) reach the file first, with one write.
+                if let Some(writer) = &writer {
+                    lock_writer(writer).write_staged().map_err(|e| {
+                        io::Error::new(e.kind(), format!("writing the staged records: {e}"))
+                    })?;
+                }
                 handle.lock().unwrap_or_else(|e| e.into_inner()).sync()
             }));
             let (synced, panic) = match synced {
@@ -369,27 +479,29 @@ mod tests {
 
     const LOG: &str = "/s/log";
 
-    /// A simulated file system, a log's writing handle, and its syncer.
-    type SimLog = (SimStorage, Box<dyn Appender>, Arc<Syncer>);
+    /// A simulated file system, a log's writer, and its syncer.
+    type SimLog = (SimStorage, Arc<Mutex<Writer>>, Arc<Syncer>);
 
-    /// A new log on a simulated file system, its writing handle, and its
-    /// syncer fsyncing through a second handle.
+    /// A new log on a simulated file system, its writer, and its syncer
+    /// fsyncing through a second handle.
     fn log_on_sim() -> Result<SimLog, Box<dyn std::error::Error>> {
         let sim = SimStorage::new();
         let storage: &dyn crate::fsio::Storage = &sim;
         storage.create_dir_all(Path::new("/s"))?;
         let file = storage.create_new(Path::new(LOG))?;
         let syncer = Syncer::new(LOG.into());
-        syncer.attach(Some(file.try_clone()?));
-        Ok((sim, file, syncer))
+        let for_fsyncs = file.try_clone()?;
+        let writer = Arc::new(Mutex::new(Writer::new(file)));
+        syncer.attach(Some((for_fsyncs, Arc::clone(&writer))));
+        Ok((sim, writer, syncer))
     }
 
     #[test]
     fn one_fsync_serves_every_append_before_it() -> Result<(), Box<dyn std::error::Error>> {
-        let (sim, mut file, syncer) = log_on_sim()?;
+        let (sim, writer, syncer) = log_on_sim()?;
         let path = Path::new(LOG);
         for part in [b"a\n", b"b\n"] {
-            file.append(part)?;
+            lock_writer(&writer).file.append(part)?;
             syncer.note_append();
         }
         assert!(syncer.has_unsynced());
@@ -405,10 +517,53 @@ mod tests {
     }
 
     #[test]
+    fn the_leader_writes_what_is_staged_with_one_write_then_fsyncs()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (sim, writer, syncer) = log_on_sim()?;
+        let path = Path::new(LOG);
+        let mut at = 0;
+        for part in [&b"a\n"[..], b"bb\n", b"c\n"] {
+            lock_writer(&writer).stage(at, &[part]);
+            at += part.len() as u64;
+            syncer.note_append();
+        }
+        // Staged: not in the file yet.
+        assert_eq!(sim.read(path), Some(Vec::new()));
+        let ops = sim.ops();
+        syncer.ticket().wait()?;
+        assert_eq!(sim.read_durable(path), Some(b"a\nbb\nc\n".to_vec()));
+        // One write, one fsync.
+        assert_eq!((sim.ops() - ops, sim.fsyncs()), (2, 1));
+        assert!(!lock_writer(&writer).has_staged());
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_write_of_staged_records_fails_their_waiters()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (sim, writer, syncer) = log_on_sim()?;
+        lock_writer(&writer).stage(0, &[b"a\n"]);
+        syncer.note_append();
+        // The next storage operation (the leader's write) fails: no fsync
+        // may then vouch for the record.
+        sim.fail_at(Some((sim.ops() + 1, crate::sim::FailMode::Once)));
+        let err = syncer.ticket().wait().map(|()| "no error").unwrap_err();
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause.as_deref().is_some_and(|c| c.contains("staged")),
+            "{err}: {cause:?}"
+        );
+        assert_eq!(sim.fsyncs(), 0);
+        assert!(syncer.failed());
+        assert_eq!(sim.read_durable(Path::new(LOG)), Some(Vec::new()));
+        Ok(())
+    }
+
+    #[test]
     fn a_failed_fsync_fails_every_waiter_and_stays_failed() -> Result<(), Box<dyn std::error::Error>>
     {
-        let (sim, mut file, syncer) = log_on_sim()?;
-        file.append(b"a\n")?;
+        let (sim, writer, syncer) = log_on_sim()?;
+        lock_writer(&writer).file.append(b"a\n")?;
         syncer.note_append();
         let ticket = syncer.ticket();
         // The next storage operation (the fsync) fails.

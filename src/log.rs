@@ -16,10 +16,10 @@
 
 use crate::error::{Error, ErrorKind, Result, fail};
 use crate::fsio::{Appender, Storage};
-use crate::group_commit::{Syncer, Ticket};
+use crate::group_commit::{Syncer, Ticket, Writer, lock_writer};
 use crate::options::Durability;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Appends of at most this many bytes are small: padding pays for them.
 const SMALL_APPEND: u64 = 16 * 1024;
@@ -42,10 +42,11 @@ pub(crate) struct LogFile {
     path: PathBuf,
     /// The store directory (named by `Poisoned`).
     dir: PathBuf,
-    /// Open for writing (appending, or over the padding); `None` for a
-    /// read-only handle, while opening, or
-    /// once the file was replaced and not yet reopened.
-    file: Option<Box<dyn Appender>>,
+    /// Open for writing (appending, or over the padding), with the records
+    /// staged for the next fsync's leader to write
+    /// ([`crate::group_commit`]); `None` for a read-only handle, while
+    /// opening, or once the file was replaced and not yet reopened.
+    file: Option<Arc<Mutex<Writer>>>,
     /// The end of the last record (where the next one goes).
     len: u64,
     lines: u64,
@@ -131,6 +132,11 @@ impl LogFile {
     /// handle on a replaced file is dropped first, so nothing is ever
     /// appended to it; a failure poisons.
     pub(crate) fn reopen(&mut self, storage: &dyn Storage) -> Result<()> {
+        // Records staged for the file this handle leaves reach it first
+        // (none are, on every path that reopens; this keeps it so).
+        if self.file.is_some() && !self.is_poisoned() {
+            self.flush_staged()?;
+        }
         self.file = None;
         self.syncer.attach(None);
         let opened = if self.pads {
@@ -140,7 +146,8 @@ impl LogFile {
         };
         match opened.and_then(|(file, size)| Ok((file.try_clone()?, file, size))) {
             Ok((for_fsyncs, file, size)) => {
-                self.file = Some(file);
+                let writer = Arc::new(Mutex::new(Writer::new(file)));
+                self.file = Some(Arc::clone(&writer));
                 // Past the last record: blank lines (padding), or a torn
                 // tail that the caller cuts next.
                 self.padded_to = size.max(self.len);
@@ -150,7 +157,7 @@ impl LogFile {
                 // the new handle) covers them if this is the same file, and
                 // is harmless if another process replaced it (its file,
                 // fsynced before the rename, holds them).
-                self.syncer.attach(Some(for_fsyncs));
+                self.syncer.attach(Some((for_fsyncs, writer)));
                 Ok(())
             }
             Err(e) => {
@@ -181,8 +188,12 @@ impl LogFile {
             let _ = storage.remove_file(tmp);
             return Err(Error::io("rename into place", tmp, e));
         }
-        // The old handle points at the replaced file.
-        self.file = None;
+        // The old handle points at the replaced file. Records staged for it
+        // are in its successor (made from the handle's state, or from the
+        // old log read after they were written: `flush_staged`).
+        if let Some(writer) = self.file.take() {
+            lock_writer(&writer).discard_staged();
+        }
         if let Err(e) = storage.sync_dir(&self.dir) {
             self.poisoned = true;
             return Err(Error::io("fsync directory", &self.dir, e));
@@ -238,23 +249,54 @@ impl LogFile {
         Ok(())
     }
 
-    /// Runs `f` on the open file; a failure poisons.
+    /// Runs `f` on the open file, once the records staged on it are
+    /// written (so the file receives everything in the order of the
+    /// calls); a failure poisons.
     fn with_file(
         &mut self,
         op: &'static str,
         f: impl FnOnce(&mut dyn Appender) -> std::io::Result<()>,
     ) -> Result<()> {
         self.writable()?;
-        let Some(file) = self.file.as_mut() else {
+        let Some(writer) = self.file.clone() else {
             return fail(ErrorKind::Poisoned {
                 path: self.dir.clone(),
             });
         };
-        if let Err(e) = f(&mut **file) {
+        let mut writer = lock_writer(&writer);
+        if let Err(e) = writer.write_staged() {
+            drop(writer);
+            return Err(self.staged_write_failed(e));
+        }
+        if let Err(e) = f(&mut *writer.file) {
             self.poisoned = true;
             return Err(Error::io(op, &self.path, e));
         }
         Ok(())
+    }
+
+    /// Poisons the handle, and fails the calls waiting for the staged
+    /// records that could not be written.
+    fn staged_write_failed(&mut self, e: std::io::Error) -> Error {
+        self.poisoned = true;
+        self.syncer.fail(&e);
+        Error::io("append to", &self.path, e)
+    }
+
+    /// Writes the records staged for the next fsync's leader now: before
+    /// anything reads the log file back.
+    pub(crate) fn flush_staged(&mut self) -> Result<()> {
+        if !self.has_staged() {
+            return Ok(());
+        }
+        self.with_file("append to", |_| Ok(()))
+    }
+
+    /// Whether records are staged and not yet written to the file.
+    pub(crate) fn has_staged(&self) -> bool {
+        self.file
+            .as_ref()
+            .is_some_and(|writer| lock_writer(writer).has_staged())
     }
 
     /// Appends `parts` (holding `lines` lines) with one write call, then
@@ -276,12 +318,23 @@ impl LogFile {
             self.with_file("cut the padding of", |f| f.truncate(len))?;
             self.padded_to = len;
         }
-        self.with_file("append to", |f| {
-            f.append_parts(parts).inspect_err(|_| {
-                // Best effort: a torn tail left here is cut by the next open.
-                let _ = f.truncate(len);
-            })
-        })?;
+        // A call on a shared handle that waits for its fsync once it lets go
+        // of the store's lock stages its records: the fsync's leader writes
+        // them, with the other waiting calls' ones (`crate::group_commit`).
+        let staged = self.defer && fsync && self.pads && self.durability != Durability::Process;
+        if staged {
+            self.writable()?;
+            if let Some(writer) = &self.file {
+                lock_writer(writer).stage(len, parts);
+            }
+        } else {
+            self.with_file("append to", |f| {
+                f.append_parts(parts).inspect_err(|_| {
+                    // Best effort: a torn tail left here is cut by the next open.
+                    let _ = f.truncate(len);
+                })
+            })?;
+        }
         self.len += appended;
         self.lines += lines;
         self.padded_to = self.padded_to.max(self.len);
@@ -369,9 +422,19 @@ impl LogFile {
             return;
         }
         let (len, from) = (self.len, self.padded_to);
-        let Some(file) = self.file.as_mut() else {
+        let Some(writer) = self.file.clone() else {
             return;
         };
+        let mut writer = lock_writer(&writer);
+        // The padding never goes past records not yet written (a crash
+        // would leave a hole before it).
+        if let Err(e) = writer.write_staged() {
+            drop(writer);
+            // The call's fsync reports the poisoned handle.
+            let _ = self.staged_write_failed(e);
+            return;
+        }
+        let file = &mut writer.file;
         let to = len + self.pad_size;
         match file.pad(from, to - from) {
             Ok(()) => self.padded_to = to,
@@ -394,9 +457,16 @@ impl LogFile {
             return;
         }
         let len = self.len;
-        if let Some(file) = self.file.as_mut()
-            && file.truncate(len).is_ok()
-        {
+        let Some(writer) = self.file.clone() else {
+            return;
+        };
+        let mut writer = lock_writer(&writer);
+        if let Err(e) = writer.write_staged() {
+            drop(writer);
+            let _ = self.staged_write_failed(e);
+            return;
+        }
+        if writer.file.truncate(len).is_ok() {
             self.padded_to = len;
         }
     }

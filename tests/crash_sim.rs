@@ -84,6 +84,22 @@ fn every_change_durable_recovers_every_call_that_returned() {
     assert!(images >= 5_000, "only {images} crash images");
 }
 
+/// The same through a `SharedPod`, the handle threads share: each call
+/// stages its records, and the leader of the fsync it waits for writes
+/// them with the other waiting calls' ones before fsyncing.
+#[test]
+fn shared_handle_every_change_recovers_every_call_that_returned() {
+    let mut images = 0;
+    for seed in 1..=40u64 {
+        let script = script(seed, 60);
+        images += check_every_crash_point(&format!("shared handle, seed {seed}"), |sim| {
+            run_shared(sim, &script)
+        });
+    }
+    eprintln!("checked {images} crash images");
+    assert!(images >= 5_000, "only {images} crash images");
+}
+
 #[test]
 fn compaction_is_safe_at_every_step() {
     // Count the operations of setup and of a compaction.

@@ -113,6 +113,10 @@ where
         if log_len < hint::MIN_LOG || self.hinted.is_some_and(|h| !hint::is_stale(h, log_len)) {
             return;
         }
+        // The hint describes the file: what is staged is written first.
+        if self.log.flush_staged().is_err() {
+            return;
+        }
         let Some(parts) = self.hint_now() else {
             return;
         };
@@ -138,6 +142,10 @@ where
     /// thread while the hint is made (and given up if no hint can be made),
     /// from the last CRC this handle knows.
     fn hint_now(&self) -> Option<[Vec<u8>; 3]> {
+        if self.log.has_staged() {
+            // The file does not hold the log's last records yet.
+            return None;
+        }
         let log_len = self.log.len();
         let covered = Covered {
             log_len,

@@ -223,6 +223,13 @@ where
                 return Err(e);
             }
         };
+        // The tail is read back from the file: the records staged for the
+        // next fsync's leader are written first.
+        if let Err(e) = self.log.flush_staged() {
+            drop(prepared);
+            abandon(&*storage);
+            return Err(e);
+        }
         let (log_len, log_lines) = (self.log.len(), self.log.lines());
         let stale = self.log.writable().is_err()
             || self.epoch != bg.epoch
@@ -397,6 +404,10 @@ where
     pub fn revert(&mut self) -> Result<()> {
         self.abandon_background();
         if self.multi.is_none() {
+            // What the handle wrote is what it reloads.
+            if self.log.is_attached() {
+                self.log.flush_staged()?;
+            }
             let replayed = self.read_log()?;
             self.adopt(replayed);
             return Ok(());

@@ -101,6 +101,8 @@ struct Sim {
     fsync_delay: std::time::Duration,
     /// How many fsyncs of files were made.
     fsyncs: u64,
+    /// How many writes at a file's end (appends) were made.
+    appends: u64,
 }
 
 impl Sim {
@@ -180,6 +182,11 @@ impl SimStorage {
     /// How many operations have been performed.
     pub fn ops(&self) -> u64 {
         self.state().ops
+    }
+
+    /// How many writes at a file's end (appends, not padding) were made.
+    pub fn appends(&self) -> u64 {
+        self.state().appends
     }
 
     /// Makes operation number `at` (counting from 1 over the whole life of
@@ -331,6 +338,7 @@ impl Appender for SimAppender {
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut sim = lock_sim(&self.sim);
         sim.op("append")?;
+        sim.appends += 1;
         let file = sim.file_mut(self.id)?;
         file.changes += 1;
         match self.pos.as_mut() {

@@ -205,6 +205,84 @@ pub fn run_with(sim: &SimStorage, script: &[Op], durability: Durability) -> Trac
     trace
 }
 
+/// [`run_with`] under [`Durability::EveryChange`] through a
+/// [`SharedPod`](crate::SharedPod), the handle threads share: each call
+/// stages its records and the leader of the fsync it waits for writes
+/// them ([`crate::group_commit`]), so a crash can fall between the
+/// staging, the write and the fsync. Every call that returns `Ok` must have
+/// left nothing unsynced (checked: panics otherwise).
+pub fn run_shared(sim: &SimStorage, script: &[Op]) -> Trace {
+    let open = || {
+        opts(sim)
+            .durability(Durability::EveryChange)
+            .open(store())
+            .map(crate::SharedPod::from)
+    };
+    let mut trace = Trace {
+        passed: vec![Vec::new()],
+        ..Trace::default()
+    };
+    let mut model: State = Vec::new();
+    let Ok(mut pod) = open() else {
+        trace.failed = true;
+        return trace;
+    };
+    for op in script {
+        let result = match op {
+            Op::Insert(k, n) => {
+                let v = json!({"n": n, "pad": "x".repeat((*n as usize * 7) % 40)});
+                model_insert(&mut trace, &mut model, &key(*k), v.clone());
+                pod.insert(&key(*k), v)
+            }
+            Op::Remove(k) => {
+                model_remove(&mut trace, &mut model, &key(*k));
+                pod.remove(&key(*k)).map(|_| ())
+            }
+            Op::Mutate(k) => {
+                model_mutate(&mut trace, &mut model, &key(*k), &json!(true));
+                pod.update(&key(*k), |v| v["m"] = json!(true)).map(|_| ())
+            }
+            Op::Sync => pod.sync(),
+            Op::SyncKey(k) => pod.locked(|p| p.sync_key(&key(*k))),
+            Op::Compact => pod.compact(),
+            // A drop after a sync: what a closing program does.
+            Op::Reopen => match pod.sync() {
+                Ok(()) => {
+                    drop(pod);
+                    match open() {
+                        Ok(reopened) => {
+                            pod = reopened;
+                            Ok(())
+                        }
+                        Err(_) => {
+                            trace.failed = true;
+                            return trace;
+                        }
+                    }
+                }
+                Err(e) => Err(e),
+            },
+        };
+        trace.passed.push(model.clone());
+        if result.is_err() {
+            trace.failed = true;
+            // The failure poisoned the handle: its drop writes nothing.
+            return trace;
+        }
+        let dirty = pod.locked(|p| Ok(p.dirty_len())).unwrap_or(usize::MAX);
+        assert_eq!(
+            (dirty, sim.unsynced_len(&log())),
+            (0, 0),
+            "{op:?} returned before its change was durable"
+        );
+        trace.acked = model.clone();
+        trace.later.clear();
+        trace.passed = vec![model.clone()];
+    }
+    drop(pod);
+    trace
+}
+
 /// Checks that `got` is, keys, values and order, one of the states the
 /// program passed through since its last acknowledgement: never a part of
 /// a sync without the rest of it.
