@@ -164,11 +164,6 @@ impl Writer {
         self.staged.clear();
         written
     }
-
-    /// Drops what is staged: the log was replaced by a file that holds it.
-    pub(crate) fn discard_staged(&mut self) {
-        self.staged.clear();
-    }
 }
 
 /// What a syncer works through: a handle on the log for its fsyncs, and the

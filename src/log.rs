@@ -183,17 +183,22 @@ impl LogFile {
         lines: u64,
     ) -> Result<()> {
         drop(file);
+        // Records staged for the old log are written to it first: until the
+        // directory is fsynced the rename may not survive a power loss, and
+        // an fsync of the old file (by a leader running meanwhile) must
+        // cover them there.
+        if let Err(e) = self.flush_staged() {
+            let _ = storage.remove_file(tmp);
+            return Err(e);
+        }
         if let Err(e) = storage.rename(tmp, &self.path) {
             // Best effort: a leftover temp file is removed on the next open anyway.
             let _ = storage.remove_file(tmp);
             return Err(Error::io("rename into place", tmp, e));
         }
-        // The old handle points at the replaced file. Records staged for it
-        // are in its successor (made from the handle's state, or from the
-        // old log read after they were written: `flush_staged`).
-        if let Some(writer) = self.file.take() {
-            lock_writer(&writer).discard_staged();
-        }
+        // The old handle points at the replaced file. Nothing was staged
+        // since the flush above (this handle's lock is held).
+        self.file = None;
         if let Err(e) = storage.sync_dir(&self.dir) {
             self.poisoned = true;
             return Err(Error::io("fsync directory", &self.dir, e));

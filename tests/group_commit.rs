@@ -130,6 +130,61 @@ fn the_fsync_leader_writes_the_waiting_calls_records_at_once() {
     eprintln!("{appends} writes and {fsyncs} fsyncs for {TASKS} completions");
 }
 
+/// A compaction by one thread while another thread's change is staged and
+/// waiting for an fsync: the change is written to the old log before the
+/// rename, so the fsync that acknowledges it covers it there even if the
+/// rename does not survive (here the directory's fsync fails, and a power
+/// loss keeps the old log).
+#[test]
+fn a_change_staged_during_a_compaction_is_in_the_log_a_power_loss_keeps() {
+    let sim = SimStorage::new();
+    let path = PathBuf::from("/sim/pod");
+    let pod: tastypod::SharedPod = tastypod::PodOptions::new()
+        .durability(Durability::EveryChange)
+        .simulated(sim.clone())
+        .open_shared(&path)
+        .expect("open");
+    for n in 0..20 {
+        pod.insert("k", serde_json::json!(n)).expect("insert");
+    }
+    sim.set_fsync_delay(Duration::from_millis(300));
+    let acknowledged = std::thread::scope(|s| {
+        // Leads a slow fsync.
+        let first = s.spawn(|| pod.insert("c", serde_json::json!(1)));
+        std::thread::sleep(Duration::from_millis(60));
+        // Staged while that fsync runs; waits for the next one. (Larger
+        // than the simulation's padding, so that no growth of the padding
+        // writes it at once.)
+        let staged = s.spawn(|| pod.insert("a", serde_json::json!("a".repeat(400))));
+        std::thread::sleep(Duration::from_millis(60));
+        // The first fsync goes on sleeping; the compaction's are quick, so
+        // it installs its log while the insert of "a" waits.
+        sim.set_fsync_delay(Duration::ZERO);
+        sim.fail_next("fsync directory");
+        let compacted = pod.compact();
+        assert!(
+            compacted.is_err(),
+            "the directory's fsync should have failed"
+        );
+        first.join().expect("join").expect("first insert");
+        staged.join().expect("join").is_ok()
+    });
+    // The insert's own call had ended well before the compaction failed:
+    // it is acknowledged by the fsync of the old log it waited for.
+    assert!(acknowledged, "the staged insert failed");
+    drop(pod);
+    let image = sim.crash_image(None, tastypod::sim::Tail::Dropped);
+    let reopened = tastypod::PodOptions::new()
+        .simulated(image)
+        .open::<serde_json::Value>(&path)
+        .expect("reopen");
+    assert_eq!(
+        reopened.get("a").expect("get"),
+        Some(serde_json::json!("a".repeat(400))),
+        "an acknowledged insert was lost"
+    );
+}
+
 /// A claim is written at once but not waited for: it costs no fsync of its own.
 #[test]
 fn claims_do_not_wait_for_an_fsync() {
