@@ -8,7 +8,7 @@
 //! read off.
 //!
 //! Run: `cargo bench --bench footprint` (`FOOTPRINT_ONLY=sweep` runs the
-//! sweep alone).
+//! sweep alone, `FOOTPRINT_SWEEP_ROUNDS` sets its rounds, 5).
 
 #[path = "common.rs"]
 mod common;
@@ -193,12 +193,54 @@ fn main() {
 }
 
 /// Open time, RssAnon after open and peak RSS of a store of each size of
-/// the sweep (a writable open in a child process, median of 3), in all
-/// and per key; and how far the per-key figures spread over the sweep.
+/// the sweep (a writable open in a child process), in all and per key; and
+/// how far the per-key figures spread over the sweep. The opens are made in
+/// rounds (each round opens every size once, without and then with the
+/// hint file), so that a change in the machine's load falls on every size
+/// alike; medians of `FOOTPRINT_SWEEP_ROUNDS` rounds (5).
 fn size_sweep(dir: &std::path::Path) {
     let sizes = env_list("FOOTPRINT_SWEEP", &[1_000_000, 4_000_000, 8_000_000]);
+    let rounds = env_or("FOOTPRINT_SWEEP_ROUNDS", 5).max(1);
+    let paths: Vec<std::path::PathBuf> = sizes
+        .iter()
+        .map(|n| dir.join(format!("sweep-{n}.pod")))
+        .collect();
+    for (&n, path) in sizes.iter().zip(&paths) {
+        if !path.exists() {
+            write_store(path, n);
+        }
+    }
+    let open_child = |path: &std::path::Path, n: usize| -> (f64, u64, u64) {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--open-child", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<&str> = text.split_whitespace().collect();
+        assert!(f.len() == 4 && f[3] == n.to_string(), "child said {text:?}");
+        (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        )
+    };
+    // runs[size] = (whole-log open times, hinted opens).
+    let mut runs: Vec<(Vec<f64>, Vec<(f64, u64, u64)>)> = vec![Default::default(); sizes.len()];
+    for _ in 0..rounds {
+        for (i, (&n, path)) in sizes.iter().zip(&paths).enumerate() {
+            // Without the hint, the open reads the whole log (and writes a
+            // hint, which the next open reads).
+            let _ = std::fs::remove_file(path.join(tastypod::HINT_FILE));
+            runs[i].0.push(open_child(path, n).0);
+            runs[i].1.push(open_child(path, n));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "size sweep (a writable open through the hint file, in a child process, median of 3):"
+        "size sweep (a writable open through the hint file, in a child process, medians of {rounds} rounds):"
     );
     println!(
         "| keys | log MB | hint MB | open s | ns/key | RssAnon MB | B/key | peak RSS MB | B/key |"
@@ -206,77 +248,56 @@ fn size_sweep(dir: &std::path::Path) {
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut per_key: Vec<(f64, f64, f64)> = Vec::new();
     let mut whole_logs = Vec::new();
-    for &n in &sizes {
-        let path = dir.join(format!("sweep-{n}.pod"));
-        if !path.exists() {
-            write_store(&path, n);
-        }
+    for ((&n, path), (whole, hinted)) in sizes.iter().zip(&paths).zip(runs) {
         let log = std::fs::metadata(path.join(tastypod::LOG_FILE))
             .unwrap()
             .len();
-        let hint = path.join(tastypod::HINT_FILE);
-        let open_child = |without_hint: bool| {
-            let mut runs: Vec<(f64, u64, u64)> = (0..3)
-                .map(|_| {
-                    if without_hint {
-                        // The open reads the whole log (and writes a hint).
-                        let _ = std::fs::remove_file(&hint);
-                    }
-                    let out = Command::new(std::env::current_exe().unwrap())
-                        .args(["--open-child", path.to_str().unwrap()])
-                        .output()
-                        .unwrap();
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let f: Vec<&str> = text.split_whitespace().collect();
-                    assert!(f.len() == 4 && f[3] == n.to_string(), "child said {text:?}");
-                    (
-                        f[0].parse().unwrap(),
-                        f[1].parse().unwrap(),
-                        f[2].parse().unwrap(),
-                    )
-                })
-                .collect();
-            runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-            runs[1]
-        };
-        let (whole_secs, _, _) = open_child(true);
-        let (secs, anon, peak) = open_child(false);
+        let hint = std::fs::metadata(path.join(tastypod::HINT_FILE)).map_or(0, |m| m.len());
+        let secs = median(hinted.iter().map(|r| r.0).collect());
+        let anon = median(hinted.iter().map(|r| r.1 as f64).collect());
+        let peak = median(hinted.iter().map(|r| r.2 as f64).collect());
         let k = n as f64;
-        per_key.push((secs * 1e9 / k, anon as f64 / k, peak as f64 / k));
-        whole_logs.push((n, whole_secs));
+        per_key.push((secs * 1e9 / k, anon / k, peak / k));
+        whole_logs.push((n, median(whole)));
         println!(
             "| {n} | {:.0} | {:.0} | {secs:.3} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
             log as f64 / 1e6,
-            std::fs::metadata(&hint).map_or(0.0, |m| m.len() as f64 / 1e6),
+            hint as f64 / 1e6,
             secs * 1e9 / k,
-            anon as f64 / 1e6,
-            anon as f64 / k,
-            peak as f64 / 1e6,
-            peak as f64 / k
+            anon / 1e6,
+            anon / k,
+            peak / 1e6,
+            peak / k
         );
         if std::env::var_os("FOOTPRINT_DIR").is_none() {
-            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_dir_all(path);
         }
     }
-    println!("without the hint file (the open reads the whole log, then writes one), median of 3:");
+    println!("without the hint file (the open reads the whole log, then writes one), medians:");
+    let mut whole_per_key = Vec::new();
     for (n, secs) in whole_logs {
+        whole_per_key.push(secs * 1e9 / n as f64);
         println!(
             "  {n} keys: open {secs:.3} s, {:.0} ns/key",
             secs * 1e9 / n as f64
         );
     }
-    let spread = |f: fn(&(f64, f64, f64)) -> f64| {
-        let v: Vec<f64> = per_key.iter().map(f).collect();
+    let spread_of = |v: &[f64]| {
         let (lo, hi) = v
             .iter()
             .fold((f64::MAX, 0f64), |(l, h), x| (l.min(*x), h.max(*x)));
         hi / lo
     };
+    let spread = |f: fn(&(f64, f64, f64)) -> f64| {
+        let v: Vec<f64> = per_key.iter().map(f).collect();
+        spread_of(&v)
+    };
     println!(
-        "per-key spread over the sweep (max/min): open {:.2}, RssAnon {:.2}, peak RSS {:.2}",
+        "per-key spread over the sweep (max/min): open {:.2}, RssAnon {:.2}, peak RSS {:.2}; whole-log open {:.2}",
         spread(|p| p.0),
         spread(|p| p.1),
-        spread(|p| p.2)
+        spread(|p| p.2),
+        spread_of(&whole_per_key)
     );
 }
 
