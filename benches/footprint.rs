@@ -192,6 +192,9 @@ fn main() {
     size_sweep(&dir);
 }
 
+/// What an open in a child process reports: seconds, RssAnon and peak RSS.
+type ChildOpen = (f64, u64, u64);
+
 /// Open time, RssAnon after open and peak RSS of a store of each size of
 /// the sweep (a writable open in a child process), in all and per key; and
 /// how far the per-key figures spread over the sweep. The opens are made in
@@ -210,7 +213,7 @@ fn size_sweep(dir: &std::path::Path) {
             write_store(path, n);
         }
     }
-    let open_child = |path: &std::path::Path, n: usize| -> (f64, u64, u64) {
+    let open_child = |path: &std::path::Path, n: usize| -> ChildOpen {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--open-child", path.to_str().unwrap()])
             .output()
@@ -225,7 +228,7 @@ fn size_sweep(dir: &std::path::Path) {
         )
     };
     // runs[size] = (whole-log open times, hinted opens).
-    let mut runs: Vec<(Vec<f64>, Vec<(f64, u64, u64)>)> = vec![Default::default(); sizes.len()];
+    let mut runs: Vec<(Vec<f64>, Vec<ChildOpen>)> = vec![Default::default(); sizes.len()];
     for _ in 0..rounds {
         for (i, (&n, path)) in sizes.iter().zip(&paths).enumerate() {
             // Without the hint, the open reads the whole log (and writes a
