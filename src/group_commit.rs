@@ -176,11 +176,15 @@ pub(crate) fn lock_writer(writer: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
     writer.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The appends a call made and must see durable before it returns.
+/// The appends a call made and must see durable before it returns, or,
+/// for a call whose records need not be durable (a claim), only written to
+/// the file.
 #[derive(Debug, Clone)]
 pub(crate) struct Ticket {
     syncer: Arc<Syncer>,
     upto: u64,
+    /// Whether the appends must be durable (fsynced), not only written.
+    fsync: bool,
 }
 
 impl Ticket {
@@ -192,9 +196,33 @@ impl Ticket {
     /// The error of the fsync that should have made them durable (or of an
     /// earlier one that failed).
     pub(crate) fn wait(&self) -> crate::Result<()> {
+        if !self.fsync {
+            return self
+                .syncer
+                .write_staged()
+                .map_err(|e| crate::Error::io("append to", &self.syncer.path, e));
+        }
         self.syncer
             .wait(self.upto)
             .map_err(|e| crate::Error::io("fsync", &self.syncer.path, e))
+    }
+
+    /// Whether waiting on this ticket waits for an fsync (and may lead
+    /// one), not only for a write.
+    pub(crate) fn waits_for_fsync(&self) -> bool {
+        self.fsync
+    }
+
+    /// The ticket that asks for what this one and `other` (if any) ask for.
+    pub(crate) fn and(self, other: Option<Ticket>) -> Ticket {
+        match other {
+            Some(other) => Ticket {
+                syncer: self.syncer,
+                upto: self.upto.max(other.upto),
+                fsync: self.fsync || other.fsync,
+            },
+            None => self,
+        }
     }
 }
 
@@ -281,13 +309,45 @@ impl Syncer {
         lock(&self.state).failed.is_some()
     }
 
-    /// A ticket for every append made so far.
+    /// A ticket for every append made so far to be durable.
     pub(crate) fn ticket(self: &Arc<Self>) -> Ticket {
         let upto = lock(&self.state).written;
         Ticket {
             syncer: Arc::clone(self),
             upto,
+            fsync: true,
         }
+    }
+
+    /// A ticket for every append made so far to be written to the file (the
+    /// records staged so far, by whoever writes them first).
+    pub(crate) fn write_ticket(self: &Arc<Self>) -> Ticket {
+        Ticket {
+            fsync: false,
+            ..self.ticket()
+        }
+    }
+
+    /// Writes the records staged on the log's writer, if any, now (for a
+    /// call that needs them written, not fsynced, once it let go of the
+    /// store's lock). A failure fails every waiter, as in
+    /// [`Writer::write_staged`].
+    fn write_staged(&self) -> io::Result<()> {
+        let writer = {
+            let state = lock(&self.state);
+            if let Some((kind, message)) = state.failed.clone() {
+                return Err(io::Error::new(kind, message));
+            }
+            state.writer.clone()
+        };
+        let Some(writer) = writer else {
+            return Ok(());
+        };
+        let written = lock_writer(&writer).write_staged();
+        if let Err(e) = &written {
+            self.fail(e);
+        }
+        written
     }
 
     /// Waits until append `upto` is durable, leading an fsync if none runs.

@@ -323,10 +323,12 @@ impl LogFile {
             self.with_file("cut the padding of", |f| f.truncate(len))?;
             self.padded_to = len;
         }
-        // A call on a shared handle that waits for its fsync once it lets go
-        // of the store's lock stages its records: the fsync's leader writes
-        // them, with the other waiting calls' ones (`crate::group_commit`).
-        let staged = self.defer && fsync && self.pads && self.durability != Durability::Process;
+        // A call on a shared handle (which waits for what it owes once it
+        // lets go of the store's lock) stages its records: the leader of the
+        // fsync it waits for writes them, with the other waiting calls'
+        // ones; one that needs no fsync (a claim) writes what is staged
+        // itself, without the lock (`crate::group_commit`).
+        let staged = self.defer && self.pads && self.durability != Durability::Process;
         if staged {
             self.writable()?;
             if let Some(writer) = &self.file {
@@ -353,6 +355,8 @@ impl LogFile {
         self.syncer.note_append();
         if fsync {
             self.fsync()?;
+        } else if staged {
+            self.owe(self.syncer.write_ticket());
         }
         Ok(())
     }
@@ -369,7 +373,7 @@ impl LogFile {
         }
         let ticket = self.syncer.ticket();
         if self.defer {
-            self.owed = Some(ticket);
+            self.owe(ticket);
             return Ok(());
         }
         ticket.wait().inspect_err(|_| self.poisoned = true)
@@ -389,6 +393,11 @@ impl LogFile {
     /// setting before.
     pub(crate) fn set_defer(&mut self, defer: bool) -> bool {
         std::mem::replace(&mut self.defer, defer)
+    }
+
+    /// Adds `ticket` to what the deferred calls owe.
+    fn owe(&mut self, ticket: Ticket) {
+        self.owed = Some(ticket.and(self.owed.take()));
     }
 
     /// The fsync owed since fsyncs were deferred, if any, to be waited on

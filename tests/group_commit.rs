@@ -205,6 +205,15 @@ fn claims_do_not_wait_for_an_fsync() {
         before + 1,
         "claim and completion share one fsync"
     );
+    // The same through the waiting claim: written before it returns.
+    let Claim::Task(_) = tracker
+        .claim_next_wait(Duration::from_secs(1))
+        .expect("claim")
+    else {
+        panic!("no task");
+    };
+    assert!(sim.unsynced_len(&log) > 0, "the claim was not written");
+    assert_eq!(sim.fsyncs(), before + 1, "the claim fsynced");
 }
 
 /// `sync` waits for its fsync with the tracker unlocked: another thread

@@ -8,6 +8,7 @@ mod tracker;
 pub use tracker::SharedTracker;
 
 use crate::error::Result;
+use crate::group_commit::Ticket;
 use crate::pod::Pod;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -167,7 +168,7 @@ where
             pod.defer_fsyncs(false);
             (out, pod.take_owed())
         };
-        busy.leave(owed.is_some());
+        busy.leave(owed.as_ref().is_some_and(Ticket::waits_for_fsync));
         let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
         let out = out?;
         waited?;

@@ -3,7 +3,7 @@
 
 use super::{let_handler_sync, lock};
 use crate::error::Result;
-use crate::group_commit::Syncer;
+use crate::group_commit::{Syncer, Ticket};
 use crate::queue::TaskQueue;
 use crate::tracker::{
     Aborted, Claim, FreedClaims, Lease, TaskCounts, TaskState, Tracker, TrackerOptions,
@@ -143,7 +143,7 @@ impl SharedTracker {
             tracker.defer_fsyncs(false);
             (out, tracker.take_owed())
         };
-        busy.leave(owed.is_some());
+        busy.leave(owed.as_ref().is_some_and(Ticket::waits_for_fsync));
         // A sleeper counted itself under the lock before sleeping, so one
         // that slept before this change is seen here; one that came after
         // it saw the change.
@@ -243,7 +243,7 @@ impl SharedTracker {
                 break Ok(Claim::Wait(claim));
             };
             if let Some(ticket) = tracker.take_owed() {
-                owed_before = Some(ticket);
+                owed_before = Some(ticket.and(owed_before.take()));
             }
             tracker.defer_fsyncs(false);
             // Asleep, this thread is about to append nothing.
@@ -258,11 +258,14 @@ impl SharedTracker {
             tracker.defer_fsyncs(true);
         };
         tracker.defer_fsyncs(false);
-        // A later ticket covers an earlier one.
-        let owed = tracker.take_owed().or(owed_before);
+        // Everything owed before and after a sleep.
+        let owed = match tracker.take_owed() {
+            Some(ticket) => Some(ticket.and(owed_before)),
+            None => owed_before,
+        };
         drop(tracker);
         if let Some(busy) = busy {
-            busy.leave(owed.is_some());
+            busy.leave(owed.as_ref().is_some_and(Ticket::waits_for_fsync));
         }
         let waited = owed.map_or(Ok(()), |ticket| ticket.wait());
         let claim = claim?;
