@@ -122,6 +122,11 @@ pub(crate) struct Writer {
     staged: Vec<u8>,
     /// Where the first of them goes (the file's end without them).
     staged_at: u64,
+    /// A write of staged records failed: they were dropped, and every
+    /// later write of staged records fails too (set under this writer's
+    /// lock, so that no other thread finds the stage empty and takes the
+    /// dropped records for written).
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 impl Writer {
@@ -130,6 +135,7 @@ impl Writer {
             file,
             staged: Vec::new(),
             staged_at: 0,
+            failed: None,
         }
     }
 
@@ -154,12 +160,16 @@ impl Writer {
     /// the next open anyway) and the staged records are dropped; the caller
     /// fails the [`Syncer`], so the calls that staged them fail too.
     pub(crate) fn write_staged(&mut self) -> io::Result<()> {
+        if let Some((kind, message)) = &self.failed {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
         if self.staged.is_empty() {
             return Ok(());
         }
         let written = self.file.append(&self.staged);
-        if written.is_err() {
+        if let Err(e) = &written {
             let _ = self.file.truncate(self.staged_at);
+            self.failed = Some((e.kind(), e.to_string()));
         }
         self.staged.clear();
         written
@@ -611,6 +621,23 @@ mod tests {
         assert_eq!(sim.fsyncs(), 0);
         assert!(syncer.failed());
         assert_eq!(sim.read_durable(Path::new(LOG)), Some(Vec::new()));
+        Ok(())
+    }
+
+    #[test]
+    fn after_a_failed_write_of_staged_records_no_later_write_or_fsync_succeeds()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (sim, writer, syncer) = log_on_sim()?;
+        lock_writer(&writer).stage(0, &[b"a\n"]);
+        syncer.note_append();
+        sim.fail_at(Some((sim.ops() + 1, crate::sim::FailMode::Once)));
+        assert!(lock_writer(&writer).write_staged().is_err());
+        // The stage is empty now: a thread that finds it so before the
+        // failure reaches the syncer must not take the record for written,
+        // nor may a leader fsync for it.
+        assert!(lock_writer(&writer).write_staged().is_err());
+        assert!(syncer.ticket().wait().is_err());
+        assert_eq!(sim.fsyncs(), 0);
         Ok(())
     }
 

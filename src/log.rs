@@ -396,7 +396,7 @@ impl LogFile {
     }
 
     /// Adds `ticket` to what the deferred calls owe.
-    fn owe(&mut self, ticket: Ticket) {
+    pub(crate) fn owe(&mut self, ticket: Ticket) {
         self.owed = Some(ticket.and(self.owed.take()));
     }
 

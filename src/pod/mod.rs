@@ -611,12 +611,16 @@ where
         // The process may exit right after: fsync here, deferring nothing.
         let outer = self.log.set_defer(false);
         let owed = self.log.take_owed();
-        if !self.opts.read_only
-            && !self.is_poisoned()
-            && (self.has_unsynced() || owed.is_some())
-            && let Err(e) = self
-                .sync()
-                .and_then(|()| owed.map_or(Ok(()), |ticket| ticket.wait()))
+        let syncs =
+            !self.opts.read_only && !self.is_poisoned() && (self.has_unsynced() || owed.is_some());
+        if !syncs {
+            // Still owed: the call that deferred it waits for it.
+            if let Some(ticket) = owed {
+                self.log.owe(ticket);
+            }
+        } else if let Err(e) = self
+            .sync()
+            .and_then(|()| owed.map_or(Ok(()), |ticket| ticket.wait()))
         {
             eprintln!(
                 "tastypod: could not sync {} on a signal: {}",
