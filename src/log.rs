@@ -24,6 +24,11 @@ use std::sync::{Arc, Mutex};
 /// Appends of at most this many bytes are small: padding pays for them.
 const SMALL_APPEND: u64 = 16 * 1024;
 
+/// Appends of at most this many bytes on a shared handle are staged for
+/// the fsync's leader to write (`crate::group_commit`); larger ones are
+/// written at once.
+const MAX_STAGED: u64 = 16 * 1024;
+
 /// How many small appends in a row start the padding.
 const QUIET_APPENDS: u64 = 4;
 
@@ -328,7 +333,12 @@ impl LogFile {
         // fsync it waits for writes them, with the other waiting calls'
         // ones; one that needs no fsync (a claim) writes what is staged
         // itself, without the lock (`crate::group_commit`).
-        let staged = self.defer && self.pads && self.durability != Durability::Process;
+        // A large append (a sync of many records) is written at once: copying
+        // it into the stage would cost more than the write it shares.
+        let staged = self.defer
+            && self.pads
+            && self.durability != Durability::Process
+            && appended <= MAX_STAGED;
         if staged {
             self.writable()?;
             if let Some(writer) = &self.file {
