@@ -208,7 +208,7 @@ pub fn run_with(sim: &SimStorage, script: &[Op], durability: Durability) -> Trac
 /// [`run_with`] under [`Durability::EveryChange`] through a
 /// [`SharedPod`](crate::SharedPod), the handle threads share: each call
 /// stages its records and the leader of the fsync it waits for writes
-/// them ([`crate::group_commit`]), so a crash can fall between the
+/// them (the module `group_commit`), so a crash can fall between the
 /// staging, the write and the fsync. Every call that returns `Ok` must have
 /// left nothing unsynced (checked: panics otherwise).
 pub fn run_shared(sim: &SimStorage, script: &[Op]) -> Trace {
