@@ -446,30 +446,20 @@ impl LogFile {
             return;
         }
         let (len, from) = (self.len, self.padded_to);
-        let Some(writer) = self.file.clone() else {
-            return;
-        };
-        let mut writer = lock_writer(&writer);
-        // The padding never goes past records not yet written (a crash
-        // would leave a hole before it).
-        if let Err(e) = writer.write_staged() {
-            drop(writer);
-            // The call's fsync reports the poisoned handle.
-            let _ = self.staged_write_failed(e);
-            return;
-        }
-        let file = &mut writer.file;
         let to = len + self.pad_size;
-        match file.pad(from, to - from) {
-            Ok(()) => self.padded_to = to,
+        let padded = self.best_effort(|file| {
+            file.pad(from, to - from).inspect_err(|_| {
+                // Blank lines, harmless if the cut fails too.
+                let _ = file.truncate(len);
+            })
+        });
+        match padded {
+            Some(Ok(())) => self.padded_to = to,
             // A write into the page cache fails for want of room (a full
             // disk, a quota), rarely else; a failed write-back would be
             // reported by the next fsync, which poisons.
-            Err(_) => {
-                // Blank lines, harmless if the cut fails too.
-                let _ = file.truncate(len);
-                self.padded_to = len;
-            }
+            Some(Err(_)) => self.padded_to = len,
+            None => {}
         }
     }
 
@@ -481,17 +471,28 @@ impl LogFile {
             return;
         }
         let len = self.len;
-        let Some(writer) = self.file.clone() else {
-            return;
-        };
+        if matches!(self.best_effort(|file| file.truncate(len)), Some(Ok(()))) {
+            self.padded_to = len;
+        }
+    }
+
+    /// Runs `f` on the open file, once the records staged on it are
+    /// written (the padding never goes past records not yet written: a
+    /// crash would leave a hole before it), and gives what it returned
+    /// without poisoning: for the padding, which is best effort. `None` if
+    /// there is no file, or if writing what is staged failed (which
+    /// poisons; the call's fsync reports it).
+    fn best_effort(
+        &mut self,
+        f: impl FnOnce(&mut dyn Appender) -> std::io::Result<()>,
+    ) -> Option<std::io::Result<()>> {
+        let writer = self.file.clone()?;
         let mut writer = lock_writer(&writer);
         if let Err(e) = writer.write_staged() {
             drop(writer);
             let _ = self.staged_write_failed(e);
-            return;
+            return None;
         }
-        if writer.file.truncate(len).is_ok() {
-            self.padded_to = len;
-        }
+        Some(f(&mut *writer.file))
     }
 }

@@ -5,7 +5,9 @@
 
 use super::SimStorage;
 use super::two_writers::{Step, run_two};
-use super::workload::{Op, check, check_passed, contents, log, open_sim, run, store};
+use super::workload::{
+    Op, Trace, check, check_passed, contents, log, open_sim, run, run_shared, store,
+};
 use crate::{Compaction, Pod, PodOptions};
 use serde_json::Value;
 
@@ -109,22 +111,37 @@ fn ops_of(bytes: &[u8]) -> Vec<Op> {
 /// The first byte is the crash point; if the second byte is odd, the
 /// workload runs on two writers of the multi-process mode: the first third
 /// of the bytes after it pick the writer of each step, the rest are the
-/// steps (`fuzz_two`).
+/// steps (`fuzz_two`). If it is 2 modulo 4, the steps after it run through
+/// a `SharedPod` under `Durability::EveryChange` (`run_shared`: each call
+/// stages its records for the fsync's leader to write). Otherwise all the
+/// bytes after the first are the steps of one exclusive writer.
 pub fn fuzz_ops(data: &[u8]) {
     let Some((&crash, rest)) = data.split_first() else {
         return;
     };
-    if let Some((&mode, rest)) = rest.split_first()
-        && mode & 1 == 1
-    {
-        let (writers, ops) = rest.split_at(rest.len() / 3);
-        fuzz_two(crash, ops_of(ops), writers);
-        return;
+    if let Some((&mode, after)) = rest.split_first() {
+        if mode & 1 == 1 {
+            let (writers, ops) = after.split_at(after.len() / 3);
+            fuzz_two(crash, ops_of(ops), writers);
+            return;
+        }
+        if mode & 3 == 2 {
+            check_crash_images(crash, "shared handle", |sim| {
+                run_shared(sim, &ops_of(after))
+            });
+            return;
+        }
     }
-    let script = ops_of(rest);
+    check_crash_images(crash, "one writer", |sim| run(sim, &ops_of(rest)));
+}
+
+/// Runs a workload on a simulated file system that crashes at operation
+/// `crash` + 1; the crash images of its log (the unsynced tail dropped,
+/// kept, partly kept, zeroed) must hold everything it acknowledged.
+fn check_crash_images(crash: u8, what: &str, workload: impl FnOnce(&SimStorage) -> Trace) {
     let sim = SimStorage::new();
     sim.fail_at(Some((u64::from(crash) + 1, super::FailMode::FromThenOn)));
-    let trace = run(&sim, &script);
+    let trace = workload(&sim);
     let unsynced = sim.unsynced_len(&log());
     for tail in [
         super::Tail::Dropped,
@@ -135,7 +152,7 @@ pub fn fuzz_ops(data: &[u8]) {
         let image = sim.crash_image(Some(&log()), tail);
         match open_sim(&image) {
             Ok(pod) => {
-                let what = format!("crash at {crash}, {tail:?}");
+                let what = format!("{what}, crash at {crash}, {tail:?}");
                 check(&contents(&pod), &trace, &what);
                 check_passed(&contents(&pod), &trace, &what);
             }
