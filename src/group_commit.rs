@@ -38,7 +38,8 @@
 //!
 //! When the last fsync took at most [`SPIN_FOR_FSYNCS_UP_TO`] (a fast
 //! disk), waiters do not sleep on the condition variable: they yield the
-//! processor and look again, for at most twice the last fsync's time, since
+//! processor and look again ([`SPINS_BETWEEN_YIELDS`] times with a spin
+//! hint between two yields), for at most twice the last fsync's time, since
 //! a sleep and wake-up cost about as much as such an fsync. On a slow disk
 //! they sleep.
 
@@ -75,6 +76,14 @@ pub(crate) struct Syncer {
 /// this long, rather than sleep: a wake-up costs about as much as such an
 /// fsync on a loaded machine, and the spinning is bounded by the fsync.
 const SPIN_FOR_FSYNCS_UP_TO: Duration = Duration::from_micros(500);
+
+/// Between two yields, a waiter for a short fsync looks at its end this
+/// many times with a spin hint (a few µs). A yield alone, with more threads
+/// than cores, hands the core to another waiter and looks again only when
+/// the scheduler comes back, which made up much of the time between two
+/// fsyncs: with 4 threads on 2 cores, 2.7-3.4x one thread's durable
+/// completions yielding only, 3.4-3.7x with these spins.
+const SPINS_BETWEEN_YIELDS: u32 = 200;
 
 #[derive(Debug, Default)]
 struct State {
@@ -402,6 +411,13 @@ impl Syncer {
                         && Instant::now() < deadline
                     {
                         std::thread::yield_now();
+                        for _ in 0..SPINS_BETWEEN_YIELDS {
+                            if self.fsyncs_ended.load(std::sync::atomic::Ordering::Acquire) != seen
+                            {
+                                break;
+                            }
+                            std::hint::spin_loop();
+                        }
                     }
                     state = lock(&self.state);
                     if state.leading
