@@ -581,9 +581,11 @@ mod tests {
         syncer.note_append();
         sim.fail_at(Some((sim.ops() + 1, crate::sim::FailMode::Once)));
         assert!(lock_writer(&writer).write_staged().is_err());
-        // The stage is empty now: a thread that finds it so before the
-        // failure reaches the syncer must not take the record for written,
-        // nor may a leader fsync for it.
+        // The record was dropped: a thread that looks before the failure
+        // reaches the syncer must not take it for written (a flush before
+        // reading the log back asks `has_staged`), nor may a leader fsync
+        // for it.
+        assert!(lock_writer(&writer).has_staged());
         assert!(lock_writer(&writer).write_staged().is_err());
         assert!(syncer.ticket().wait().is_err());
         assert_eq!(sim.fsyncs(), 0);

@@ -44,9 +44,11 @@ impl Writer {
         }
     }
 
-    /// Whether records are staged.
+    /// Whether records are staged, or were and could not be written (then
+    /// the next write of what is staged reports that failure: nothing may
+    /// take the dropped records for written).
     pub(crate) fn has_staged(&self) -> bool {
-        !self.staged.is_empty()
+        !self.staged.is_empty() || self.failed.is_some()
     }
 
     /// Writes what is staged with one write call. If it fails, what was

@@ -784,9 +784,9 @@ where
         finished.and(released)
     }
 
-    /// Whether anything is not yet durable: dirty keys, or (multi-process
-    /// mode) records appended but not fsynced.
-    fn has_unsynced(&self) -> bool {
+    /// Whether anything is not yet durable: dirty keys, or records
+    /// appended (written or staged) but not fsynced.
+    pub(crate) fn has_unsynced(&self) -> bool {
         self.index.has_changes() || self.log.has_unsynced()
     }
 }
