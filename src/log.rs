@@ -259,15 +259,30 @@ impl LogFile {
         Ok(())
     }
 
-    /// Runs `f` on the open file, once the records staged on it are
-    /// written (so the file receives everything in the order of the
-    /// calls); a failure poisons.
+    /// Runs `f` on the open file (see [`after_staged`](Self::after_staged));
+    /// a failure poisons.
     fn with_file(
         &mut self,
         op: &'static str,
         f: impl FnOnce(&mut dyn Appender) -> std::io::Result<()>,
     ) -> Result<()> {
         self.writable()?;
+        self.after_staged(f)?.map_err(|e| {
+            self.poisoned = true;
+            Error::io(op, &self.path, e)
+        })
+    }
+
+    /// Runs `f` on the open file once the records staged on it are written
+    /// (so the file receives everything in the order of the calls, and the
+    /// padding never lies past records not yet written: a crash would leave
+    /// a hole before it), and gives what `f` returned, without poisoning
+    /// for it. Fails if there is no file, or if what is staged cannot be
+    /// written (which poisons).
+    fn after_staged(
+        &mut self,
+        f: impl FnOnce(&mut dyn Appender) -> std::io::Result<()>,
+    ) -> Result<std::io::Result<()>> {
         let Some(writer) = self.file.clone() else {
             return fail(ErrorKind::Poisoned {
                 path: self.dir.clone(),
@@ -278,11 +293,7 @@ impl LogFile {
             drop(writer);
             return Err(self.staged_write_failed(e));
         }
-        if let Err(e) = f(&mut *writer.file) {
-            self.poisoned = true;
-            return Err(Error::io(op, &self.path, e));
-        }
-        Ok(())
+        Ok(f(&mut *writer.file))
     }
 
     /// Poisons the handle, and fails the calls waiting for the staged
@@ -332,9 +343,9 @@ impl LogFile {
         // lets go of the store's lock) stages its records: the leader of the
         // fsync it waits for writes them, with the other waiting calls'
         // ones; one that needs no fsync (a claim) writes what is staged
-        // itself, without the lock (`crate::group_commit`).
-        // A large append (a sync of many records) is written at once: copying
-        // it into the stage would cost more than the write it shares.
+        // itself, without the lock (`crate::group_commit`). A large append
+        // (a sync of many records) is written at once: copying it into the
+        // stage would cost more than the write it shares.
         let staged = self.defer
             && self.pads
             && self.durability != Durability::Process
@@ -447,19 +458,22 @@ impl LogFile {
         }
         let (len, from) = (self.len, self.padded_to);
         let to = len + self.pad_size;
-        let padded = self.best_effort(|file| {
+        // Best effort: a failure leaves the file unpadded (or, if what is
+        // staged could not be written, the handle poisoned, which the
+        // call's fsync reports).
+        let padded = self.after_staged(|file| {
             file.pad(from, to - from).inspect_err(|_| {
                 // Blank lines, harmless if the cut fails too.
                 let _ = file.truncate(len);
             })
         });
         match padded {
-            Some(Ok(())) => self.padded_to = to,
+            Ok(Ok(())) => self.padded_to = to,
             // A write into the page cache fails for want of room (a full
             // disk, a quota), rarely else; a failed write-back would be
             // reported by the next fsync, which poisons.
-            Some(Err(_)) => self.padded_to = len,
-            None => {}
+            Ok(Err(_)) => self.padded_to = len,
+            Err(_) => {}
         }
     }
 
@@ -471,28 +485,8 @@ impl LogFile {
             return;
         }
         let len = self.len;
-        if matches!(self.best_effort(|file| file.truncate(len)), Some(Ok(()))) {
+        if matches!(self.after_staged(|file| file.truncate(len)), Ok(Ok(()))) {
             self.padded_to = len;
         }
-    }
-
-    /// Runs `f` on the open file, once the records staged on it are
-    /// written (the padding never goes past records not yet written: a
-    /// crash would leave a hole before it), and gives what it returned
-    /// without poisoning: for the padding, which is best effort. `None` if
-    /// there is no file, or if writing what is staged failed (which
-    /// poisons; the call's fsync reports it).
-    fn best_effort(
-        &mut self,
-        f: impl FnOnce(&mut dyn Appender) -> std::io::Result<()>,
-    ) -> Option<std::io::Result<()>> {
-        let writer = self.file.clone()?;
-        let mut writer = lock_writer(&writer);
-        if let Err(e) = writer.write_staged() {
-            drop(writer);
-            let _ = self.staged_write_failed(e);
-            return None;
-        }
-        Some(f(&mut *writer.file))
     }
 }
