@@ -2,9 +2,14 @@
 """W1-W4 of the Rust benchmarks (benches/workloads.rs), from Python, on
 tastypod and, when installed, sqlitedict and diskcache, in one run, beside
 a plain in-memory ``dict`` in the same loops (the interpreter's floor:
-nothing stored, nothing durable).
+nothing stored, nothing durable) and a JSON-lines file written and read by
+CPython's own ``json`` module (``jsonl``: the least a store of JSON values
+can cost from Python, with no checksum, no index on disk, no crash rules)
+and one JSON document rewritten whole at each commit (``onedoc``, as
+pickledb stores: its W3 is CPython's C decoder making the whole store at
+once; its W2, 200 rewrites of the whole store, is not run).
 
-    python bench.py [--rounds 3] [--stores tastypod,sqlitedict,diskcache,dict]
+    python bench.py [--rounds 3] [--stores tastypod,sqlitedict,diskcache,dict,jsonl,onedoc]
 
 W1: 200,000 new keys, one durable commit. W2: 200,000 read-modify-writes
 (a task record marked done), a durable commit every 1,000. W3: reopen a
@@ -75,7 +80,7 @@ class SqliteDict:
     name = "sqlitedict"
 
     def __init__(self, d: str, reading: bool = False) -> None:
-        from sqlitedict import SqliteDict as Db  # type: ignore[import-not-found]
+        from sqlitedict import SqliteDict as Db  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         self.db = Db(os.path.join(d, "db.sqlite"), tablename="kv", autocommit=False,
                      journal_mode="WAL", encode=json.dumps, decode=json.loads)
@@ -102,7 +107,7 @@ class DiskCache:
     name = "diskcache"
 
     def __init__(self, d: str, reading: bool = False) -> None:
-        import diskcache  # type: ignore[import-not-found]
+        import diskcache  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         self.c = diskcache.Cache(d, sqlite_synchronous=2, eviction_policy="none", size_limit=2**40)
         self.tx: Any = None
@@ -164,7 +169,87 @@ class Floor:
         pass
 
 
-STORES = {s.name: s for s in (Tastypod, SqliteDict, DiskCache, Floor)}
+class JsonLines:
+    """A ``dict`` in memory whose every ``set`` appends a line
+    ``[key, value]`` (``json.dumps``, CPython's C encoder) to a file, made
+    durable (flush + fsync) by ``commit``; an open reads every line back
+    with ``json.loads`` (the C decoder) into the ``dict``. It has none of a
+    store's checks (no checksum, no torn-tail rule, no lock) and no index
+    on disk: it measures what CPython's own JSON codec and objects cost in
+    these loops, a floor for any store that hands out Python objects."""
+
+    name = "jsonl"
+
+    def __init__(self, d: str, reading: bool = False) -> None:
+        path = os.path.join(d, "log.jsonl")
+        self.d: Dict[str, Any] = {}
+        if os.path.exists(path):
+            loads, d_ = json.loads, self.d
+            with open(path, "rb") as f:
+                for line in f:
+                    k, v = loads(line)
+                    d_[k] = v
+        self.f = open(path, "a", encoding="utf-8")
+        self.dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+    def set(self, k: str, v: Any) -> None:
+        self.f.write(self.dumps([k, v]) + "\n")
+        self.d[k] = v
+
+    def get(self, k: str) -> Any:
+        return self.d[k]
+
+    def commit(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def items(self) -> Iterator[Tuple[str, Any]]:
+        return iter(self.d.items())
+
+    def close(self) -> None:
+        self.commit()
+        self.f.close()
+
+
+class OneDocument:
+    """A ``dict`` in memory written whole, as one JSON document
+    (``json.dump``, CPython's C encoder), at each commit (to a new file,
+    fsynced, renamed over the old), and read whole by ``json.load`` (the C
+    decoder) at open: pickledb's design. Its W3 is CPython's own decoder
+    making a million keys and values at once, plus the pairs."""
+
+    name = "onedoc"
+    skip = ("W2",)
+
+    def __init__(self, d: str, reading: bool = False) -> None:
+        self.path = os.path.join(d, "store.json")
+        self.d: Dict[str, Any] = {}
+        if os.path.exists(self.path):
+            with open(self.path, "rb") as f:
+                self.d = json.load(f)
+
+    def set(self, k: str, v: Any) -> None:
+        self.d[k] = v
+
+    def get(self, k: str) -> Any:
+        return self.d[k]
+
+    def commit(self) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.d, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def items(self) -> Iterator[Tuple[str, Any]]:
+        return iter(self.d.items())
+
+    def close(self) -> None:
+        pass
+
+
+STORES = {s.name: s for s in (Tastypod, SqliteDict, DiskCache, Floor, JsonLines, OneDocument)}
 
 
 def build(cls: Any, d: str, n: int) -> None:
@@ -245,7 +330,7 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--stores", default="tastypod,sqlitedict,diskcache,dict")
+    parser.add_argument("--stores", default="tastypod,sqlitedict,diskcache,dict,jsonl,onedoc")
     args = parser.parse_args()
     stores = []
     for name in args.stores.split(","):
@@ -259,6 +344,8 @@ def main() -> None:
     for _ in range(args.rounds):
         for workload, (run, _unit) in WORKLOADS.items():
             for name in stores:
+                if workload.split()[0] in getattr(STORES[name], "skip", ()):
+                    continue
                 d = tempfile.mkdtemp(dir=base)
                 try:
                     results.setdefault((workload, name), []).append(run(STORES[name], d))
@@ -271,6 +358,9 @@ def main() -> None:
         ours = statistics.median(results[(workload, "tastypod")]) if "tastypod" in stores else None
         cells = []
         for name in stores:
+            if (workload, name) not in results:
+                cells.append("-")
+                continue
             m = statistics.median(results[(workload, name)])
             shown = m * 1e6 if unit == "us" else m
             ratio = f" ({m / ours:.1f}x)" if ours and name != "tastypod" else ""

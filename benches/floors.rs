@@ -1,0 +1,329 @@
+//! The peers harness's W1 and W2 loops (`../shared/peers`: the same key
+//! and value texts, the same JSON round trip of each value in W2) on
+//! tastypod, driven as the harness drives it (`Pod<Box<RawValue>>`,
+//! `insert_json` and `get_json`), beside what the least store could do in
+//! the same loops, measured in the same run:
+//!
+//! - `bare keyed`: a keyed store with nothing but a table and a log. Each
+//!   record is copied once, into one growing buffer that is also where
+//!   its value is read from; a hash table (foldhash, as tastypod's) maps a
+//!   key to its slot, compared by key; `commit` writes the new bytes with
+//!   one call and `fdatasync`s. No check of the value, no checksum, no
+//!   escaping, no lock, no torn-tail rule, no hint, no dirty tracking.
+//! - `no lookup` (W2): the values by their number (no key is looked up),
+//!   the same records written over newlines laid down before the clock
+//!   starts (so no `fdatasync` updates the file's size, as over tastypod's
+//!   padded tail): the harness's own work and the disk's, the floor of W2
+//!   for any store.
+//!
+//! What lies between tastypod and `bare keyed` in W1 is what its
+//! guarantees cost (the value rules' check, CRCs, batch framing, order
+//! and dirty tracking). A goal relative to a peer (`W2 <= 0.5x redb`, say)
+//! below `no lookup` measured beside that peer cannot be met by any store.
+//!
+//! Rounds are interleaved (each contender once a round, in a fresh
+//! directory) and medians are printed, with each figure's ratio to the
+//! first contender.
+//!
+//! Run: `cargo bench --bench floors` (`FLOORS_ROUNDS`, 5, `FLOORS_KEYS`,
+//! 200000, and `FLOORS_ONLY=W1` or `W2` for one of them).
+
+#[path = "common.rs"]
+mod common;
+
+use hashbrown::HashTable;
+use serde_json::value::RawValue;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::hash::BuildHasher;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tastypod::{Pod, PodOptions};
+
+/// The harness commits every this many updates in W2.
+const BATCH: usize = 1000;
+
+/// The harness's key text.
+fn key_into(buf: &mut String, i: usize) {
+    buf.clear();
+    write!(buf, "task-{i:08}").unwrap();
+}
+
+/// The harness's value text.
+fn value_into(buf: &mut Vec<u8>, i: usize) {
+    buf.clear();
+    write!(
+        buf,
+        r#"{{"url":"https://example.com/page/{i}","_tries":0,"_done":false,"_aborted":false}}"#
+    )
+    .unwrap();
+}
+
+/// The harness's W2 change of a value: parsed, two members set, written.
+fn updated(cur: &[u8]) -> Vec<u8> {
+    let mut doc: serde_json::Value = serde_json::from_slice(cur).unwrap();
+    let o = doc.as_object_mut().unwrap();
+    o.insert("_done".into(), true.into());
+    o.insert("_tries".into(), 1.into());
+    serde_json::to_vec(&doc).unwrap()
+}
+
+/// Per key: its hash, and where its bytes and its value's bytes are in
+/// the log (start, length).
+type Slot = (u64, (usize, usize), (usize, usize));
+
+/// A keyed store with nothing but a table and a log: see the module's docs.
+struct BareKeyed {
+    file: File,
+    /// Every record appended, in order; values are read from here.
+    log: Vec<u8>,
+    /// How much of `log` is in the file.
+    written: usize,
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl BareKeyed {
+    fn create(path: &Path) -> Self {
+        BareKeyed {
+            file: File::create(path).unwrap(),
+            log: Vec::new(),
+            written: 0,
+            table: HashTable::new(),
+            slots: Vec::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let (slots, log) = (&self.slots, &self.log);
+        self.table
+            .find(hash, |&i| {
+                let (h, (at, len), _) = slots[i as usize];
+                h == hash && &log[at..at + len] == key
+            })
+            .map(|&i| i as usize)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8]) {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        self.log.extend_from_slice(br#"{"k":""#);
+        let k = (self.log.len(), key.len());
+        self.log.extend_from_slice(key.as_bytes());
+        self.log.extend_from_slice(br#"","v":"#);
+        let v = (self.log.len(), value.len());
+        self.log.extend_from_slice(value);
+        self.log.extend_from_slice(b"}\n");
+        match self.find(hash, key.as_bytes()) {
+            Some(i) => self.slots[i].2 = v,
+            None => {
+                let slots = &self.slots;
+                self.table
+                    .insert_unique(hash, slots.len() as u32, |&i| slots[i as usize].0);
+                self.slots.push((hash, k, v));
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let hash = self.hasher.hash_one(key.as_bytes());
+        let (_, _, (at, len)) = self.slots[self.find(hash, key.as_bytes())?];
+        Some(self.log[at..at + len].to_vec())
+    }
+
+    fn commit(&mut self) {
+        self.file.write_all(&self.log[self.written..]).unwrap();
+        self.file.sync_data().unwrap();
+        self.written = self.log.len();
+    }
+}
+
+/// The harness's W1 on the bare keyed store.
+fn w1_bare(dir: &Path, n: usize) -> Duration {
+    let mut s = BareKeyed::create(&dir.join("floor.jsonl"));
+    let (mut k, mut v) = (String::new(), Vec::new());
+    let t = Instant::now();
+    for i in 0..n {
+        key_into(&mut k, i);
+        value_into(&mut v, i);
+        s.set(&k, &v);
+    }
+    s.commit();
+    t.elapsed()
+}
+
+/// A store driven as the harness drives tastypod.
+fn open_pod(dir: &Path) -> Pod<Box<RawValue>> {
+    let mut pod = PodOptions::new().open(dir.join("store.pod")).unwrap();
+    pod.hold();
+    pod
+}
+
+/// The harness's W1 on tastypod.
+fn w1_tastypod(dir: &Path, n: usize) -> Duration {
+    let mut pod = open_pod(dir);
+    let (mut k, mut v) = (String::new(), Vec::new());
+    let t = Instant::now();
+    for i in 0..n {
+        key_into(&mut k, i);
+        value_into(&mut v, i);
+        pod.insert_json(&k, std::str::from_utf8(&v).unwrap())
+            .unwrap();
+    }
+    pod.sync().unwrap();
+    let took = t.elapsed();
+    pod.close().unwrap();
+    took
+}
+
+/// The harness's W2 on the bare keyed store (loaded untimed).
+fn w2_bare(dir: &Path, n: usize) -> Duration {
+    let mut s = BareKeyed::create(&dir.join("floor.jsonl"));
+    let (mut k, mut v) = (String::new(), Vec::new());
+    for i in 0..n {
+        key_into(&mut k, i);
+        value_into(&mut v, i);
+        s.set(&k, &v);
+    }
+    s.commit();
+    let t = Instant::now();
+    for i in 0..n {
+        key_into(&mut k, i);
+        let new = updated(&s.get(&k).unwrap());
+        s.set(&k, &new);
+        if (i + 1) % BATCH == 0 {
+            s.commit();
+        }
+    }
+    s.commit();
+    t.elapsed()
+}
+
+/// The harness's W2 with no lookup: the values by number, the records
+/// written over newlines written (and fsynced) before the clock starts, so
+/// that, as over tastypod's padded tail, no `fdatasync` updates the file's
+/// size.
+fn w2_no_lookup(dir: &Path, n: usize) -> Duration {
+    use std::os::unix::fs::FileExt;
+    let file = File::create(dir.join("no-lookup.jsonl")).unwrap();
+    let mut v = Vec::new();
+    let mut values: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            value_into(&mut v, i);
+            v.clone()
+        })
+        .collect();
+    // Room for every update (each a little longer than its value).
+    let room: usize = values.iter().map(|v| v.len() + 64).sum();
+    (&file).write_all(&vec![b'\n'; room]).unwrap();
+    file.sync_all().unwrap();
+    let (mut k, mut out, mut at) = (String::new(), Vec::new(), 0u64);
+    let t = Instant::now();
+    for (i, value) in values.iter_mut().enumerate() {
+        key_into(&mut k, i);
+        let new = updated(&value.clone());
+        out.extend_from_slice(br#"{"k":""#);
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(br#"","v":"#);
+        out.extend_from_slice(&new);
+        out.extend_from_slice(b"}\n");
+        *value = new;
+        if (i + 1) % BATCH == 0 || i + 1 == n {
+            file.write_all_at(&out, at).unwrap();
+            file.sync_data().unwrap();
+            at += out.len() as u64;
+            out.clear();
+        }
+    }
+    t.elapsed()
+}
+
+/// The harness's W2 on tastypod: a store of `n` keys written and closed
+/// untimed, then reopened (untimed) and updated.
+fn w2_tastypod(dir: &Path, n: usize) -> Duration {
+    let mut pod = open_pod(dir);
+    let (mut k, mut v) = (String::new(), Vec::new());
+    for i in 0..n {
+        key_into(&mut k, i);
+        value_into(&mut v, i);
+        pod.insert_json(&k, std::str::from_utf8(&v).unwrap())
+            .unwrap();
+    }
+    pod.close().unwrap();
+    let mut pod = open_pod(dir);
+    let t = Instant::now();
+    for i in 0..n {
+        key_into(&mut k, i);
+        let cur = pod.get_json(&k).unwrap().unwrap().as_bytes().to_vec();
+        let new = updated(&cur);
+        pod.insert_json(&k, std::str::from_utf8(&new).unwrap())
+            .unwrap();
+        if (i + 1) % BATCH == 0 {
+            pod.sync().unwrap();
+        }
+    }
+    pod.sync().unwrap();
+    let took = t.elapsed();
+    pod.close().unwrap();
+    took
+}
+
+type Run = fn(&Path, usize) -> Duration;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Runs `contenders` interleaved for `rounds` rounds; prints medians and
+/// the ratio of each to the first.
+fn compare(name: &str, contenders: &[(&str, Run)], n: usize, rounds: usize) {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in contenders.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            times[i].push(run(dir.path(), n));
+        }
+    }
+    let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    println!("{name} ({n} keys, medians of {rounds} interleaved rounds):");
+    for ((label, _), m) in contenders.iter().zip(&medians) {
+        println!(
+            "  {label:<12} {:>8.1} ms  {:.2}x {}",
+            m.as_secs_f64() * 1e3,
+            m.as_secs_f64() / medians[0].as_secs_f64(),
+            contenders[0].0
+        );
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this
+    // without it, as a quick check that it works.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let n = common::env_or("FLOORS_KEYS", if quick { 2_000 } else { 200_000 });
+    let rounds = common::env_or("FLOORS_ROUNDS", if quick { 1 } else { 5 }).max(1);
+    let only = std::env::var("FLOORS_ONLY").unwrap_or_default();
+    if only != "W2" {
+        compare(
+            "W1 load, one commit",
+            &[("bare keyed", w1_bare), ("tastypod", w1_tastypod)],
+            n,
+            rounds,
+        );
+    }
+    if only != "W1" {
+        compare(
+            "W2 read-modify-write, a commit every 1000",
+            &[
+                ("bare keyed", w2_bare),
+                ("no lookup", w2_no_lookup),
+                ("tastypod", w2_tastypod),
+            ],
+            n,
+            rounds,
+        );
+    }
+}
