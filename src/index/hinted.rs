@@ -3,7 +3,7 @@
 
 use super::arena::{Loc, MappedRange};
 use super::slot::{Flags, Slot};
-use super::{Index, widen};
+use super::{Bucket, Index, widen};
 use crate::fsio::LogMap;
 use crate::hint::{self, Covered, Encoder, Entry, Hint, RawEntry};
 use crate::record;
@@ -188,7 +188,7 @@ impl Parts<'_> {
     /// The hash table of the entries' keys (each entry by its number),
     /// filled in the order of its buckets, so that it is written from
     /// start to end instead of at a random place per key.
-    fn table(&self) -> Result<HashTable<u32>, hint::Why> {
+    fn table(&self) -> Result<HashTable<Bucket>, hint::Why> {
         let hashes = self
             .hint
             .entries()
@@ -199,12 +199,11 @@ impl Parts<'_> {
         for (hash, i) in in_bucket_order(&hashes, table.capacity()) {
             // Keys are read only when a hash matches: an entry at random
             // would miss the cache.
-            let eq = |&j: &u32| hashes.get(j as usize) == Some(&hash) && key_of(j) == key_of(i);
-            let rehash = |&j: &u32| widen(hashes.get(j as usize).copied().unwrap_or(0));
-            match table.entry(widen(hash), eq, rehash) {
+            let eq = |b: &Bucket| b.hash == hash && key_of(b.slot) == key_of(i);
+            match table.entry(widen(hash), eq, Bucket::table_hash) {
                 TableEntry::Occupied(_) => return Err("it lists a key twice"),
                 TableEntry::Vacant(vacant) => {
-                    vacant.insert(i);
+                    vacant.insert(Bucket { slot: i, hash });
                 }
             }
         }

@@ -67,9 +67,22 @@ fn widen(h: u32) -> u64 {
     (u64::from(h) << 32) | u64::from(h)
 }
 
-/// The table hash of slot `i`, from the 32 bits it keeps.
-fn slot_hash<V>(slots: &[Slot<V>], i: u32) -> u64 {
-    widen(slots.get(i as usize).map_or(0, |s| s.hash))
+/// An entry of the hash table: a slot's number and the 32 bits of its
+/// key's hash. Growing the table rehashes its entries from the table
+/// alone, and a probe that meets another key's entry with the same 7-bit
+/// tag tells them apart by the 32 bits, without reading a slot (at random,
+/// a miss of the cache each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Bucket {
+    pub slot: u32,
+    pub hash: u32,
+}
+
+impl Bucket {
+    /// The entry's table hash.
+    pub(crate) fn table_hash(&self) -> u64 {
+        widen(self.hash)
+    }
 }
 
 /// An insertion-ordered map from string keys to JSON values.
@@ -81,7 +94,7 @@ pub(crate) struct Index<V> {
     /// Every change of a slot's text (written, pending, removed) drops its
     /// entry.
     lives: hashbrown::HashMap<u32, Box<V>, foldhash::fast::RandomState>,
-    table: HashTable<u32>,
+    table: HashTable<Bucket>,
     hasher: KeyHasher,
     arena: Arena,
     live: usize,
@@ -191,12 +204,13 @@ impl<V> Index<V> {
     pub(crate) fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let (slots, arena) = (&self.slots, &self.arena);
         self.table
-            .find(hash, |&i| {
-                slots
-                    .get(i as usize)
-                    .is_some_and(|s| s.hash == hash as u32 && arena.bytes(s.key) == key)
+            .find(hash, |b| {
+                b.hash == hash as u32
+                    && slots
+                        .get(b.slot as usize)
+                        .is_some_and(|s| arena.bytes(s.key) == key)
             })
-            .map(|&i| i as usize)
+            .map(|b| b.slot as usize)
     }
 
     /// Appends a slot for a key (which must be absent) whose hash is `hash`.
@@ -204,9 +218,11 @@ impl<V> Index<V> {
         let slot_no = self.slots.len();
         self.slots
             .push(Slot::new(hash as u32, key, value, line, flags));
-        let slots = &self.slots;
-        self.table
-            .insert_unique(hash, slot_no as u32, |&i| slot_hash(slots, i));
+        let bucket = Bucket {
+            slot: slot_no as u32,
+            hash: hash as u32,
+        };
+        self.table.insert_unique(hash, bucket, Bucket::table_hash);
         self.live += 1;
         if flags.contains(Flags::DIRTY) {
             self.dirty.push(slot_no as u32);
@@ -361,8 +377,8 @@ impl<V> Index<V> {
 
     /// Makes live slot `i` a tombstone (slot numbers stay as they are).
     pub(super) fn tombstone(&mut self, i: usize) {
-        let hash = slot_hash(&self.slots, i as u32);
-        if let Ok(entry) = self.table.find_entry(hash, |&j| j as usize == i) {
+        let hash = widen(self.slots.get(i).map_or(0, |s| s.hash));
+        if let Ok(entry) = self.table.find_entry(hash, |b| b.slot as usize == i) {
             entry.remove();
         }
         self.uncount(i);
@@ -416,11 +432,13 @@ impl<V> Index<V> {
     /// Maps every slot's key to it anew, after slots were renumbered.
     fn rebuild_table(&mut self) {
         self.table.clear();
-        let slots = &self.slots;
-        for (i, slot) in slots.iter().enumerate() {
-            let hash = widen(slot.hash);
+        for (i, slot) in self.slots.iter().enumerate() {
+            let bucket = Bucket {
+                slot: i as u32,
+                hash: slot.hash,
+            };
             self.table
-                .insert_unique(hash, i as u32, |&j| slot_hash(slots, j));
+                .insert_unique(bucket.table_hash(), bucket, Bucket::table_hash);
         }
     }
 
