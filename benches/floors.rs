@@ -6,8 +6,8 @@
 //!
 //! - `bare keyed`: a keyed store with nothing but a table and a log. Each
 //!   record is copied once, into one growing buffer that is also where
-//!   its value is read from; a hash table (foldhash, as tastypod's) maps a
-//!   key to its slot, compared by key; `commit` writes the new bytes with
+//!   its value is read from; a hash table (foldhash, as tastypod's, each
+//!   key's hash kept in the table) maps a key to its slot, compared by key; `commit` writes the new bytes with
 //!   one call and `fdatasync`s. No check of the value, no checksum, no
 //!   escaping, no lock, no torn-tail rule, no hint, no dirty tracking.
 //! - `no lookup` (W2): the values by their number (no key is looked up),
@@ -69,9 +69,9 @@ fn updated(cur: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap()
 }
 
-/// Per key: its hash, and where its bytes and its value's bytes are in
-/// the log (start, length).
-type Slot = (u64, (usize, usize), (usize, usize));
+/// Per key: where its bytes and its value's bytes are in the log (start,
+/// length).
+type Slot = ((usize, usize), (usize, usize));
 
 /// A keyed store with nothing but a table and a log: see the module's docs.
 struct BareKeyed {
@@ -80,7 +80,9 @@ struct BareKeyed {
     log: Vec<u8>,
     /// How much of `log` is in the file.
     written: usize,
-    table: HashTable<u32>,
+    /// Each key's hash and slot number (the hash kept here, so growing
+    /// the table and a probe read no slot).
+    table: HashTable<(u64, u32)>,
     slots: Vec<Slot>,
     hasher: foldhash::fast::RandomState,
 }
@@ -100,11 +102,11 @@ impl BareKeyed {
     fn find(&self, hash: u64, key: &[u8]) -> Option<usize> {
         let (slots, log) = (&self.slots, &self.log);
         self.table
-            .find(hash, |&i| {
-                let (h, (at, len), _) = slots[i as usize];
+            .find(hash, |&(h, i)| {
+                let ((at, len), _) = slots[i as usize];
                 h == hash && &log[at..at + len] == key
             })
-            .map(|&i| i as usize)
+            .map(|&(_, i)| i as usize)
     }
 
     fn set(&mut self, key: &str, value: &[u8]) {
@@ -117,19 +119,18 @@ impl BareKeyed {
         self.log.extend_from_slice(value);
         self.log.extend_from_slice(b"}\n");
         match self.find(hash, key.as_bytes()) {
-            Some(i) => self.slots[i].2 = v,
+            Some(i) => self.slots[i].1 = v,
             None => {
-                let slots = &self.slots;
                 self.table
-                    .insert_unique(hash, slots.len() as u32, |&i| slots[i as usize].0);
-                self.slots.push((hash, k, v));
+                    .insert_unique(hash, (hash, self.slots.len() as u32), |&(h, _)| h);
+                self.slots.push((k, v));
             }
         }
     }
 
     fn get(&self, key: &str) -> Option<Vec<u8>> {
         let hash = self.hasher.hash_one(key.as_bytes());
-        let (_, _, (at, len)) = self.slots[self.find(hash, key.as_bytes())?];
+        let (_, (at, len)) = self.slots[self.find(hash, key.as_bytes())?];
         Some(self.log[at..at + len].to_vec())
     }
 
