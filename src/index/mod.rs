@@ -597,6 +597,14 @@ impl<V> Index<V> {
         let live = self.slots.iter().filter(|s| s.is_live()).count();
         assert_eq!(live, self.live, "invariant 1: live count");
         assert_eq!(self.table.len(), self.live, "invariant 1: table size");
+        for b in &self.table {
+            assert_eq!(
+                self.slots.get(b.slot as usize).map(|s| s.hash),
+                Some(b.hash),
+                "invariant 1: table entry of slot {}",
+                b.slot
+            );
+        }
         for (i, slot) in self.slots.iter().enumerate() {
             if slot.is_live() {
                 let key = self.arena.bytes(slot.key);
