@@ -69,6 +69,19 @@ fn updated(cur: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap()
 }
 
+/// Appends the harness's log line for `key` and `value` to `out`; returns
+/// where the key's and the value's bytes are in it (start, length).
+fn push_record(out: &mut Vec<u8>, key: &str, value: &[u8]) -> Slot {
+    out.extend_from_slice(br#"{"k":""#);
+    let k = (out.len(), key.len());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(br#"","v":"#);
+    let v = (out.len(), value.len());
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"}\n");
+    (k, v)
+}
+
 /// Per key: where its bytes and its value's bytes are in the log (start,
 /// length).
 type Slot = ((usize, usize), (usize, usize));
@@ -111,13 +124,7 @@ impl BareKeyed {
 
     fn set(&mut self, key: &str, value: &[u8]) {
         let hash = self.hasher.hash_one(key.as_bytes());
-        self.log.extend_from_slice(br#"{"k":""#);
-        let k = (self.log.len(), key.len());
-        self.log.extend_from_slice(key.as_bytes());
-        self.log.extend_from_slice(br#"","v":"#);
-        let v = (self.log.len(), value.len());
-        self.log.extend_from_slice(value);
-        self.log.extend_from_slice(b"}\n");
+        let (k, v) = push_record(&mut self.log, key, value);
         match self.find(hash, key.as_bytes()) {
             Some(i) => self.slots[i].1 = v,
             None => {
@@ -141,65 +148,107 @@ impl BareKeyed {
     }
 }
 
-/// The harness's W1 on the bare keyed store.
-fn w1_bare(dir: &Path, n: usize) -> Duration {
-    let mut s = BareKeyed::create(&dir.join("floor.jsonl"));
+/// A store the harness's loops drive, through its byte-level interface.
+trait Store: Sized {
+    fn open(dir: &Path) -> Self;
+    fn set(&mut self, key: &str, value: &[u8]);
+    fn get(&self, key: &str) -> Vec<u8>;
+    fn commit(&mut self);
+    /// The store as a new process would find it (the harness's W2 runs on
+    /// a store built by another process).
+    fn reopen(self, dir: &Path) -> Self;
+    fn close(self);
+}
+
+impl Store for BareKeyed {
+    fn open(dir: &Path) -> Self {
+        BareKeyed::create(&dir.join("bare.jsonl"))
+    }
+    fn set(&mut self, key: &str, value: &[u8]) {
+        BareKeyed::set(self, key, value);
+    }
+    fn get(&self, key: &str) -> Vec<u8> {
+        BareKeyed::get(self, key).unwrap()
+    }
+    fn commit(&mut self) {
+        BareKeyed::commit(self);
+    }
+    /// It has no replay: it goes on in memory.
+    fn reopen(self, _dir: &Path) -> Self {
+        self
+    }
+    fn close(self) {}
+}
+
+/// tastypod as the harness drives it: JSON text in and out, automatic
+/// syncs held.
+impl Store for Pod<Box<RawValue>> {
+    fn open(dir: &Path) -> Self {
+        let mut pod: Self = PodOptions::new().open(dir.join("store.pod")).unwrap();
+        pod.hold();
+        pod
+    }
+    fn set(&mut self, key: &str, value: &[u8]) {
+        self.insert_json(key, std::str::from_utf8(value).unwrap())
+            .unwrap();
+    }
+    fn get(&self, key: &str) -> Vec<u8> {
+        self.get_json(key).unwrap().unwrap().as_bytes().to_vec()
+    }
+    fn commit(&mut self) {
+        self.sync().unwrap();
+    }
+    fn reopen(self, dir: &Path) -> Self {
+        Store::close(self);
+        <Self as Store>::open(dir)
+    }
+    fn close(self) {
+        Pod::close(self).unwrap();
+    }
+}
+
+/// Sets the harness's `n` keys and values in `s`.
+fn load(s: &mut impl Store, n: usize) {
     let (mut k, mut v) = (String::new(), Vec::new());
-    let t = Instant::now();
     for i in 0..n {
         key_into(&mut k, i);
         value_into(&mut v, i);
         s.set(&k, &v);
     }
-    s.commit();
-    t.elapsed()
 }
 
-/// A store driven as the harness drives tastypod.
-fn open_pod(dir: &Path) -> Pod<Box<RawValue>> {
-    let mut pod = PodOptions::new().open(dir.join("store.pod")).unwrap();
-    pod.hold();
-    pod
-}
-
-/// The harness's W1 on tastypod.
-fn w1_tastypod(dir: &Path, n: usize) -> Duration {
-    let mut pod = open_pod(dir);
-    let (mut k, mut v) = (String::new(), Vec::new());
+/// The harness's W1: `n` new keys, one commit.
+fn w1<S: Store>(dir: &Path, n: usize) -> Duration {
+    let mut s = S::open(dir);
     let t = Instant::now();
-    for i in 0..n {
-        key_into(&mut k, i);
-        value_into(&mut v, i);
-        pod.insert_json(&k, std::str::from_utf8(&v).unwrap())
-            .unwrap();
-    }
-    pod.sync().unwrap();
+    load(&mut s, n);
+    s.commit();
     let took = t.elapsed();
-    pod.close().unwrap();
+    s.close();
     took
 }
 
-/// The harness's W2 on the bare keyed store (loaded untimed).
-fn w2_bare(dir: &Path, n: usize) -> Duration {
-    let mut s = BareKeyed::create(&dir.join("floor.jsonl"));
-    let (mut k, mut v) = (String::new(), Vec::new());
-    for i in 0..n {
-        key_into(&mut k, i);
-        value_into(&mut v, i);
-        s.set(&k, &v);
-    }
+/// The harness's W2: every key of a store of `n` keys (loaded untimed)
+/// read, changed and set, a commit every [`BATCH`].
+fn w2<S: Store>(dir: &Path, n: usize) -> Duration {
+    let mut s = S::open(dir);
+    load(&mut s, n);
     s.commit();
+    let mut s = s.reopen(dir);
+    let mut k = String::new();
     let t = Instant::now();
     for i in 0..n {
         key_into(&mut k, i);
-        let new = updated(&s.get(&k).unwrap());
+        let new = updated(&s.get(&k));
         s.set(&k, &new);
         if (i + 1) % BATCH == 0 {
             s.commit();
         }
     }
     s.commit();
-    t.elapsed()
+    let took = t.elapsed();
+    s.close();
+    took
 }
 
 /// The harness's W2 with no lookup: the values by number, the records
@@ -225,11 +274,7 @@ fn w2_no_lookup(dir: &Path, n: usize) -> Duration {
     for (i, value) in values.iter_mut().enumerate() {
         key_into(&mut k, i);
         let new = updated(&value.clone());
-        out.extend_from_slice(br#"{"k":""#);
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(br#"","v":"#);
-        out.extend_from_slice(&new);
-        out.extend_from_slice(b"}\n");
+        push_record(&mut out, &k, &new);
         *value = new;
         if (i + 1) % BATCH == 0 || i + 1 == n {
             file.write_all_at(&out, at).unwrap();
@@ -239,36 +284,6 @@ fn w2_no_lookup(dir: &Path, n: usize) -> Duration {
         }
     }
     t.elapsed()
-}
-
-/// The harness's W2 on tastypod: a store of `n` keys written and closed
-/// untimed, then reopened (untimed) and updated.
-fn w2_tastypod(dir: &Path, n: usize) -> Duration {
-    let mut pod = open_pod(dir);
-    let (mut k, mut v) = (String::new(), Vec::new());
-    for i in 0..n {
-        key_into(&mut k, i);
-        value_into(&mut v, i);
-        pod.insert_json(&k, std::str::from_utf8(&v).unwrap())
-            .unwrap();
-    }
-    pod.close().unwrap();
-    let mut pod = open_pod(dir);
-    let t = Instant::now();
-    for i in 0..n {
-        key_into(&mut k, i);
-        let cur = pod.get_json(&k).unwrap().unwrap().as_bytes().to_vec();
-        let new = updated(&cur);
-        pod.insert_json(&k, std::str::from_utf8(&new).unwrap())
-            .unwrap();
-        if (i + 1) % BATCH == 0 {
-            pod.sync().unwrap();
-        }
-    }
-    pod.sync().unwrap();
-    let took = t.elapsed();
-    pod.close().unwrap();
-    took
 }
 
 type Run = fn(&Path, usize) -> Duration;
@@ -310,7 +325,10 @@ fn main() {
     if only != "W2" {
         compare(
             "W1 load, one commit",
-            &[("bare keyed", w1_bare), ("tastypod", w1_tastypod)],
+            &[
+                ("bare keyed", w1::<BareKeyed>),
+                ("tastypod", w1::<Pod<Box<RawValue>>>),
+            ],
             n,
             rounds,
         );
@@ -319,9 +337,9 @@ fn main() {
         compare(
             "W2 read-modify-write, a commit every 1000",
             &[
-                ("bare keyed", w2_bare),
+                ("bare keyed", w2::<BareKeyed>),
                 ("no lookup", w2_no_lookup),
-                ("tastypod", w2_tastypod),
+                ("tastypod", w2::<Pod<Box<RawValue>>>),
             ],
             n,
             rounds,
