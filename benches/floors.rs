@@ -12,21 +12,31 @@
 //!   escaping, no lock, no torn-tail rule, no hint, no dirty tracking.
 //! - `no lookup` (W2): the values by their number (no key is looked up),
 //!   the same records written over newlines laid down before the clock
-//!   starts (so no `fdatasync` updates the file's size, as over tastypod's
-//!   padded tail): the harness's own work and the disk's, the floor of W2
-//!   for any store.
+//!   starts (so no `fdatasync` updates the file's size): the harness's own
+//!   work and the disk's, the floor of W2 for any store.
+//! - `no lookup, appended` (W2): the same, each commit's records appended
+//!   where the file grows, so each `fdatasync` also writes the file's new
+//!   size. tastypod writes a sync of several records that crosses a page
+//!   so (DESIGN.md, "The padded tail"): this is its floor in W2.
+//! - `no lookup, pad ahead` (W2): the same, written over newlines the loop
+//!   lays 1 MiB ahead as it goes: what a format that let a large sync go
+//!   over padding would gain over `appended`.
 //!
 //! What lies between tastypod and `bare keyed` in W1 is what its
 //! guarantees cost (the value rules' check, CRCs, batch framing, order
 //! and dirty tracking). A goal relative to a peer (`W2 <= 0.5x redb`, say)
 //! below `no lookup` measured beside that peer cannot be met by any store.
 //!
+//! `FLOORS_PHASES=1` also times W2's phases apart in the keyed stores
+//! (`get`, the harness's JSON round trip, `set`, commits): the clock reads
+//! slow the loop, so those runs are not the ones compared.
+//!
 //! Rounds are interleaved (each contender once a round, in a fresh
 //! directory) and medians are printed, with each figure's ratio to the
 //! first contender.
 //!
 //! Run: `cargo bench --bench floors` (`FLOORS_ROUNDS`, 5, `FLOORS_KEYS`,
-//! 200000, and `FLOORS_ONLY=W1` or `W2` for one of them).
+//! 200000, `FLOORS_ONLY=W1` or `W2` for one of them, `FLOORS_PHASES=1`).
 
 #[path = "common.rs"]
 mod common;
@@ -231,31 +241,83 @@ fn w1<S: Store>(dir: &Path, n: usize) -> Duration {
 /// The harness's W2: every key of a store of `n` keys (loaded untimed)
 /// read, changed and set, a commit every [`BATCH`].
 fn w2<S: Store>(dir: &Path, n: usize) -> Duration {
+    w2_timed::<S, false>(dir, n).total
+}
+
+/// Where the time of one W2 run went.
+#[derive(Default, Clone, Copy)]
+struct Phases {
+    total: Duration,
+    /// The store's `get`s.
+    get: Duration,
+    /// The harness's own JSON round trip of each value.
+    update: Duration,
+    /// The store's `set`s.
+    set: Duration,
+    /// The store's commits (its writes and fsyncs).
+    commit: Duration,
+}
+
+/// [`w2`], with each phase timed apart if `PHASES` (the clock reads add
+/// about 20% to the total, so the plain run is the one compared).
+fn w2_timed<S: Store, const PHASES: bool>(dir: &Path, n: usize) -> Phases {
     let mut s = S::open(dir);
     load(&mut s, n);
     s.commit();
     let mut s = s.reopen(dir);
     let mut k = String::new();
+    let mut p = Phases::default();
+    let clock = || PHASES.then(Instant::now);
+    let since = |t: Option<Instant>| t.map_or(Duration::ZERO, |t| t.elapsed());
     let t = Instant::now();
     for i in 0..n {
         key_into(&mut k, i);
-        let new = updated(&s.get(&k));
+        let at = clock();
+        let cur = s.get(&k);
+        p.get += since(at);
+        let at = clock();
+        let new = updated(&cur);
+        p.update += since(at);
+        let at = clock();
         s.set(&k, &new);
+        p.set += since(at);
         if (i + 1) % BATCH == 0 {
+            let at = clock();
             s.commit();
+            p.commit += since(at);
         }
     }
+    let at = clock();
     s.commit();
-    let took = t.elapsed();
+    p.commit += since(at);
+    p.total = t.elapsed();
     s.close();
-    took
+    p
 }
 
-/// The harness's W2 with no lookup: the values by number, the records
-/// written over newlines written (and fsynced) before the clock starts, so
-/// that, as over tastypod's padded tail, no `fdatasync` updates the file's
-/// size.
-fn w2_no_lookup(dir: &Path, n: usize) -> Duration {
+/// How the harness's W2 with no lookup lays its records in the file.
+#[derive(Clone, Copy, PartialEq)]
+enum Laid {
+    /// Over newlines written (and fsynced) before the clock starts: no
+    /// `fdatasync` updates the file's size (the floor for any store).
+    OverPadding,
+    /// At the end of the file, which grows: each `fdatasync` writes the
+    /// new size too (ext4's journal), as it does for tastypod's syncs of
+    /// several records across a page (DESIGN.md, "The padded tail").
+    Appended,
+    /// Over newlines the loop itself lays ahead, [`PAD_AHEAD`] bytes past
+    /// the last record whenever less than a quarter of that is left, each
+    /// growth made durable by the commit's `fdatasync`: what writing a
+    /// large sync over padding would cost, were the format to allow it.
+    PaddedAhead,
+}
+
+/// How far [`Laid::PaddedAhead`] lays newlines past the last record.
+const PAD_AHEAD: u64 = 1 << 20;
+
+/// The harness's W2 with no lookup: the values by number, each record
+/// written as [`Laid`] says.
+fn w2_no_lookup(dir: &Path, n: usize, laid: Laid) -> Duration {
     use std::os::unix::fs::FileExt;
     let file = File::create(dir.join("no-lookup.jsonl")).unwrap();
     let mut v = Vec::new();
@@ -265,11 +327,14 @@ fn w2_no_lookup(dir: &Path, n: usize) -> Duration {
             v.clone()
         })
         .collect();
-    // Room for every update (each a little longer than its value).
-    let room: usize = values.iter().map(|v| v.len() + 64).sum();
-    (&file).write_all(&vec![b'\n'; room]).unwrap();
-    file.sync_all().unwrap();
+    if laid == Laid::OverPadding {
+        // Room for every update (each a little longer than its value).
+        let room: usize = values.iter().map(|v| v.len() + 64).sum();
+        (&file).write_all(&vec![b'\n'; room]).unwrap();
+        file.sync_all().unwrap();
+    }
     let (mut k, mut out, mut at) = (String::new(), Vec::new(), 0u64);
+    let (newlines, mut padded) = (vec![b'\n'; PAD_AHEAD as usize], 0u64);
     let t = Instant::now();
     for (i, value) in values.iter_mut().enumerate() {
         key_into(&mut k, i);
@@ -278,12 +343,31 @@ fn w2_no_lookup(dir: &Path, n: usize) -> Duration {
         *value = new;
         if (i + 1) % BATCH == 0 || i + 1 == n {
             file.write_all_at(&out, at).unwrap();
-            file.sync_data().unwrap();
             at += out.len() as u64;
             out.clear();
+            if laid == Laid::PaddedAhead && padded < at + PAD_AHEAD / 4 {
+                let to = at + PAD_AHEAD;
+                let from = padded.max(at);
+                file.write_all_at(&newlines[..(to - from) as usize], from)
+                    .unwrap();
+                padded = to;
+            }
+            file.sync_data().unwrap();
         }
     }
     t.elapsed()
+}
+
+fn w2_over_padding(dir: &Path, n: usize) -> Duration {
+    w2_no_lookup(dir, n, Laid::OverPadding)
+}
+
+fn w2_appended(dir: &Path, n: usize) -> Duration {
+    w2_no_lookup(dir, n, Laid::Appended)
+}
+
+fn w2_padded_ahead(dir: &Path, n: usize) -> Duration {
+    w2_no_lookup(dir, n, Laid::PaddedAhead)
 }
 
 type Run = fn(&Path, usize) -> Duration;
@@ -307,7 +391,7 @@ fn compare(name: &str, contenders: &[(&str, Run)], n: usize, rounds: usize) {
     println!("{name} ({n} keys, medians of {rounds} interleaved rounds):");
     for ((label, _), m) in contenders.iter().zip(&medians) {
         println!(
-            "  {label:<12} {:>8.1} ms  {:.2}x {}",
+            "  {label:<20} {:>8.1} ms  {:.2}x {}",
             m.as_secs_f64() * 1e3,
             m.as_secs_f64() / medians[0].as_secs_f64(),
             contenders[0].0
@@ -338,11 +422,46 @@ fn main() {
             "W2 read-modify-write, a commit every 1000",
             &[
                 ("bare keyed", w2::<BareKeyed>),
-                ("no lookup", w2_no_lookup),
+                ("no lookup", w2_over_padding),
+                ("no lookup, appended", w2_appended),
+                ("no lookup, pad ahead", w2_padded_ahead),
                 ("tastypod", w2::<Pod<Box<RawValue>>>),
             ],
             n,
             rounds,
+        );
+        if std::env::var_os("FLOORS_PHASES").is_some() {
+            phases(n, rounds);
+        }
+    }
+}
+
+/// Where W2's time goes, in the keyed stores (`FLOORS_PHASES=1`).
+fn phases(n: usize, rounds: usize) {
+    type Timed = fn(&Path, usize) -> Phases;
+    let stores: [(&str, Timed); 2] = [
+        ("bare keyed", w2_timed::<BareKeyed, true>),
+        ("tastypod", w2_timed::<Pod<Box<RawValue>>, true>),
+    ];
+    let mut runs: Vec<Vec<Phases>> = vec![Vec::new(); stores.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in stores.iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            runs[i].push(run(dir.path(), n));
+        }
+    }
+    println!("W2 phases, each timed apart (medians of {rounds} interleaved rounds, ms):");
+    println!("  store          total     get  update     set  commit");
+    for ((label, _), runs) in stores.iter().zip(runs) {
+        let ms =
+            |f: fn(&Phases) -> Duration| median(runs.iter().map(f).collect()).as_secs_f64() * 1e3;
+        println!(
+            "  {label:<12} {:>7.1} {:>7.1} {:>7.1} {:>7.1} {:>7.1}",
+            ms(|p| p.total),
+            ms(|p| p.get),
+            ms(|p| p.update),
+            ms(|p| p.set),
+            ms(|p| p.commit)
         );
     }
 }
