@@ -50,6 +50,7 @@ pub(crate) use writer::{Writer, lock_writer};
 use crate::fsio::Appender;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -74,6 +75,9 @@ pub(crate) struct Syncer {
     ended: Condvar,
     /// How many fsyncs ended (read without the lock by waiters that spin).
     fsyncs_ended: std::sync::atomic::AtomicU64,
+    /// `State::failed` is set (it is never unset): read without the lock
+    /// by the check every write makes first.
+    has_failed: AtomicBool,
 }
 
 /// Waiters spin (yielding the processor) for an fsync that takes at most
@@ -189,6 +193,7 @@ impl Syncer {
             state: Mutex::new(State::default()),
             ended: Condvar::new(),
             fsyncs_ended: std::sync::atomic::AtomicU64::new(0),
+            has_failed: AtomicBool::new(false),
         })
     }
 
@@ -230,6 +235,7 @@ impl Syncer {
         let mut state = lock(&self.state);
         if state.failed.is_none() {
             state.failed = Some((error.kind(), error.to_string()));
+            self.has_failed.store(true, Ordering::Release);
         }
         self.ended.notify_all();
     }
@@ -256,9 +262,9 @@ impl Syncer {
         state.durable < state.written
     }
 
-    /// Whether an fsync failed.
+    /// Whether an fsync (or a write of staged records) failed.
     pub(crate) fn failed(&self) -> bool {
-        lock(&self.state).failed.is_some()
+        self.has_failed.load(Ordering::Acquire)
     }
 
     /// A ticket for every append made so far to be durable.
@@ -422,7 +428,10 @@ impl Syncer {
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
             match synced {
                 Ok(()) => state.durable = state.durable.max(target),
-                Err(e) => state.failed = Some((e.kind(), e.to_string())),
+                Err(e) => {
+                    state.failed = Some((e.kind(), e.to_string()));
+                    self.has_failed.store(true, Ordering::Release);
+                }
             }
             // The threads this fsync releases, counted now (not when each
             // runs again, which on a busy machine may come after another

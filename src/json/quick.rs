@@ -32,6 +32,8 @@ fn special(x: u64) -> u64 {
 struct Scan<'a> {
     b: &'a [u8],
     i: usize,
+    /// The last string scanned held an escape.
+    escaped: bool,
 }
 
 impl Scan<'_> {
@@ -67,6 +69,7 @@ impl Scan<'_> {
         if !self.eat(b'"') {
             return false;
         }
+        self.escaped = false;
         loop {
             while let Some(chunk) = self.b.get(self.i..self.i + 8) {
                 let mut word = [0u8; 8];
@@ -85,7 +88,10 @@ impl Scan<'_> {
                     return true;
                 }
                 Some(b'\\') => match self.b.get(self.i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.i += 2,
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                        self.i += 2;
+                        self.escaped = true;
+                    }
                     _ => return false,
                 },
                 Some(0x80..) => {
@@ -146,7 +152,7 @@ impl Scan<'_> {
         if !self.string() || u32::try_from(self.i).is_err() {
             return false;
         }
-        if !keys.note(depth, self.b, start + 1, self.i - 1) {
+        if self.escaped || !keys.note(depth, self.b, start + 1, self.i - 1) {
             return false;
         }
         self.ws();
@@ -195,13 +201,14 @@ impl Keys {
             .map_or(0, |&s| usize::from(s));
     }
 
-    /// Notes the key `text[from..to]` of the object open at `depth`;
-    /// false if that object has it already, or the scan cannot be sure.
+    /// Notes the key `text[from..to]` (which holds no escape) of the
+    /// object open at `depth`; false if that object has it already, or the
+    /// scan cannot be sure.
     fn note(&mut self, depth: u32, text: &[u8], from: usize, to: usize) -> bool {
         let Some(key) = text.get(from..to) else {
             return false;
         };
-        if self.len >= Keys::MAX || memchr::memchr(b'\\', key).is_some() {
+        if self.len >= Keys::MAX {
             return false;
         }
         let start = self
@@ -224,7 +231,11 @@ impl Keys {
 /// Whether `text` is certainly one valid JSON value by serde_json's rules
 /// (false: not certain; [`super::check_with_serde`] decides).
 pub(crate) fn certainly_valid(text: &[u8]) -> bool {
-    let mut s = Scan { b: text, i: 0 };
+    let mut s = Scan {
+        b: text,
+        i: 0,
+        escaped: false,
+    };
     let mut keys = Keys::new();
     let mut depth = 0u32;
     // Bit n set: the container at depth n is an object.
@@ -322,6 +333,8 @@ mod tests {
             b" { \"a\" : [ ] , \"b\" : { } } ",
             b"{\"a\":{\"a\":1,\"b\":2},\"b\":{\"a\":1},\"c\":[{\"a\":1},{\"a\":2}]}",
             b"-0.0",
+            // Escapes in values leave the keys after them certain.
+            br#"{"a":"\n","b":{"c":"\t"},"d":1}"#,
         ] {
             assert!(certainly_valid(good), "{}", String::from_utf8_lossy(good));
             agree(good);
@@ -356,6 +369,8 @@ mod tests {
             b"{\"a\":1,\"a\":2}",
             b"{\"a\":{\"b\":1,\"b\":1}}",
             b"[{\"a\":1},{\"b\":{\"c\":1},\"b\":2}]",
+            // The same key, once escaped.
+            br#"{"a\/b":1,"a/b":2}"#,
         ] {
             assert!(!certainly_valid(bad), "{}", String::from_utf8_lossy(bad));
         }
