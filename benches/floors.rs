@@ -360,35 +360,32 @@ fn w2_no_lookup(dir: &Path, n: usize, laid: Laid) -> Duration {
     t.elapsed()
 }
 
-fn w2_over_padding(dir: &Path, n: usize) -> Duration {
-    w2_no_lookup(dir, n, Laid::OverPadding)
-}
-
-fn w2_appended(dir: &Path, n: usize) -> Duration {
-    w2_no_lookup(dir, n, Laid::Appended)
-}
-
-fn w2_padded_ahead(dir: &Path, n: usize) -> Duration {
-    w2_no_lookup(dir, n, Laid::PaddedAhead)
-}
-
-type Run = fn(&Path, usize) -> Duration;
+/// One contender's run of a workload: its directory and key count in, its
+/// result out.
+type Run<T = Duration> = fn(&Path, usize) -> T;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
+/// Runs each of `contenders` once a round, each time in a fresh directory,
+/// for `rounds` rounds; gives each one's results, in round order.
+fn interleaved<T>(contenders: &[(&str, Run<T>)], n: usize, rounds: usize) -> Vec<Vec<T>> {
+    let mut results: Vec<Vec<T>> = contenders.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for ((_, run), mine) in contenders.iter().zip(&mut results) {
+            let dir = tempfile::tempdir().unwrap();
+            mine.push(run(dir.path(), n));
+        }
+    }
+    results
+}
+
 /// Runs `contenders` interleaved for `rounds` rounds; prints medians and
 /// the ratio of each to the first.
 fn compare(name: &str, contenders: &[(&str, Run)], n: usize, rounds: usize) {
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); contenders.len()];
-    for _ in 0..rounds {
-        for (i, (_, run)) in contenders.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            times[i].push(run(dir.path(), n));
-        }
-    }
+    let times = interleaved(contenders, n, rounds);
     let medians: Vec<Duration> = times.into_iter().map(median).collect();
     println!("{name} ({n} keys, medians of {rounds} interleaved rounds):");
     for ((label, _), m) in contenders.iter().zip(&medians) {
@@ -424,9 +421,13 @@ fn main() {
             "W2 read-modify-write, a commit every 1000",
             &[
                 ("bare keyed", w2::<BareKeyed>),
-                ("no lookup", w2_over_padding),
-                ("no lookup, appended", w2_appended),
-                ("no lookup, pad ahead", w2_padded_ahead),
+                ("no lookup", |d, n| w2_no_lookup(d, n, Laid::OverPadding)),
+                ("no lookup, appended", |d, n| {
+                    w2_no_lookup(d, n, Laid::Appended)
+                }),
+                ("no lookup, pad ahead", |d, n| {
+                    w2_no_lookup(d, n, Laid::PaddedAhead)
+                }),
                 ("tastypod", w2::<Pod<Box<RawValue>>>),
             ],
             n,
@@ -440,18 +441,11 @@ fn main() {
 
 /// Where W2's time goes, in the keyed stores (`FLOORS_PHASES=1`).
 fn phases(n: usize, rounds: usize) {
-    type Timed = fn(&Path, usize) -> Phases;
-    let stores: [(&str, Timed); 2] = [
+    let stores: [(&str, Run<Phases>); 2] = [
         ("bare keyed", w2_timed::<BareKeyed, true>),
         ("tastypod", w2_timed::<Pod<Box<RawValue>>, true>),
     ];
-    let mut runs: Vec<Vec<Phases>> = vec![Vec::new(); stores.len()];
-    for _ in 0..rounds {
-        for (i, (_, run)) in stores.iter().enumerate() {
-            let dir = tempfile::tempdir().unwrap();
-            runs[i].push(run(dir.path(), n));
-        }
-    }
+    let runs = interleaved(&stores, n, rounds);
     println!("W2 phases, each timed apart (medians of {rounds} interleaved rounds, ms):");
     println!("  store          total     get  update     set  commit");
     for ((label, _), runs) in stores.iter().zip(runs) {

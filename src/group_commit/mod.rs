@@ -234,10 +234,17 @@ impl Syncer {
     pub(crate) fn fail(&self, error: &io::Error) {
         let mut state = lock(&self.state);
         if state.failed.is_none() {
-            state.failed = Some((error.kind(), error.to_string()));
-            self.has_failed.store(true, Ordering::Release);
+            self.set_failed(&mut state, error);
         }
         self.ended.notify_all();
+    }
+
+    /// Records `error` as the failure every waiter gets from now on (under
+    /// the lock `state` comes from), and raises the flag
+    /// [`failed`](Self::failed) reads without it.
+    fn set_failed(&self, state: &mut State, error: &io::Error) {
+        state.failed = Some((error.kind(), error.to_string()));
+        self.has_failed.store(true, Ordering::Release);
     }
 
     /// Everything appended so far is durable: the log was replaced by a
@@ -428,10 +435,7 @@ impl Syncer {
                 .fetch_add(1, std::sync::atomic::Ordering::Release);
             match synced {
                 Ok(()) => state.durable = state.durable.max(target),
-                Err(e) => {
-                    state.failed = Some((e.kind(), e.to_string()));
-                    self.has_failed.store(true, Ordering::Release);
-                }
+                Err(e) => self.set_failed(&mut state, &e),
             }
             // The threads this fsync releases, counted now (not when each
             // runs again, which on a busy machine may come after another
